@@ -1,0 +1,401 @@
+//! Docker backend (bollard): one hardened container per sandbox, reached over a unix socket in a
+//! bind-mounted per-sandbox directory, so sandboxes need no network at all.
+
+pub mod image;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{Backend, BackendSandbox, Endpoint, Progress, SandboxSpec};
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::limits::{Limits, PIDS_LIMIT};
+
+/// Label every container we create carries.
+pub const LABEL_MANAGED: &str = "agent-runtime.managed";
+const LABEL_INSTANCE: &str = "agent-runtime.instance";
+const LABEL_ID: &str = "agent-runtime.sandbox-id";
+const LABEL_CREATED: &str = "agent-runtime.created-at";
+const LABEL_EXPIRES: &str = "agent-runtime.expires-at";
+const LABEL_MEMORY: &str = "agent-runtime.memory";
+const LABEL_CPU: &str = "agent-runtime.cpu";
+const LABEL_TIMEOUT: &str = "agent-runtime.timeout";
+const USER_LABEL_PREFIX: &str = "agent-runtime.user.";
+
+/// Where sandboxd's socket lives inside the container.
+const CONTAINER_RUN_DIR: &str = "/run/agent-runtime";
+/// Socket file name inside the run directory.
+const SOCKET_NAME: &str = "sandboxd.sock";
+/// The sandbox user (DESIGN.md §2).
+const SANDBOX_UID: u32 = 1000;
+
+/// Settings of the Docker backend.
+#[derive(Clone, Debug)]
+pub struct DockerConfig {
+    /// Directory holding one subdirectory per sandbox (socket dir and workspace).
+    pub sandboxes_dir: PathBuf,
+    /// Name of this host instance; it owns only containers labelled with it.
+    pub instance: String,
+    /// What to build the image from.
+    pub image: image::ImageSpec,
+    /// Use this image as is instead of building one.
+    pub image_override: Option<String>,
+}
+
+/// The Docker backend.
+pub struct DockerBackend {
+    docker: Docker,
+    config: DockerConfig,
+}
+
+impl DockerBackend {
+    /// Connects to the local Docker daemon and negotiates the API version (Debian's dockerd 20.10
+    /// speaks API 1.41, older than bollard's default).
+    pub async fn connect(config: DockerConfig) -> Result<Self, HostError> {
+        let docker = connect_docker().await?;
+        std::fs::create_dir_all(&config.sandboxes_dir).map_err(|e| {
+            HostError::io(
+                format!(
+                    "creating state directory {}",
+                    config.sandboxes_dir.display()
+                ),
+                e,
+            )
+        })?;
+        Ok(Self { docker, config })
+    }
+
+    fn sandbox_dir(&self, id: &SandboxId) -> PathBuf {
+        self.config.sandboxes_dir.join(id.as_str())
+    }
+
+    fn expiry_file(&self, id: &SandboxId) -> PathBuf {
+        self.sandbox_dir(id).join("expires-at")
+    }
+
+    fn instance_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_INSTANCE}={}", self.config.instance),
+            ],
+        )])
+    }
+
+    fn prepare_dirs(&self, id: &SandboxId) -> Result<(PathBuf, PathBuf), HostError> {
+        let dir = self.sandbox_dir(id);
+        let run = dir.join("run");
+        let workspace = dir.join("workspace");
+        for d in [&run, &workspace] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| HostError::io(format!("creating {}", d.display()), e))?;
+        }
+        // The daemon runs as uid 1000 and must create its socket here; the host only connects.
+        set_mode(&run, 0o777)?;
+        // A host that is not root cannot chown; a world-writable workspace still works then.
+        if chown(&workspace, SANDBOX_UID).is_err() {
+            set_mode(&workspace, 0o777)?;
+        }
+        Ok((run, workspace))
+    }
+}
+
+/// Connects to the Docker daemon named by DOCKER_HOST or the default socket.
+pub async fn connect_docker() -> Result<Docker, HostError> {
+    let docker = Docker::connect_with_local_defaults().map_err(|e| {
+        HostError::Backend(format!(
+            "cannot connect to the Docker daemon: {e}; is dockerd running?"
+        ))
+    })?;
+    docker.negotiate_version().await.map_err(|e| {
+        HostError::Backend(format!(
+            "cannot reach the Docker daemon ({e}); start it (e.g. `dockerd --bridge=none --iptables=false &`) \
+             and check that you may use /var/run/docker.sock — `agent-runtime doctor` shows what is missing"
+        ))
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| HostError::io(format!("setting permissions of {}", path.display()), e))
+}
+
+fn chown(path: &Path, uid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid))
+}
+
+fn docker_err(e: bollard::errors::Error) -> HostError {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            HostError::Backend(message)
+        }
+        other => HostError::Backend(other.to_string()),
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn ts_label(t: &DateTime<Utc>) -> String {
+    t.timestamp().to_string()
+}
+
+fn parse_ts(s: Option<&String>) -> Option<DateTime<Utc>> {
+    let secs: i64 = s?.trim().parse().ok()?;
+    Utc.timestamp_opt(secs, 0).single()
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    async fn ensure_image(&self, force: bool, progress: Progress<'_>) -> Result<String, HostError> {
+        if let Some(tag) = &self.config.image_override {
+            self.docker.inspect_image(tag).await.map_err(|e| {
+                HostError::Image(format!(
+                    "image {tag} is not available ({}); build it or drop --image",
+                    docker_err(e)
+                ))
+            })?;
+            return Ok(tag.clone());
+        }
+        image::ensure_image(&self.docker, &self.config.image, force, progress)
+            .await
+            .map_err(|e| HostError::Image(e.to_string()))
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<String, HostError> {
+        let (run_dir, workspace) = self.prepare_dirs(&spec.id)?;
+        std::fs::write(self.expiry_file(&spec.id), ts_label(&spec.expires_at))
+            .map_err(|e| HostError::io("writing sandbox expiry", e))?;
+        let mut labels = HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_INSTANCE.to_owned(), self.config.instance.clone()),
+            (LABEL_ID.to_owned(), spec.id.to_string()),
+            (LABEL_CREATED.to_owned(), ts_label(&spec.created_at)),
+            (LABEL_EXPIRES.to_owned(), ts_label(&spec.expires_at)),
+            (
+                LABEL_MEMORY.to_owned(),
+                spec.limits.memory_bytes.to_string(),
+            ),
+            (LABEL_CPU.to_owned(), spec.limits.cpu.to_string()),
+            (
+                LABEL_TIMEOUT.to_owned(),
+                spec.limits.timeout.as_secs().to_string(),
+            ),
+        ]);
+        for (k, v) in &spec.labels {
+            labels.insert(format!("{USER_LABEL_PREFIX}{k}"), v.clone());
+        }
+        let memory = i64::try_from(spec.limits.memory_bytes)
+            .map_err(|_| HostError::InvalidArgument("memory limit too large".into()))?;
+        let host_config = HostConfig {
+            memory: Some(memory),
+            // Equal to memory: no swap.
+            memory_swap: Some(memory),
+            nano_cpus: Some((spec.limits.cpu * 1e9) as i64),
+            pids_limit: Some(PIDS_LIMIT),
+            network_mode: Some("none".to_owned()),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            readonly_rootfs: Some(true),
+            // tmpfs pages count against the memory limit anyway; the size keeps /tmp within it.
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                format!(
+                    "rw,nosuid,nodev,size={},mode=1777",
+                    spec.limits.memory_bytes
+                ),
+            )])),
+            binds: Some(vec![
+                format!("{}:{CONTAINER_RUN_DIR}:rw", run_dir.display()),
+                format!("{}:/workspace:rw", workspace.display()),
+            ]),
+            // Docker's tini as PID 1 reaps orphans (Chromium helpers, `cmd &` leftovers).
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
+            hostname: Some("sandbox".to_owned()),
+            working_dir: Some("/workspace".to_owned()),
+            env: Some(vec![
+                format!("SANDBOX_ID={}", spec.id),
+                format!("SANDBOXD_SOCKET={CONTAINER_RUN_DIR}/{SOCKET_NAME}"),
+            ]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(spec.id.as_str())
+            .build();
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.sandbox_dir(&spec.id));
+                return Err(docker_err(e));
+            }
+        };
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let _ = self.destroy(&spec.id).await;
+            return Err(docker_err(e));
+        }
+        Ok(created.id)
+    }
+
+    async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(id.as_str(), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            // A removal already under way (e.g. the reaper and a user at once) finishes by itself.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => return Err(docker_err(e)),
+        }
+        let dir = self.sandbox_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<BackendSandbox>, HostError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&self.instance_filter())
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(docker_err)?;
+        let mut out = Vec::new();
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let Some(id) = labels.get(LABEL_ID).and_then(|s| SandboxId::parse(s)) else {
+                continue;
+            };
+            let created_at = parse_ts(labels.get(LABEL_CREATED)).unwrap_or_else(Utc::now);
+            let file_expiry = std::fs::read_to_string(self.expiry_file(&id)).ok();
+            let expires_at = parse_ts(file_expiry.as_ref())
+                .or_else(|| parse_ts(labels.get(LABEL_EXPIRES)))
+                .unwrap_or_else(Utc::now);
+            let limits = Limits {
+                memory_bytes: labels
+                    .get(LABEL_MEMORY)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                cpu: labels
+                    .get(LABEL_CPU)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0.0),
+                timeout: std::time::Duration::from_secs(
+                    labels
+                        .get(LABEL_TIMEOUT)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0),
+                ),
+            };
+            let user_labels = labels
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((k.strip_prefix(USER_LABEL_PREFIX)?.to_owned(), v.clone()))
+                })
+                .collect();
+            out.push(BackendSandbox {
+                id,
+                container_id: c.id.unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                limits,
+                created_at,
+                expires_at,
+                labels: user_labels,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn set_expiry(&self, id: &SandboxId, expires_at: DateTime<Utc>) -> Result<(), HostError> {
+        std::fs::write(self.expiry_file(id), ts_label(&expires_at))
+            .map_err(|e| HostError::io("writing sandbox expiry", e))
+    }
+
+    fn endpoint(&self, id: &SandboxId) -> Endpoint {
+        Endpoint::Unix(self.sandbox_dir(id).join("run").join(SOCKET_NAME))
+    }
+
+    async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError> {
+        let entries = match std::fs::read_dir(&self.config.sandboxes_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(HostError::io("reading the state directory", e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(SandboxId::parse) else {
+                continue;
+            };
+            if !keep.contains(&id) {
+                tracing::info!(sandbox_id = %id, "removing leftover sandbox directory");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DockerBackend {
+    /// The image new sandboxes would run, and whether it exists already.
+    pub async fn image_present(&self) -> Result<(String, bool), HostError> {
+        let tag = match &self.config.image_override {
+            Some(t) => t.clone(),
+            None => {
+                image::image_tag(&self.config.image).map_err(|e| HostError::Image(e.to_string()))?
+            }
+        };
+        match self.docker.inspect_image(&tag).await {
+            Ok(_) => Ok((tag, true)),
+            Err(e) if is_not_found(&e) => Ok((tag, false)),
+            Err(e) => Err(docker_err(e)),
+        }
+    }
+
+    /// The daemon's version and API version, for `doctor`.
+    pub async fn daemon_version(&self) -> Result<String, HostError> {
+        let v = self.docker.version().await.map_err(docker_err)?;
+        Ok(format!(
+            "Docker {} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+}

@@ -1,0 +1,83 @@
+//! The seam between the orchestrator and whatever runs containers. Docker is the first backend;
+//! nothing outside `backend::docker` knows about Docker.
+
+pub mod docker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::limits::Limits;
+
+/// How the host reaches a sandbox's daemon.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Endpoint {
+    /// A unix socket on the host (Docker: inside the bind-mounted per-sandbox directory).
+    Unix(PathBuf),
+    /// A TCP address (Kubernetes: pod-ip:9999).
+    Tcp(String),
+}
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    /// The new sandbox's id.
+    pub id: SandboxId,
+    /// Image to run.
+    pub image: String,
+    /// Limits to apply.
+    pub limits: Limits,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When the reaper destroys it.
+    pub expires_at: DateTime<Utc>,
+    /// Caller labels.
+    pub labels: HashMap<String, String>,
+}
+
+/// A sandbox as the backend reports it; enough to rebuild the host's state after a restart.
+#[derive(Clone, Debug)]
+pub struct BackendSandbox {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// Backend-specific handle (container id).
+    pub container_id: String,
+    /// Image it runs.
+    pub image: String,
+    /// Whether its container is running.
+    pub running: bool,
+    /// Its limits (timeout is the original lifetime).
+    pub limits: Limits,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry (as last extended).
+    pub expires_at: DateTime<Utc>,
+    /// Caller labels.
+    pub labels: HashMap<String, String>,
+}
+
+/// Progress reporting for long operations (image builds).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Creates, lists and destroys sandboxes.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Makes sure the sandbox image exists, building it if needed; returns its reference.
+    async fn ensure_image(&self, force: bool, progress: Progress<'_>) -> Result<String, HostError>;
+    /// Creates and starts a sandbox; returns its container id. Does not wait for the daemon.
+    async fn create(&self, spec: &SandboxSpec) -> Result<String, HostError>;
+    /// Removes a sandbox's container, processes and files. Succeeds when it is already gone.
+    async fn destroy(&self, id: &SandboxId) -> Result<(), HostError>;
+    /// Every sandbox this host instance owns, running or not.
+    async fn list(&self) -> Result<Vec<BackendSandbox>, HostError>;
+    /// Records a new expiry so that a restarted host still honours it.
+    async fn set_expiry(&self, id: &SandboxId, expires_at: DateTime<Utc>) -> Result<(), HostError>;
+    /// Where the sandbox's daemon listens.
+    fn endpoint(&self, id: &SandboxId) -> Endpoint;
+    /// Removes leftovers (directories without a container) of sandboxes not in `keep`.
+    async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError>;
+}

@@ -1,0 +1,140 @@
+//! `agent-runtime bench`: start-up and exec latency through a running host, with `docker run` of
+//! the same image measured in the same run as the baseline.
+
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, DestroySandboxRequest, ExecRequest, PoolStatusRequest,
+};
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use anyhow::Context as _;
+use tonic::transport::Channel;
+
+/// Bench options.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Address of the host to measure.
+    #[arg(long, env = "AGENT_RUNTIME_ADDR", default_value = super::DEFAULT_ADDR)]
+    addr: String,
+    /// Samples per measurement.
+    #[arg(short, long, default_value_t = 20)]
+    n: usize,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark and prints a table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let n = args.n.max(1);
+    let channel = Channel::from_shared(args.addr.clone())?
+        .connect()
+        .await
+        .with_context(|| {
+            format!(
+                "no host at {}: start `agent-runtime serve` first",
+                args.addr
+            )
+        })?;
+    let mut sandboxes = SandboxesClient::new(channel.clone());
+    let image = sandboxes
+        .pool_status(PoolStatusRequest {})
+        .await?
+        .into_inner()
+        .image;
+
+    let mut create = Vec::with_capacity(n);
+    let mut exec = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let info = sandboxes
+            .create(CreateSandboxRequest::default())
+            .await?
+            .into_inner();
+        create.push(t.elapsed());
+        let t = Instant::now();
+        let out = echo(&channel, &info.sandbox_id).await?;
+        exec.push(t.elapsed());
+        anyhow::ensure!(out == "hi\n", "echo printed {out:?}");
+        sandboxes
+            .destroy(DestroySandboxRequest {
+                sandbox_id: info.sandbox_id,
+            })
+            .await?;
+    }
+
+    let mut docker = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let st = tokio::process::Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "true",
+                &image,
+            ])
+            .status()
+            .await
+            .context("running the docker CLI")?;
+        docker.push(t.elapsed());
+        anyhow::ensure!(st.success(), "docker run failed");
+    }
+    for v in [&mut create, &mut exec, &mut docker] {
+        v.sort();
+    }
+    let base = ms(pct(&docker, 0.5));
+    println!("image {image}, n = {n}");
+    println!(
+        "{:<42} {:>9} {:>9} {:>10}",
+        "measurement", "p50 ms", "p95 ms", "p50/docker"
+    );
+    for (name, v) in [
+        ("sandbox create -> ready (gRPC Create)", &create),
+        ("exec `echo hi` round trip through host", &exec),
+        ("docker run --rm --network none IMAGE true", &docker),
+    ] {
+        println!(
+            "{:<42} {:>9.1} {:>9.1} {:>10.2}",
+            name,
+            ms(pct(v, 0.5)),
+            ms(pct(v, 0.95)),
+            ms(pct(v, 0.5)) / base
+        );
+    }
+    Ok(0)
+}
+
+async fn echo(channel: &Channel, id: &str) -> anyhow::Result<String> {
+    let mut req = tonic::Request::new(ExecRequest {
+        language: "shell".into(),
+        code: "echo hi".into(),
+        ..Default::default()
+    });
+    req.metadata_mut().insert(SANDBOX_ID_HEADER, id.parse()?);
+    let mut stream = SandboxClient::new(channel.clone())
+        .exec(req)
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(ev) = stream.message().await? {
+        if let Some(Event::Stdout(b)) = ev.event {
+            out.extend_from_slice(&b);
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

@@ -1,0 +1,51 @@
+//! `agent-runtime image build`.
+
+use clap::Subcommand;
+
+use super::StateArgs;
+use crate::backend::Backend;
+use crate::serve::docker_backend;
+
+/// Image subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the sandbox image unless the current one (same content hash) exists; prints its tag.
+    Build {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Rebuild even when the image is current.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the tag the current sources and sandboxd binary produce, without building.
+    Tag {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// Runs an image subcommand.
+pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ImageCommand::Build { state, force } => {
+            let backend = docker_backend(
+                &state.state_dir(),
+                "default",
+                None,
+                state.sandboxd.as_deref(),
+            )
+            .await?;
+            let started = std::time::Instant::now();
+            let progress =
+                |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+            let tag = backend.ensure_image(force, &progress).await?;
+            println!("{tag}");
+            Ok(0)
+        }
+        ImageCommand::Tag { state } => {
+            let spec = crate::config::image_spec(&state.state_dir(), state.sandboxd.as_deref());
+            println!("{}", crate::backend::docker::image::image_tag(&spec)?);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Command-line interface of `agent-runtime`.
+
+pub mod bench;
+pub mod image;
+pub mod sandbox;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::limits::{parse_memory, Caps};
+use crate::serve::{serve, ServeOptions};
+
+/// Default address of a running host, for the client commands.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+
+/// Agent Runtime: disposable, locked-down computers for LLM agents.
+#[derive(Debug, Parser)]
+#[command(name = "agent-runtime", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: gRPC on 127.0.0.1:50051, building the sandbox image first if it is missing.
+    Serve(ServeArgs),
+    /// Manage the sandbox image.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+    /// Create, list, remove sandboxes and run commands in them (talks to a running host).
+    Sandbox {
+        #[command(subcommand)]
+        command: sandbox::SandboxCommand,
+        /// Address of the host.
+        #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
+    /// Check what the host needs (Docker daemon, permissions, image) and say how to fix what is missing.
+    Doctor(StateArgs),
+    /// Measure start-up and exec latency against `docker run` in the same run.
+    Bench(bench::BenchArgs),
+}
+
+/// Where state lives and which sandboxd to use.
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// State directory (sandbox directories, build cache).
+    #[arg(long, env = "AGENT_RUNTIME_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The sandboxd binary to bake into the image (default: the one beside this binary).
+    #[arg(long, env = "AGENT_RUNTIME_SANDBOXD")]
+    pub sandboxd: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The state directory, defaulted.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_state_dir)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// gRPC listen address (port 0 picks a free port and prints it).
+    #[arg(
+        long,
+        env = "AGENT_RUNTIME_GRPC_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    grpc_listen: SocketAddr,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Instance name; a host owns, adopts and cleans up only its own instance's sandboxes.
+    #[arg(long, env = "AGENT_RUNTIME_INSTANCE", default_value = "default")]
+    instance: String,
+    /// Most sandboxes at once; creating more fails with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AGENT_RUNTIME_MAX_SANDBOXES", default_value_t = 32)]
+    max_sandboxes: usize,
+    /// Largest memory limit a caller may ask for.
+    #[arg(long, default_value = "8g")]
+    max_memory: String,
+    /// Longest sandbox lifetime in seconds.
+    #[arg(long, default_value_t = 86400)]
+    max_timeout: u64,
+    /// Run this image instead of building the content-hashed one.
+    #[arg(long, env = "AGENT_RUNTIME_IMAGE")]
+    image: Option<String>,
+    /// Destroy all sandboxes on shutdown (default: leave them for the next host to adopt).
+    #[arg(long)]
+    cleanup_on_exit: bool,
+    /// Seconds between reaper passes.
+    #[arg(long, default_value_t = 1)]
+    reap_interval: u64,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve(a) => {
+            let caps = Caps {
+                max_memory: parse_memory(&a.max_memory)?,
+                max_timeout: Duration::from_secs(a.max_timeout),
+                ..Caps::default()
+            };
+            serve(ServeOptions {
+                grpc_listen: a.grpc_listen,
+                state_dir: a.state.state_dir(),
+                instance: a.instance,
+                max_sandboxes: a.max_sandboxes,
+                caps,
+                image: a.image,
+                sandboxd: a.state.sandboxd,
+                cleanup_on_exit: a.cleanup_on_exit,
+                reap_interval: Duration::from_secs(a.reap_interval.max(1)),
+            })
+            .await?;
+            Ok(0)
+        }
+        Command::Image { command } => image::run(command).await,
+        Command::Sandbox { command, addr } => sandbox::run(command, &addr).await,
+        Command::Doctor(state) => crate::doctor::run(&state).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

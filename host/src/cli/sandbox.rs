@@ -1,0 +1,289 @@
+//! `agent-runtime sandbox create|ls|rm|exec`: a thin client of a running host.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, DestroySandboxRequest, ExecRequest, ListSandboxesRequest, SandboxInfo,
+};
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use anyhow::Context as _;
+use clap::Subcommand;
+use tonic::transport::Channel;
+
+/// Sandbox subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox; prints its id alone on stdout (like `docker create`).
+    Create {
+        /// Memory limit, e.g. 512m, 1g.
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU cores.
+        #[arg(long)]
+        cpu: Option<f64>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// A label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_kv)]
+        labels: Vec<(String, String)>,
+        /// Print the sandbox's details as JSON instead of its id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sandboxes.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy sandboxes.
+    Rm {
+        /// Sandbox ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Run a command in a sandbox, streaming its output live; exits with the command's code.
+    Exec {
+        /// Sandbox id.
+        id: String,
+        /// Language of the code: shell, python or node.
+        #[arg(short, long, default_value = "shell")]
+        language: String,
+        /// Seconds before the command is killed.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Working directory (relative paths resolve under /workspace).
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// An environment variable KEY=VALUE (repeatable).
+        #[arg(short, long = "env", value_parser = parse_kv)]
+        env: Vec<(String, String)>,
+        /// Pass this program's stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// The command (shell words, or the code itself).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(addr.to_owned())
+        .with_context(|| format!("bad host address {addr:?}"))?
+        .connect()
+        .await
+        .with_context(|| {
+            format!("no agent-runtime host answers at {addr}: start one with `agent-runtime serve`")
+        })
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+/// Runs a sandbox subcommand.
+pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
+    let channel = connect(addr).await?;
+    match cmd {
+        SandboxCommand::Create {
+            memory,
+            cpu,
+            timeout,
+            labels,
+            json,
+        } => {
+            let info = SandboxesClient::new(channel)
+                .create(CreateSandboxRequest {
+                    memory: memory.unwrap_or_default(),
+                    cpu: cpu.unwrap_or(0.0),
+                    timeout_seconds: timeout.unwrap_or(0),
+                    labels: labels.into_iter().collect(),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info_json(&info))?);
+            } else {
+                println!("{}", info.sandbox_id);
+            }
+            Ok(0)
+        }
+        SandboxCommand::Ls { json } => {
+            let list = SandboxesClient::new(channel)
+                .list(ListSandboxesRequest {})
+                .await
+                .map_err(status_err)?
+                .into_inner()
+                .sandboxes;
+            if json {
+                let all: Vec<_> = list.iter().map(info_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<16} {:<9} {:>8} {:>4}  {:<24} EXPIRES",
+                    "ID", "STATUS", "MEMORY", "CPU", "CREATED"
+                );
+                for s in list {
+                    println!(
+                        "{:<16} {:<9} {:>8} {:>4}  {:<24} {}",
+                        s.sandbox_id,
+                        s.status,
+                        crate::limits::format_bytes(s.memory_bytes),
+                        s.cpu,
+                        s.created_at,
+                        s.expires_at
+                    );
+                }
+            }
+            Ok(0)
+        }
+        SandboxCommand::Rm { ids } => {
+            let mut client = SandboxesClient::new(channel);
+            let mut code = 0;
+            for id in ids {
+                match client
+                    .destroy(DestroySandboxRequest {
+                        sandbox_id: id.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => println!("{id}"),
+                    Err(s) => {
+                        eprintln!("agent-runtime: {}", s.message());
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        SandboxCommand::Exec {
+            id,
+            language,
+            timeout,
+            workdir,
+            env,
+            interactive,
+            command,
+        } => {
+            let mut stdin = Vec::new();
+            if interactive {
+                std::io::stdin()
+                    .read_to_end(&mut stdin)
+                    .context("reading stdin")?;
+            }
+            let code = if language == "shell" && command.len() > 1 {
+                command
+                    .iter()
+                    .map(|w| shell_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                command.join(" ")
+            };
+            let req = ExecRequest {
+                language,
+                code,
+                stdin,
+                env: env.into_iter().collect::<HashMap<_, _>>(),
+                cwd: workdir.unwrap_or_default(),
+                timeout_seconds: timeout.unwrap_or(0.0),
+                max_output_bytes: 0,
+            };
+            exec(channel, &id, req).await
+        }
+    }
+}
+
+async fn exec(channel: Channel, id: &str, req: ExecRequest) -> anyhow::Result<i32> {
+    let mut request = tonic::Request::new(req);
+    request.metadata_mut().insert(
+        SANDBOX_ID_HEADER,
+        id.parse().context("sandbox id is not valid metadata")?,
+    );
+    let mut stream = SandboxClient::new(channel)
+        .exec(request)
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    while let Some(ev) = stream.message().await.map_err(status_err)? {
+        match ev.event {
+            Some(Event::Stdout(b)) => {
+                out.write_all(&b)?;
+                out.flush()?;
+            }
+            Some(Event::Stderr(b)) => {
+                err.write_all(&b)?;
+                err.flush()?;
+            }
+            Some(Event::Exit(x)) => {
+                if x.stdout_truncated || x.stderr_truncated {
+                    eprintln!("agent-runtime: output truncated ({} bytes stdout, {} bytes stderr produced)", x.stdout_bytes, x.stderr_bytes);
+                }
+                if x.killed {
+                    eprintln!(
+                        "agent-runtime: killed ({}) after {} ms",
+                        x.reason, x.duration_ms
+                    );
+                }
+                return Ok(x.code.clamp(0, 255));
+            }
+            Some(Event::Result(_)) | Some(Event::Error(_)) | None => {}
+        }
+    }
+    anyhow::bail!("the stream ended without an exit event")
+}
+
+/// Quotes a word for bash.
+fn shell_quote(w: &str) -> String {
+    let safe = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if safe {
+        w.to_owned()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+fn info_json(s: &SandboxInfo) -> serde_json::Value {
+    serde_json::json!({
+        "sandbox_id": s.sandbox_id,
+        "status": s.status,
+        "image": s.image,
+        "memory_bytes": s.memory_bytes,
+        "cpu": s.cpu,
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "labels": s.labels,
+        "container_id": s.container_id,
+        "startup_ms": s.startup_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_shell_words() {
+        assert_eq!(shell_quote("echo"), "echo");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+}

@@ -1,0 +1,112 @@
+//! The `Sandboxes` service: create, get, list, destroy, extend, pool status.
+
+use std::sync::Arc;
+
+use agent_runtime_proto::v1::sandboxes_server::Sandboxes;
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, DestroySandboxRequest, DestroySandboxResponse, ExtendTimeoutRequest,
+    GetSandboxRequest, ListSandboxesRequest, ListSandboxesResponse, PoolStatusRequest,
+    PoolStatusResponse, SandboxInfo,
+};
+use chrono::SecondsFormat;
+use tonic::{Request, Response, Status};
+
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::sandboxes::{Manager, SandboxRecord};
+
+/// Implements `agent_runtime.v1.Sandboxes` on top of the manager.
+pub struct Lifecycle {
+    manager: Arc<Manager>,
+}
+
+impl Lifecycle {
+    /// Wraps a manager.
+    pub fn new(manager: Arc<Manager>) -> Self {
+        Self { manager }
+    }
+}
+
+/// Parses an id from a request field.
+pub fn parse_id(s: &str) -> Result<SandboxId, HostError> {
+    if s.is_empty() {
+        return Err(HostError::InvalidArgument("sandbox_id is required".into()));
+    }
+    SandboxId::parse(s).ok_or_else(|| HostError::SandboxNotFound(s.to_owned()))
+}
+
+/// The wire form of a record.
+pub fn to_info(r: &SandboxRecord) -> SandboxInfo {
+    SandboxInfo {
+        sandbox_id: r.id.to_string(),
+        status: r.status.as_str().to_owned(),
+        image: r.image.clone(),
+        memory_bytes: r.limits.memory_bytes,
+        cpu: r.limits.cpu,
+        created_at: r.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        expires_at: r.expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        labels: r.labels.clone(),
+        container_id: r.container_id.clone(),
+        startup_ms: r.startup_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl Sandboxes for Lifecycle {
+    async fn create(
+        &self,
+        req: Request<CreateSandboxRequest>,
+    ) -> Result<Response<SandboxInfo>, Status> {
+        let r = req.into_inner();
+        let record = self
+            .manager
+            .create(&r.memory, r.cpu, r.timeout_seconds, r.labels)
+            .await?;
+        Ok(Response::new(to_info(&record)))
+    }
+
+    async fn get(&self, req: Request<GetSandboxRequest>) -> Result<Response<SandboxInfo>, Status> {
+        let id = parse_id(&req.into_inner().sandbox_id)?;
+        Ok(Response::new(to_info(&self.manager.get(&id)?)))
+    }
+
+    async fn list(
+        &self,
+        _req: Request<ListSandboxesRequest>,
+    ) -> Result<Response<ListSandboxesResponse>, Status> {
+        let sandboxes = self.manager.list().iter().map(to_info).collect();
+        Ok(Response::new(ListSandboxesResponse { sandboxes }))
+    }
+
+    async fn destroy(
+        &self,
+        req: Request<DestroySandboxRequest>,
+    ) -> Result<Response<DestroySandboxResponse>, Status> {
+        let id = parse_id(&req.into_inner().sandbox_id)?;
+        self.manager.destroy(&id).await?;
+        Ok(Response::new(DestroySandboxResponse { success: true }))
+    }
+
+    async fn extend_timeout(
+        &self,
+        req: Request<ExtendTimeoutRequest>,
+    ) -> Result<Response<SandboxInfo>, Status> {
+        let r = req.into_inner();
+        let id = parse_id(&r.sandbox_id)?;
+        let record = self.manager.extend(&id, r.timeout_seconds).await?;
+        Ok(Response::new(to_info(&record)))
+    }
+
+    async fn pool_status(
+        &self,
+        _req: Request<PoolStatusRequest>,
+    ) -> Result<Response<PoolStatusResponse>, Status> {
+        Ok(Response::new(PoolStatusResponse {
+            running: self.manager.list().len() as u32,
+            max_sandboxes: self.manager.max_sandboxes() as u32,
+            warm: 0,
+            warm_target: 0,
+            image: self.manager.image().to_owned(),
+        }))
+    }
+}

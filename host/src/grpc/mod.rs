@@ -1,0 +1,4 @@
+//! The host's gRPC services: lifecycle (`Sandboxes`) and the forwarding `Sandbox` service.
+
+pub mod lifecycle;
+pub mod proxy;

@@ -1,0 +1,13 @@
+//! Agent Runtime host: owns sandbox containers and serves the gRPC API and the CLI.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod error;
+pub mod grpc;
+pub mod ids;
+pub mod limits;
+pub mod sandboxes;
+pub mod serve;
+pub mod uds;

@@ -1,0 +1,430 @@
+//! The sandbox manager: the host's record of its sandboxes, their limits and lifetimes, and the
+//! channels to their daemons. All container work goes through the `Backend`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::HelloRequest;
+use agent_runtime_proto::PROTOCOL;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::backend::{Backend, SandboxSpec};
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::limits::{Caps, Limits};
+
+/// Most caller labels on one sandbox.
+const MAX_LABELS: usize = 16;
+/// Longest label key or value.
+const MAX_LABEL_LEN: usize = 128;
+
+/// Lifecycle state of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxStatus {
+    /// Container starting, daemon not yet answering.
+    Creating,
+    /// Ready for calls.
+    Running,
+}
+
+impl SandboxStatus {
+    /// The status as the API reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+        }
+    }
+}
+
+/// What the host knows about one sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxRecord {
+    /// Its id.
+    pub id: SandboxId,
+    /// Backend handle.
+    pub container_id: String,
+    /// Image it runs.
+    pub image: String,
+    /// Its limits.
+    pub limits: Limits,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When the reaper destroys it.
+    pub expires_at: DateTime<Utc>,
+    /// Caller labels.
+    pub labels: HashMap<String, String>,
+    /// Lifecycle state.
+    pub status: SandboxStatus,
+    /// Milliseconds from request to ready (0 for adopted sandboxes).
+    pub startup_ms: u64,
+}
+
+struct Entry {
+    record: SandboxRecord,
+    channel: Option<Channel>,
+}
+
+/// Settings of the manager.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// Image new sandboxes run.
+    pub image: String,
+    /// Most sandboxes at once.
+    pub max_sandboxes: usize,
+    /// Largest limits a caller may ask for.
+    pub caps: Caps,
+    /// How long a new sandbox may take to answer.
+    pub ready_timeout: Duration,
+}
+
+/// Owns the sandboxes of one host.
+pub struct Manager {
+    backend: Arc<dyn Backend>,
+    config: ManagerConfig,
+    entries: Mutex<HashMap<SandboxId, Entry>>,
+}
+
+impl Manager {
+    /// A manager with no sandboxes yet; call `adopt` to take over those an earlier host left.
+    pub fn new(backend: Arc<dyn Backend>, config: ManagerConfig) -> Self {
+        Self {
+            backend,
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SandboxId, Entry>> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is one
+        // insert or remove), so a poisoned lock is still safe to use.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configured cap on concurrent sandboxes.
+    pub fn max_sandboxes(&self) -> usize {
+        self.config.max_sandboxes
+    }
+
+    /// Image new sandboxes get.
+    pub fn image(&self) -> &str {
+        &self.config.image
+    }
+
+    /// Creates a sandbox and waits until its daemon answers.
+    pub async fn create(
+        &self,
+        memory: &str,
+        cpu: f64,
+        timeout_s: u64,
+        labels: HashMap<String, String>,
+    ) -> Result<SandboxRecord, HostError> {
+        let started = Instant::now();
+        let limits = Limits::from_request(memory, cpu, timeout_s, &self.config.caps)?;
+        check_labels(&labels)?;
+        let id = SandboxId::generate();
+        let created_at = Utc::now();
+        let expires_at =
+            created_at + chrono::Duration::from_std(limits.timeout).unwrap_or_default();
+        let record = SandboxRecord {
+            id: id.clone(),
+            container_id: String::new(),
+            image: self.config.image.clone(),
+            limits,
+            created_at,
+            expires_at,
+            labels,
+            status: SandboxStatus::Creating,
+            startup_ms: 0,
+        };
+        {
+            let mut entries = self.lock();
+            if entries.len() >= self.config.max_sandboxes {
+                return Err(HostError::TooManySandboxes(entries.len()));
+            }
+            entries.insert(
+                id.clone(),
+                Entry {
+                    record: record.clone(),
+                    channel: None,
+                },
+            );
+        }
+        match self.start(record, started).await {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                self.lock().remove(&id);
+                if let Err(cleanup) = self.backend.destroy(&id).await {
+                    tracing::warn!(sandbox_id = %id, error = %cleanup, "cleanup after failed create");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        mut record: SandboxRecord,
+        started: Instant,
+    ) -> Result<SandboxRecord, HostError> {
+        let spec = SandboxSpec {
+            id: record.id.clone(),
+            image: record.image.clone(),
+            limits: record.limits.clone(),
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            labels: record.labels.clone(),
+        };
+        record.container_id = self.backend.create(&spec).await?;
+        let channel = self
+            .wait_ready(&record.id, self.config.ready_timeout)
+            .await?;
+        record.status = SandboxStatus::Running;
+        record.startup_ms = started.elapsed().as_millis() as u64;
+        let mut entries = self.lock();
+        // Destroyed while starting: the destroyer already removed the container.
+        let Some(entry) = entries.get_mut(&record.id) else {
+            return Err(HostError::SandboxNotFound(record.id.to_string()));
+        };
+        entry.record = record.clone();
+        entry.channel = Some(channel);
+        tracing::info!(sandbox_id = %record.id, startup_ms = record.startup_ms, "sandbox ready");
+        Ok(record)
+    }
+
+    /// Polls the daemon's unix socket until it answers health and speaks our protocol.
+    async fn wait_ready(&self, id: &SandboxId, timeout: Duration) -> Result<Channel, HostError> {
+        let endpoint = self.backend.endpoint(id);
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no answer");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(HostError::NotReady {
+                    id: id.to_string(),
+                    reason: format!("no answer within {}s ({last_error})", timeout.as_secs()),
+                });
+            }
+            if !self.lock().contains_key(id) {
+                return Err(HostError::SandboxNotFound(id.to_string()));
+            }
+            match probe(&endpoint).await {
+                Ok(channel) => return Ok(channel),
+                Err(Probe::Retry(e)) => last_error = e,
+                Err(Probe::Fatal(e)) => {
+                    return Err(HostError::NotReady {
+                        id: id.to_string(),
+                        reason: e,
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Destroys a sandbox: container, processes and files.
+    pub async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
+        if self.lock().remove(id).is_none() {
+            return Err(HostError::SandboxNotFound(id.to_string()));
+        }
+        self.backend.destroy(id).await?;
+        tracing::info!(sandbox_id = %id, "sandbox destroyed");
+        Ok(())
+    }
+
+    /// One sandbox.
+    pub fn get(&self, id: &SandboxId) -> Result<SandboxRecord, HostError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.record.clone())
+            .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))
+    }
+
+    /// All sandboxes, oldest first.
+    pub fn list(&self) -> Vec<SandboxRecord> {
+        let mut all: Vec<_> = self.lock().values().map(|e| e.record.clone()).collect();
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all
+    }
+
+    /// The channel to a running sandbox's daemon.
+    pub fn channel(&self, id: &SandboxId) -> Result<Channel, HostError> {
+        let entries = self.lock();
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+        entry.channel.clone().ok_or_else(|| HostError::NotReady {
+            id: id.to_string(),
+            reason: "it is still starting; retry in a moment".into(),
+        })
+    }
+
+    /// Sets a sandbox's expiry to now + `timeout_s`.
+    pub async fn extend(&self, id: &SandboxId, timeout_s: u64) -> Result<SandboxRecord, HostError> {
+        if timeout_s == 0 || Duration::from_secs(timeout_s) > self.config.caps.max_timeout {
+            return Err(HostError::InvalidArgument(format!(
+                "timeout_seconds must be between 1 and {}",
+                self.config.caps.max_timeout.as_secs()
+            )));
+        }
+        let expires_at = Utc::now() + chrono::Duration::seconds(timeout_s as i64);
+        let record = {
+            let mut entries = self.lock();
+            let entry = entries
+                .get_mut(id)
+                .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+            entry.record.expires_at = expires_at;
+            entry.record.clone()
+        };
+        self.backend.set_expiry(id, expires_at).await?;
+        Ok(record)
+    }
+
+    /// Takes over the sandboxes an earlier host of this instance left: running ones whose daemon
+    /// answers are adopted, the rest removed, and stray directories swept.
+    pub async fn adopt(&self) -> Result<(usize, usize), HostError> {
+        let found = self.backend.list().await?;
+        let (mut adopted, mut removed) = (0, 0);
+        for sb in found {
+            let channel = if sb.running {
+                probe(&self.backend.endpoint(&sb.id)).await.ok()
+            } else {
+                None
+            };
+            let Some(channel) = channel else {
+                tracing::info!(sandbox_id = %sb.id, "removing a sandbox an earlier host left unusable");
+                self.backend.destroy(&sb.id).await?;
+                removed += 1;
+                continue;
+            };
+            let record = SandboxRecord {
+                id: sb.id.clone(),
+                container_id: sb.container_id,
+                image: sb.image,
+                limits: sb.limits,
+                created_at: sb.created_at,
+                expires_at: sb.expires_at,
+                labels: sb.labels,
+                status: SandboxStatus::Running,
+                startup_ms: 0,
+            };
+            self.lock().insert(
+                sb.id,
+                Entry {
+                    record,
+                    channel: Some(channel),
+                },
+            );
+            adopted += 1;
+        }
+        let keep: Vec<SandboxId> = self.lock().keys().cloned().collect();
+        self.backend.sweep(&keep).await?;
+        Ok((adopted, removed))
+    }
+
+    /// Destroys sandboxes whose lifetime is over.
+    pub async fn reap_expired(&self) {
+        let now = Utc::now();
+        let expired: Vec<SandboxId> = self
+            .lock()
+            .values()
+            .filter(|e| e.record.status == SandboxStatus::Running && e.record.expires_at <= now)
+            .map(|e| e.record.id.clone())
+            .collect();
+        for id in expired {
+            tracing::info!(sandbox_id = %id, "lifetime over: destroying");
+            if let Err(e) = self.destroy(&id).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "reaper could not destroy sandbox");
+            }
+        }
+    }
+
+    /// Runs the reaper until `stop` is cancelled.
+    pub async fn run_reaper(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => self.reap_expired().await,
+            }
+        }
+    }
+
+    /// Destroys every sandbox (used by `serve --cleanup-on-exit`).
+    pub async fn destroy_all(&self) {
+        let ids: Vec<SandboxId> = self.lock().keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.destroy(&id).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "could not destroy sandbox");
+            }
+        }
+    }
+}
+
+fn check_labels(labels: &HashMap<String, String>) -> Result<(), HostError> {
+    if labels.len() > MAX_LABELS {
+        return Err(HostError::InvalidArgument(format!(
+            "at most {MAX_LABELS} labels per sandbox"
+        )));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok || k.len() > MAX_LABEL_LEN || v.len() > MAX_LABEL_LEN {
+            return Err(HostError::InvalidArgument(format!(
+                "label {k:?}: keys use letters, digits, '-', '_' and '.'; keys and values at most {MAX_LABEL_LEN} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+enum Probe {
+    Retry(String),
+    Fatal(String),
+}
+
+/// One readiness check: connect, gRPC health SERVING, Hello with our protocol.
+async fn probe(endpoint: &crate::backend::Endpoint) -> Result<Channel, Probe> {
+    if let crate::backend::Endpoint::Unix(path) = endpoint {
+        if !path.exists() {
+            return Err(Probe::Retry("socket not created yet".into()));
+        }
+    }
+    let channel = crate::uds::connect(endpoint, Duration::from_secs(1))
+        .await
+        .map_err(|e| Probe::Retry(format!("connect: {e}")))?;
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|e| Probe::Retry(format!("health: {}", e.message())))?;
+    if health.into_inner().status
+        != tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    {
+        return Err(Probe::Retry("daemon not serving yet".into()));
+    }
+    let hello = SandboxClient::new(channel.clone())
+        .hello(HelloRequest {})
+        .await
+        .map_err(|e| Probe::Retry(format!("hello: {}", e.message())))?
+        .into_inner();
+    if hello.protocol != PROTOCOL {
+        return Err(Probe::Fatal(format!(
+            "its daemon speaks {:?}, this host speaks {PROTOCOL:?}: rebuild the image with `agent-runtime image build`",
+            hello.protocol
+        )));
+    }
+    Ok(channel)
+}

@@ -1,0 +1,158 @@
+//! `agent-runtime serve`: builds what is missing, adopts earlier sandboxes, runs the reaper and
+//! serves gRPC until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_runtime_proto::v1::sandboxes_server::SandboxesServer;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::docker::{DockerBackend, DockerConfig};
+use crate::backend::Backend;
+use crate::config;
+use crate::error::HostError;
+use crate::grpc::lifecycle::Lifecycle;
+use crate::grpc::proxy::SandboxProxy;
+use crate::limits::Caps;
+use crate::sandboxes::{Manager, ManagerConfig};
+
+/// Everything `serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Instance name: this host owns only containers labelled with it.
+    pub instance: String,
+    /// Cap on concurrent sandboxes.
+    pub max_sandboxes: usize,
+    /// Largest limits a caller may ask for.
+    pub caps: Caps,
+    /// Use this image instead of building one.
+    pub image: Option<String>,
+    /// sandboxd binary to bake into the image.
+    pub sandboxd: Option<PathBuf>,
+    /// Destroy every sandbox on shutdown instead of leaving them for the next host.
+    pub cleanup_on_exit: bool,
+    /// How often the reaper looks for expired sandboxes.
+    pub reap_interval: Duration,
+}
+
+/// Connects the Docker backend for these options.
+pub async fn docker_backend(
+    state_dir: &std::path::Path,
+    instance: &str,
+    image: Option<String>,
+    sandboxd: Option<&std::path::Path>,
+) -> Result<DockerBackend, HostError> {
+    if !config::valid_instance(instance) {
+        return Err(HostError::InvalidArgument(format!(
+            "instance {instance:?}: use letters, digits, '-' and '_' (at most 64)"
+        )));
+    }
+    DockerBackend::connect(DockerConfig {
+        sandboxes_dir: config::sandboxes_dir(state_dir, instance),
+        instance: instance.to_owned(),
+        image: config::image_spec(state_dir, sandboxd),
+        image_override: image,
+    })
+    .await
+}
+
+/// Runs the host until a shutdown signal.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let backend = docker_backend(
+        &opts.state_dir,
+        &opts.instance,
+        opts.image.clone(),
+        opts.sandboxd.as_deref(),
+    )
+    .await?;
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let progress = |line: &str| eprintln!("image: {line}");
+    let image = backend.ensure_image(false, &progress).await?;
+    let manager = Arc::new(Manager::new(
+        backend,
+        ManagerConfig {
+            image: image.clone(),
+            max_sandboxes: opts.max_sandboxes,
+            caps: opts.caps.clone(),
+            ready_timeout: Duration::from_secs(30),
+        },
+    ));
+    let (adopted, removed) = manager.adopt().await?;
+    tracing::info!(adopted, removed, "took over sandboxes of an earlier host");
+
+    let stop = CancellationToken::new();
+    let reaper = tokio::spawn(manager.clone().run_reaper(opts.reap_interval, stop.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SandboxesServer<Lifecycle>>()
+        .await;
+    health_reporter
+        .set_service_status(
+            "agent_runtime.v1.Sandbox",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agent_runtime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agent_runtime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let listener = tokio::net::TcpListener::bind(opts.grpc_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.grpc_listen))?;
+    let bound = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when asked for port 0.
+    eprintln!(
+        "agent-runtime: gRPC listening on {bound} (image {image}, instance {})",
+        opts.instance
+    );
+
+    let shutdown = stop.clone();
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SandboxesServer::new(Lifecycle::new(manager.clone())))
+        .add_service(SandboxProxy::new(manager.clone()))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
+        .await?;
+
+    stop.cancel();
+    let _ = reaper.await;
+    if opts.cleanup_on_exit {
+        manager.destroy_all().await;
+    }
+    eprintln!("agent-runtime: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
