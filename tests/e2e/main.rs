@@ -1,1 +1,7 @@
+//! End-to-end tests: real `agent-runtime serve`, real Docker, real sandboxd in the real image.
 
+mod cli;
+mod exec;
+mod files;
+mod isolation;
+mod lifecycle;

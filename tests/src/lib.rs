@@ -1,1 +1,345 @@
-//! e2e helpers
+//! Harness for the end-to-end tests: starts real `agent-runtime serve` processes against the real
+//! Docker daemon and talks to them over gRPC, as users do.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, DestroySandboxRequest, ExecEvent, ExecExit, ExecRequest,
+};
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use anyhow::{anyhow, bail, Context as _};
+use tonic::transport::Channel;
+
+/// Directory holding the built binaries (`target/debug` for `cargo test`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>
+    exe.parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .expect("target dir")
+}
+
+/// Path of a workspace binary; panics with how to build it when missing.
+pub fn binary(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} not found: build the workspace first (`cargo build --workspace`), as the README's test command does",
+        p.display()
+    );
+    p
+}
+
+/// Fails the test, with the fix, when no Docker daemon answers.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "these tests need a running Docker daemon: start it as root with \
+         `dockerd --bridge=none --iptables=false &` (or run `bash .ci/run`, which installs and starts it)"
+    );
+}
+
+/// Builds (once per test process) the sandbox image for the sandboxd beside the test binaries.
+pub fn ensure_image() -> String {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            require_docker();
+            let out = Command::new(binary("agent-runtime"))
+                .args(["image", "build"])
+                .stderr(Stdio::inherit())
+                .output()
+                .map_err(|e| format!("running agent-runtime image build: {e}"))?;
+            if !out.status.success() {
+                return Err("agent-runtime image build failed (see its output above)".into());
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique instance name for one host of this test process.
+pub fn unique_instance() -> String {
+    format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A running `agent-runtime serve`.
+pub struct Host {
+    child: Option<Child>,
+    /// gRPC address, `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// Instance name.
+    pub instance: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Host {
+    /// Starts a host with a fresh instance that destroys its sandboxes when it stops.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_instance(&unique_instance(), true, extra)
+    }
+
+    /// Starts a host for `instance`.
+    pub fn start_instance(instance: &str, cleanup: bool, extra: &[&str]) -> Self {
+        ensure_image();
+        let mut cmd = Command::new(binary("agent-runtime"));
+        cmd.args([
+            "serve",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--instance",
+            instance,
+        ]);
+        if cleanup {
+            cmd.arg("--cleanup-on-exit");
+        }
+        cmd.args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        let mut child = cmd.spawn().expect("spawning agent-runtime serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("gRPC listening on ").nth(1) {
+                    if let (Some(addr), Some(tx)) = (rest.split_whitespace().next(), tx.take()) {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+                if let Ok(mut l) = log2.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "host did not start; its log:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        Self {
+            child: Some(child),
+            addr: format!("http://{addr}"),
+            instance: instance.to_owned(),
+            log,
+        }
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// A gRPC channel to the host.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .expect("address")
+            .connect()
+            .await
+            .expect("connecting to the host")
+    }
+
+    /// A lifecycle client.
+    pub async fn sandboxes(&self) -> SandboxesClient<Channel> {
+        SandboxesClient::new(self.channel().await)
+    }
+
+    /// A sandbox-service client (pass `sandbox-id` with [`with_id`]).
+    pub async fn sandbox(&self) -> SandboxClient<Channel> {
+        SandboxClient::new(self.channel().await)
+            .max_decoding_message_size(80 << 20)
+            .max_encoding_message_size(80 << 20)
+    }
+
+    /// Creates a sandbox with default limits; returns its id.
+    pub async fn create(&self) -> String {
+        self.sandboxes()
+            .await
+            .create(CreateSandboxRequest::default())
+            .await
+            .unwrap_or_else(|s| panic!("create failed: {s:?}\nhost log:\n{}", self.log()))
+            .into_inner()
+            .sandbox_id
+    }
+
+    /// Destroys a sandbox.
+    pub async fn destroy(&self, id: &str) {
+        self.sandboxes()
+            .await
+            .destroy(DestroySandboxRequest {
+                sandbox_id: id.to_owned(),
+            })
+            .await
+            .expect("destroy");
+    }
+
+    /// Runs code and collects everything it streamed.
+    pub async fn exec(
+        &self,
+        id: &str,
+        language: &str,
+        code: &str,
+        timeout_s: f64,
+    ) -> anyhow::Result<ExecOutcome> {
+        let req = ExecRequest {
+            language: language.into(),
+            code: code.into(),
+            timeout_seconds: timeout_s,
+            ..Default::default()
+        };
+        exec_with(&mut self.sandbox().await, id, req).await
+    }
+
+    /// Stops the host with SIGTERM and waits for it (it destroys its sandboxes when started with cleanup).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- host log ({}) ---\n{}", self.instance, self.log());
+        }
+    }
+}
+
+/// Wraps a message with the `sandbox-id` metadata.
+pub fn with_id<T>(id: &str, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert(SANDBOX_ID_HEADER, id.parse().expect("ascii id"));
+    req
+}
+
+/// What one exec produced.
+#[derive(Debug, Default)]
+pub struct ExecOutcome {
+    /// All stdout bytes, as text.
+    pub stdout: String,
+    /// All stderr bytes, as text.
+    pub stderr: String,
+    /// The exit event.
+    pub exit: ExecExit,
+    /// Every event, with the time since the call started.
+    pub events: Vec<(Duration, ExecEvent)>,
+    /// Wall time of the whole call.
+    pub elapsed: Duration,
+}
+
+/// Runs an exec request and collects the stream.
+pub async fn exec_with(
+    client: &mut SandboxClient<Channel>,
+    id: &str,
+    req: ExecRequest,
+) -> anyhow::Result<ExecOutcome> {
+    let started = Instant::now();
+    let mut stream = client
+        .exec(with_id(id, req))
+        .await
+        .map_err(|s| anyhow!("{s:?}"))?
+        .into_inner();
+    let mut out = ExecOutcome::default();
+    let mut got_exit = false;
+    while let Some(ev) = stream.message().await.map_err(|s| anyhow!("{s:?}"))? {
+        match &ev.event {
+            Some(Event::Stdout(b)) => out.stdout.push_str(&String::from_utf8_lossy(b)),
+            Some(Event::Stderr(b)) => out.stderr.push_str(&String::from_utf8_lossy(b)),
+            Some(Event::Exit(x)) => {
+                if got_exit {
+                    bail!("two exit events");
+                }
+                got_exit = true;
+                out.exit = x.clone();
+            }
+            _ => {}
+        }
+        out.events.push((started.elapsed(), ev));
+    }
+    out.elapsed = started.elapsed();
+    if !got_exit {
+        bail!("stream ended without an exit event");
+    }
+    Ok(out)
+}
+
+/// Runs the docker CLI and returns stdout.
+pub fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("running docker")?;
+    if !out.status.success() {
+        bail!("docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Containers (any state) of one host instance.
+pub fn instance_containers(instance: &str) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=agent-runtime.instance={instance}"),
+    ])
+    .map(|s| s.lines().map(str::to_owned).collect())
+    .unwrap_or_default()
+}
+
+/// The host directory of a sandbox (default state dir, as root).
+pub fn sandbox_dir(instance: &str, id: &str) -> PathBuf {
+    let state = std::env::var_os("AGENT_RUNTIME_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/agent-runtime"));
+    state
+        .join("instances")
+        .join(instance)
+        .join("sandboxes")
+        .join(id)
+}

@@ -1,0 +1,213 @@
+//! Sandbox lifecycle: destroy, restart adoption, caps, the reaper, concurrency, errors.
+
+use std::time::Duration;
+
+use agent_runtime_e2e::{instance_containers, sandbox_dir, unique_instance, with_id, Host};
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, ExecRequest, ExtendTimeoutRequest, GetSandboxRequest, HelloRequest,
+    ListSandboxesRequest,
+};
+use tonic::Code;
+
+#[tokio::test]
+async fn destroy_leaves_no_container_and_no_directory() {
+    let host = Host::start(&[]);
+    let id = host.create().await;
+    let dir = sandbox_dir(&host.instance, &id);
+    assert!(
+        dir.is_dir(),
+        "{} missing while the sandbox runs",
+        dir.display()
+    );
+    assert_eq!(instance_containers(&host.instance).len(), 1);
+    host.exec(&id, "shell", "echo data > /workspace/f", 10.0)
+        .await
+        .expect("write");
+    host.destroy(&id).await;
+    assert!(instance_containers(&host.instance).is_empty());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let err = host
+        .sandbox()
+        .await
+        .hello(with_id(&id, HelloRequest {}))
+        .await
+        .expect_err("gone");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = host
+        .sandboxes()
+        .await
+        .destroy(agent_runtime_proto::v1::DestroySandboxRequest { sandbox_id: id })
+        .await
+        .expect_err("twice");
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_restarted_host_finds_its_sandboxes() {
+    let instance = unique_instance();
+    let mut first = Host::start_instance(&instance, false, &[]);
+    let id = first.create().await;
+    first
+        .exec(&id, "shell", "echo kept > /workspace/state", 10.0)
+        .await
+        .expect("write");
+    first
+        .sandboxes()
+        .await
+        .extend_timeout(ExtendTimeoutRequest {
+            sandbox_id: id.clone(),
+            timeout_seconds: 7000,
+        })
+        .await
+        .expect("extend");
+    first.stop();
+    assert_eq!(
+        instance_containers(&instance).len(),
+        1,
+        "the sandbox must outlive its host"
+    );
+
+    let second = Host::start_instance(&instance, true, &[]);
+    let info = second
+        .sandboxes()
+        .await
+        .get(GetSandboxRequest {
+            sandbox_id: id.clone(),
+        })
+        .await
+        .expect("adopted")
+        .into_inner();
+    assert_eq!(info.status, "running");
+    let expires = info.expires_at.clone();
+    assert!(expires > info.created_at);
+    let out = second
+        .exec(&id, "shell", "cat /workspace/state", 10.0)
+        .await
+        .expect("exec after restart");
+    assert_eq!(out.stdout, "kept\n");
+    drop(second);
+    assert!(
+        instance_containers(&instance).is_empty(),
+        "cleanup-on-exit left containers"
+    );
+}
+
+#[tokio::test]
+async fn cap_reaper_and_bad_requests() {
+    let host = Host::start(&["--max-sandboxes", "1"]);
+    let mut sb = host.sandboxes().await;
+    let short = sb
+        .create(CreateSandboxRequest {
+            timeout_seconds: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let err = sb
+        .create(CreateSandboxRequest::default())
+        .await
+        .expect_err("over the cap");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("--max-sandboxes"),
+        "{}",
+        err.message()
+    );
+
+    // The reaper destroys it after its 2 s lifetime.
+    let mut gone = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if sb
+            .list(ListSandboxesRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .sandboxes
+            .is_empty()
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "sandbox {} outlived its lifetime", short.sandbox_id);
+    assert!(instance_containers(&host.instance).is_empty());
+
+    for bad in [
+        CreateSandboxRequest {
+            memory: "lots".into(),
+            ..Default::default()
+        },
+        CreateSandboxRequest {
+            memory: "16m".into(),
+            ..Default::default()
+        },
+        CreateSandboxRequest {
+            cpu: 1000.0,
+            ..Default::default()
+        },
+    ] {
+        let err = sb.create(bad).await.expect_err("bad limits");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+    let err = sb
+        .get(GetSandboxRequest {
+            sandbox_id: "sb-0000".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    // Sandbox-service calls without `sandbox-id` say what is missing.
+    let err = host
+        .sandbox()
+        .await
+        .hello(HelloRequest {})
+        .await
+        .expect_err("no id");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("sandbox-id"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn twenty_concurrent_cycles_leak_nothing() {
+    let host = Host::start(&[]);
+    let cycles = (0..20).map(|i| {
+        let host = &host;
+        async move {
+            let id = host.create().await;
+            let mut client = host.sandbox().await;
+            let req = ExecRequest {
+                language: "shell".into(),
+                code: format!("echo cycle-{i}"),
+                ..Default::default()
+            };
+            let out = agent_runtime_e2e::exec_with(&mut client, &id, req)
+                .await
+                .expect("exec");
+            assert_eq!(out.stdout, format!("cycle-{i}\n"));
+            host.destroy(&id).await;
+            id
+        }
+    });
+    let ids = futures::future::join_all(cycles).await;
+    assert_eq!(ids.len(), 20);
+    assert!(
+        instance_containers(&host.instance).is_empty(),
+        "containers leaked"
+    );
+    for id in &ids {
+        assert!(
+            !sandbox_dir(&host.instance, id).exists(),
+            "directory of {id} leaked"
+        );
+    }
+    let left = host
+        .sandboxes()
+        .await
+        .list(ListSandboxesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(left.sandboxes.is_empty());
+}
