@@ -1,0 +1,667 @@
+//! One-shot runs of python, shell and node code, streamed as they happen.
+//!
+//! A run is one session (see `procs`): the interpreter reads the code from a temporary file, its
+//! stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a client
+//! that goes away or daemon shutdown kill the whole session. Output past the cap is read and
+//! dropped, never buffered; a bounded channel makes a slow client slow the reading down instead of
+//! growing memory.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::{exec_event::Event, ExecEvent, ExecExit, ExecRequest};
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::paths::Workspace;
+use crate::{oom, procs};
+
+/// Timeout when the request gives none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest timeout a request may ask for, in seconds.
+pub const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
+/// Per-stream output cap when the request gives none.
+pub const DEFAULT_MAX_OUTPUT: u64 = 10 * 1024 * 1024;
+/// Largest chunk read from a pipe (and so the largest output event).
+const CHUNK: usize = 64 * 1024;
+/// How long output is still collected after the program itself exited, for background processes
+/// that inherited its pipes and may never close them.
+const LINGER: Duration = Duration::from_millis(250);
+/// Events buffered towards the client; with `CHUNK` this bounds a run's memory to about 1 MiB.
+const EVENT_BUFFER: usize = 16;
+/// Past this many remembered sessions, the finished ones are forgotten.
+const SPAWNED_PRUNE_AT: usize = 1024;
+
+/// The stream of events one run produces.
+pub type EventStream = ReceiverStream<Result<ExecEvent, tonic::Status>>;
+
+/// A language Exec can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// `python3 -u FILE`.
+    Python,
+    /// `bash FILE`.
+    Shell,
+    /// `node FILE`.
+    Node,
+}
+
+impl Language {
+    /// The valid names, for error messages.
+    pub const NAMES: &'static str = "python, shell, node";
+
+    /// Parses a request's language name.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "python" | "python3" | "py" => Ok(Self::Python),
+            "shell" | "bash" | "sh" => Ok(Self::Shell),
+            "node" | "javascript" | "js" => Ok(Self::Node),
+            _ => Err(Error::invalid(format!(
+                "unknown language {name:?}; use one of: {}",
+                Self::NAMES
+            ))),
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Self::Python => "python3",
+            Self::Shell => "bash",
+            Self::Node => "node",
+        }
+    }
+
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::Python => &["-u"],
+            Self::Shell | Self::Node => &[],
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Python => "py",
+            Self::Shell => "sh",
+            Self::Node => "js",
+        }
+    }
+}
+
+/// A validated Exec request.
+#[derive(Debug)]
+pub struct ExecSpec {
+    /// Interpreter.
+    pub language: Language,
+    /// Program text.
+    pub code: String,
+    /// Bytes for stdin; empty means /dev/null.
+    pub stdin: Vec<u8>,
+    /// Variables set over the daemon's environment.
+    pub env: HashMap<String, String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// When the session is killed.
+    pub timeout: Duration,
+    /// Per-stream output cap in bytes.
+    pub max_output: u64,
+}
+
+impl ExecSpec {
+    /// Checks a request and fills in defaults.
+    pub fn from_request(req: ExecRequest, workspace: &Workspace) -> Result<Self> {
+        let language = Language::parse(&req.language)?;
+        let cwd = workspace.resolve_or_root(&req.cwd)?;
+        match std::fs::metadata(&cwd) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::invalid(format!(
+                    "working directory {} is not a directory",
+                    cwd.display()
+                )))
+            }
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "working directory {} does not exist",
+                    cwd.display()
+                )))
+            }
+        }
+        let timeout = timeout_from(req.timeout_seconds)?;
+        for (key, value) in &req.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return Err(Error::invalid(format!(
+                    "invalid environment variable {key:?}: names must be non-empty without '=' \
+                     or NUL, values without NUL"
+                )));
+            }
+        }
+        Ok(Self {
+            language,
+            code: req.code,
+            stdin: req.stdin,
+            env: req.env,
+            cwd,
+            timeout,
+            max_output: match req.max_output_bytes {
+                0 => DEFAULT_MAX_OUTPUT,
+                n => n,
+            },
+        })
+    }
+}
+
+fn timeout_from(seconds: f64) -> Result<Duration> {
+    if seconds == 0.0 {
+        return Ok(DEFAULT_TIMEOUT);
+    }
+    if !seconds.is_finite() || !(0.0..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+        return Err(Error::invalid(format!(
+            "timeout_seconds must be between 0 (default {}) and {MAX_TIMEOUT_SECONDS}, got {seconds}",
+            DEFAULT_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Why a session was killed by us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KillReason {
+    Timeout,
+    Cancelled,
+    Oom,
+}
+
+impl KillReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::Oom => "oom",
+        }
+    }
+}
+
+/// One run's session: its id and, once we killed it, why.
+struct Session {
+    sid: i32,
+    reason: OnceLock<KillReason>,
+}
+
+impl Session {
+    /// Kills the whole session; the first reason given is the one reported.
+    async fn kill(&self, reason: KillReason) {
+        let _ = self.reason.set(reason);
+        procs::kill_session(self.sid).await;
+    }
+}
+
+/// The sessions this daemon started.
+#[derive(Default)]
+struct Sessions {
+    /// Runs still in progress.
+    live: Mutex<HashMap<i32, Arc<Session>>>,
+    /// Every session started (minus pruned finished ones): background processes of finished runs
+    /// live on in them, and shutdown kills them too.
+    spawned: Mutex<HashSet<i32>>,
+}
+
+impl Sessions {
+    fn add(&self, session: Arc<Session>) {
+        let sid = session.sid;
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(sid, session);
+        }
+        if let Ok(mut spawned) = self.spawned.lock() {
+            if spawned.len() >= SPAWNED_PRUNE_AT {
+                spawned.retain(|&s| !procs::session_members(s).is_empty());
+            }
+            spawned.insert(sid);
+        }
+    }
+
+    fn finish(&self, sid: i32) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&sid);
+        }
+    }
+
+    fn live(&self) -> Vec<Arc<Session>> {
+        self.live
+            .lock()
+            .map(|live| live.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn spawned(&self) -> Vec<i32> {
+        self.spawned
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The Exec component: starts runs and kills them all at shutdown.
+pub struct Exec {
+    workspace: Workspace,
+    sessions: Arc<Sessions>,
+    /// Stops the tasks that drain pipes of background processes after their run ended.
+    background: CancellationToken,
+}
+
+impl Exec {
+    /// An Exec that runs code in `workspace`; `background` stops its leftover pipe drainers.
+    pub fn new(workspace: Workspace, background: CancellationToken) -> Self {
+        Self {
+            workspace,
+            sessions: Arc::default(),
+            background,
+        }
+    }
+
+    /// Validates and starts a run; its events arrive on the returned stream.
+    pub async fn start(&self, req: ExecRequest) -> Result<EventStream> {
+        let spec = ExecSpec::from_request(req, &self.workspace)?;
+        let run_id = new_run_id();
+        let script = Script::write(&run_id, spec.language, &spec.code)?;
+
+        let program = spec.language.program();
+        let mut cmd = Command::new(program);
+        cmd.args(spec.language.args())
+            .arg(script.path())
+            .current_dir(&spec.cwd)
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(&spec.env)
+            .stdin(if spec.stdin.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        procs::isolate(&mut cmd);
+
+        let oom_before = oom::kill_count();
+        let mut child = cmd
+            .spawn()
+            .map_err(|source| Error::Spawn { program, source })?;
+        let started = Instant::now();
+        let Some(pid) = child.id() else {
+            return Err(Error::Internal(
+                "the child exited before it had a pid".into(),
+            ));
+        };
+        let session = Arc::new(Session {
+            // setsid made the child a session leader: its session id is its pid.
+            sid: pid as i32,
+            reason: OnceLock::new(),
+        });
+        self.sessions.add(session.clone());
+        tracing::info!(run_id, pid, language = program, cwd = %spec.cwd.display(), "exec started");
+
+        let stdin = child.stdin.take().map(|mut pipe| {
+            let data = spec.stdin;
+            // Written concurrently with reading output, so a large stdin cannot deadlock.
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&data).await;
+            })
+        });
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let run = Run {
+            events: Emitter {
+                tx,
+                run_id,
+                seq: 0,
+                open: true,
+            },
+            session,
+            sessions: self.sessions.clone(),
+            background: self.background.clone(),
+            stdout: Output::new(child.stdout.take(), spec.max_output),
+            stderr: Output::new(child.stderr.take(), spec.max_output),
+            timeout: spec.timeout,
+            started,
+            oom_before,
+            _script: script,
+        };
+        tokio::spawn(async move {
+            run.drive(child).await;
+            if let Some(task) = stdin {
+                task.abort();
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    /// Kills every session this daemon started and stops the background drainers.
+    pub async fn shutdown(&self) {
+        for session in self.sessions.live() {
+            let _ = session.reason.set(KillReason::Cancelled);
+        }
+        let sids = self.sessions.spawned();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || procs::kill_sessions_blocking(&sids)).await
+        {
+            tracing::error!(error = %e, "killing sessions at shutdown failed");
+        }
+        self.background.cancel();
+    }
+}
+
+fn new_run_id() -> String {
+    let mut bytes = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("run-{}", hex::encode(bytes))
+}
+
+/// The program text in a temporary file, removed when the run is over.
+struct Script(PathBuf);
+
+impl Script {
+    fn write(run_id: &str, language: Language, code: &str) -> Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("agent-runtime-{run_id}.{}", language.extension()));
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::io::Write::write_all(&mut file, code.as_bytes())
+        };
+        match write() {
+            Ok(()) => Ok(Self(path)),
+            Err(source) => {
+                let _ = std::fs::remove_file(&path);
+                Err(Error::Io {
+                    op: "writing the program to",
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Numbers and sends a run's events; one per run, so `seq` follows production order.
+struct Emitter {
+    tx: mpsc::Sender<Result<ExecEvent, tonic::Status>>,
+    run_id: String,
+    seq: u64,
+    /// False once the client has gone away.
+    open: bool,
+}
+
+impl Emitter {
+    /// Sends one event, waiting while the client is behind; false when the client is gone.
+    async fn send(&mut self, event: Event) -> bool {
+        if !self.open {
+            return false;
+        }
+        self.seq += 1;
+        let event = ExecEvent {
+            run_id: self.run_id.clone(),
+            seq: self.seq,
+            event: Some(event),
+        };
+        self.open = self.tx.send(Ok(event)).await.is_ok();
+        self.open
+    }
+}
+
+/// One output pipe and its accounting against the cap.
+struct Output<R> {
+    pipe: Option<R>,
+    buf: Vec<u8>,
+    cap: u64,
+    /// Bytes the program wrote.
+    total: u64,
+    /// Bytes forwarded to the client.
+    sent: u64,
+}
+
+impl<R: AsyncRead + Unpin> Output<R> {
+    fn new(pipe: Option<R>, cap: u64) -> Self {
+        Self {
+            pipe,
+            buf: vec![0; CHUNK],
+            cap,
+            total: 0,
+            sent: 0,
+        }
+    }
+
+    /// Reads the next chunk; `Ok(0)` at end of file. Pends forever once the pipe is closed, so it
+    /// can sit in a `select!` beside the other pipe.
+    async fn read(&mut self) -> std::io::Result<usize> {
+        match self.pipe.as_mut() {
+            Some(pipe) => pipe.read(&mut self.buf).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Accounts for `n` bytes just read and returns those that fit under the cap.
+    fn admit(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.total += n as u64;
+        let room = self.cap.saturating_sub(self.sent);
+        let take = (n as u64).min(room) as usize;
+        self.sent += take as u64;
+        (take > 0).then(|| self.buf[..take].to_vec())
+    }
+
+    fn truncated(&self) -> bool {
+        self.total > self.sent
+    }
+}
+
+/// Reads a pipe to its end and throws the bytes away.
+async fn discard<R: AsyncRead + Unpin>(pipe: Option<R>) {
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0; CHUNK];
+        while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
+    }
+}
+
+/// Everything one run needs after it started.
+struct Run {
+    events: Emitter,
+    session: Arc<Session>,
+    sessions: Arc<Sessions>,
+    background: CancellationToken,
+    stdout: Output<ChildStdout>,
+    stderr: Output<ChildStderr>,
+    timeout: Duration,
+    started: Instant,
+    oom_before: Option<u64>,
+    /// Removed when the run is dropped.
+    _script: Script,
+}
+
+impl Run {
+    /// Streams output until the program exited and its pipes closed (or lingered long enough),
+    /// then sends the exit event.
+    async fn drive(mut self, mut child: tokio::process::Child) {
+        let watchdog = {
+            let session = self.session.clone();
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                session.kill(KillReason::Timeout).await;
+            })
+        };
+        let mut status: Option<std::io::Result<ExitStatus>> = None;
+        let mut ended_at = None;
+        let linger = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(linger);
+        let mut lingered = false;
+
+        while status.is_none() || self.stdout.pipe.is_some() || self.stderr.pipe.is_some() {
+            tokio::select! {
+                read = self.stdout.read() => match read {
+                    Ok(n) if n > 0 => {
+                        if let Some(bytes) = self.stdout.admit(n) {
+                            self.send_output(Event::Stdout(bytes), status.is_some()).await;
+                        }
+                    }
+                    _ => self.stdout.pipe = None,
+                },
+                read = self.stderr.read() => match read {
+                    Ok(n) if n > 0 => {
+                        if let Some(bytes) = self.stderr.admit(n) {
+                            self.send_output(Event::Stderr(bytes), status.is_some()).await;
+                        }
+                    }
+                    _ => self.stderr.pipe = None,
+                },
+                exited = child.wait(), if status.is_none() => {
+                    watchdog.abort();
+                    ended_at = Some(Instant::now());
+                    status = Some(exited);
+                    linger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + LINGER);
+                },
+                () = &mut linger, if status.is_some() => {
+                    lingered = true;
+                    break;
+                },
+                () = self.events.tx.closed(), if self.events.open && status.is_none() => {
+                    self.events.open = false;
+                    self.session.kill(KillReason::Cancelled).await;
+                },
+            }
+        }
+        watchdog.abort();
+
+        let sid = self.session.sid;
+        if lingered {
+            // Background processes hold the pipes: keep them drained, or they would block on a
+            // full pipe, until they close them or the daemon stops.
+            let stdout = self.stdout.pipe.take();
+            let stderr = self.stderr.pipe.take();
+            let background = self.background.clone();
+            let sessions = self.sessions.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = background.cancelled() => {}
+                    _ = futures::future::join(discard(stdout), discard(stderr)) => {}
+                }
+                sessions.finish(sid);
+            });
+        } else {
+            self.sessions.finish(sid);
+        }
+
+        let exit = self.exit(status, ended_at.unwrap_or_else(Instant::now));
+        tracing::info!(
+            run_id = self.events.run_id,
+            code = exit.code,
+            killed = exit.killed,
+            reason = exit.reason,
+            duration_ms = exit.duration_ms,
+            "exec finished"
+        );
+        self.events.send(Event::Exit(exit)).await;
+    }
+
+    /// Forwards output; a client gone while the program still runs gets the program killed.
+    async fn send_output(&mut self, event: Event, program_exited: bool) {
+        if !self.events.open {
+            return;
+        }
+        if !self.events.send(event).await && !program_exited {
+            self.session.kill(KillReason::Cancelled).await;
+        }
+    }
+
+    fn exit(&self, status: Option<std::io::Result<ExitStatus>>, ended_at: Instant) -> ExecExit {
+        let (code, signal) = match status {
+            Some(Ok(status)) => match (status.code(), status.signal()) {
+                (Some(code), _) => (code, None),
+                (None, Some(signal)) => (128 + signal, Some(signal)),
+                (None, None) => (-1, None),
+            },
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "waiting for the program failed");
+                (-1, None)
+            }
+            None => (-1, None),
+        };
+        let mut reason = self.session.reason.get().copied();
+        if reason.is_none() && signal == Some(libc::SIGKILL) {
+            if let (Some(before), Some(after)) = (self.oom_before, oom::kill_count()) {
+                if after > before {
+                    reason = Some(KillReason::Oom);
+                }
+            }
+        }
+        ExecExit {
+            code,
+            killed: reason.is_some(),
+            duration_ms: ended_at.duration_since(self.started).as_millis() as u64,
+            reason: reason
+                .map(KillReason::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            stdout_truncated: self.stdout.truncated(),
+            stderr_truncated: self.stderr.truncated(),
+            stdout_bytes: self.stdout.total,
+            stderr_bytes: self.stderr.total,
+            state_lost: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_parse_and_unknown_ones_list_the_valid() {
+        assert_eq!(Language::parse("python").ok(), Some(Language::Python));
+        assert_eq!(Language::parse("shell").ok(), Some(Language::Shell));
+        assert_eq!(Language::parse("node").ok(), Some(Language::Node));
+        let err = Language::parse("cobol").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown language \"cobol\"; use one of: python, shell, node")
+        );
+    }
+
+    #[test]
+    fn timeouts_default_and_are_bounded() {
+        assert_eq!(timeout_from(0.0).ok(), Some(DEFAULT_TIMEOUT));
+        assert_eq!(timeout_from(1.5).ok(), Some(Duration::from_millis(1500)));
+        assert!(timeout_from(-1.0).is_err());
+        assert!(timeout_from(3600.5).is_err());
+        assert!(timeout_from(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn output_past_the_cap_is_counted_not_kept() {
+        let mut out: Output<ChildStdout> = Output::new(None, 10);
+        assert_eq!(out.admit(6).map(|b| b.len()), Some(6));
+        assert_eq!(out.admit(6).map(|b| b.len()), Some(4));
+        assert_eq!(out.admit(6), None);
+        assert_eq!((out.total, out.sent, out.truncated()), (18, 10, true));
+    }
+}

@@ -1,0 +1,16 @@
+//! sandboxd: the daemon inside every Agent Runtime sandbox. It serves the `Sandbox` gRPC service
+//! (exec and files today; contexts and browser later) on TCP and on a unix socket.
+
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod oom;
+pub mod paths;
+pub mod procs;
+pub mod serve;
+pub mod server;
+pub mod transfer;
+
+pub use error::{Error, Result};
+pub use serve::run;

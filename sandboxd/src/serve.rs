@@ -1,0 +1,165 @@
+//! Serving: the `Sandbox` service plus health and reflection, on TCP and a unix socket, until
+//! SIGTERM or SIGINT.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use agent_runtime_proto::v1::sandbox_server::SandboxServer;
+use anyhow::Context as _;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
+
+use crate::cli::{Args, Listen, Socket};
+use crate::exec::Exec;
+use crate::files::Files;
+use crate::paths::Workspace;
+use crate::server::SandboxService;
+
+/// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
+pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;
+/// The service name health reports on.
+const SERVICE_NAME: &str = "agent_runtime.v1.Sandbox";
+
+/// Runs the daemon until a shutdown signal, then kills every process it started.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.listen == Listen::Off && args.socket == Socket::Off {
+        anyhow::bail!("both --listen and --socket are none; nothing to serve on");
+    }
+    let workspace = Workspace::new(&args.workspace);
+    if !workspace.root().is_dir() {
+        tracing::warn!(workspace = %workspace.root().display(), "the workspace directory does not exist");
+    }
+    let background = CancellationToken::new();
+    let exec = Arc::new(Exec::new(workspace.clone(), background.clone()));
+    let files = Arc::new(Files::new(workspace.clone()));
+    let service = SandboxService::new(exec.clone(), files);
+
+    let stop = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    if let Listen::On(addr) = args.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(%bound, "serving gRPC on TCP");
+        let router = router(service.clone()).await?;
+        let stop = stop.clone();
+        servers.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+        });
+    }
+    if let Socket::On(path) = &args.socket {
+        let listener = bind_unix(path)?;
+        tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
+        let router = router(service.clone()).await?;
+        let stop = stop.clone();
+        servers.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    UnixListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+        });
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workspace = %workspace.root().display(),
+        "sandboxd ready"
+    );
+
+    let result = tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        // A server that stops on its own failed.
+        Some(ended) = servers.join_next() => match ended {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a gRPC server stopped unexpectedly")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("gRPC server failed")),
+            Err(e) => Err(anyhow::Error::new(e).context("gRPC server task failed")),
+        },
+    };
+    // Running calls end once their processes are gone; only then can the servers drain.
+    exec.shutdown().await;
+    stop.cancel();
+    while servers.join_next().await.is_some() {}
+    if let Socket::On(path) = &args.socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    result
+}
+
+/// The full set of services, ready to serve on one listener.
+async fn router(service: SandboxService) -> anyhow::Result<Router> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agent_runtime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(agent_runtime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let sandbox = SandboxServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    Ok(tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(sandbox))
+}
+
+/// Binds the unix socket, replacing a stale one, and opens it to every local user: the host
+/// process connecting through the bind mount may run as another uid.
+fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; remove it or pass another --socket",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind the unix socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("cannot open up the permissions of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

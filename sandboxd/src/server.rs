@@ -1,0 +1,165 @@
+//! The `Sandbox` gRPC service: thin handlers that hand each call to its component.
+
+use std::sync::Arc;
+
+use agent_runtime_proto::v1::sandbox_server::Sandbox;
+use agent_runtime_proto::v1::{
+    BrowserClickRequest, BrowserClickResponse, BrowserGotoRequest, BrowserPage,
+    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTypeRequest, Context,
+    CreateContextRequest, DeleteContextRequest, DeleteContextResponse, DownloadRequest,
+    ExecRequest, FileInfo, HelloRequest, HelloResponse, InterruptRequest, InterruptResponse,
+    ListContextsRequest, ListContextsResponse, ListDirRequest, ListDirResponse, MakeDirRequest,
+    ReadFileRequest, ReadFileResponse, RemoveRequest, RemoveResponse, RestartContextRequest,
+    RunCodeRequest, StatRequest, UploadRequest, UploadResponse, WriteFileRequest,
+    WriteFileResponse,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::exec::{EventStream, Exec};
+use crate::files::Files;
+use crate::transfer::{self, DownloadStream};
+
+/// What this daemon can do, reported by Hello.
+pub const CAPABILITIES: [&str; 2] = ["exec", "files"];
+
+/// The `Sandbox` service; each concern lives in its own component.
+#[derive(Clone)]
+pub struct SandboxService {
+    exec: Arc<Exec>,
+    files: Arc<Files>,
+}
+
+impl SandboxService {
+    /// A service made of its components.
+    pub fn new(exec: Arc<Exec>, files: Arc<Files>) -> Self {
+        Self { exec, files }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn unimplemented<T>(call: &'static str) -> Reply<T> {
+    Err(Error::Unimplemented(call).into())
+}
+
+#[tonic::async_trait]
+impl Sandbox for SandboxService {
+    async fn hello(&self, _: Request<HelloRequest>) -> Reply<HelloResponse> {
+        Ok(Response::new(HelloResponse {
+            protocol: agent_runtime_proto::PROTOCOL.to_string(),
+            daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        }))
+    }
+
+    type ExecStream = EventStream;
+
+    async fn exec(&self, request: Request<ExecRequest>) -> Reply<EventStream> {
+        Ok(Response::new(self.exec.start(request.into_inner()).await?))
+    }
+
+    type RunCodeStream = EventStream;
+
+    async fn run_code(&self, _: Request<RunCodeRequest>) -> Reply<EventStream> {
+        unimplemented("RunCode")
+    }
+
+    async fn create_context(&self, _: Request<CreateContextRequest>) -> Reply<Context> {
+        unimplemented("CreateContext")
+    }
+
+    async fn list_contexts(&self, _: Request<ListContextsRequest>) -> Reply<ListContextsResponse> {
+        unimplemented("ListContexts")
+    }
+
+    async fn delete_context(
+        &self,
+        _: Request<DeleteContextRequest>,
+    ) -> Reply<DeleteContextResponse> {
+        unimplemented("DeleteContext")
+    }
+
+    async fn restart_context(&self, _: Request<RestartContextRequest>) -> Reply<Context> {
+        unimplemented("RestartContext")
+    }
+
+    async fn interrupt(&self, _: Request<InterruptRequest>) -> Reply<InterruptResponse> {
+        unimplemented("Interrupt")
+    }
+
+    async fn read_file(&self, request: Request<ReadFileRequest>) -> Reply<ReadFileResponse> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            self.files.read(&req.path, req.max_bytes).await?,
+        ))
+    }
+
+    async fn write_file(&self, request: Request<WriteFileRequest>) -> Reply<WriteFileResponse> {
+        let req = request.into_inner();
+        let reply = self
+            .files
+            .write(&req.path, req.content, req.mode, req.append)
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn list_dir(&self, request: Request<ListDirRequest>) -> Reply<ListDirResponse> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            self.files.list(&req.path, req.include_hidden).await?,
+        ))
+    }
+
+    async fn stat(&self, request: Request<StatRequest>) -> Reply<FileInfo> {
+        Ok(Response::new(
+            self.files.stat(&request.into_inner().path).await?,
+        ))
+    }
+
+    async fn remove(&self, request: Request<RemoveRequest>) -> Reply<RemoveResponse> {
+        let req = request.into_inner();
+        self.files.remove(&req.path, req.recursive).await?;
+        Ok(Response::new(RemoveResponse { success: true }))
+    }
+
+    async fn make_dir(&self, request: Request<MakeDirRequest>) -> Reply<FileInfo> {
+        Ok(Response::new(
+            self.files.make_dir(&request.into_inner().path).await?,
+        ))
+    }
+
+    async fn upload(&self, request: Request<Streaming<UploadRequest>>) -> Reply<UploadResponse> {
+        Ok(Response::new(
+            transfer::upload(&self.files, request.into_inner()).await?,
+        ))
+    }
+
+    type DownloadStream = DownloadStream;
+
+    async fn download(&self, request: Request<DownloadRequest>) -> Reply<DownloadStream> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            transfer::download(&self.files, &req.path, req.chunk_size).await?,
+        ))
+    }
+
+    async fn browser_goto(&self, _: Request<BrowserGotoRequest>) -> Reply<BrowserPage> {
+        unimplemented("BrowserGoto")
+    }
+
+    async fn browser_click(&self, _: Request<BrowserClickRequest>) -> Reply<BrowserClickResponse> {
+        unimplemented("BrowserClick")
+    }
+
+    async fn browser_type(&self, _: Request<BrowserTypeRequest>) -> Reply<BrowserPage> {
+        unimplemented("BrowserType")
+    }
+
+    async fn browser_snapshot(
+        &self,
+        _: Request<BrowserSnapshotRequest>,
+    ) -> Reply<BrowserSnapshotResponse> {
+        unimplemented("BrowserSnapshot")
+    }
+}
