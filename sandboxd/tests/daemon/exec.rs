@@ -1,0 +1,268 @@
+//! Exec: streaming, exit codes, stdin/env/cwd, timeouts, background processes, output caps.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::exec_event::Event;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::support::{request, run, session_members, Daemon};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_streams_while_the_program_runs() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let started = Instant::now();
+    let mut stream = client
+        .exec(request(
+            "python",
+            "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')\n",
+        ))
+        .await?
+        .into_inner();
+    let mut first_stdout = None;
+    let mut stdout = Vec::new();
+    while let Some(event) = stream.next().await {
+        if let Some(Event::Stdout(bytes)) = event?.event {
+            first_stdout.get_or_insert_with(|| started.elapsed());
+            stdout.extend(bytes);
+        }
+    }
+    let total = started.elapsed();
+    let first = first_stdout.ok_or_else(|| anyhow::anyhow!("no stdout at all"))?;
+    assert_eq!(String::from_utf8_lossy(&stdout), "a\nb\n");
+    assert!(
+        first < Duration::from_millis(700),
+        "first output after {first:?}"
+    );
+    assert!(total >= Duration::from_secs(1), "run took only {total:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_numbered_in_order_with_one_run_id() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let out = run(
+        &mut client,
+        request(
+            "shell",
+            "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.05; done",
+        ),
+    )
+    .await?;
+    assert_eq!(out.stdout(), "out1\nout2\nout3\n");
+    assert_eq!(out.stderr(), "err1\nerr2\nerr3\n");
+    let run_id = &out.events[0].run_id;
+    assert!(run_id.starts_with("run-"), "{run_id}");
+    for (i, event) in out.events.iter().enumerate() {
+        assert_eq!(&event.run_id, run_id);
+        assert_eq!(event.seq, i as u64 + 1);
+    }
+    assert!(matches!(
+        out.events.last().and_then(|e| e.event.as_ref()),
+        Some(Event::Exit(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_and_stderr_are_reported() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let out = run(&mut client, request("shell", "echo oops >&2; exit 3")).await?;
+    let exit = out.exit()?;
+    assert_eq!(
+        (exit.code, exit.killed, exit.reason.as_str()),
+        (3, false, "")
+    );
+    assert_eq!(out.stderr(), "oops\n");
+    assert!(out.stdout.is_empty());
+    assert_eq!((exit.stdout_bytes, exit.stderr_bytes), (0, 5));
+
+    let out = run(&mut client, request("python", "raise SystemExit(7)")).await?;
+    assert_eq!(out.exit()?.code, 7);
+
+    let out = run(&mut client, request("shell", "kill -SEGV $$")).await?;
+    assert_eq!(out.exit()?.code, 128 + 11);
+    assert!(!out.exit()?.killed);
+
+    let out = run(&mut client, request("node", "console.log(6 * 7)")).await?;
+    assert_eq!((out.stdout().as_str(), out.exit()?.code), ("42\n", 0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_env_and_cwd_reach_the_program() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+
+    let mut req = request(
+        "python",
+        "import sys\nprint(sys.stdin.read().upper(), end='')",
+    );
+    req.stdin = b"hello stdin".to_vec();
+    assert_eq!(run(&mut client, req).await?.stdout(), "HELLO STDIN");
+
+    // Far more than a pipe buffer each way: stdin is written while output is read.
+    let mut req = request("shell", "cat");
+    req.stdin = vec![b'z'; 4 * 1024 * 1024];
+    let out = run(&mut client, req).await?;
+    assert_eq!(out.stdout.len(), 4 * 1024 * 1024);
+
+    let out = run(&mut client, request("shell", "cat; echo done")).await?;
+    assert_eq!(out.stdout(), "done\n", "empty stdin is /dev/null");
+
+    let mut req = request(
+        "python",
+        "import os\nprint(os.environ['GREETING'], os.environ['PYTHONUNBUFFERED'], 'PATH' in os.environ)",
+    );
+    req.env = HashMap::from([("GREETING".to_string(), "hi there".to_string())]);
+    assert_eq!(run(&mut client, req).await?.stdout(), "hi there 1 True\n");
+
+    let out = run(&mut client, request("shell", "pwd")).await?;
+    assert_eq!(
+        out.stdout().trim(),
+        daemon.workspace().display().to_string()
+    );
+
+    std::fs::create_dir(daemon.workspace().join("sub"))?;
+    let mut req = request("shell", "pwd");
+    req.cwd = "sub".into();
+    let out = run(&mut client, req).await?;
+    assert_eq!(
+        out.stdout().trim(),
+        daemon.workspace().join("sub").display().to_string()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_invalid_arguments() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+
+    let err = client.exec(request("cobol", "x")).await.err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("cobol ran"))?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("python, shell, node"), "{err:?}");
+
+    let mut req = request("shell", "pwd");
+    req.cwd = "/no/such/dir".into();
+    let err = client.exec(req).await.err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("ran in a missing cwd"))?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "working directory /no/such/dir does not exist"
+    );
+
+    for timeout in [-1.0, 3601.0] {
+        let mut req = request("shell", "true");
+        req.timeout_seconds = timeout;
+        let err = client.exec(req).await.err();
+        assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_kills_the_whole_session() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let mut req = request("shell", "echo $$; trap '' TERM; sleep 100 & sleep 100");
+    req.timeout_seconds = 1.0;
+    let started = Instant::now();
+    let out = run(&mut client, req).await?;
+    let elapsed = started.elapsed();
+    let exit = out.exit()?;
+    assert!(exit.killed, "{exit:?}");
+    assert_eq!(exit.reason, "timeout");
+    assert_eq!(exit.code, 128 + 9);
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "returned after {elapsed:?}"
+    );
+    assert!(exit.duration_ms >= 1000, "{exit:?}");
+    let sid: i32 = out.stdout().trim().parse()?;
+    assert_eq!(session_members(sid), Vec::<i32>::new(), "survivors");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_processes_do_not_hold_the_call_open() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let marker = daemon.workspace().join("finished");
+    // The background job writes far more than a pipe holds: it only finishes if the daemon keeps
+    // draining its output after the call returned.
+    let code = format!(
+        "(for i in $(seq 1 3000); do echo 'background output line, long enough to fill pipes'; done; \
+          sleep 1; touch {}) &\necho started",
+        marker.display()
+    );
+    let started = Instant::now();
+    let out = run(&mut client, request("shell", &code)).await?;
+    let elapsed = started.elapsed();
+    assert_eq!(out.exit()?.code, 0);
+    assert!(!out.exit()?.killed);
+    assert!(out.stdout().starts_with("started\n"), "{}", out.stdout());
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "returned after {elapsed:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the background job never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_past_the_cap_is_dropped_and_counted() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let mut req = request(
+        "python",
+        "import sys\nsys.stdout.buffer.write(b'x' * (20 * 1024 * 1024))\nprint('err', file=sys.stderr)",
+    );
+    req.max_output_bytes = 1024 * 1024;
+    let out = run(&mut client, req).await?;
+    let exit = out.exit()?;
+    assert!(exit.stdout_truncated && !exit.stderr_truncated, "{exit:?}");
+    assert_eq!(exit.stdout_bytes, 20 * 1024 * 1024);
+    assert_eq!(out.stdout.len(), 1024 * 1024);
+    assert_eq!(out.stderr(), "err\n");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_gets_its_run_killed() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let mut stream = client
+        .exec(request("shell", "echo $$; sleep 100 & sleep 100"))
+        .await?
+        .into_inner();
+    let sid = match stream.next().await {
+        Some(Ok(event)) => match event.event {
+            Some(Event::Stdout(bytes)) => String::from_utf8(bytes)?.trim().parse::<i32>()?,
+            other => anyhow::bail!("expected the pid first, got {other:?}"),
+        },
+        other => anyhow::bail!("expected the pid first, got {other:?}"),
+    };
+    assert!(!session_members(sid).is_empty());
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !session_members(sid).is_empty() {
+        assert!(Instant::now() < deadline, "the run outlived its client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Hello, health, reflection and the calls that arrive later.
+
+use agent_runtime_proto::v1::{HelloRequest, ListContextsRequest};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1alpha::{
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    ServerReflectionRequest,
+};
+
+use crate::support::Daemon;
+
+#[tokio::test]
+async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let hello = client.hello(HelloRequest {}).await?.into_inner();
+    assert_eq!(hello.protocol, agent_runtime_proto::PROTOCOL);
+    assert_eq!(hello.daemon_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(hello.capabilities, ["exec", "files"]);
+
+    let err = client.list_contexts(ListContextsRequest {}).await.err();
+    assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut health = HealthClient::new(daemon.channel().await?);
+    for service in ["", "agent_runtime.v1.Sandbox"] {
+        let reply = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(reply.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(daemon.channel().await?);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let reply = replies
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no reflection reply"))??;
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        anyhow::bail!("unexpected reflection reply {reply:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "agent_runtime.v1.Sandbox"),
+        "{names:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Starting a daemon for one test and talking to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::{ExecEvent, ExecExit, ExecRequest};
+use anyhow::{bail, Context as _};
+use hyper_util::rt::TokioIo;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+/// A running sandboxd with its own workspace and socket; stopped (SIGTERM) when dropped.
+pub struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    workspace: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until its socket answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("sandboxd.sock");
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir(&workspace)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_sandboxd"))
+            .args(["--listen", "none", "--socket"])
+            .arg(&socket)
+            .arg("--workspace")
+            .arg(&workspace)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting sandboxd")?;
+        let daemon = Self {
+            child,
+            socket,
+            workspace,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !daemon.socket.exists() {
+            if Instant::now() > deadline {
+                bail!("sandboxd did not create its socket within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(daemon)
+    }
+
+    /// The daemon's workspace directory.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
+    /// A channel over the unix socket.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let path = self.socket.clone();
+        let channel = Endpoint::try_from("http://[::]:50051")?
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await?;
+        Ok(channel)
+    }
+
+    /// A `Sandbox` client with room for 64 MiB messages.
+    pub async fn client(&self) -> anyhow::Result<SandboxClient<Channel>> {
+        Ok(SandboxClient::new(self.channel().await?)
+            .max_decoding_message_size(80 * 1024 * 1024)
+            .max_encoding_message_size(80 * 1024 * 1024))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to the daemon this struct started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request for `code` in `language` with everything else defaulted.
+pub fn request(language: &str, code: &str) -> ExecRequest {
+    ExecRequest {
+        language: language.into(),
+        code: code.into(),
+        ..ExecRequest::default()
+    }
+}
+
+/// Everything one Exec produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub events: Vec<ExecEvent>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Option<ExecExit>,
+}
+
+impl Outcome {
+    /// Stdout as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Stderr as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The exit event, which every run ends with.
+    pub fn exit(&self) -> anyhow::Result<&ExecExit> {
+        self.exit.as_ref().context("the run sent no exit event")
+    }
+}
+
+/// Runs a request and collects its events.
+pub async fn run(client: &mut SandboxClient<Channel>, req: ExecRequest) -> anyhow::Result<Outcome> {
+    let mut stream = client.exec(req).await?.into_inner();
+    let mut out = Outcome::default();
+    while let Some(event) = stream.next().await {
+        let event = event?;
+        if out.exit.is_some() {
+            bail!("an event came after the exit event: {event:?}");
+        }
+        match &event.event {
+            Some(Event::Stdout(b)) => out.stdout.extend_from_slice(b),
+            Some(Event::Stderr(b)) => out.stderr.extend_from_slice(b),
+            Some(Event::Exit(e)) => out.exit = Some(e.clone()),
+            other => bail!("unexpected event {other:?}"),
+        }
+        out.events.push(event);
+    }
+    Ok(out)
+}
+
+/// Live (not zombie) processes in session `sid`.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let state = fields.first()?;
+        let session: i32 = fields.get(3)?.parse().ok()?;
+        (session == sid && *state != "Z" && *state != "X").then_some(pid)
+    })
+    .collect()
+}
+
+/// Deterministic pseudo-random bytes (no pattern a filesystem or transport could shortcut).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Hex SHA-256.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
