@@ -6,7 +6,7 @@
 //! dropped, never buffered; a bounded channel makes a slow client slow the reading down instead of
 //! growing memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -39,8 +39,6 @@ const CHUNK: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_millis(250);
 /// Events buffered towards the client; with `CHUNK` this bounds a run's memory to about 1 MiB.
 const EVENT_BUFFER: usize = 16;
-/// Past this many remembered sessions, the finished ones are forgotten.
-const SPAWNED_PRUNE_AT: usize = 1024;
 
 /// The stream of events one run produces.
 pub type EventStream = ReceiverStream<Result<ExecEvent, tonic::Status>>;
@@ -205,47 +203,29 @@ impl Session {
     }
 }
 
-/// The sessions this daemon started.
+/// The sessions of runs in progress, and of finished runs whose background processes still hold
+/// the output pipes. Those are the ones shutdown kills: while a session has a member its id cannot
+/// be reused, so an id kept here never names someone else's processes.
 #[derive(Default)]
-struct Sessions {
-    /// Runs still in progress.
-    live: Mutex<HashMap<i32, Arc<Session>>>,
-    /// Every session started (minus pruned finished ones): background processes of finished runs
-    /// live on in them, and shutdown kills them too.
-    spawned: Mutex<HashSet<i32>>,
-}
+struct Sessions(Mutex<HashMap<i32, Arc<Session>>>);
 
 impl Sessions {
     fn add(&self, session: Arc<Session>) {
-        let sid = session.sid;
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(sid, session);
-        }
-        if let Ok(mut spawned) = self.spawned.lock() {
-            if spawned.len() >= SPAWNED_PRUNE_AT {
-                spawned.retain(|&s| !procs::session_members(s).is_empty());
-            }
-            spawned.insert(sid);
+        if let Ok(mut live) = self.0.lock() {
+            live.insert(session.sid, session);
         }
     }
 
     fn finish(&self, sid: i32) {
-        if let Ok(mut live) = self.live.lock() {
+        if let Ok(mut live) = self.0.lock() {
             live.remove(&sid);
         }
     }
 
-    fn live(&self) -> Vec<Arc<Session>> {
-        self.live
+    fn all(&self) -> Vec<Arc<Session>> {
+        self.0
             .lock()
             .map(|live| live.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn spawned(&self) -> Vec<i32> {
-        self.spawned
-            .lock()
-            .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
 }
@@ -344,10 +324,11 @@ impl Exec {
 
     /// Kills every session this daemon started and stops the background drainers.
     pub async fn shutdown(&self) {
-        for session in self.sessions.live() {
+        let sessions = self.sessions.all();
+        for session in &sessions {
             let _ = session.reason.set(KillReason::Cancelled);
         }
-        let sids = self.sessions.spawned();
+        let sids: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
         if let Err(e) =
             tokio::task::spawn_blocking(move || procs::kill_sessions_blocking(&sids)).await
         {

@@ -84,17 +84,24 @@ pub fn session_members(sid: i32) -> Vec<i32> {
 
 /// Live (not zombie) processes whose session id is one of `sids`.
 fn sessions_members(sids: &[i32]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| {
-        let entry = entry.ok()?;
-        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (state, session) = parse_stat(&stat)?;
-        (sids.contains(&session) && state != 'Z' && state != 'X').then_some(pid)
-    })
-    .collect()
+    live_processes()
+        .filter(|(_, sid)| sids.contains(sid))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// (pid, session id) of every live (not zombie) process, from one pass over `/proc`.
+fn live_processes() -> impl Iterator<Item = (i32, i32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (state, session) = parse_stat(&stat)?;
+            (state != 'Z' && state != 'X').then_some((pid, session))
+        })
 }
 
 /// State and session id from a `/proc/PID/stat` line. The command name is in parentheses and may

@@ -19,6 +19,8 @@ use crate::server::SandboxService;
 
 /// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
 pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;
+/// How long shutdown waits for calls still in progress.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The service name health reports on.
 const SERVICE_NAME: &str = "agent_runtime.v1.Sandbox";
 
@@ -90,7 +92,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Running calls end once their processes are gone; only then can the servers drain.
     exec.shutdown().await;
     stop.cancel();
-    while servers.join_next().await.is_some() {}
+    // Calls still streaming (a slow download) get a moment to finish, not forever.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("calls still running after {SHUTDOWN_GRACE:?}; dropping them");
+        servers.shutdown().await;
+    }
     if let Socket::On(path) = &args.socket {
         let _ = std::fs::remove_file(path);
     }

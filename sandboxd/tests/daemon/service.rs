@@ -11,7 +11,11 @@ use tonic_reflection::pb::v1alpha::{
     ServerReflectionRequest,
 };
 
-use crate::support::Daemon;
+use std::time::Duration;
+
+use agent_runtime_proto::v1::exec_event::Event;
+
+use crate::support::{request, session_members, Daemon};
 
 #[tokio::test]
 async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()> {
@@ -62,5 +66,44 @@ async fn health_and_reflection_answer() -> anyhow::Result<()> {
         names.iter().any(|n| n == "agent_runtime.v1.Sandbox"),
         "{names:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_kills_running_code_and_removes_the_socket() -> anyhow::Result<()> {
+    let mut daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let mut stream = client
+        .exec(request("shell", "echo $$; trap '' TERM; sleep 100"))
+        .await?
+        .into_inner();
+    let sid = match stream.next().await {
+        Some(Ok(event)) => match event.event {
+            Some(Event::Stdout(bytes)) => String::from_utf8(bytes)?.trim().parse::<i32>()?,
+            other => anyhow::bail!("expected the pid first, got {other:?}"),
+        },
+        other => anyhow::bail!("expected the pid first, got {other:?}"),
+    };
+
+    let status = daemon.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sandboxd did not stop cleanly: {status:?}"
+    );
+    assert!(
+        session_members(sid).is_empty(),
+        "the run outlived the daemon"
+    );
+    // The call still ended properly, with an exit event saying why.
+    let mut exit = None;
+    while let Some(Ok(event)) = stream.next().await {
+        if let Some(Event::Exit(e)) = event.event {
+            exit = Some(e);
+        }
+    }
+    let exit = exit.ok_or_else(|| anyhow::anyhow!("no exit event"))?;
+    assert!(exit.killed, "{exit:?}");
+    assert_eq!(exit.reason, "cancelled");
+    assert!(!daemon.socket().exists(), "the socket file was left behind");
     Ok(())
 }

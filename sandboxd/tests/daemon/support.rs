@@ -52,6 +52,11 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The daemon's unix socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// The daemon's workspace directory.
     pub fn workspace(&self) -> &Path {
         &self.workspace
@@ -81,21 +86,33 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill only sends a signal to the daemon this struct started.
+impl Daemon {
+    /// Sends SIGTERM and waits up to `wait` for the daemon to exit; its status if it did.
+    pub fn terminate(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        // SAFETY: kill only sends a signal to the daemon this struct started (and has not reaped).
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.terminate(Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
