@@ -380,3 +380,47 @@ async fn a_bad_upload_leaves_no_file() -> anyhow::Result<()> {
     assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_upload_leaves_no_file() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let first = [
+        UploadRequest {
+            part: Some(Part::Header(UploadHeader {
+                path: "half/file.bin".into(),
+                ..UploadHeader::default()
+            })),
+        },
+        UploadRequest {
+            part: Some(Part::Data(noise(1024 * 1024, 3))),
+        },
+    ];
+    // The client sends a header and some data, then goes away without finishing.
+    let never_ends = tokio_stream::iter(first).chain(tokio_stream::pending());
+    let dir = daemon.workspace().join("half");
+    let call = client.upload(never_ends);
+    let watch = async {
+        while std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        reply = call => anyhow::bail!("an unfinished upload completed: {reply:?}"),
+        () = watch => {}
+    }
+    // The call future is dropped here, which resets the stream.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temporary file left behind: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
