@@ -362,11 +362,12 @@ impl Manager {
     /// Destroys every sandbox (used by `serve --cleanup-on-exit`).
     pub async fn destroy_all(&self) {
         let ids: Vec<SandboxId> = self.lock().keys().cloned().collect();
-        for id in ids {
-            if let Err(e) = self.destroy(&id).await {
+        let all = ids.iter().map(|id| async move {
+            if let Err(e) = self.destroy(id).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "could not destroy sandbox");
             }
-        }
+        });
+        futures::future::join_all(all).await;
     }
 }
 

@@ -19,6 +19,9 @@ use crate::grpc::proxy::SandboxProxy;
 use crate::limits::Caps;
 use crate::sandboxes::{Manager, ManagerConfig};
 
+/// How long in-flight calls may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Everything `serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -120,7 +123,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     );
 
     let shutdown = stop.clone();
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -129,8 +132,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown_signal().await;
             shutdown.cancel();
-        })
-        .await?;
+        });
+    // Graceful shutdown waits for every connection to close; clients that keep idle channels
+    // open would hold the host forever, so in-flight calls get a bounded grace period.
+    let grace = stop.clone();
+    tokio::select! {
+        r = server => r?,
+        () = async move {
+            grace.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("connections still open after {}s: stopping anyway", SHUTDOWN_GRACE.as_secs()),
+    }
 
     stop.cancel();
     let _ = reaper.await;

@@ -132,6 +132,13 @@ impl From<Error> for tonic::Status {
             Error::DirectoryNotEmpty(_) => tonic::Status::failed_precondition(message),
             Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
             Error::Unimplemented(_) => tonic::Status::unimplemented(message),
+            // EAGAIN from fork: the sandbox's process limit is reached (e.g. by a fork bomb).
+            Error::Spawn { ref source, .. } if source.raw_os_error() == Some(libc::EAGAIN) => {
+                tonic::Status::resource_exhausted(format!(
+                    "{message}: the sandbox's process limit is reached; wait for running commands \
+                     to finish or kill them, then retry"
+                ))
+            }
             Error::Spawn { .. } | Error::Io { .. } | Error::Internal(_) => {
                 tonic::Status::internal(message)
             }

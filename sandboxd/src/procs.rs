@@ -57,6 +57,7 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
     for _ in 0..20 {
         let members = sessions_members(&sids);
         if members.is_empty() {
+            wait_reaped(&sids);
             return;
         }
         for pid in members {
@@ -68,6 +69,18 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
         std::thread::sleep(Duration::from_millis(5));
     }
     tracing::warn!(?sids, "processes survived SIGKILL");
+}
+
+/// Waits (up to a second) until the killed sessions' zombies are reaped by init, so that their
+/// process slots are free again (a fork bomb's zombies would otherwise still fill the pids limit
+/// when the caller's next command starts).
+fn wait_reaped(sids: &[i32]) {
+    for _ in 0..200 {
+        if !all_processes().any(|(_, sid, _)| sids.contains(&sid)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Kills session `sid` without blocking the async runtime.
@@ -92,6 +105,13 @@ fn sessions_members(sids: &[i32]) -> Vec<i32> {
 
 /// (pid, session id) of every live (not zombie) process, from one pass over `/proc`.
 fn live_processes() -> impl Iterator<Item = (i32, i32)> {
+    all_processes()
+        .filter(|(_, _, state)| *state != 'Z' && *state != 'X')
+        .map(|(pid, sid, _)| (pid, sid))
+}
+
+/// (pid, session id, state) of every process, zombies included, from one pass over `/proc`.
+fn all_processes() -> impl Iterator<Item = (i32, i32, char)> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -100,7 +120,7 @@ fn live_processes() -> impl Iterator<Item = (i32, i32)> {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             let (state, session) = parse_stat(&stat)?;
-            (state != 'Z' && state != 'X').then_some((pid, session))
+            Some((pid, session, state))
         })
 }
 
