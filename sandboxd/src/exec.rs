@@ -197,9 +197,9 @@ struct Session {
 
 impl Session {
     /// Kills the whole session; the first reason given is the one reported.
-    async fn kill(&self, reason: KillReason) {
+    fn kill(&self, reason: KillReason) {
         let _ = self.reason.set(reason);
-        procs::kill_session(self.sid).await;
+        procs::kill_session(self.sid);
     }
 }
 
@@ -329,11 +329,8 @@ impl Exec {
             let _ = session.reason.set(KillReason::Cancelled);
         }
         let sids: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || procs::kill_sessions_blocking(&sids)).await
-        {
-            tracing::error!(error = %e, "killing sessions at shutdown failed");
-        }
+        // On this thread, not the blocking pool: see `procs::kill_session`.
+        procs::kill_sessions_blocking(&sids);
         self.background.cancel();
     }
 }
@@ -486,7 +483,7 @@ impl Run {
             let timeout = self.timeout;
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                session.kill(KillReason::Timeout).await;
+                session.kill(KillReason::Timeout);
             })
         };
         let mut status: Option<std::io::Result<ExitStatus>> = None;
@@ -527,7 +524,7 @@ impl Run {
                 },
                 () = self.events.tx.closed(), if self.events.open && status.is_none() => {
                     self.events.open = false;
-                    self.session.kill(KillReason::Cancelled).await;
+                    self.session.kill(KillReason::Cancelled);
                 },
             }
         }
@@ -570,7 +567,7 @@ impl Run {
             return;
         }
         if !self.events.send(event).await && !program_exited {
-            self.session.kill(KillReason::Cancelled).await;
+            self.session.kill(KillReason::Cancelled);
         }
     }
 

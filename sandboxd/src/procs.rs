@@ -83,11 +83,11 @@ fn wait_reaped(sids: &[i32]) {
     }
 }
 
-/// Kills session `sid` without blocking the async runtime.
-pub async fn kill_session(sid: i32) {
-    if let Err(e) = tokio::task::spawn_blocking(move || kill_sessions_blocking(&[sid])).await {
-        tracing::error!(sid, error = %e, "session killer task failed");
-    }
+/// Kills session `sid`. This runs on the calling (async worker) thread on purpose: it is the path
+/// that must work when user code has used up the sandbox's pids limit (a fork bomb), and starting
+/// a blocking-pool thread fails then. It blocks for a few milliseconds, at worst about a second.
+pub fn kill_session(sid: i32) {
+    kill_sessions_blocking(&[sid]);
 }
 
 /// Live (not zombie) processes whose session id is `sid`.
