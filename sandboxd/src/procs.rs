@@ -71,12 +71,17 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
     tracing::warn!(?sids, "processes survived SIGKILL");
 }
 
-/// Waits (up to a second) until the killed sessions' zombies are reaped by init, so that their
+/// Waits (up to 200 ms) until the killed sessions' zombies are reaped by init, so that their
 /// process slots are free again (a fork bomb's zombies would otherwise still fill the pids limit
 /// when the caller's next command starts).
 fn wait_reaped(sids: &[i32]) {
-    for _ in 0..200 {
-        if !all_processes().any(|(_, sid, _)| sids.contains(&sid)) {
+    // Inside the container Docker's init reaps within milliseconds; elsewhere (tests on a host
+    // whose init reaps lazily) the time bound keeps a timeout from overshooting.
+    let deadline = std::time::Instant::now() + Duration::from_millis(200);
+    // Zombies whose parent is this daemon are ours to reap (the run's own wait does it).
+    let own = std::process::id() as i32;
+    while std::time::Instant::now() < deadline {
+        if !all_processes().any(|p| sids.contains(&p.sid) && p.ppid != own) {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -106,12 +111,12 @@ fn sessions_members(sids: &[i32]) -> Vec<i32> {
 /// (pid, session id) of every live (not zombie) process, from one pass over `/proc`.
 fn live_processes() -> impl Iterator<Item = (i32, i32)> {
     all_processes()
-        .filter(|(_, _, state)| *state != 'Z' && *state != 'X')
-        .map(|(pid, sid, _)| (pid, sid))
+        .filter(|p| p.state != 'Z' && p.state != 'X')
+        .map(|p| (p.pid, p.sid))
 }
 
 /// (pid, session id, state) of every process, zombies included, from one pass over `/proc`.
-fn all_processes() -> impl Iterator<Item = (i32, i32, char)> {
+fn all_processes() -> impl Iterator<Item = Proc> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -119,19 +124,29 @@ fn all_processes() -> impl Iterator<Item = (i32, i32, char)> {
             let entry = entry.ok()?;
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (state, session) = parse_stat(&stat)?;
-            Some((pid, session, state))
+            let (state, ppid, sid) = parse_stat(&stat)?;
+            Some(Proc { pid, ppid, sid, state })
         })
 }
 
-/// State and session id from a `/proc/PID/stat` line. The command name is in parentheses and may
-/// itself contain spaces and parentheses, so fields are counted from the last `)`.
-fn parse_stat(stat: &str) -> Option<(char, i32)> {
+/// One process as `/proc` shows it.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    sid: i32,
+    state: char,
+}
+
+/// State, parent pid and session id from a `/proc/PID/stat` line. The command name is in
+/// parentheses and may itself contain spaces and parentheses, so fields are counted from the
+/// last `)`.
+fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
-    let session = fields.nth(2)?.parse().ok()?;
-    Some((state, session))
+    let ppid = fields.next()?.parse().ok()?;
+    let session = fields.nth(1)?.parse().ok()?;
+    Some((state, ppid, session))
 }
 
 #[cfg(test)]
@@ -141,7 +156,7 @@ mod tests {
     #[test]
     fn stat_lines_with_odd_command_names_parse() {
         let line = "4242 (we ird) (name) S 1 4242 4240 0 -1 4194560 0 0";
-        assert_eq!(parse_stat(line), Some(('S', 4240)));
+        assert_eq!(parse_stat(line), Some(('S', 1, 4240)));
         assert_eq!(parse_stat("garbage"), None);
     }
 
