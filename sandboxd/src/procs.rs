@@ -125,7 +125,12 @@ fn all_processes() -> impl Iterator<Item = Proc> {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             let (state, ppid, sid) = parse_stat(&stat)?;
-            Some(Proc { pid, ppid, sid, state })
+            Some(Proc {
+                pid,
+                ppid,
+                sid,
+                state,
+            })
         })
 }
 
