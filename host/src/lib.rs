@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod limits;
+pub mod rest;
 pub mod sandboxes;
 pub mod serve;
 pub mod uds;

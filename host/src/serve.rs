@@ -27,6 +27,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub struct ServeOptions {
     /// gRPC listen address.
     pub grpc_listen: SocketAddr,
+    /// REST listen address; `None` disables the REST API.
+    pub rest_listen: Option<SocketAddr>,
+    /// Credentials the REST API requires.
+    pub basic_auth: Option<crate::rest::auth::BasicAuth>,
     /// State directory.
     pub state_dir: PathBuf,
     /// Instance name: this host owns only containers labelled with it.
@@ -68,6 +72,9 @@ pub async fn docker_backend(
 
 /// Runs the host until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    if let Some(addr) = opts.rest_listen {
+        crate::rest::check_exposure(addr, &opts.basic_auth).map_err(anyhow::Error::msg)?;
+    }
     let backend = docker_backend(
         &opts.state_dir,
         &opts.instance,
@@ -122,6 +129,27 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.instance
     );
 
+    let rest = match opts.rest_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr} for REST: {e} (pass --rest-listen to change it)"
+                )
+            })?;
+            eprintln!(
+                "agent-runtime: REST listening on {}",
+                listener.local_addr()?
+            );
+            Some(tokio::spawn(crate::rest::serve(
+                listener,
+                manager.clone(),
+                opts.basic_auth.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
     let shutdown = stop.clone();
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -146,6 +174,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     stop.cancel();
     let _ = reaper.await;
+    if let Some(rest) = rest {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, rest).await;
+    }
     if opts.cleanup_on_exit {
         manager.destroy_all().await;
     }

@@ -80,3 +80,77 @@ async fn fork_bomb_is_contained() {
     }
     panic!("processes left 3 s after the bomb was killed:\n{listing}");
 }
+
+#[tokio::test]
+async fn sandbox_has_no_network_runs_as_1000_on_a_read_only_root() {
+    let host = Host::start(&[]);
+    let id = host.create().await;
+    // Read the interfaces; never send traffic anywhere.
+    let out = host
+        .exec(&id, "shell", "ls /sys/class/net", 10.0)
+        .await
+        .expect("ls net");
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        vec!["lo"]
+    );
+    let out = host
+        .exec(&id, "shell", "id -u; id -g", 10.0)
+        .await
+        .expect("id");
+    assert_eq!(out.stdout, "1000\n1000\n");
+    let out = host
+        .exec(
+            &id,
+            "shell",
+            "touch /usr/evil 2>&1; touch /evil 2>&1; echo x > /tmp/ok && cat /tmp/ok",
+            10.0,
+        )
+        .await
+        .expect("touch");
+    assert_eq!(
+        out.stdout.matches("Read-only file system").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.ends_with("x\n"));
+    let out = host
+        .exec(
+            &id,
+            "shell",
+            "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+            10.0,
+        )
+        .await
+        .expect("caps");
+    assert!(
+        out.stdout.contains("CapEff:\t0000000000000000"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("NoNewPrivs:\t1"), "{}", out.stdout);
+
+    let inspect = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Init}} {{.Config.User}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{index .Config.Labels \"agent-runtime.managed\"}}",
+        &id,
+    ])
+    .expect("docker inspect");
+    assert_eq!(
+        inspect.trim(),
+        "536870912 536870912 1000000000 512 none true true 1000:1000 [ALL] [no-new-privileges] true"
+    );
+    // The pids limit holds.
+    let out = host
+        .exec(
+            &id,
+            "shell",
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+            10.0,
+        )
+        .await
+        .expect("pids");
+    assert_eq!(out.stdout.trim(), "512");
+}

@@ -91,6 +91,8 @@ pub struct Host {
     child: Option<Child>,
     /// gRPC address, `http://127.0.0.1:PORT`.
     pub addr: String,
+    /// REST base URL, `http://127.0.0.1:PORT`.
+    pub rest: String,
     /// Instance name.
     pub instance: String,
     log: Arc<Mutex<String>>,
@@ -110,6 +112,8 @@ impl Host {
             "serve",
             "--grpc-listen",
             "127.0.0.1:0",
+            "--rest-listen",
+            "127.0.0.1:0",
             "--instance",
             instance,
         ]);
@@ -123,14 +127,16 @@ impl Host {
         let mut child = cmd.spawn().expect("spawning agent-runtime serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
         let log2 = log.clone();
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("gRPC listening on ").nth(1) {
-                    if let (Some(addr), Some(tx)) = (rest.split_whitespace().next(), tx.take()) {
-                        let _ = tx.send(addr.to_owned());
+                for (grpc, marker) in [(true, "gRPC listening on "), (false, "REST listening on ")]
+                {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        if let Some(addr) = rest.split_whitespace().next() {
+                            let _ = tx.send((grpc, addr.to_owned()));
+                        }
                     }
                 }
                 if let Ok(mut l) = log2.lock() {
@@ -139,19 +145,24 @@ impl Host {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "host did not start; its log:\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
+        let (mut addr, mut rest) = (None, None);
+        while addr.is_none() || rest.is_none() {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok((true, a)) => addr = Some(a),
+                Ok((false, a)) => rest = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "host did not start; its log:\n{}",
+                        log.lock().map(|l| l.clone()).unwrap_or_default()
+                    );
+                }
             }
-        };
+        }
         Self {
             child: Some(child),
-            addr: format!("http://{addr}"),
+            addr: format!("http://{}", addr.unwrap_or_default()),
+            rest: format!("http://{}", rest.unwrap_or_default()),
             instance: instance.to_owned(),
             log,
         }

@@ -76,6 +76,16 @@ struct ServeArgs {
         default_value = "127.0.0.1:50051"
     )]
     grpc_listen: SocketAddr,
+    /// REST listen address (`none` disables the REST API).
+    #[arg(
+        long,
+        env = "AGENT_RUNTIME_REST_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    rest_listen: String,
+    /// HTTP Basic credentials USER:PASSWORD the REST API requires (required off loopback).
+    #[arg(long, env = "AGENT_RUNTIME_BASIC_AUTH", hide_env_values = true)]
+    basic_auth: Option<String>,
     #[command(flatten)]
     state: StateArgs,
     /// Instance name; a host owns, adopts and cleans up only its own instance's sandboxes.
@@ -110,8 +120,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 max_timeout: Duration::from_secs(a.max_timeout),
                 ..Caps::default()
             };
+            let rest_listen = match a.rest_listen.as_str() {
+                "none" | "" => None,
+                s => Some(
+                    s.parse()
+                        .map_err(|e| anyhow::anyhow!("--rest-listen {s:?}: {e}"))?,
+                ),
+            };
+            let basic_auth = a
+                .basic_auth
+                .as_deref()
+                .map(crate::rest::auth::BasicAuth::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             serve(ServeOptions {
                 grpc_listen: a.grpc_listen,
+                rest_listen,
+                basic_auth,
                 state_dir: a.state.state_dir(),
                 instance: a.instance,
                 max_sandboxes: a.max_sandboxes,

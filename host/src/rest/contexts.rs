@@ -1,0 +1,485 @@
+//! `/api/v1/contexts`: each context is a Jupyter kernel in a sandbox — its own sandbox by default
+//! (destroyed with the context), or an existing one named by `sandbox_id`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::{
+    Context, CreateContextRequest, DeleteContextRequest, ExecEvent, ListContextsRequest,
+    RunCodeRequest,
+};
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use super::error::RestError;
+use crate::ids::SandboxId;
+use crate::sandboxes::Manager;
+
+/// Label that marks a sandbox the REST API created for one context.
+const OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
+/// Default execution timeout in seconds (§3.2).
+const DEFAULT_TIMEOUT_S: f64 = 30.0;
+/// Longest execution timeout.
+const MAX_TIMEOUT_S: f64 = 3600.0;
+
+/// Where a context lives.
+#[derive(Clone, Debug)]
+struct Route {
+    sandbox: SandboxId,
+    owns_sandbox: bool,
+}
+
+/// The REST contexts state: which sandbox holds which context.
+pub struct Contexts {
+    manager: Arc<Manager>,
+    routes: Mutex<HashMap<String, Route>>,
+}
+
+impl Contexts {
+    /// Empty; routes are learnt on create and rediscovered from the sandboxes when unknown.
+    pub fn new(manager: Arc<Manager>) -> Self {
+        Self {
+            manager,
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<String, Route>> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn client(&self, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
+        Ok(SandboxClient::new(self.manager.channel(sandbox)?)
+            .max_decoding_message_size(80 << 20)
+            .max_encoding_message_size(80 << 20))
+    }
+
+    /// Asks every sandbox for its contexts (after a host restart the map is empty).
+    async fn discover(&self) -> Vec<(Route, Context)> {
+        let mut found = Vec::new();
+        for sb in self.manager.list() {
+            let Ok(mut client) = self.client(&sb.id) else {
+                continue;
+            };
+            let Ok(resp) = client
+                .list_contexts(req(&sb.id, ListContextsRequest {}))
+                .await
+            else {
+                continue;
+            };
+            let owns = sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1);
+            for c in resp.into_inner().contexts {
+                found.push((
+                    Route {
+                        sandbox: sb.id.clone(),
+                        owns_sandbox: owns,
+                    },
+                    c,
+                ));
+            }
+        }
+        let mut routes = self.routes();
+        routes.clear();
+        for (route, c) in &found {
+            routes.insert(c.context_id.clone(), route.clone());
+        }
+        found
+    }
+
+    async fn route(&self, id: &str) -> Result<Route, RestError> {
+        if let Some(r) = self.routes().get(id).cloned() {
+            return Ok(r);
+        }
+        self.discover()
+            .await
+            .into_iter()
+            .find(|(_, c)| c.context_id == id)
+            .map(|(r, _)| r)
+            .ok_or_else(RestError::context_not_found)
+    }
+}
+
+fn req<T>(sandbox: &SandboxId, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = sandbox.as_str().parse() {
+        r.metadata_mut().insert(SANDBOX_ID_HEADER, v);
+    }
+    r
+}
+
+/// Body of `POST /api/v1/contexts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    /// Must be "jupyter".
+    #[serde(default = "default_type", rename = "type")]
+    kind: String,
+    /// Must be "python".
+    #[serde(default = "default_language")]
+    language: String,
+    /// A name for the context.
+    #[serde(default)]
+    session_name: Option<String>,
+    /// Working directory; default /workspace.
+    #[serde(default)]
+    working_dir: Option<String>,
+    /// Put the context into this existing sandbox instead of a new one.
+    #[serde(default)]
+    sandbox_id: Option<String>,
+}
+
+fn default_type() -> String {
+    "jupyter".into()
+}
+
+fn default_language() -> String {
+    "python".into()
+}
+
+/// Body of `POST /api/v1/contexts/{id}/execute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    /// Python code.
+    code: String,
+    /// Seconds; default 30.
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+/// A context as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ContextView {
+    context_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    language: String,
+    session_name: String,
+    status: String,
+    created_at: String,
+    working_dir: String,
+    sandbox_id: String,
+}
+
+fn view(c: &Context, sandbox: &SandboxId) -> ContextView {
+    ContextView {
+        context_id: c.context_id.clone(),
+        kind: "jupyter",
+        language: c.language.clone(),
+        session_name: c.name.clone(),
+        status: c.status.clone(),
+        created_at: c.created_at.clone(),
+        working_dir: c.cwd.clone(),
+        sandbox_id: sandbox.to_string(),
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, RestError> {
+    body.map(|Json(b)| b)
+        .map_err(|r| RestError::bad_request(r.body_text()))
+}
+
+/// `POST /api/v1/contexts`
+pub async fn create(
+    State(state): State<Arc<Contexts>>,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<Response, RestError> {
+    let body = json_body(body)?;
+    if body.kind != "jupyter" {
+        return Err(RestError::bad_request(format!(
+            "type {:?} is not supported: use \"jupyter\"",
+            body.kind
+        )));
+    }
+    if body.language != "python" {
+        return Err(RestError::bad_request(format!(
+            "language {:?} is not supported: use \"python\"",
+            body.language
+        )));
+    }
+    let (sandbox, owns) = match &body.sandbox_id {
+        Some(id) => {
+            let id = SandboxId::parse(id).ok_or_else(|| {
+                RestError::bad_request(format!("sandbox_id {id:?} is not a sandbox id"))
+            })?;
+            state
+                .manager
+                .get(&id)
+                .map_err(|_| RestError::bad_request(format!("sandbox {id} not found")))?;
+            (id, false)
+        }
+        None => {
+            let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
+            (state.manager.create("", 0.0, 0, labels).await?.id, true)
+        }
+    };
+    let created = async {
+        state
+            .client(&sandbox)?
+            .create_context(req(
+                &sandbox,
+                CreateContextRequest {
+                    language: body.language.clone(),
+                    name: body.session_name.clone().unwrap_or_default(),
+                    cwd: body.working_dir.clone().unwrap_or_default(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+                    RestError::bad_request(s.message())
+                }
+                _ => RestError::from_status(&s),
+            })
+    }
+    .await;
+    let context = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if owns {
+                let _ = state.manager.destroy(&sandbox).await;
+            }
+            return Err(e);
+        }
+    };
+    state.routes().insert(
+        context.context_id.clone(),
+        Route {
+            sandbox: sandbox.clone(),
+            owns_sandbox: owns,
+        },
+    );
+    Ok((http::StatusCode::CREATED, Json(view(&context, &sandbox))).into_response())
+}
+
+/// `GET /api/v1/contexts`
+pub async fn list(State(state): State<Arc<Contexts>>) -> Json<Vec<ContextView>> {
+    let mut all: Vec<ContextView> = state
+        .discover()
+        .await
+        .iter()
+        .map(|(r, c)| view(c, &r.sandbox))
+        .collect();
+    all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Json(all)
+}
+
+/// `GET /api/v1/contexts/{id}`
+pub async fn get(
+    State(state): State<Arc<Contexts>>,
+    Path(id): Path<String>,
+) -> Result<Json<ContextView>, RestError> {
+    let route = state.route(&id).await?;
+    let contexts = state
+        .client(&route.sandbox)?
+        .list_contexts(req(&route.sandbox, ListContextsRequest {}))
+        .await
+        .map_err(|s| RestError::from_status(&s))?
+        .into_inner()
+        .contexts;
+    let c = contexts
+        .iter()
+        .find(|c| c.context_id == id)
+        .ok_or_else(RestError::context_not_found)?;
+    Ok(Json(view(c, &route.sandbox)))
+}
+
+/// `DELETE /api/v1/contexts/{id}`
+pub async fn delete(
+    State(state): State<Arc<Contexts>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, RestError> {
+    let route = state.route(&id).await?;
+    state
+        .client(&route.sandbox)?
+        .delete_context(req(
+            &route.sandbox,
+            DeleteContextRequest {
+                context_id: id.clone(),
+            },
+        ))
+        .await
+        .map_err(|s| RestError::from_status(&s))?;
+    state.routes().remove(&id);
+    if route.owns_sandbox {
+        state.manager.destroy(&route.sandbox).await?;
+    }
+    Ok(Json(json!({ "success": true, "context_id": id })))
+}
+
+/// What one execution produced.
+#[derive(Default)]
+struct Collected {
+    stdout: String,
+    stderr: String,
+    results: Vec<Value>,
+    error: Option<Value>,
+    killed: bool,
+    reason: String,
+    state_lost: bool,
+    duration_ms: u64,
+}
+
+impl Collected {
+    fn add(&mut self, ev: ExecEvent) {
+        match ev.event {
+            Some(Event::Stdout(b)) => self.stdout.push_str(&String::from_utf8_lossy(&b)),
+            Some(Event::Stderr(b)) => self.stderr.push_str(&String::from_utf8_lossy(&b)),
+            Some(Event::Result(r)) => self
+                .results
+                .push(json!({ "data": r.data, "is_main_result": r.is_main_result })),
+            Some(Event::Error(e)) => {
+                if !self.stderr.is_empty() && !self.stderr.ends_with('\n') {
+                    self.stderr.push('\n');
+                }
+                self.stderr.push_str(&e.traceback.join("\n"));
+                self.stderr.push('\n');
+                self.error =
+                    Some(json!({ "name": e.name, "value": e.value, "traceback": e.traceback }));
+            }
+            Some(Event::Exit(x)) => {
+                self.killed = x.killed;
+                self.reason = x.reason;
+                self.state_lost = x.state_lost;
+                self.duration_ms = x.duration_ms;
+            }
+            None => {}
+        }
+    }
+}
+
+/// One streamed event as an NDJSON line.
+fn event_line(ev: &ExecEvent) -> Option<Value> {
+    Some(match ev.event.as_ref()? {
+        Event::Stdout(b) => json!({ "type": "stdout", "data": String::from_utf8_lossy(b) }),
+        Event::Stderr(b) => json!({ "type": "stderr", "data": String::from_utf8_lossy(b) }),
+        Event::Result(r) => {
+            json!({ "type": "result", "data": r.data, "is_main_result": r.is_main_result })
+        }
+        Event::Error(e) => {
+            json!({ "type": "error", "name": e.name, "value": e.value, "traceback": e.traceback })
+        }
+        Event::Exit(x) => json!({
+            "type": "done",
+            "success": !x.killed && x.code == 0,
+            "execution_time": x.duration_ms as f64 / 1000.0,
+            "killed": x.killed,
+            "reason": x.reason,
+            "state_lost": x.state_lost,
+        }),
+    })
+}
+
+/// `POST /api/v1/contexts/{id}/execute`; with `Accept: application/x-ndjson` the events stream
+/// as they happen, one JSON object per line.
+pub async fn execute(
+    State(state): State<Arc<Contexts>>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Result<Json<ExecuteBody>, JsonRejection>,
+) -> Result<Response, RestError> {
+    let body = json_body(body)?;
+    let timeout = body.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !timeout.is_finite() || timeout <= 0.0 || timeout > MAX_TIMEOUT_S {
+        return Err(RestError::bad_request(format!(
+            "timeout must be between 0 and {MAX_TIMEOUT_S} seconds"
+        )));
+    }
+    let route = state.route(&id).await?;
+    let mut request = req(
+        &route.sandbox,
+        RunCodeRequest {
+            context_id: id.clone(),
+            code: body.code,
+            timeout_seconds: timeout,
+        },
+    );
+    // The sandbox enforces the timeout; this deadline only guards against a daemon that hangs.
+    request.set_timeout(Duration::from_secs_f64(timeout + 30.0));
+    let mut stream = state
+        .client(&route.sandbox)?
+        .run_code(request)
+        .await
+        .map_err(|s| RestError::from_status(&s))?
+        .into_inner();
+
+    let wants_stream = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if wants_stream {
+        let lines = async_stream_lines(stream);
+        return Ok((
+            [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(lines),
+        )
+            .into_response());
+    }
+
+    let mut out = Collected::default();
+    while let Some(ev) = stream
+        .message()
+        .await
+        .map_err(|s| RestError::from_status(&s))?
+    {
+        out.add(ev);
+    }
+    if out.killed && out.reason == "timeout" {
+        let kept = if out.state_lost {
+            "the kernel ignored the interrupt and was restarted: its state is lost"
+        } else {
+            "the execution was interrupted; the context keeps its state"
+        };
+        return Err(RestError::timeout(format!(
+            "execution timed out after {timeout} s: {kept}"
+        )));
+    }
+    let mut resp = json!({
+        "output": { "stdout": out.stdout, "stderr": out.stderr },
+        "success": out.error.is_none() && !out.killed,
+        "execution_time": out.duration_ms as f64 / 1000.0,
+    });
+    if !out.results.is_empty() {
+        resp["results"] = Value::Array(out.results);
+    }
+    if let Some(e) = out.error {
+        resp["error"] = e;
+    }
+    if out.state_lost {
+        resp["state_lost"] = Value::Bool(true);
+    }
+    Ok(Json(resp).into_response())
+}
+
+fn async_stream_lines(
+    stream: tonic::Streaming<ExecEvent>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, Infallible>> + Send {
+    futures::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        let line = match stream.message().await {
+            Ok(Some(ev)) => match event_line(&ev) {
+                Some(v) => v,
+                None => json!({ "type": "unknown" }),
+            },
+            Ok(None) => return None,
+            Err(s) => {
+                let mut line = RestError::from_status(&s).body();
+                line["type"] = json!("failed");
+                return Some((Ok(bytes::Bytes::from(format!("{line}\n"))), None));
+            }
+        };
+        Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(stream)))
+    })
+}

@@ -1,0 +1,124 @@
+//! REST errors: `{"error": "...", "code": "..."}` with the §3.2 codes and HTTP statuses.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use tonic::Code;
+
+/// An error as the REST API reports it.
+#[derive(Debug)]
+pub struct RestError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl RestError {
+    /// 400 BAD_REQUEST.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "BAD_REQUEST",
+            message: message.into(),
+        }
+    }
+
+    /// 404 CONTEXT_NOT_FOUND, in the specification's words.
+    pub fn context_not_found() -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "CONTEXT_NOT_FOUND",
+            message: "Context not found".into(),
+        }
+    }
+
+    /// 408 TIMEOUT.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "TIMEOUT",
+            message: message.into(),
+        }
+    }
+
+    /// 500 INTERNAL.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL",
+            message: message.into(),
+        }
+    }
+
+    /// 401 for missing or wrong credentials.
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "UNAUTHORIZED",
+            message: "missing or wrong credentials: use HTTP Basic authentication".into(),
+        }
+    }
+
+    /// 404 for a path the API does not have.
+    pub fn not_found_route() -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "NOT_FOUND",
+            message: "no such endpoint: see /api/v1/openapi.json".into(),
+        }
+    }
+
+    /// Maps a status from the host or a sandbox onto the REST codes.
+    pub fn from_status(s: &tonic::Status) -> Self {
+        let message = s.message().to_owned();
+        match s.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                Self::bad_request(message)
+            }
+            Code::NotFound => Self::context_not_found(),
+            Code::DeadlineExceeded => Self::timeout(message),
+            Code::ResourceExhausted => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "RESOURCE_EXHAUSTED",
+                message,
+            },
+            Code::PermissionDenied => Self {
+                status: StatusCode::FORBIDDEN,
+                code: "PERMISSION_DENIED",
+                message,
+            },
+            Code::Unavailable => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "INTERNAL",
+                message,
+            },
+            _ => Self::internal(message),
+        }
+    }
+}
+
+impl From<crate::error::HostError> for RestError {
+    fn from(e: crate::error::HostError) -> Self {
+        Self::from_status(&tonic::Status::from(e))
+    }
+}
+
+impl RestError {
+    /// The JSON body: `{"error": "...", "code": "..."}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.message, "code": self.code })
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"agent-runtime\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,349 @@
+//! The REST API of DESIGN.md §3.2, with plain HTTP requests as curl would send them.
+
+use std::time::{Duration, Instant};
+
+use agent_runtime_e2e::{binary, instance_containers, Host};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client")
+}
+
+async fn post(url: &str, body: Value) -> (StatusCode, Value) {
+    let resp = client().post(url).json(&body).send().await.expect("POST");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn create_context(host: &Host, body: Value) -> String {
+    let (status, v) = post(&format!("{}/api/v1/contexts", host.rest), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    v["context_id"].as_str().expect("context_id").to_owned()
+}
+
+async fn execute(host: &Host, ctx: &str, code: &str, timeout: Option<f64>) -> (StatusCode, Value) {
+    let mut body = json!({ "code": code });
+    if let Some(t) = timeout {
+        body["timeout"] = json!(t);
+    }
+    post(
+        &format!("{}/api/v1/contexts/{ctx}/execute", host.rest),
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_specification_flow() {
+    let host = Host::start(&[]);
+    let base = format!("{}/api/v1", host.rest);
+    let health = client()
+        .get(format!("{}/health", host.rest))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.expect("body"), "OK");
+
+    let (status, created) = post(
+        &format!("{base}/contexts"),
+        json!({"type": "jupyter", "language": "python", "session_name": "spec", "working_dir": "/workspace"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let ctx = created["context_id"].as_str().expect("id").to_owned();
+    assert!(ctx.starts_with("ctx-"), "{ctx}");
+    assert_eq!(created["type"], "jupyter");
+    assert_eq!(created["status"], "active");
+    let created_at = created["created_at"].as_str().expect("created_at");
+    assert!(
+        created_at.contains('T') && (created_at.ends_with('Z') || created_at.contains('+')),
+        "{created_at}"
+    );
+
+    let (status, v) = execute(&host, &ctx, "print(\"Hello from Local Sandbox\")", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["output"]["stdout"], "Hello from Local Sandbox\n");
+    assert_eq!(v["output"]["stderr"], "");
+    assert_eq!(v["success"], true);
+    assert!(v["execution_time"].as_f64().expect("seconds") >= 0.0);
+
+    let (_, v) = execute(&host, &ctx, "x = 100", None).await;
+    assert_eq!(v["success"], true, "{v}");
+    let (_, v) = execute(&host, &ctx, "print(x)", None).await;
+    assert_eq!(v["output"]["stdout"], "100\n", "{v}");
+
+    let list: Value = client()
+        .get(format!("{base}/contexts"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        list.as_array()
+            .expect("array")
+            .iter()
+            .any(|c| c["context_id"] == ctx.as_str()),
+        "{list}"
+    );
+
+    let del = client()
+        .delete(format!("{base}/contexts/{ctx}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status(), StatusCode::OK);
+    let (status, v) = execute(&host, &ctx, "print(x)", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        v,
+        json!({"error": "Context not found", "code": "CONTEXT_NOT_FOUND"})
+    );
+    // The context's own sandbox (and so its kernel) is gone with it.
+    let mut gone = false;
+    for _ in 0..20 {
+        if instance_containers(&host.instance).is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "the context's sandbox outlived the context");
+}
+
+#[tokio::test]
+async fn rich_results_errors_and_timeouts() {
+    let host = Host::start(&[]);
+    let ctx = create_context(&host, json!({})).await;
+
+    let (_, v) = execute(
+        &host,
+        &ctx,
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()",
+        Some(60.0),
+    )
+    .await;
+    let png = v["results"]
+        .as_array()
+        .and_then(|r| r.iter().find_map(|r| r["data"]["image/png"].as_str()))
+        .unwrap_or_else(|| panic!("no image/png in {v}"));
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.trim())
+        .expect("base64 PNG");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+
+    let (_, v) = execute(
+        &host,
+        &ctx,
+        "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})",
+        Some(60.0),
+    )
+    .await;
+    let html = v["results"]
+        .as_array()
+        .and_then(|r| r.iter().find_map(|r| r["data"]["text/html"].as_str()))
+        .unwrap_or_else(|| panic!("no text/html in {v}"));
+    assert!(html.contains("<table"), "{html}");
+
+    let (status, v) = execute(&host, &ctx, "x = 1\n1/0", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"]["name"], "ZeroDivisionError");
+    let tb = v["output"]["stderr"].as_str().expect("stderr");
+    assert!(
+        tb.contains("ZeroDivisionError") && !tb.contains('\u{1b}'),
+        "{tb:?}"
+    );
+
+    let started = Instant::now();
+    let (status, v) = execute(&host, &ctx, "while True: pass", Some(2.0)).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{v}");
+    assert_eq!(v["code"], "TIMEOUT");
+    assert!(took < Duration::from_secs(3), "TIMEOUT after {took:?}");
+    let (_, v) = execute(&host, &ctx, "print(x)", None).await;
+    assert_eq!(
+        v["output"]["stdout"], "1\n",
+        "state lost after the timeout: {v}"
+    );
+
+    // Streaming execute: the first line arrives before the cell ends.
+    let started = Instant::now();
+    let resp = client()
+        .post(format!("{}/api/v1/contexts/{ctx}/execute", host.rest))
+        .header("Accept", "application/x-ndjson")
+        .json(&json!({"code": "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"}))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut first_at = None;
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        if first_at.is_none() && text.contains("first") {
+            first_at = Some(started.elapsed());
+        }
+    }
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    assert_eq!(
+        lines.first().map(|l| l["type"].clone()),
+        Some(json!("stdout")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last().map(|l| l["type"].clone()),
+        Some(json!("done")),
+        "{text}"
+    );
+    let first_at = first_at.expect("saw 'first'");
+    assert!(
+        first_at + Duration::from_millis(1000) < started.elapsed(),
+        "not streamed: first at {first_at:?}"
+    );
+}
+
+#[tokio::test]
+async fn ten_contexts_at_once() {
+    let host = Host::start(&[]);
+    let runs = (0..10).map(|i| {
+        let host = &host;
+        async move {
+            let ctx = create_context(host, json!({"session_name": format!("c{i}")})).await;
+            let (_, v) = execute(
+                host,
+                &ctx,
+                &format!("import time\ntime.sleep(1)\nprint({i} * 2)"),
+                None,
+            )
+            .await;
+            assert_eq!(v["output"]["stdout"], format!("{}\n", i * 2), "{v}");
+            ctx
+        }
+    });
+    let ctxs = futures::future::join_all(runs).await;
+    let list: Value = client()
+        .get(format!("{}/api/v1/contexts", host.rest))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(10));
+    for ctx in ctxs {
+        let del = client()
+            .delete(format!("{}/api/v1/contexts/{ctx}", host.rest))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(del.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_and_credentials() {
+    let host = Host::start(&["--basic-auth", "ann:s3cret"]);
+    let base = format!("{}/api/v1", host.rest);
+    let http = client();
+    // No or wrong credentials.
+    let r = http
+        .get(format!("{base}/contexts"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = http
+        .get(format!("{base}/contexts"))
+        .basic_auth("ann", Some("wrong"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Health stays open for probes.
+    let r = http
+        .get(format!("{}/health", host.rest))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let authed = |b: reqwest::RequestBuilder| b.basic_auth("ann", Some("s3cret"));
+    let cases: [(&str, &str, &str); 5] = [
+        ("contexts", "{not json", "as JSON"),
+        (
+            "contexts",
+            r#"{"type": "jupyter", "colour": "blue"}"#,
+            "unknown field `colour`",
+        ),
+        ("contexts", r#"{"language": 42}"#, "invalid type"),
+        ("contexts", r#"{"language": "cobol"}"#, "python"),
+        (
+            "contexts/ctx-000000000000/execute",
+            r#"{"code": 1}"#,
+            "invalid type",
+        ),
+    ];
+    for (path, body, hint) in cases {
+        let r = authed(http.post(format!("{base}/{path}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let v: Value = r.json().await.expect("json error");
+        assert_eq!(v["code"], "BAD_REQUEST");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(hint),
+            "{body}: {v}"
+        );
+    }
+    let r = authed(http.post(format!("{base}/contexts/ctx-000000000000/execute")))
+        .json(&json!({"code": "1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "CONTEXT_NOT_FOUND");
+
+    let spec: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(spec["paths"]["/api/v1/contexts/{id}/execute"]["post"].is_object());
+
+    // Off loopback without credentials the host refuses to start.
+    let out = std::process::Command::new(binary("agent-runtime"))
+        .args([
+            "serve",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--rest-listen",
+            "0.0.0.0:0",
+            "--instance",
+            "e2e-refuse",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--basic-auth"));
+}
