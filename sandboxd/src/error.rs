@@ -70,6 +70,29 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// A context id this sandbox does not have (never created, or deleted).
+    #[error("context {0} not found; ListContexts shows the contexts that exist")]
+    ContextNotFound(String),
+    /// The sandbox already runs as many contexts as it allows.
+    #[error(
+        "this sandbox already has {0} contexts, the most it allows; delete one (DeleteContext) \
+         and retry"
+    )]
+    TooManyContexts(usize),
+    /// A Jupyter kernel did not come up.
+    #[error(
+        "the python kernel did not start: {reason}; its stderr ends with: {}",
+        if .stderr.trim().is_empty() { "(nothing)" } else { .stderr.as_str() }
+    )]
+    KernelStart {
+        /// What went wrong.
+        reason: String,
+        /// The last lines the kernel wrote to stderr.
+        stderr: String,
+    },
+    /// Talking to a running kernel failed.
+    #[error("kernel error: {0}")]
+    Kernel(String),
     /// A call this daemon does not serve yet.
     #[error("{0} arrives with contexts/browser support")]
     Unimplemented(&'static str),
@@ -126,7 +149,9 @@ impl From<Error> for tonic::Status {
             | Error::IsADirectory(_)
             | Error::NotADirectory(_)
             | Error::ChecksumMismatch { .. } => tonic::Status::invalid_argument(message),
-            Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::NotFound(_) | Error::ContextNotFound(_) => tonic::Status::not_found(message),
+            Error::TooManyContexts(_) => tonic::Status::resource_exhausted(message),
+            Error::KernelStart { .. } => tonic::Status::unavailable(message),
             Error::PermissionDenied { .. } => tonic::Status::permission_denied(message),
             Error::AlreadyExists(_) => tonic::Status::already_exists(message),
             Error::DirectoryNotEmpty(_) => tonic::Status::failed_precondition(message),
@@ -139,7 +164,7 @@ impl From<Error> for tonic::Status {
                      to finish or kill them, then retry"
                 ))
             }
-            Error::Spawn { .. } | Error::Io { .. } | Error::Internal(_) => {
+            Error::Spawn { .. } | Error::Io { .. } | Error::Kernel(_) | Error::Internal(_) => {
                 tonic::Status::internal(message)
             }
         }

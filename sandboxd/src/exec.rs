@@ -158,7 +158,8 @@ impl ExecSpec {
     }
 }
 
-fn timeout_from(seconds: f64) -> Result<Duration> {
+/// A request's timeout: 0 is the default, anything else must lie in (0, 3600] seconds.
+pub(crate) fn timeout_from(seconds: f64) -> Result<Duration> {
     if seconds == 0.0 {
         return Ok(DEFAULT_TIMEOUT);
     }
@@ -335,7 +336,8 @@ impl Exec {
     }
 }
 
-fn new_run_id() -> String {
+/// A fresh `run-…` id for one call's events.
+pub(crate) fn new_run_id() -> String {
     let mut bytes = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut bytes);
     format!("run-{}", hex::encode(bytes))
@@ -381,7 +383,7 @@ impl Drop for Script {
 }
 
 /// Numbers and sends a run's events; one per run, so `seq` follows production order.
-struct Emitter {
+pub(crate) struct Emitter {
     tx: mpsc::Sender<Result<ExecEvent, tonic::Status>>,
     run_id: String,
     seq: u64,
@@ -390,8 +392,30 @@ struct Emitter {
 }
 
 impl Emitter {
+    /// An emitter for a new run and the stream its events arrive on.
+    pub(crate) fn channel() -> (Self, EventStream) {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let emitter = Self {
+            tx,
+            run_id: new_run_id(),
+            seq: 0,
+            open: true,
+        };
+        (emitter, ReceiverStream::new(rx))
+    }
+
+    /// The run's id.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Resolves once the client has gone away.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Sends one event, waiting while the client is behind; false when the client is gone.
-    async fn send(&mut self, event: Event) -> bool {
+    pub(crate) async fn send(&mut self, event: Event) -> bool {
         if !self.open {
             return false;
         }

@@ -1,7 +1,8 @@
 //! sandboxd: the daemon inside every Agent Runtime sandbox. It serves the `Sandbox` gRPC service
-//! (exec and files today; contexts and browser later) on TCP and on a unix socket.
+//! (exec, files and contexts today; browser later) on TCP and on a unix socket.
 
 pub mod cli;
+pub mod contexts;
 pub mod error;
 pub mod exec;
 pub mod files;

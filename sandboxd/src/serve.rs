@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::cli::{Args, Listen, Socket};
+use crate::contexts::{Contexts, PREWARM_ENV};
 use crate::exec::Exec;
 use crate::files::Files;
 use crate::paths::Workspace;
@@ -36,7 +37,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let background = CancellationToken::new();
     let exec = Arc::new(Exec::new(workspace.clone(), background.clone()));
     let files = Arc::new(Files::new(workspace.clone()));
-    let service = SandboxService::new(exec.clone(), files);
+    let contexts = Arc::new(Contexts::new(workspace.clone(), background.child_token()));
+    if std::env::var(PREWARM_ENV).is_ok_and(|v| v == "1") {
+        contexts.enable_spare();
+    }
+    let service = SandboxService::new(exec.clone(), files, contexts.clone());
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -91,6 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     // Running calls end once their processes are gone; only then can the servers drain.
     exec.shutdown().await;
+    contexts.shutdown();
     stop.cancel();
     // Calls still streaming (a slow download) get a moment to finish, not forever.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

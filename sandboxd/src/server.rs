@@ -15,25 +15,31 @@ use agent_runtime_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::contexts::Contexts;
 use crate::error::Error;
 use crate::exec::{EventStream, Exec};
 use crate::files::Files;
 use crate::transfer::{self, DownloadStream};
 
 /// What this daemon can do, reported by Hello.
-pub const CAPABILITIES: [&str; 2] = ["exec", "files"];
+pub const CAPABILITIES: [&str; 3] = ["exec", "files", "contexts"];
 
 /// The `Sandbox` service; each concern lives in its own component.
 #[derive(Clone)]
 pub struct SandboxService {
     exec: Arc<Exec>,
     files: Arc<Files>,
+    contexts: Arc<Contexts>,
 }
 
 impl SandboxService {
     /// A service made of its components.
-    pub fn new(exec: Arc<Exec>, files: Arc<Files>) -> Self {
-        Self { exec, files }
+    pub fn new(exec: Arc<Exec>, files: Arc<Files>, contexts: Arc<Contexts>) -> Self {
+        Self {
+            exec,
+            files,
+            contexts,
+        }
     }
 }
 
@@ -61,31 +67,43 @@ impl Sandbox for SandboxService {
 
     type RunCodeStream = EventStream;
 
-    async fn run_code(&self, _: Request<RunCodeRequest>) -> Reply<EventStream> {
-        unimplemented("RunCode")
+    async fn run_code(&self, request: Request<RunCodeRequest>) -> Reply<EventStream> {
+        Ok(Response::new(self.contexts.run(request.into_inner())?))
     }
 
-    async fn create_context(&self, _: Request<CreateContextRequest>) -> Reply<Context> {
-        unimplemented("CreateContext")
+    async fn create_context(&self, request: Request<CreateContextRequest>) -> Reply<Context> {
+        Ok(Response::new(
+            self.contexts.create(request.into_inner()).await?,
+        ))
     }
 
     async fn list_contexts(&self, _: Request<ListContextsRequest>) -> Reply<ListContextsResponse> {
-        unimplemented("ListContexts")
+        Ok(Response::new(ListContextsResponse {
+            contexts: self.contexts.list(),
+        }))
     }
 
     async fn delete_context(
         &self,
-        _: Request<DeleteContextRequest>,
+        request: Request<DeleteContextRequest>,
     ) -> Reply<DeleteContextResponse> {
-        unimplemented("DeleteContext")
+        self.contexts
+            .delete(&request.into_inner().context_id)
+            .await?;
+        Ok(Response::new(DeleteContextResponse { success: true }))
     }
 
-    async fn restart_context(&self, _: Request<RestartContextRequest>) -> Reply<Context> {
-        unimplemented("RestartContext")
+    async fn restart_context(&self, request: Request<RestartContextRequest>) -> Reply<Context> {
+        Ok(Response::new(
+            self.contexts
+                .restart(&request.into_inner().context_id)
+                .await?,
+        ))
     }
 
-    async fn interrupt(&self, _: Request<InterruptRequest>) -> Reply<InterruptResponse> {
-        unimplemented("Interrupt")
+    async fn interrupt(&self, request: Request<InterruptRequest>) -> Reply<InterruptResponse> {
+        let success = self.contexts.interrupt(&request.into_inner().context_id)?;
+        Ok(Response::new(InterruptResponse { success }))
     }
 
     async fn read_file(&self, request: Request<ReadFileRequest>) -> Reply<ReadFileResponse> {

@@ -1,6 +1,8 @@
 //! Hello, health, reflection and the calls that arrive later.
 
-use agent_runtime_proto::v1::{HelloRequest, ListContextsRequest};
+use agent_runtime_proto::v1::{
+    BrowserSnapshotRequest, HelloRequest, ListContextsRequest, RunCodeRequest,
+};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
@@ -24,9 +26,30 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
     let hello = client.hello(HelloRequest {}).await?.into_inner();
     assert_eq!(hello.protocol, agent_runtime_proto::PROTOCOL);
     assert_eq!(hello.daemon_version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(hello.capabilities, ["exec", "files"]);
+    assert_eq!(hello.capabilities, ["exec", "files", "contexts"]);
 
-    let err = client.list_contexts(ListContextsRequest {}).await.err();
+    // Contexts are served; without kernels there is nothing to list or run.
+    let listed = client
+        .list_contexts(ListContextsRequest {})
+        .await?
+        .into_inner();
+    assert!(listed.contexts.is_empty());
+    let err = client
+        .run_code(RunCodeRequest {
+            context_id: "ctx-000000000000".into(),
+            code: "1".into(),
+            timeout_seconds: 0.0,
+        })
+        .await
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::NotFound));
+    assert!(err.is_some_and(|e| e
+        .message()
+        .starts_with("context ctx-000000000000 not found")));
+    let err = client
+        .browser_snapshot(BrowserSnapshotRequest {})
+        .await
+        .err();
     assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
     Ok(())
 }

@@ -1,0 +1,334 @@
+//! One RunCode: the cell goes to the kernel, its iopub output streams back as ExecEvents, and the
+//! run ends when the kernel has both replied on shell and gone idle on iopub for this request.
+//!
+//! On timeout the kernel gets SIGINT (KeyboardInterrupt; variables are kept). A kernel still busy
+//! [`INTERRUPT_GRACE`] later ignores SIGINT: it is killed and replaced, and the caller is told that
+//! the state is lost. A client that goes away gets its cell interrupted the same way.
+
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::{exec_event::Event, ExecExit};
+use jupyter_protocol::{JupyterMessageContent as Content, ReplyStatus, Stdio};
+use tokio::time::Instant as TokioInstant;
+
+use super::context::Context;
+use super::kernel::{parent_is, Incoming};
+use super::manager::Contexts;
+use super::output;
+use crate::exec::{Emitter, DEFAULT_MAX_OUTPUT};
+use crate::oom;
+
+/// How long a kernel has to stop after SIGINT before it is killed and replaced.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+const RESTARTED_AFTER_INTERRUPT: &str = "the kernel did not respond to the interrupt and was \
+     restarted: variables and imports are lost\n";
+
+/// Why a run was stopped by us.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Cancelled,
+}
+
+impl Stop {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Per-stream byte accounting against the output cap.
+#[derive(Default)]
+struct Counted {
+    total: u64,
+    sent: u64,
+}
+
+impl Counted {
+    /// The part of `text` that still fits under the cap.
+    fn admit(&mut self, text: &str) -> Option<Vec<u8>> {
+        let bytes = text.as_bytes();
+        self.total += bytes.len() as u64;
+        let room = DEFAULT_MAX_OUTPUT.saturating_sub(self.sent);
+        let take = (bytes.len() as u64).min(room) as usize;
+        self.sent += take as u64;
+        (take > 0).then(|| bytes[..take].to_vec())
+    }
+}
+
+/// State of one run.
+struct Run<'a> {
+    context: &'a Context,
+    events: Emitter,
+    stdout: Counted,
+    stderr: Counted,
+    started: Instant,
+    stopped: Option<Stop>,
+    state_lost: bool,
+    failed: bool,
+    /// The kernel was killed by the out-of-memory killer.
+    oom: bool,
+}
+
+/// Runs `code` in `context`, sending every event and exactly one exit.
+pub async fn drive(
+    contexts: &Contexts,
+    context: &Context,
+    code: &str,
+    timeout: Duration,
+    events: Emitter,
+) {
+    // One cell at a time per context: wait for ours, unless the caller leaves first.
+    let mut slot = tokio::select! {
+        slot = context.kernel.lock() => slot,
+        () = events.closed() => return,
+        () = context.deleted.cancelled() => {
+            let mut events = events;
+            events.send(Event::Stderr(b"the context was deleted before the code ran\n".to_vec())).await;
+            events.send(Event::Exit(ExecExit { code: 1, killed: true, reason: "cancelled".into(), ..Default::default() })).await;
+            return;
+        }
+    };
+    context.set_busy(true);
+    let mut run = Run {
+        context,
+        events,
+        stdout: Counted::default(),
+        stderr: Counted::default(),
+        started: Instant::now(),
+        stopped: None,
+        state_lost: false,
+        failed: false,
+        oom: false,
+    };
+    tracing::info!(run_id = run.events.run_id(), context_id = %context.id, "run started");
+
+    // A kernel that died since the last run is replaced first; the caller learns its state is gone.
+    if slot.as_ref().is_none_or(|k| k.exited().is_cancelled()) {
+        run.state_lost = true;
+        if let Err(e) = contexts.replace_kernel(context, &mut slot).await {
+            run.stderr_text(&format!("{e}\n")).await;
+            run.failed = true;
+            run.finish().await;
+            context.set_busy(false);
+            return;
+        }
+        run.stderr_text(
+            "the kernel had exited and was restarted before this run: variables and imports are \
+             lost\n",
+        )
+        .await;
+    }
+
+    let restart = match slot.as_mut() {
+        Some(kernel) => run.execute(kernel, code, timeout).await,
+        None => false,
+    };
+    if restart {
+        // Tell the caller at once; the fresh kernel starts while this run still holds the context,
+        // so the next cell waits for it.
+        run.state_lost = true;
+        run.stderr_text(RESTARTED_AFTER_INTERRUPT).await;
+        run.finish().await;
+        context.set_restarting(true);
+        if let Err(e) = contexts.replace_kernel(context, &mut slot).await {
+            tracing::warn!(context_id = %context.id, error = %e, "restarting the kernel failed");
+        }
+        context.set_restarting(false);
+    } else {
+        run.finish().await;
+    }
+    context.set_busy(false);
+}
+
+impl Run<'_> {
+    /// Sends the cell and relays its output; true when the kernel must be replaced.
+    async fn execute(
+        &mut self,
+        kernel: &mut super::kernel::Kernel,
+        code: &str,
+        timeout: Duration,
+    ) -> bool {
+        kernel.drain_stale();
+        let msg_id = match kernel.execute(code, false).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.stderr_text(&format!("{e}\n")).await;
+                self.failed = true;
+                return false;
+            }
+        };
+        let oom_before = oom::kill_count();
+        let deadline = TokioInstant::now() + timeout;
+        let mut escalate_at: Option<TokioInstant> = None;
+        let (mut replied, mut idle) = (false, false);
+
+        while !(replied && idle) {
+            let incoming = tokio::select! {
+                incoming = kernel.recv() => incoming,
+                () = tokio::time::sleep_until(deadline), if escalate_at.is_none() => {
+                    self.stop(kernel, Stop::Timeout, &mut escalate_at);
+                    continue;
+                }
+                () = self.events.closed(), if escalate_at.is_none() => {
+                    self.stop(kernel, Stop::Cancelled, &mut escalate_at);
+                    continue;
+                }
+                () = sleep_until_opt(escalate_at) => {
+                    tracing::warn!(context_id = %self.context.id, pid = kernel.pid(), "the kernel ignored SIGINT; killing it");
+                    self.failed = true;
+                    return true;
+                }
+                () = self.context.deleted.cancelled() => {
+                    self.stopped.get_or_insert(Stop::Cancelled);
+                    self.failed = true;
+                    self.stderr_text("the context was deleted while the code ran\n").await;
+                    return false;
+                }
+            };
+            let message = match incoming {
+                Incoming::Exited => {
+                    self.failed = true;
+                    self.state_lost = true;
+                    if self.context.is_restarting() {
+                        self.stopped.get_or_insert(Stop::Cancelled);
+                        self.stderr_text("the context was restarted while the code ran: variables and imports are lost\n").await;
+                    } else {
+                        let oom =
+                            matches!((oom_before, oom::kill_count()), (Some(b), Some(a)) if a > b);
+                        let why = if oom { " (out of memory)" } else { "" };
+                        self.stderr_text(&format!(
+                            "the kernel process exited unexpectedly{why}: variables and imports are lost; \
+                             the next run starts a fresh kernel\n"
+                        ))
+                        .await;
+                        if oom {
+                            self.oom = true;
+                        }
+                    }
+                    return false;
+                }
+                Incoming::Shell(m) => {
+                    if parent_is(&m, &msg_id) {
+                        if let Content::ExecuteReply(reply) = m.content {
+                            replied = true;
+                            match reply.status {
+                                ReplyStatus::Ok => {}
+                                ReplyStatus::Error => self.failed = true,
+                                ReplyStatus::Aborted => {
+                                    self.failed = true;
+                                    self.stderr_text("the kernel aborted the run\n").await;
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Incoming::Iopub(m) => m,
+            };
+            if !parent_is(&message, &msg_id) {
+                continue;
+            }
+            let event = match message.content {
+                Content::Status(s) => {
+                    if s.execution_state == jupyter_protocol::ExecutionState::Idle {
+                        idle = true;
+                    }
+                    None
+                }
+                Content::StreamContent(s) => match s.name {
+                    Stdio::Stdout => self.stdout.admit(&s.text).map(Event::Stdout),
+                    Stdio::Stderr => self.stderr.admit(&s.text).map(Event::Stderr),
+                },
+                Content::ExecuteResult(r) => Some(Event::Result(output::rich_result(
+                    &serde_json::to_value(&r.data).unwrap_or_default(),
+                    true,
+                ))),
+                Content::DisplayData(d) => Some(Event::Result(output::rich_result(
+                    &serde_json::to_value(&d.data).unwrap_or_default(),
+                    false,
+                ))),
+                Content::UpdateDisplayData(d) => Some(Event::Result(output::rich_result(
+                    &serde_json::to_value(&d.data).unwrap_or_default(),
+                    false,
+                ))),
+                Content::ErrorOutput(e) => {
+                    self.failed = true;
+                    Some(Event::Error(output::exec_error(
+                        &e.ename,
+                        &e.evalue,
+                        &e.traceback,
+                    )))
+                }
+                _ => None,
+            };
+            if let Some(event) = event {
+                if !self.events.send(event).await && escalate_at.is_none() {
+                    self.stop(kernel, Stop::Cancelled, &mut escalate_at);
+                }
+            }
+        }
+        false
+    }
+
+    /// Interrupts the kernel and starts the grace period after which it is replaced.
+    fn stop(
+        &mut self,
+        kernel: &super::kernel::Kernel,
+        why: Stop,
+        escalate_at: &mut Option<TokioInstant>,
+    ) {
+        tracing::info!(context_id = %self.context.id, reason = why.as_str(), "interrupting the kernel");
+        self.stopped.get_or_insert(why);
+        kernel.interrupt();
+        *escalate_at = Some(TokioInstant::now() + INTERRUPT_GRACE);
+    }
+
+    async fn stderr_text(&mut self, text: &str) {
+        self.events
+            .send(Event::Stderr(text.as_bytes().to_vec()))
+            .await;
+    }
+
+    /// Sends the exit event.
+    async fn finish(&mut self) {
+        let reason = if self.oom {
+            "oom"
+        } else {
+            self.stopped.map(Stop::as_str).unwrap_or_default()
+        };
+        let exit = ExecExit {
+            code: i32::from(self.failed || self.stopped.is_some()),
+            killed: !reason.is_empty(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            reason: reason.to_owned(),
+            stdout_truncated: self.stdout.total > self.stdout.sent,
+            stderr_truncated: self.stderr.total > self.stderr.sent,
+            stdout_bytes: self.stdout.total,
+            stderr_bytes: self.stderr.total,
+            state_lost: self.state_lost,
+        };
+        tracing::info!(
+            run_id = self.events.run_id(),
+            context_id = %self.context.id,
+            code = exit.code,
+            killed = exit.killed,
+            reason = exit.reason,
+            state_lost = exit.state_lost,
+            duration_ms = exit.duration_ms,
+            "run finished"
+        );
+        self.events.send(Event::Exit(exit)).await;
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
