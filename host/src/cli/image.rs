@@ -16,6 +16,9 @@ pub enum ImageCommand {
         /// Rebuild even when the image is current.
         #[arg(long)]
         force: bool,
+        /// Also build the host image (agent-runtime-host:latest) for deploy/docker-compose.yml.
+        #[arg(long)]
+        host: bool,
     },
     /// Print the tag the current sources and sandboxd binary produce, without building.
     Tag {
@@ -27,7 +30,7 @@ pub enum ImageCommand {
 /// Runs an image subcommand.
 pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
-        ImageCommand::Build { state, force } => {
+        ImageCommand::Build { state, force, host } => {
             let backend = docker_backend(
                 &state.state_dir(),
                 "default",
@@ -40,6 +43,10 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
                 |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
             let tag = backend.ensure_image(force, &progress).await?;
             println!("{tag}");
+            if host {
+                let exe = std::env::current_exe()?;
+                println!("{}", backend.ensure_host_image(&exe, &progress).await?);
+            }
             Ok(0)
         }
         ImageCommand::Tag { state } => {

@@ -1,6 +1,7 @@
 //! Command-line interface of `agent-runtime`.
 
 pub mod bench;
+pub mod context;
 pub mod image;
 pub mod sandbox;
 
@@ -37,6 +38,23 @@ enum Command {
     Sandbox {
         #[command(subcommand)]
         command: sandbox::SandboxCommand,
+        /// Address of the host.
+        #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
+    /// Stateful Python contexts (Jupyter kernels) in a sandbox.
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
+        /// The sandbox holding the contexts.
+        #[arg(
+            long,
+            short,
+            global = true,
+            env = "AGENT_RUNTIME_SANDBOX",
+            required = true
+        )]
+        sandbox: String,
         /// Address of the host.
         #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
         addr: String,
@@ -130,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let basic_auth = a
                 .basic_auth
                 .as_deref()
+                .filter(|s| !s.is_empty())
                 .map(crate::rest::auth::BasicAuth::parse)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
@@ -151,6 +170,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Image { command } => image::run(command).await,
         Command::Sandbox { command, addr } => sandbox::run(command, &addr).await,
+        Command::Context {
+            command,
+            sandbox,
+            addr,
+        } => context::run(command, &addr, &sandbox).await,
         Command::Doctor(state) => crate::doctor::run(&state).await,
         Command::Bench(args) => bench::run(args).await,
     }

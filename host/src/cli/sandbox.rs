@@ -78,7 +78,8 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
+/// Connects to the host at `addr`.
+pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())
         .with_context(|| format!("bad host address {addr:?}"))?
         .connect()
@@ -88,7 +89,8 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
         })
 }
 
-fn status_err(s: tonic::Status) -> anyhow::Error {
+/// A gRPC status as a CLI error.
+pub fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
 }
 

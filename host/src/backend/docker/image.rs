@@ -140,6 +140,51 @@ pub async fn ensure_image(
     Ok(tag)
 }
 
+/// The host image's Dockerfile (deploy/Dockerfile).
+pub const HOST_DOCKERFILE: &str = include_str!("../../../../deploy/Dockerfile");
+/// Repository of the host image; `latest` points at the newest build.
+pub const HOST_IMAGE_REPO: &str = "agent-runtime-host";
+
+/// Builds the host image (the sandbox image plus `agent-runtime`, for deploy/docker-compose.yml)
+/// unless current, and points `agent-runtime-host:latest` at it.
+pub async fn ensure_host_image(
+    docker: &Docker,
+    spec: &ImageSpec,
+    agent_runtime: &std::path::Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<String, ImageError> {
+    let base = ensure_image(docker, spec, false, progress).await?;
+    let bin = std::fs::read(agent_runtime).map_err(ImageError::io(
+        "cannot read the agent-runtime binary",
+        agent_runtime,
+    ))?;
+    let mut parts = hash::Parts::new("agent-runtime-host image");
+    parts.add("base", base.as_bytes());
+    parts.add("Dockerfile", HOST_DOCKERFILE.as_bytes());
+    parts.add("agent-runtime", &bin);
+    let content_hash = parts.finish();
+    let tag = format!("{HOST_IMAGE_REPO}:{}", hash::short(&content_hash));
+    if build::image_exists(docker, &tag).await? {
+        progress(&format!("image {tag} is up to date"));
+    } else {
+        let context = context::write_host(&spec.cache_dir, agent_runtime).await?;
+        build::build(docker, &context, &base, &tag, &content_hash, progress).await?;
+    }
+    let latest = bollard::query_parameters::TagImageOptionsBuilder::new()
+        .repo(HOST_IMAGE_REPO)
+        .tag("latest")
+        .build();
+    docker
+        .tag_image(&tag, Some(latest))
+        .await
+        .map_err(|source| ImageError::Docker {
+            what: "image tag",
+            source,
+        })?;
+    progress(&format!("{tag} is {HOST_IMAGE_REPO}:latest"));
+    Ok(tag)
+}
+
 /// A Docker client whose per-request timeout suits uploads of gigabytes.
 fn long_running(docker: &Docker) -> Docker {
     docker

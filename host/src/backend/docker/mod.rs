@@ -389,6 +389,17 @@ impl DockerBackend {
         }
     }
 
+    /// Builds the host image for deploy/docker-compose.yml (see `image::ensure_host_image`).
+    pub async fn ensure_host_image(
+        &self,
+        agent_runtime: &Path,
+        progress: Progress<'_>,
+    ) -> Result<String, HostError> {
+        image::ensure_host_image(&self.docker, &self.config.image, agent_runtime, progress)
+            .await
+            .map_err(|e| HostError::Image(e.to_string()))
+    }
+
     /// The daemon's version and API version, for `doctor`.
     pub async fn daemon_version(&self) -> Result<String, HostError> {
         let v = self.docker.version().await.map_err(docker_err)?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
-use super::{unique_suffix, ImageError, DOCKERFILE, PACKAGES};
+use super::{unique_suffix, ImageError, DOCKERFILE, HOST_DOCKERFILE, PACKAGES};
 
 /// mtime of every entry (2024-01-01T00:00:00Z).
 const MTIME: u64 = 1_704_067_200;
@@ -50,6 +50,36 @@ pub(super) async fn write(
         context.path.display(),
         size >> 20
     ));
+    Ok(context)
+}
+
+/// Writes the host image's build context: deploy/Dockerfile and the `agent-runtime` binary.
+pub(super) async fn write_host(
+    cache_dir: &Path,
+    agent_runtime: &Path,
+) -> Result<Context, ImageError> {
+    let context = Context {
+        path: cache_dir.join(format!("host-context-{}.tar", unique_suffix())),
+    };
+    let path = context.path.clone();
+    let bin = agent_runtime.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<(), ImageError> {
+        let err = |what: &'static str, p: &Path| ImageError::io(what, p);
+        let file = File::create(&path).map_err(err("cannot create build context", &path))?;
+        let mut tar = tar::Builder::new(BufWriter::new(file));
+        add_bytes(&mut tar, "Dockerfile", HOST_DOCKERFILE.as_bytes())
+            .map_err(err("cannot write", &path))?;
+        add_file(&mut tar, "agent-runtime", &bin, 0o755).map_err(err(
+            "cannot add the agent-runtime binary to the build context",
+            &bin,
+        ))?;
+        tar.into_inner()
+            .map_err(err("cannot finish build context", &path))?
+            .flush()
+            .map_err(err("cannot finish build context", &path))
+    })
+    .await
+    .map_err(|e| ImageError::Build(format!("context task failed: {e}")))??;
     Ok(context)
 }
 
