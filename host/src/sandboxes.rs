@@ -64,6 +64,8 @@ pub struct SandboxRecord {
     pub status: SandboxStatus,
     /// Milliseconds from request to ready (0 for adopted sandboxes).
     pub startup_ms: u64,
+    /// Taken over from an earlier host rather than created by this one.
+    pub adopted: bool,
 }
 
 struct Entry {
@@ -82,13 +84,22 @@ pub struct ManagerConfig {
     pub caps: Caps,
     /// How long a new sandbox may take to answer.
     pub ready_timeout: Duration,
+    /// Sandboxes with a started Python kernel kept ready for REST contexts.
+    pub warm_target: usize,
 }
+
+/// Label of sandboxes made for REST contexts (the warm pool makes them too).
+pub const CONTEXT_OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
 
 /// Owns the sandboxes of one host.
 pub struct Manager {
     backend: Arc<dyn Backend>,
     config: ManagerConfig,
     entries: Mutex<HashMap<SandboxId, Entry>>,
+    /// Ready sandboxes not yet handed out, oldest first.
+    warm: Mutex<std::collections::VecDeque<SandboxId>>,
+    /// Wakes the warm-pool filler after a sandbox was taken.
+    warm_taken: tokio::sync::Notify,
 }
 
 impl Manager {
@@ -98,6 +109,8 @@ impl Manager {
             backend,
             config,
             entries: Mutex::new(HashMap::new()),
+            warm: Mutex::new(std::collections::VecDeque::new()),
+            warm_taken: tokio::sync::Notify::new(),
         }
     }
 
@@ -112,6 +125,68 @@ impl Manager {
         self.config.max_sandboxes
     }
 
+    fn warm_lock(&self) -> MutexGuard<'_, std::collections::VecDeque<SandboxId>> {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (ready, target) of the warm pool.
+    pub fn warm_status(&self) -> (usize, usize) {
+        (self.warm_lock().len(), self.config.warm_target)
+    }
+
+    /// Hands out a warm sandbox (a Python kernel already started in it) with a fresh lifetime.
+    pub async fn take_warm(&self) -> Option<SandboxRecord> {
+        loop {
+            let id = self.warm_lock().pop_front()?;
+            self.warm_taken.notify_one();
+            // Reaped or destroyed while waiting: try the next.
+            if self.get(&id).is_ok() {
+                let lifetime = self
+                    .config
+                    .caps
+                    .max_timeout
+                    .min(crate::limits::DEFAULT_TIMEOUT);
+                return self.extend(&id, lifetime.as_secs()).await.ok();
+            }
+        }
+    }
+
+    /// Keeps `warm_target` sandboxes ready, leaving at least one slot under the cap free for
+    /// ordinary creates; runs until `stop` is cancelled.
+    pub async fn run_warm_pool(self: Arc<Self>, stop: CancellationToken) {
+        if self.config.warm_target == 0 {
+            return;
+        }
+        loop {
+            while self.warm_lock().len() < self.config.warm_target
+                && self.free_slots() >= 2
+                && !stop.is_cancelled()
+            {
+                let labels = HashMap::from([(
+                    CONTEXT_OWNER_LABEL.0.to_owned(),
+                    CONTEXT_OWNER_LABEL.1.to_owned(),
+                )]);
+                match self.create_with("", 0.0, 0, labels, true).await {
+                    Ok(record) => self.warm_lock().push_back(record.id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "warm pool: cannot create a sandbox; retrying in 5 s");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.warm_taken.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    /// Free slots under the cap.
+    pub fn free_slots(&self) -> usize {
+        self.config.max_sandboxes.saturating_sub(self.lock().len())
+    }
+
     /// Image new sandboxes get.
     pub fn image(&self) -> &str {
         &self.config.image
@@ -124,6 +199,19 @@ impl Manager {
         cpu: f64,
         timeout_s: u64,
         labels: HashMap<String, String>,
+    ) -> Result<SandboxRecord, HostError> {
+        self.create_with(memory, cpu, timeout_s, labels, false)
+            .await
+    }
+
+    /// Like `create`; `prewarm_kernel` starts a spare Python kernel in it right away.
+    pub async fn create_with(
+        &self,
+        memory: &str,
+        cpu: f64,
+        timeout_s: u64,
+        labels: HashMap<String, String>,
+        prewarm_kernel: bool,
     ) -> Result<SandboxRecord, HostError> {
         let started = Instant::now();
         let limits = Limits::from_request(memory, cpu, timeout_s, &self.config.caps)?;
@@ -142,6 +230,7 @@ impl Manager {
             labels,
             status: SandboxStatus::Creating,
             startup_ms: 0,
+            adopted: false,
         };
         {
             let mut entries = self.lock();
@@ -156,7 +245,7 @@ impl Manager {
                 },
             );
         }
-        match self.start(record, started).await {
+        match self.start(record, started, prewarm_kernel).await {
             Ok(record) => Ok(record),
             Err(e) => {
                 self.lock().remove(&id);
@@ -172,6 +261,7 @@ impl Manager {
         &self,
         mut record: SandboxRecord,
         started: Instant,
+        prewarm_kernel: bool,
     ) -> Result<SandboxRecord, HostError> {
         let spec = SandboxSpec {
             id: record.id.clone(),
@@ -180,6 +270,7 @@ impl Manager {
             created_at: record.created_at,
             expires_at: record.expires_at,
             labels: record.labels.clone(),
+            prewarm_kernel,
         };
         record.container_id = self.backend.create(&spec).await?;
         let channel = self
@@ -229,6 +320,7 @@ impl Manager {
 
     /// Destroys a sandbox: container, processes and files.
     pub async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
+        self.warm_lock().retain(|w| w != id);
         if self.lock().remove(id).is_none() {
             return Err(HostError::SandboxNotFound(id.to_string()));
         }
@@ -247,7 +339,13 @@ impl Manager {
 
     /// All sandboxes, oldest first.
     pub fn list(&self) -> Vec<SandboxRecord> {
-        let mut all: Vec<_> = self.lock().values().map(|e| e.record.clone()).collect();
+        let warm: Vec<SandboxId> = self.warm_lock().iter().cloned().collect();
+        let mut all: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| !warm.contains(&e.record.id))
+            .map(|e| e.record.clone())
+            .collect();
         all.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
@@ -316,6 +414,7 @@ impl Manager {
                 labels: sb.labels,
                 status: SandboxStatus::Running,
                 startup_ms: 0,
+                adopted: true,
             };
             self.lock().insert(
                 sb.id,

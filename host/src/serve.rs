@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub cleanup_on_exit: bool,
     /// How often the reaper looks for expired sandboxes.
     pub reap_interval: Duration,
+    /// Sandboxes with a started kernel kept ready for REST contexts.
+    pub warm_contexts: usize,
 }
 
 /// Connects the Docker backend for these options.
@@ -92,6 +94,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             max_sandboxes: opts.max_sandboxes,
             caps: opts.caps.clone(),
             ready_timeout: Duration::from_secs(30),
+            warm_target: if opts.rest_listen.is_some() {
+                opts.warm_contexts
+            } else {
+                0
+            },
         },
     ));
     let (adopted, removed) = manager.adopt().await?;
@@ -99,6 +106,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     let reaper = tokio::spawn(manager.clone().run_reaper(opts.reap_interval, stop.clone()));
+    let warm_pool = tokio::spawn(manager.clone().run_warm_pool(stop.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -174,6 +182,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     stop.cancel();
     let _ = reaper.await;
+    let _ = warm_pool.await;
     if let Some(rest) = rest {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, rest).await;
     }

@@ -362,3 +362,65 @@ async fn bad_requests_and_credentials() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--basic-auth"));
 }
+
+#[tokio::test]
+async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
+    use agent_runtime_proto::v1::PoolStatusRequest;
+    let host = Host::start(&["--warm-contexts", "1"]);
+    let mut sb = host.sandboxes().await;
+    let warm = |s: &agent_runtime_proto::v1::PoolStatusResponse| (s.warm, s.warm_target);
+    let mut status = sb
+        .pool_status(PoolStatusRequest {})
+        .await
+        .expect("pool")
+        .into_inner();
+    for _ in 0..120 {
+        if status.warm == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = sb
+            .pool_status(PoolStatusRequest {})
+            .await
+            .expect("pool")
+            .into_inner();
+    }
+    assert_eq!(warm(&status), (1, 1), "the pool never filled");
+    // Warm sandboxes are not listed as the user's.
+    let listed = sb
+        .list(agent_runtime_proto::v1::ListSandboxesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.sandboxes.is_empty(), "{listed:?}");
+
+    let ctx = create_context(&host, json!({})).await;
+    let (_, v) = execute(&host, &ctx, "print(1 + 1)", None).await;
+    assert_eq!(v["output"]["stdout"], "2\n", "{v}");
+    let listed = sb
+        .list(agent_runtime_proto::v1::ListSandboxesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(
+        listed.sandboxes.len(),
+        1,
+        "the taken sandbox is now the context's"
+    );
+    let mut refilled = false;
+    for _ in 0..120 {
+        if sb
+            .pool_status(PoolStatusRequest {})
+            .await
+            .expect("pool")
+            .into_inner()
+            .warm
+            == 1
+        {
+            refilled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(refilled, "the pool did not refill");
+}

@@ -123,7 +123,9 @@ impl Host {
         cmd.args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // No warm pool unless a test asks (`--warm-contexts N`): tests count containers.
+            .env("AGENT_RUNTIME_WARM_CONTEXTS", "0");
         let mut child = cmd.spawn().expect("spawning agent-runtime serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));

@@ -37,6 +37,8 @@ pub struct SandboxSpec {
     pub expires_at: DateTime<Utc>,
     /// Caller labels.
     pub labels: HashMap<String, String>,
+    /// Start a spare Python kernel right away, so the first context is quick.
+    pub prewarm_kernel: bool,
 }
 
 /// A sandbox as the backend reports it; enough to rebuild the host's state after a restart.

@@ -124,6 +124,9 @@ struct ServeArgs {
     /// Destroy all sandboxes on shutdown (default: leave them for the next host to adopt).
     #[arg(long)]
     cleanup_on_exit: bool,
+    /// Sandboxes with a started Python kernel kept ready, so REST contexts start at once.
+    #[arg(long, env = "AGENT_RUNTIME_WARM_CONTEXTS", default_value_t = 1)]
+    warm_contexts: usize,
     /// Seconds between reaper passes.
     #[arg(long, default_value_t = 1)]
     reap_interval: u64,
@@ -164,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 sandboxd: a.state.sandboxd,
                 cleanup_on_exit: a.cleanup_on_exit,
                 reap_interval: Duration::from_secs(a.reap_interval.max(1)),
+                warm_contexts: a.warm_contexts,
             })
             .await?;
             Ok(0)

@@ -104,8 +104,8 @@ impl Sandboxes for Lifecycle {
         Ok(Response::new(PoolStatusResponse {
             running: self.manager.list().len() as u32,
             max_sandboxes: self.manager.max_sandboxes() as u32,
-            warm: 0,
-            warm_target: 0,
+            warm: self.manager.warm_status().0 as u32,
+            warm_target: self.manager.warm_status().1 as u32,
             image: self.manager.image().to_owned(),
         }))
     }

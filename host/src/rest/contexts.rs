@@ -24,10 +24,7 @@ use tonic::transport::Channel;
 
 use super::error::RestError;
 use crate::ids::SandboxId;
-use crate::sandboxes::Manager;
-
-/// Label that marks a sandbox the REST API created for one context.
-const OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
+use crate::sandboxes::{Manager, CONTEXT_OWNER_LABEL as OWNER_LABEL};
 /// Default execution timeout in seconds (§3.2).
 const DEFAULT_TIMEOUT_S: f64 = 30.0;
 /// Longest execution timeout.
@@ -95,6 +92,25 @@ impl Contexts {
             routes.insert(c.context_id.clone(), route.clone());
         }
         found
+    }
+
+    /// Destroys sandboxes made for REST contexts that hold none (left by an earlier host, e.g.
+    /// its warm pool), so they do not linger until their lifetime ends.
+    pub async fn sweep_orphans(&self) {
+        let holding: std::collections::HashSet<SandboxId> = self
+            .discover()
+            .await
+            .into_iter()
+            .map(|(r, _)| r.sandbox)
+            .collect();
+        for sb in self.manager.list() {
+            let owned = sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1);
+            // Only adopted ones: this host's own may be starting (the warm pool) right now.
+            if sb.adopted && owned && !holding.contains(&sb.id) {
+                tracing::info!(sandbox_id = %sb.id, "removing a context sandbox that holds no context");
+                let _ = self.manager.destroy(&sb.id).await;
+            }
+        }
     }
 
     async fn route(&self, id: &str) -> Result<Route, RestError> {
@@ -219,10 +235,20 @@ pub async fn create(
                 .map_err(|_| RestError::bad_request(format!("sandbox {id} not found")))?;
             (id, false)
         }
-        None => {
-            let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
-            (state.manager.create("", 0.0, 0, labels).await?.id, true)
-        }
+        None => match state.manager.take_warm().await {
+            Some(warm) => (warm.id, true),
+            None => {
+                let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
+                (
+                    state
+                        .manager
+                        .create_with("", 0.0, 0, labels, false)
+                        .await?
+                        .id,
+                    true,
+                )
+            }
+        },
     };
     let created = async {
         state

@@ -17,8 +17,7 @@ use crate::sandboxes::Manager;
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// Builds the router.
-pub fn router(manager: Arc<Manager>, auth: Option<auth::BasicAuth>) -> Router {
-    let state = Arc::new(contexts::Contexts::new(manager));
+pub fn router(state: Arc<contexts::Contexts>, auth: Option<auth::BasicAuth>) -> Router {
     let api = Router::new()
         .route("/contexts", post(contexts::create).get(contexts::list))
         .route(
@@ -48,7 +47,9 @@ pub async fn serve(
     auth: Option<auth::BasicAuth>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(manager, auth))
+    let state = Arc::new(contexts::Contexts::new(manager));
+    state.sweep_orphans().await;
+    axum::serve(listener, router(state, auth))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
 }

@@ -238,6 +238,7 @@ impl Backend for DockerBackend {
             env: Some(vec![
                 format!("SANDBOX_ID={}", spec.id),
                 format!("SANDBOXD_SOCKET={CONTAINER_RUN_DIR}/{SOCKET_NAME}"),
+                format!("SANDBOXD_PREWARM_KERNEL={}", u8::from(spec.prewarm_kernel)),
             ]),
             labels: Some(labels),
             network_disabled: Some(true),
