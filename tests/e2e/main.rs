@@ -1,6 +1,7 @@
 //! End-to-end tests: real `agent-runtime serve`, real Docker, real sandboxd in the real image.
 
 mod cli;
+mod contexts;
 mod deploy;
 mod exec;
 mod files;

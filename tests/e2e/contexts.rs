@@ -1,0 +1,567 @@
+//! Contexts through the host: real Jupyter kernels in the real image — state kept between runs,
+//! rich results, errors, timeouts that keep or lose state, the lifecycle calls and the cap.
+
+use std::time::{Duration, Instant};
+
+use agent_runtime_e2e::{instance_containers, with_id, Host};
+use agent_runtime_proto::v1::exec_event::Event;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::{
+    Context, CreateContextRequest, CreateSandboxRequest, DeleteContextRequest, ExecError,
+    ExecEvent, ExecExit, HelloRequest, InterruptRequest, ListContextsRequest,
+    RestartContextRequest, RichResult, RunCodeRequest,
+};
+use tonic::transport::Channel;
+
+/// Everything one RunCode streamed.
+#[derive(Debug, Default)]
+struct Ran {
+    stdout: String,
+    stderr: String,
+    results: Vec<RichResult>,
+    errors: Vec<ExecError>,
+    exit: ExecExit,
+    /// Every event with the time since the call started.
+    events: Vec<(Duration, ExecEvent)>,
+    elapsed: Duration,
+}
+
+async fn run_code(
+    client: &mut SandboxClient<Channel>,
+    sandbox: &str,
+    context: &str,
+    code: &str,
+    timeout_s: f64,
+) -> Result<Ran, tonic::Status> {
+    let started = Instant::now();
+    let req = RunCodeRequest {
+        context_id: context.into(),
+        code: code.into(),
+        timeout_seconds: timeout_s,
+    };
+    let mut stream = client.run_code(with_id(sandbox, req)).await?.into_inner();
+    let mut ran = Ran::default();
+    let mut exits = 0;
+    while let Some(event) = stream.message().await? {
+        assert_eq!(exits, 0, "an event after the exit event: {event:?}");
+        match &event.event {
+            Some(Event::Stdout(b)) => ran.stdout.push_str(&String::from_utf8_lossy(b)),
+            Some(Event::Stderr(b)) => ran.stderr.push_str(&String::from_utf8_lossy(b)),
+            Some(Event::Result(r)) => ran.results.push(r.clone()),
+            Some(Event::Error(e)) => ran.errors.push(e.clone()),
+            Some(Event::Exit(x)) => {
+                exits += 1;
+                ran.exit = x.clone();
+            }
+            None => panic!("an empty event"),
+        }
+        ran.events.push((started.elapsed(), event));
+    }
+    ran.elapsed = started.elapsed();
+    assert_eq!(exits, 1, "exactly one exit event: {ran:?}");
+    Ok(ran)
+}
+
+/// Runs code that must succeed and returns what it streamed.
+async fn ok(client: &mut SandboxClient<Channel>, sandbox: &str, context: &str, code: &str) -> Ran {
+    let ran = run_code(client, sandbox, context, code, 30.0)
+        .await
+        .unwrap_or_else(|s| panic!("RunCode {code:?} failed: {s:?}"));
+    assert_eq!(ran.exit.code, 0, "{code:?} failed: {ran:?}");
+    ran
+}
+
+async fn create(
+    client: &mut SandboxClient<Channel>,
+    sandbox: &str,
+    name: &str,
+    cwd: &str,
+) -> Result<(Context, Duration), tonic::Status> {
+    let started = Instant::now();
+    let ctx = client
+        .create_context(with_id(
+            sandbox,
+            CreateContextRequest {
+                language: "python".into(),
+                name: name.into(),
+                cwd: cwd.into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok((ctx, started.elapsed()))
+}
+
+async fn list(client: &mut SandboxClient<Channel>, sandbox: &str) -> Vec<Context> {
+    client
+        .list_contexts(with_id(sandbox, ListContextsRequest {}))
+        .await
+        .expect("ListContexts")
+        .into_inner()
+        .contexts
+}
+
+/// The command lines of the sandbox's ipykernel processes, and its kernel directories.
+async fn kernels(host: &Host, sandbox: &str) -> (Vec<String>, Vec<String>) {
+    let out = host
+        .exec(
+            sandbox,
+            "shell",
+            "ps -eo args; echo ---; ls /tmp/agent-runtime-kernels",
+            10.0,
+        )
+        .await
+        .expect("ps");
+    let (ps, dirs) = out.stdout.split_once("---\n").expect("separator");
+    let procs = ps
+        .lines()
+        .filter(|l| l.contains("ipykernel_launcher"))
+        .map(str::to_owned)
+        .collect();
+    (procs, dirs.lines().map(str::to_owned).collect())
+}
+
+#[tokio::test]
+async fn contexts_keep_state_stream_rich_results_and_survive_timeouts() {
+    let host = Host::start(&[]);
+    let sb = host.create().await;
+    let mut client = host.sandbox().await;
+
+    let hello = client
+        .hello(with_id(&sb, HelloRequest {}))
+        .await
+        .expect("hello")
+        .into_inner();
+    assert!(
+        hello.capabilities.iter().any(|c| c == "contexts"),
+        "{hello:?}"
+    );
+
+    // Bad requests.
+    let bad = client
+        .create_context(with_id(
+            &sb,
+            CreateContextRequest {
+                language: "ruby".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("ruby is not a context language");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    let bad = create(&mut client, &sb, "x", "no/such/dir")
+        .await
+        .expect_err("missing cwd");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("does not exist"), "{bad:?}");
+
+    // The first create starts its own kernel; from then on a spare waits ahead.
+    let (ctx, cold) = create(&mut client, &sb, "analysis", "")
+        .await
+        .expect("create");
+    let id = ctx.context_id.clone();
+    assert!(
+        id.len() == 16 && id.starts_with("ctx-") && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(
+        (
+            ctx.name.as_str(),
+            ctx.language.as_str(),
+            ctx.cwd.as_str(),
+            ctx.status.as_str()
+        ),
+        ("analysis", "python", "/workspace", "active")
+    );
+    assert!(
+        ctx.created_at.contains('T') && ctx.created_at.ends_with('Z'),
+        "{ctx:?}"
+    );
+
+    // State survives between calls.
+    let ran = ok(&mut client, &sb, &id, "x = 100").await;
+    assert_eq!((ran.stdout.as_str(), ran.results.len()), ("", 0));
+    let ran = ok(&mut client, &sb, &id, "print(x)").await;
+    assert_eq!(ran.stdout, "100\n");
+    assert!(!ran.exit.killed && !ran.exit.state_lost);
+    let run_id = &ran.events[0].1.run_id;
+    assert!(run_id.starts_with("run-"));
+    let mut last = 0;
+    for (_, e) in &ran.events {
+        assert_eq!(&e.run_id, run_id);
+        assert!(e.seq > last, "seq {} after {last}", e.seq);
+        last = e.seq;
+    }
+    let ran = ok(&mut client, &sb, &id, "x + 1").await;
+    assert_eq!(ran.results.len(), 1, "{ran:?}");
+    assert!(ran.results[0].is_main_result);
+    assert_eq!(ran.results[0].data["text/plain"], "101");
+
+    // Output streams while the cell runs.
+    let ran = ok(
+        &mut client,
+        &sb,
+        &id,
+        "import time, sys\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')\nprint('err', file=sys.stderr)",
+    )
+    .await;
+    assert_eq!(
+        (ran.stdout.as_str(), ran.stderr.as_str()),
+        ("first\nsecond\n", "err\n")
+    );
+    let first_at = ran
+        .events
+        .iter()
+        .find(|(_, e)| matches!(&e.event, Some(Event::Stdout(b)) if b.starts_with(b"first")))
+        .map(|(t, _)| *t)
+        .expect("a stdout event with 'first'");
+    assert!(
+        first_at + Duration::from_millis(500) < ran.elapsed,
+        "'first' came at {first_at:?}, the run ended at {:?}: not streamed",
+        ran.elapsed
+    );
+
+    // A figure arrives as a PNG display (not the cell's value).
+    let ran = ok(
+        &mut client,
+        &sb,
+        &id,
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3]); plt.show()",
+    )
+    .await;
+    let png = ran
+        .results
+        .iter()
+        .find_map(|r| r.data.get("image/png").map(|p| (p, r.is_main_result)))
+        .unwrap_or_else(|| panic!("no image/png result: {ran:?}"));
+    // Base64 of the 8-byte PNG signature \x89PNG\r\n\x1a\n.
+    assert!(
+        png.0.starts_with("iVBORw0KGgo"),
+        "{}",
+        &png.0[..20.min(png.0.len())]
+    );
+    assert!(!png.1, "a figure is a display, not the main result");
+
+    // A DataFrame as the last expression is the main result, with HTML.
+    let ran = ok(
+        &mut client,
+        &sb,
+        &id,
+        "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})",
+    )
+    .await;
+    let main: Vec<&RichResult> = ran.results.iter().filter(|r| r.is_main_result).collect();
+    assert_eq!(main.len(), 1, "{ran:?}");
+    assert!(main[0].data["text/html"].contains("<table"), "{main:?}");
+    assert!(main[0].data["text/plain"].contains('a'), "{main:?}");
+
+    // An exception: the error event, a plain traceback, exit code 1.
+    let ran = run_code(&mut client, &sb, &id, "1/0", 10.0)
+        .await
+        .expect("run");
+    assert_eq!(ran.exit.code, 1, "{ran:?}");
+    assert!(!ran.exit.killed);
+    assert_eq!(ran.errors.len(), 1, "{ran:?}");
+    let err = &ran.errors[0];
+    assert_eq!(err.name, "ZeroDivisionError");
+    assert_eq!(err.value, "division by zero");
+    assert!(!err.traceback.is_empty());
+    assert!(
+        err.traceback.iter().all(|l| !l.contains("\x1b[")),
+        "{:?}",
+        err.traceback
+    );
+    assert!(
+        err.traceback
+            .iter()
+            .any(|l| l.contains("ZeroDivisionError")),
+        "{:?}",
+        err.traceback
+    );
+
+    // While a cell runs the context is busy.
+    let mut other = host.sandbox().await;
+    let (sb2, id2) = (sb.clone(), id.clone());
+    let sleeper = tokio::spawn(async move {
+        run_code(&mut other, &sb2, &id2, "import time; time.sleep(1.5)", 10.0).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let contexts = list(&mut client, &sb).await;
+    assert_eq!(contexts.len(), 1);
+    assert_eq!(contexts[0].status, "busy", "{contexts:?}");
+    let slept = sleeper.await.expect("join").expect("sleep run");
+    assert_eq!(slept.exit.code, 0);
+    assert_eq!(list(&mut client, &sb).await[0].status, "active");
+
+    // A timeout interrupts the cell (KeyboardInterrupt) and keeps the state.
+    let ran = run_code(&mut client, &sb, &id, "while True: pass", 2.0)
+        .await
+        .expect("run");
+    assert_eq!(
+        (
+            ran.exit.code,
+            ran.exit.killed,
+            ran.exit.reason.as_str(),
+            ran.exit.state_lost
+        ),
+        (1, true, "timeout", false),
+        "{ran:?}"
+    );
+    // The contract under test: a 2 s timeout ends the call promptly, not after a kernel restart.
+    assert!(
+        ran.elapsed < Duration::from_secs(3),
+        "took {:?}",
+        ran.elapsed
+    );
+    assert!(
+        ran.errors.iter().any(|e| e.name == "KeyboardInterrupt"),
+        "{ran:?}"
+    );
+    let ran = ok(&mut client, &sb, &id, "print(x)").await;
+    assert_eq!(ran.stdout, "100\n");
+
+    // Interrupt from another call ends a long cell the same way.
+    let mut other = host.sandbox().await;
+    let (sb2, id2) = (sb.clone(), id.clone());
+    let sleeper = tokio::spawn(async move {
+        run_code(&mut other, &sb2, &id2, "import time; time.sleep(30)", 60.0).await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let interrupted = client
+        .interrupt(with_id(
+            &sb,
+            InterruptRequest {
+                context_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("interrupt")
+        .into_inner();
+    assert!(interrupted.success);
+    let ran = sleeper.await.expect("join").expect("run");
+    assert!(ran.elapsed < Duration::from_secs(20), "{ran:?}");
+    assert_eq!(ran.exit.code, 1);
+    assert!(
+        ran.errors.iter().any(|e| e.name == "KeyboardInterrupt"),
+        "{ran:?}"
+    );
+
+    // A cell that ignores SIGINT: the kernel is replaced and the caller is told the state is gone.
+    let ran = run_code(
+        &mut client,
+        &sb,
+        &id,
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: time.sleep(0.1)",
+        1.0,
+    )
+    .await
+    .expect("run");
+    assert_eq!(
+        (
+            ran.exit.code,
+            ran.exit.killed,
+            ran.exit.reason.as_str(),
+            ran.exit.state_lost
+        ),
+        (1, true, "timeout", true),
+        "{ran:?}"
+    );
+    assert!(
+        ran.stderr
+            .contains("did not respond to the interrupt and was restarted"),
+        "{ran:?}"
+    );
+    let ran = ok(&mut client, &sb, &id, "print('x' in dir())").await;
+    assert_eq!(ran.stdout, "False\n");
+    let contexts = list(&mut client, &sb).await;
+    assert_eq!(contexts.len(), 1);
+    assert_eq!(
+        (contexts[0].context_id.as_str(), contexts[0].status.as_str()),
+        (id.as_str(), "active")
+    );
+
+    // The second create takes the spare kernel, moved to the requested directory.
+    host.exec(&sb, "shell", "mkdir -p /workspace/sub", 10.0)
+        .await
+        .expect("mkdir");
+    tokio::time::sleep(Duration::from_secs(6)).await; // let the spare finish starting
+    let (ctx2, warm) = create(&mut client, &sb, "second", "sub")
+        .await
+        .expect("create with a spare");
+    eprintln!("CreateContext latency: cold {cold:?}, from the spare {warm:?}");
+    assert_eq!(ctx2.cwd, "/workspace/sub");
+    let ran = ok(
+        &mut client,
+        &sb,
+        &ctx2.context_id,
+        "import os; print(os.getcwd())",
+    )
+    .await;
+    assert_eq!(ran.stdout, "/workspace/sub\n");
+    let contexts = list(&mut client, &sb).await;
+    let ids: Vec<&str> = contexts.iter().map(|c| c.context_id.as_str()).collect();
+    assert_eq!(ids, [id.as_str(), ctx2.context_id.as_str()], "oldest first");
+
+    // Restart: same id, fresh state.
+    ok(&mut client, &sb, &ctx2.context_id, "y = 1").await;
+    let restarted = client
+        .restart_context(with_id(
+            &sb,
+            RestartContextRequest {
+                context_id: ctx2.context_id.clone(),
+            },
+        ))
+        .await
+        .expect("restart")
+        .into_inner();
+    assert_eq!(restarted.context_id, ctx2.context_id);
+    assert_eq!(restarted.cwd, "/workspace/sub");
+    let ran = ok(
+        &mut client,
+        &sb,
+        &ctx2.context_id,
+        "import os; print('y' in dir(), os.getcwd())",
+    )
+    .await;
+    assert_eq!(ran.stdout, "False /workspace/sub\n");
+
+    // Latency of a trivial cell through the host, and of the first stdout byte.
+    let mut round_trips = Vec::new();
+    let mut first_bytes = Vec::new();
+    for _ in 0..20 {
+        round_trips.push(ok(&mut client, &sb, &id, "1+1").await.elapsed);
+        let ran = ok(&mut client, &sb, &id, "print('hi')").await;
+        if let Some((t, _)) = ran
+            .events
+            .iter()
+            .find(|(_, e)| matches!(e.event, Some(Event::Stdout(_))))
+        {
+            first_bytes.push(*t);
+        }
+    }
+    round_trips.sort();
+    first_bytes.sort();
+    eprintln!(
+        "RunCode `1+1` through the host: p50 {:?} (min {:?}, max {:?}); first stdout byte p50 {:?}",
+        round_trips[round_trips.len() / 2],
+        round_trips[0],
+        round_trips[round_trips.len() - 1],
+        first_bytes.get(first_bytes.len() / 2)
+    );
+
+    // Delete: gone for RunCode, no kernel process or directory left but the spare's.
+    for ctx_id in [&id, &ctx2.context_id] {
+        let deleted = client
+            .delete_context(with_id(
+                &sb,
+                DeleteContextRequest {
+                    context_id: ctx_id.to_string(),
+                },
+            ))
+            .await
+            .expect("delete")
+            .into_inner();
+        assert!(deleted.success);
+    }
+    let gone = run_code(&mut client, &sb, &id, "print(x)", 10.0)
+        .await
+        .expect_err("deleted context");
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    assert!(
+        gone.message()
+            .starts_with(&format!("context {id} not found")),
+        "{gone:?}"
+    );
+    let again = client
+        .delete_context(with_id(
+            &sb,
+            DeleteContextRequest {
+                context_id: id.clone(),
+            },
+        ))
+        .await
+        .expect_err("deleted twice");
+    assert_eq!(again.code(), tonic::Code::NotFound);
+    assert!(list(&mut client, &sb).await.is_empty());
+    let (procs, dirs) = kernels(&host, &sb).await;
+    assert_eq!(
+        procs.len(),
+        1,
+        "only the spare kernel may remain: {procs:?}"
+    );
+    assert_eq!(
+        dirs.len(),
+        1,
+        "only the spare's directory may remain: {dirs:?}"
+    );
+
+    // For the record: kernel start times and create latencies as sandboxd logged them.
+    for container in instance_containers(&host.instance) {
+        // sandboxd logs to stderr, which `docker logs` replays on its stderr.
+        if let Ok(out) = std::process::Command::new("docker")
+            .args(["logs", &container])
+            .output()
+        {
+            let logs = String::from_utf8_lossy(&out.stderr);
+            for line in logs
+                .lines()
+                .filter(|l| l.contains("kernel ready") || l.contains("context created"))
+            {
+                eprintln!("sandboxd: {line}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sandbox_has_at_most_sixteen_contexts() {
+    let host = Host::start(&[]);
+    // 16 kernels plus the spare take about 1 GB: more than the default 512 MiB.
+    let sb = host
+        .sandboxes()
+        .await
+        .create(CreateSandboxRequest {
+            memory: "2g".into(),
+            cpu: 2.0,
+            ..Default::default()
+        })
+        .await
+        .expect("create sandbox")
+        .into_inner()
+        .sandbox_id;
+    let mut client = host.sandbox().await;
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let (ctx, _) = create(&mut client, &sb, &format!("c{i}"), "")
+            .await
+            .unwrap_or_else(|s| panic!("create #{}: {s:?}", i + 1));
+        ids.push(ctx.context_id);
+    }
+    let full = create(&mut client, &sb, "one too many", "")
+        .await
+        .expect_err("the 17th context");
+    assert_eq!(full.code(), tonic::Code::ResourceExhausted, "{full:?}");
+    assert!(full.message().contains("delete one"), "{full:?}");
+    assert_eq!(list(&mut client, &sb).await.len(), 16);
+
+    // Every kernel is its own: state does not leak between contexts.
+    ok(&mut client, &sb, &ids[0], "z = 'first'").await;
+    let ran = ok(&mut client, &sb, &ids[15], "print('z' in dir())").await;
+    assert_eq!(ran.stdout, "False\n");
+
+    // Deleting one frees a slot.
+    client
+        .delete_context(with_id(
+            &sb,
+            DeleteContextRequest {
+                context_id: ids[3].clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    create(&mut client, &sb, "after delete", "")
+        .await
+        .expect("a freed slot");
+    let (procs, _) = kernels(&host, &sb).await;
+    assert_eq!(procs.len(), 17, "16 contexts and the spare: {procs:?}");
+}
