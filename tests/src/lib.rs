@@ -95,6 +95,7 @@ pub struct Host {
     pub rest: String,
     /// Instance name.
     pub instance: String,
+    cleanup: bool,
     log: Arc<Mutex<String>>,
 }
 
@@ -166,6 +167,7 @@ impl Host {
             addr: format!("http://{}", addr.unwrap_or_default()),
             rest: format!("http://{}", rest.unwrap_or_default()),
             instance: instance.to_owned(),
+            cleanup,
             log,
         }
     }
@@ -256,6 +258,12 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.stop();
+        // A host that had to be killed cannot clean up; never leave its containers running.
+        if self.cleanup {
+            for c in instance_containers(&self.instance) {
+                let _ = docker(&["rm", "-f", &c]);
+            }
+        }
         if std::thread::panicking() {
             eprintln!("--- host log ({}) ---\n{}", self.instance, self.log());
         }

@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Samples per measurement.
     #[arg(short, long, default_value_t = 20)]
     n: usize,
+    /// Also measure the REST contexts API at this base URL (e.g. http://127.0.0.1:8080).
+    #[arg(long)]
+    rest: Option<String>,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -116,7 +119,80 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             ms(pct(v, 0.5)) / base
         );
     }
+    if let Some(rest) = &args.rest {
+        rest_bench(rest, n).await?;
+    }
     Ok(0)
+}
+
+/// Context create, `1+1` execute and first streamed byte through the REST API.
+async fn rest_bench(base: &str, n: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use serde_json::{json, Value};
+    let http = reqwest::Client::new();
+    let (mut create, mut exec, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let created: Value = http
+            .post(format!("{base}/api/v1/contexts"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        create.push(t.elapsed());
+        let ctx = created["context_id"]
+            .as_str()
+            .with_context(|| format!("create answered {created}"))?
+            .to_owned();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let v: Value = http
+                .post(format!("{base}/api/v1/contexts/{ctx}/execute"))
+                .json(&json!({"code": "1+1"}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            exec.push(t.elapsed());
+            anyhow::ensure!(v["success"] == true, "1+1 answered {v}");
+        }
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{base}/api/v1/contexts/{ctx}/execute"))
+            .header("Accept", "application/x-ndjson")
+            .json(&json!({"code": "print('hi', flush=True)"}))
+            .send()
+            .await?;
+        let mut body = resp.bytes_stream();
+        if let Some(chunk) = body.next().await {
+            chunk?;
+            first.push(t.elapsed());
+        }
+        while body.next().await.is_some() {}
+        http.delete(format!("{base}/api/v1/contexts/{ctx}"))
+            .send()
+            .await?;
+        // Give the warm pool time to refill, as it would between real users.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    for v in [&mut create, &mut exec, &mut first] {
+        v.sort();
+    }
+    println!("REST {base}, n = {n} contexts");
+    for (name, v, target) in [
+        ("context create (POST /contexts)", &create, "< 100 ms"),
+        ("execute `1+1` (POST /execute)", &exec, "< 50 ms"),
+        ("streaming execute: first byte", &first, ""),
+    ] {
+        println!(
+            "{:<42} {:>9.1} {:>9.1}   target {target}",
+            name,
+            ms(pct(v, 0.5)),
+            ms(pct(v, 0.95))
+        );
+    }
+    Ok(())
 }
 
 async fn echo(channel: &Channel, id: &str) -> anyhow::Result<String> {
