@@ -57,6 +57,8 @@ async fn compose_serves_rest_and_grpc_from_a_container() {
             ("AGENT_RUNTIME_INSTANCE", instance.clone()),
             ("AGENT_RUNTIME_REST_PORT", rest.to_string()),
             ("AGENT_RUNTIME_GRPC_PORT", grpc.to_string()),
+            // No warm sandbox: the test counts the instance's containers.
+            ("AGENT_RUNTIME_WARM_CONTEXTS", "0".to_owned()),
         ],
     };
     let up = compose.run(&["up", "-d"]);
