@@ -33,6 +33,17 @@ impl Compose {
 impl Drop for Compose {
     fn drop(&mut self) {
         let _ = self.run(&["down"]);
+        // The host in the container leaves its sandboxes for a successor; after a failed test
+        // there is none, so remove them here.
+        if let Some((_, instance)) = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "AGENT_RUNTIME_INSTANCE")
+        {
+            for c in instance_containers(instance) {
+                let _ = agent_runtime_e2e::docker(&["rm", "-f", &c]);
+            }
+        }
     }
 }
 
