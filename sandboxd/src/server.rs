@@ -180,4 +180,88 @@ impl Sandbox for SandboxService {
     ) -> Reply<BrowserSnapshotResponse> {
         unimplemented("BrowserSnapshot")
     }
+
+    async fn browser_aria_snapshot(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserAriaSnapshotRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserAriaSnapshotResponse> {
+        unimplemented("BrowserAriaSnapshot")
+    }
+
+    async fn browser_press(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserPressRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserPress")
+    }
+
+    async fn browser_scroll(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserScrollRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserScroll")
+    }
+
+    async fn browser_navigate(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserNavigateRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserNavigate")
+    }
+
+    async fn browser_wait(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserWaitRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserWait")
+    }
+
+    async fn browser_select_option(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserSelectOptionRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserSelectOption")
+    }
+
+    async fn browser_hover(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserHoverRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserHover")
+    }
+
+    async fn browser_evaluate(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserEvaluateRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserEvaluateResponse> {
+        unimplemented("BrowserEvaluate")
+    }
+
+    async fn browser_tabs(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserTabsRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserTabsResponse> {
+        unimplemented("BrowserTabs")
+    }
+
+    async fn browser_dialog(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserDialogRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserDialog")
+    }
+
+    async fn browser_upload_file(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserUploadFileRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
+        unimplemented("BrowserUploadFile")
+    }
+
+    async fn browser_screenshot(
+        &self,
+        _: Request<agent_runtime_proto::v1::BrowserScreenshotRequest>,
+    ) -> Reply<agent_runtime_proto::v1::BrowserScreenshotResponse> {
+        unimplemented("BrowserScreenshot")
+    }
 }
