@@ -1,6 +1,7 @@
 //! sandboxd: the daemon inside every Agent Runtime sandbox. It serves the `Sandbox` gRPC service
-//! (exec, files and contexts today; browser later) on TCP and on a unix socket.
+//! (exec, files, contexts and the browser) on TCP and on a unix socket.
 
+pub mod browser;
 pub mod cli;
 pub mod contexts;
 pub mod error;

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
+use crate::browser::Browser;
 use crate::cli::{Args, Listen, Socket};
 use crate::contexts::{Contexts, PREWARM_ENV};
 use crate::exec::Exec;
@@ -41,7 +42,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if std::env::var(PREWARM_ENV).is_ok_and(|v| v == "1") {
         contexts.enable_spare();
     }
-    let service = SandboxService::new(exec.clone(), files, contexts.clone());
+    let browser = Arc::new(Browser::new(workspace.root().to_path_buf()));
+    let service = SandboxService::new(exec.clone(), files, contexts.clone(), browser.clone());
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -97,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Running calls end once their processes are gone; only then can the servers drain.
     exec.shutdown().await;
     contexts.shutdown();
+    browser.shutdown().await;
     stop.cancel();
     // Calls still streaming (a slow download) get a moment to finish, not forever.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

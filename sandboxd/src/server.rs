@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use agent_runtime_proto::v1 as pb;
 use agent_runtime_proto::v1::sandbox_server::Sandbox;
 use agent_runtime_proto::v1::{
     BrowserClickRequest, BrowserClickResponse, BrowserGotoRequest, BrowserPage,
@@ -15,14 +16,14 @@ use agent_runtime_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::browser::Browser;
 use crate::contexts::Contexts;
-use crate::error::Error;
 use crate::exec::{EventStream, Exec};
 use crate::files::Files;
 use crate::transfer::{self, DownloadStream};
 
 /// What this daemon can do, reported by Hello.
-pub const CAPABILITIES: [&str; 3] = ["exec", "files", "contexts"];
+pub const CAPABILITIES: [&str; 4] = ["exec", "files", "contexts", "browser"];
 
 /// The `Sandbox` service; each concern lives in its own component.
 #[derive(Clone)]
@@ -30,24 +31,27 @@ pub struct SandboxService {
     exec: Arc<Exec>,
     files: Arc<Files>,
     contexts: Arc<Contexts>,
+    browser: Arc<Browser>,
 }
 
 impl SandboxService {
     /// A service made of its components.
-    pub fn new(exec: Arc<Exec>, files: Arc<Files>, contexts: Arc<Contexts>) -> Self {
+    pub fn new(
+        exec: Arc<Exec>,
+        files: Arc<Files>,
+        contexts: Arc<Contexts>,
+        browser: Arc<Browser>,
+    ) -> Self {
         Self {
             exec,
             files,
             contexts,
+            browser,
         }
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
-
-fn unimplemented<T>(call: &'static str) -> Reply<T> {
-    Err(Error::Unimplemented(call).into())
-}
 
 #[tonic::async_trait]
 impl Sandbox for SandboxService {
@@ -162,106 +166,115 @@ impl Sandbox for SandboxService {
         ))
     }
 
-    async fn browser_goto(&self, _: Request<BrowserGotoRequest>) -> Reply<BrowserPage> {
-        unimplemented("BrowserGoto")
+    async fn browser_goto(&self, r: Request<BrowserGotoRequest>) -> Reply<BrowserPage> {
+        Ok(Response::new(self.browser.goto(r.into_inner()).await?))
     }
 
-    async fn browser_click(&self, _: Request<BrowserClickRequest>) -> Reply<BrowserClickResponse> {
-        unimplemented("BrowserClick")
+    async fn browser_click(&self, r: Request<BrowserClickRequest>) -> Reply<BrowserClickResponse> {
+        Ok(Response::new(self.browser.click(r.into_inner()).await?))
     }
 
-    async fn browser_type(&self, _: Request<BrowserTypeRequest>) -> Reply<BrowserPage> {
-        unimplemented("BrowserType")
+    async fn browser_type(&self, r: Request<BrowserTypeRequest>) -> Reply<BrowserPage> {
+        Ok(Response::new(self.browser.type_text(r.into_inner()).await?))
     }
 
     async fn browser_snapshot(
         &self,
         _: Request<BrowserSnapshotRequest>,
     ) -> Reply<BrowserSnapshotResponse> {
-        unimplemented("BrowserSnapshot")
+        Ok(Response::new(self.browser.snapshot().await?))
     }
 
     async fn browser_aria_snapshot(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserAriaSnapshotRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserAriaSnapshotResponse> {
-        unimplemented("BrowserAriaSnapshot")
+        r: Request<pb::BrowserAriaSnapshotRequest>,
+    ) -> Reply<pb::BrowserAriaSnapshotResponse> {
+        Ok(Response::new(
+            self.browser.aria_snapshot(r.into_inner()).await?,
+        ))
     }
 
     async fn browser_press(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserPressRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserPress")
+        r: Request<pb::BrowserPressRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.press(r.into_inner()).await?))
     }
 
     async fn browser_scroll(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserScrollRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserScroll")
+        r: Request<pb::BrowserScrollRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.scroll(r.into_inner()).await?))
     }
 
     async fn browser_navigate(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserNavigateRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserNavigate")
+        r: Request<pb::BrowserNavigateRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.navigate(r.into_inner()).await?))
     }
 
     async fn browser_wait(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserWaitRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserWait")
+        r: Request<pb::BrowserWaitRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.wait(r.into_inner()).await?))
     }
 
     async fn browser_select_option(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserSelectOptionRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserSelectOption")
+        r: Request<pb::BrowserSelectOptionRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(
+            self.browser.select_option(r.into_inner()).await?,
+        ))
     }
 
     async fn browser_hover(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserHoverRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserHover")
+        r: Request<pb::BrowserHoverRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.hover(r.into_inner()).await?))
     }
 
     async fn browser_evaluate(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserEvaluateRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserEvaluateResponse> {
-        unimplemented("BrowserEvaluate")
+        r: Request<pb::BrowserEvaluateRequest>,
+    ) -> Reply<pb::BrowserEvaluateResponse> {
+        Ok(Response::new(self.browser.evaluate(r.into_inner()).await?))
     }
 
     async fn browser_tabs(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserTabsRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserTabsResponse> {
-        unimplemented("BrowserTabs")
+        r: Request<pb::BrowserTabsRequest>,
+    ) -> Reply<pb::BrowserTabsResponse> {
+        Ok(Response::new(self.browser.tabs(r.into_inner()).await?))
     }
 
     async fn browser_dialog(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserDialogRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserDialog")
+        r: Request<pb::BrowserDialogRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        Ok(Response::new(self.browser.dialog(r.into_inner()).await?))
     }
 
     async fn browser_upload_file(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserUploadFileRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserActionResponse> {
-        unimplemented("BrowserUploadFile")
+        r: Request<pb::BrowserUploadFileRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
+        let workspace = self.files.workspace().clone();
+        Ok(Response::new(
+            self.browser.upload_file(r.into_inner(), &workspace).await?,
+        ))
     }
 
     async fn browser_screenshot(
         &self,
-        _: Request<agent_runtime_proto::v1::BrowserScreenshotRequest>,
-    ) -> Reply<agent_runtime_proto::v1::BrowserScreenshotResponse> {
-        unimplemented("BrowserScreenshot")
+        r: Request<pb::BrowserScreenshotRequest>,
+    ) -> Reply<pb::BrowserScreenshotResponse> {
+        Ok(Response::new(
+            self.browser.screenshot(r.into_inner()).await?,
+        ))
     }
 }

@@ -1,0 +1,133 @@
+//! What a browser call can fail with, in words an agent can act on.
+
+/// A browser failure; the message is what the caller reads.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    /// The request is wrong (no target, both targets, bad key, bad action name, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A ref the browser never handed out.
+    #[error(
+        "unknown ref {0}: refs come from the latest browser_snapshot; take a new snapshot and use \
+         a ref from it"
+    )]
+    UnknownRef(String),
+    /// A ref whose element is gone (the page changed or navigated).
+    #[error(
+        "ref {0} is stale: its element is no longer on the page (the page changed or navigated); \
+         take a new snapshot and use a ref from it"
+    )]
+    StaleRef(String),
+    /// A selector that matches nothing.
+    #[error(
+        "no element matches selector {selector:?} (waited {waited_ms} ms); take a snapshot to see \
+         the page, or use a ref"
+    )]
+    NoMatch {
+        /// The selector given.
+        selector: String,
+        /// How long it waited for one to appear.
+        waited_ms: u64,
+    },
+    /// The action or navigation did not finish in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// BrowserDialog with no dialog open.
+    #[error(
+        "no dialog is open; dialogs are reported in the `events` of the call that opened them"
+    )]
+    NoDialog,
+    /// Chromium or its driver could not be started.
+    #[error("the browser did not start: {0}")]
+    Launch(String),
+    /// Anything Playwright reported.
+    #[error("{0}")]
+    Playwright(String),
+}
+
+impl BrowserError {
+    /// An invalid-argument error from anything printable.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidArgument(message.into())
+    }
+}
+
+impl From<playwright_rs::Error> for BrowserError {
+    fn from(err: playwright_rs::Error) -> Self {
+        let text = tidy(&err.to_string());
+        match err {
+            playwright_rs::Error::Timeout(_) | playwright_rs::Error::NavigationTimeout { .. } => {
+                Self::Timeout(text)
+            }
+            _ if text.contains("Timeout ") && text.contains("exceeded") => Self::Timeout(text),
+            _ => Self::Playwright(text),
+        }
+    }
+}
+
+/// Playwright messages carry a call log after the first lines; keep the useful head.
+fn tidy(message: &str) -> String {
+    let head: Vec<&str> = message
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("Call log:"))
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect();
+    let text = head
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text
+        .trim_start_matches("Server error: ")
+        .trim_start_matches("Protocol error: ")
+        .to_string();
+    if text.chars().count() > 600 {
+        text.chars().take(600).collect::<String>() + "…"
+    } else {
+        text
+    }
+}
+
+impl From<BrowserError> for tonic::Status {
+    fn from(err: BrowserError) -> Self {
+        let message = err.to_string();
+        match err {
+            BrowserError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            BrowserError::UnknownRef(_) | BrowserError::NoMatch { .. } => {
+                tonic::Status::not_found(message)
+            }
+            BrowserError::StaleRef(_) | BrowserError::NoDialog => {
+                tonic::Status::failed_precondition(message)
+            }
+            BrowserError::Timeout(_) => tonic::Status::deadline_exceeded(message),
+            BrowserError::Launch(_) => tonic::Status::unavailable(message),
+            BrowserError::Playwright(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// Result with the browser's error.
+pub type Result<T, E = BrowserError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_logs_are_cut_and_whitespace_folded() {
+        let m = "Error: locator.click: Target closed\nCall log:\n  - waiting for x\n";
+        assert_eq!(tidy(m), "Error: locator.click: Target closed");
+    }
+
+    #[test]
+    fn stale_refs_say_what_to_do() {
+        let s: tonic::Status = BrowserError::StaleRef("ref_3".into()).into();
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            s.message().contains("take a new snapshot"),
+            "{}",
+            s.message()
+        );
+    }
+}

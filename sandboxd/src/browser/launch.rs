@@ -1,0 +1,151 @@
+//! Starting Chromium: the driver, the browser with flags that fit a 512 MiB sandbox, and the one
+//! browser context, with its event handlers wired to [`Shared`].
+
+use std::sync::Arc;
+
+use playwright_rs::protocol::{BrowserContext, Page, Playwright};
+use playwright_rs::{BrowserContextOptions, LaunchOptions, Viewport};
+
+use super::error::{BrowserError, Result};
+use super::events::Shared;
+
+/// Debian's Chromium binary (the `/usr/bin/chromium` wrapper script only adds flags we set).
+const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+
+/// The viewport pages render in; screenshots are this size.
+pub const VIEWPORT: (u32, u32) = (1280, 720);
+
+/// Flags that keep Chromium inside the sandbox's memory and process limits: one renderer process
+/// shared by sites (no site isolation), no GPU, /tmp instead of the small /dev/shm, and none of
+/// the background services that would try the (absent) network.
+const CHROMIUM_ARGS: [&str; 16] = [
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--renderer-process-limit=1",
+    "--disable-site-isolation-trials",
+    "--disable-features=site-per-process,IsolateOrigins,Translate,MediaRouter,OptimizationHints,AcceptCHFrame",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--mute-audio",
+    "--js-flags=--max-old-space-size=192",
+    "--disk-cache-size=16777216",
+    "--password-store=basic",
+];
+
+/// A running browser: the driver, Chromium and the sandbox's one browser context.
+pub struct Launched {
+    /// The Node driver; shut down last.
+    pub playwright: Playwright,
+    /// Chromium.
+    pub browser: playwright_rs::protocol::Browser,
+    /// The one context every tab lives in.
+    pub context: BrowserContext,
+    /// The first tab.
+    pub page: Page,
+}
+
+/// Starts the driver, Chromium, a context and its first tab.
+pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
+    let playwright = Playwright::launch()
+        .await
+        .map_err(|e| BrowserError::Launch(format!("the playwright driver: {e}")))?;
+    let executable = CHROMIUM_CANDIDATES
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| BrowserError::Launch("chromium is not installed in this image".into()))?;
+    let options = LaunchOptions::new()
+        .executable_path(executable.to_string())
+        .headless(true)
+        .chromium_sandbox(false)
+        .handle_sigint(false)
+        .handle_sigterm(false)
+        .handle_sighup(false)
+        .timeout(30_000.0)
+        .args(CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect());
+    let browser = match playwright.chromium().launch_with_options(options).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = playwright.shutdown().await;
+            return Err(BrowserError::Launch(format!("chromium: {e}")));
+        }
+    };
+    {
+        let shared = shared.clone();
+        browser
+            .on_disconnected(move || {
+                let shared = shared.clone();
+                async move {
+                    shared.mark_crashed();
+                    Ok(())
+                }
+            })
+            .await?;
+    }
+    let mut context_options = BrowserContextOptions::default();
+    context_options.viewport = Some(Viewport {
+        width: VIEWPORT.0,
+        height: VIEWPORT.1,
+    });
+    context_options.accept_downloads = Some(playwright_rs::protocol::AcceptDownloads::Accept);
+    let context = browser.new_context_with_options(context_options).await?;
+    {
+        let shared = shared.clone();
+        context
+            .on_page(move |page| {
+                let shared = shared.clone();
+                async move {
+                    shared.page_opened(page);
+                    Ok(())
+                }
+            })
+            .await?;
+    }
+    let page = context.new_page().await?;
+    Ok(Launched {
+        playwright,
+        browser,
+        context,
+        page,
+    })
+}
+
+/// Wires a tab's dialogs, downloads and crash to [`Shared`]. Every tab gets this once.
+pub async fn wire_page(page: &Page, shared: &Arc<Shared>) -> Result<()> {
+    page.set_default_timeout(super::settle::ACTION_TIMEOUT_MS)
+        .await;
+    page.set_default_navigation_timeout(super::settle::NAVIGATION_TIMEOUT_MS)
+        .await;
+    {
+        let shared = shared.clone();
+        page.on_dialog(move |dialog| {
+            let shared = shared.clone();
+            async move { shared.dialog_opened(dialog).await }
+        })
+        .await?;
+    }
+    {
+        let shared = shared.clone();
+        page.on_download(move |download| {
+            let shared = shared.clone();
+            async move { shared.download_started(download).await }
+        })
+        .await?;
+    }
+    {
+        let shared = shared.clone();
+        page.on_crash(move || {
+            let shared = shared.clone();
+            async move {
+                shared.page_crashed();
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The browser's life: started on the first call, one browser context, tabs, restarted after a
+//! crash (the caller is told), closed with the sandbox.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use playwright_rs::protocol::Page;
+use playwright_rs::server::channel_owner::ChannelOwner as _;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::task::AbortHandle;
+
+use super::error::{BrowserError, Result};
+use super::events::{kind, Shared};
+use super::launch::{self, Launched};
+use super::refs::Refs;
+
+/// How long closing the browser may take before its processes are left to the sandbox's end.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The sandbox's browser. Calls take turns; dialogs are answered without waiting for a turn.
+pub struct Browser {
+    pub(super) state: Mutex<State>,
+    pub(super) shared: Arc<Shared>,
+    /// Actions left running because a dialog blocked them; they end once it is answered.
+    pub(super) blocked: std::sync::Mutex<Vec<AbortHandle>>,
+}
+
+/// Everything behind the call lock.
+pub(super) struct State {
+    live: Option<Live>,
+    /// Refs outlive browser restarts, so none is ever reused.
+    pub(super) refs: Refs,
+    closed: bool,
+}
+
+/// A running browser and its tabs.
+struct Live {
+    launched: Launched,
+    tabs: Vec<Page>,
+    active: usize,
+}
+
+/// A call's view: the lock, and the active tab.
+pub(super) struct Turn<'a> {
+    pub(super) state: MutexGuard<'a, State>,
+    pub(super) page: Page,
+}
+
+impl Browser {
+    /// A browser that starts on first use; downloads go to `workspace/downloads`.
+    pub fn new(workspace: PathBuf) -> Self {
+        Self {
+            state: Mutex::new(State {
+                live: None,
+                refs: Refs::default(),
+                closed: false,
+            }),
+            shared: Arc::new(Shared::new(workspace.join("downloads"))),
+            blocked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes a turn: starts the browser if needed (again, after a crash), picks up tabs the
+    /// page opened, and returns the active tab.
+    pub(super) async fn turn(&self) -> Result<Turn<'_>> {
+        let mut state = self.state.lock().await;
+        if state.closed {
+            return Err(BrowserError::Launch("the sandbox is shutting down".into()));
+        }
+        let crashed = self.shared.take_crashed();
+        let disconnected = state
+            .live
+            .as_ref()
+            .is_some_and(|l| !l.launched.browser.is_connected());
+        if crashed || disconnected {
+            if let Some(live) = state.live.take() {
+                tracing::warn!("the browser crashed; starting it anew");
+                self.abort_blocked();
+                close_live(live).await;
+                state.refs.clear();
+                self.shared.push(
+                    kind::RESTARTED,
+                    "the browser had crashed and was restarted: tabs, page state and refs are \
+                     gone; open the page again and take a new snapshot"
+                        .into(),
+                    String::new(),
+                );
+            }
+        }
+        if state.live.is_none() {
+            let started = std::time::Instant::now();
+            let launched = launch::launch(&self.shared).await?;
+            launch::wire_page(&launched.page, &self.shared).await?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "browser started"
+            );
+            let page = launched.page.clone();
+            state.live = Some(Live {
+                launched,
+                tabs: vec![page],
+                active: 0,
+            });
+            // The first tab was announced by the context too; it is not a popup.
+            self.shared.take_opened();
+        }
+        let page = self.sync_tabs(&mut state).await?;
+        Ok(Turn { state, page })
+    }
+
+    /// Adopts tabs opened since the last call (a popup becomes the active tab), drops closed
+    /// ones, and returns the active tab (a new one if none is left).
+    async fn sync_tabs(&self, state: &mut State) -> Result<Page> {
+        let Some(live) = state.live.as_mut() else {
+            return Err(BrowserError::Launch("the browser is not running".into()));
+        };
+        for page in self.shared.take_opened() {
+            if live.tabs.iter().any(|t| t.guid() == page.guid()) || page.is_closed() {
+                continue;
+            }
+            launch::wire_page(&page, &self.shared).await?;
+            let _ = page
+                .wait_for_load_state(Some(playwright_rs::WaitUntil::DomContentLoaded))
+                .await;
+            self.shared.push(
+                kind::POPUP,
+                format!(
+                    "a new tab opened ({}) and is now the active tab; browser_tabs lists the tabs",
+                    page.url()
+                ),
+                page.url(),
+            );
+            live.tabs.push(page);
+            live.active = live.tabs.len() - 1;
+        }
+        let active_guid = live.tabs.get(live.active).map(|p| p.guid().to_string());
+        let before = live.tabs.len();
+        live.tabs.retain(|p| !p.is_closed());
+        if live.tabs.len() != before {
+            let still_there = active_guid
+                .as_deref()
+                .and_then(|g| live.tabs.iter().position(|p| p.guid() == g));
+            match still_there {
+                Some(i) => live.active = i,
+                None => {
+                    self.shared.push(
+                        kind::TAB_CLOSED,
+                        "the active tab closed; the last remaining tab is now active".into(),
+                        String::new(),
+                    );
+                    live.active = live.tabs.len().saturating_sub(1);
+                }
+            }
+        }
+        if live.tabs.is_empty() {
+            let page = live.launched.context.new_page().await?;
+            launch::wire_page(&page, &self.shared).await?;
+            self.shared.take_opened();
+            live.tabs.push(page);
+            live.active = 0;
+        }
+        Ok(live.tabs[live.active].clone())
+    }
+
+    /// Opens a tab and makes it active.
+    pub(super) async fn new_tab(&self, state: &mut State) -> Result<Page> {
+        let live = state
+            .live
+            .as_mut()
+            .ok_or_else(|| BrowserError::Launch("the browser is not running".into()))?;
+        let page = live.launched.context.new_page().await?;
+        launch::wire_page(&page, &self.shared).await?;
+        // Ours, not a popup.
+        let opened = self.shared.take_opened();
+        for other in opened {
+            if other.guid() != page.guid() {
+                self.shared.page_opened(other);
+            }
+        }
+        live.tabs.push(page.clone());
+        live.active = live.tabs.len() - 1;
+        Ok(page)
+    }
+
+    /// The tabs and which one is active.
+    pub(super) fn tab_list(state: &State) -> (Vec<Page>, usize) {
+        match &state.live {
+            Some(live) => (live.tabs.clone(), live.active),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// Makes tab `index` active.
+    pub(super) fn select_tab(state: &mut State, index: usize) -> Result<Page> {
+        let live = state
+            .live
+            .as_mut()
+            .ok_or_else(|| BrowserError::Launch("the browser is not running".into()))?;
+        let page = live.tabs.get(index).cloned().ok_or_else(|| {
+            BrowserError::invalid(format!(
+                "no tab {index}: there are {} tabs (0..{}); browser_tabs lists them",
+                live.tabs.len(),
+                live.tabs.len().saturating_sub(1)
+            ))
+        })?;
+        live.active = index;
+        Ok(page)
+    }
+
+    /// Closes tab `index` (the active one if none); another tab becomes active.
+    pub(super) async fn close_tab(&self, state: &mut State, index: Option<usize>) -> Result<()> {
+        let live = state
+            .live
+            .as_mut()
+            .ok_or_else(|| BrowserError::Launch("the browser is not running".into()))?;
+        let index = index.unwrap_or(live.active);
+        let page = live.tabs.get(index).cloned().ok_or_else(|| {
+            BrowserError::invalid(format!(
+                "no tab {index}: there are {} tabs",
+                live.tabs.len()
+            ))
+        })?;
+        page.close().await?;
+        live.tabs.remove(index);
+        if live.active >= index && live.active > 0 {
+            live.active -= 1;
+        }
+        if live.tabs.is_empty() {
+            let page = live.launched.context.new_page().await?;
+            launch::wire_page(&page, &self.shared).await?;
+            self.shared.take_opened();
+            live.tabs.push(page);
+            live.active = 0;
+        }
+        Ok(())
+    }
+
+    /// Keeps an action that a dialog blocked; it is aborted if the browser goes away.
+    pub(super) fn keep_blocked(&self, handle: AbortHandle) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.retain(|h| !h.is_finished());
+        blocked.push(handle);
+    }
+
+    fn abort_blocked(&self) {
+        let blocked = std::mem::take(&mut *self.blocked.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in blocked {
+            handle.abort();
+        }
+    }
+
+    /// Closes the browser for good (the sandbox is stopping).
+    pub async fn shutdown(&self) {
+        self.abort_blocked();
+        if let Some(dialog) = self.shared.take_dialog() {
+            let _ = dialog.dismiss().await;
+        }
+        let mut state = self.state.lock().await;
+        state.closed = true;
+        if let Some(live) = state.live.take() {
+            close_live(live).await;
+        }
+    }
+}
+
+/// Closes Chromium and the driver, within a grace period.
+async fn close_live(live: Live) {
+    let Launched {
+        playwright,
+        browser,
+        context,
+        ..
+    } = live.launched;
+    let closing = async {
+        let _ = context.close().await;
+        let _ = browser.close().await;
+    };
+    if tokio::time::timeout(CLOSE_GRACE, closing).await.is_err() {
+        tracing::warn!("the browser did not close within {CLOSE_GRACE:?}");
+    }
+    if tokio::time::timeout(CLOSE_GRACE, playwright.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the playwright driver did not stop within {CLOSE_GRACE:?}");
+    }
+}

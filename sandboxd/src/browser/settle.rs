@@ -1,0 +1,99 @@
+//! After every action: wait for the navigation it caused, or for the DOM to settle, and say which.
+
+use std::time::Duration;
+
+use playwright_rs::protocol::Page;
+use playwright_rs::WaitUntil;
+
+use super::js;
+
+/// Default time an action (click, fill, ...) may take.
+pub const ACTION_TIMEOUT_MS: f64 = 10_000.0;
+/// Default time a navigation may take.
+pub const NAVIGATION_TIMEOUT_MS: f64 = 30_000.0;
+/// The DOM counts as settled after this long without a mutation...
+const DOM_QUIET_MS: u64 = 150;
+/// ...or the wait gives up after this long.
+const DOM_MAX_MS: u64 = 2_000;
+/// How long a load that an action started may take before the call returns anyway.
+const LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the page was before an action.
+pub struct Before {
+    url: String,
+    document: Option<String>,
+}
+
+/// What the action led to.
+pub struct Settled {
+    /// The URL changed or a new document loaded.
+    pub navigated: bool,
+    /// "navigation", "dom settled", "dom still changing" or "page busy".
+    pub how: &'static str,
+}
+
+/// Notes the page's URL and document before an action.
+pub async fn before(page: &Page) -> Before {
+    Before {
+        url: page.url(),
+        document: document_token(page).await,
+    }
+}
+
+async fn document_token(page: &Page) -> Option<String> {
+    page.evaluate::<(), String>(js::DOCUMENT_TOKEN, None)
+        .await
+        .ok()
+}
+
+#[derive(serde::Serialize)]
+struct SettleArgs {
+    quiet: u64,
+    max: u64,
+}
+
+/// Waits for what the action started, and reports it.
+pub async fn after(page: &Page, before: &Before) -> Settled {
+    let url_changed = page.url() != before.url;
+    let document = document_token(page).await;
+    let new_document = match (&before.document, &document) {
+        (Some(a), Some(b)) => a != b,
+        // The page was mid-navigation when asked: it is loading a new document.
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    if url_changed || new_document {
+        let loaded =
+            tokio::time::timeout(LOAD_WAIT, page.wait_for_load_state(Some(WaitUntil::Load)))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        // A hash change keeps the document: it has nothing to load.
+        return Settled {
+            navigated: true,
+            how: if loaded || !new_document {
+                "navigation"
+            } else {
+                "navigation (still loading)"
+            },
+        };
+    }
+    Settled {
+        navigated: false,
+        how: dom_settle(page).await,
+    }
+}
+
+/// Waits until the DOM stops changing (or gives up), and says which.
+pub async fn dom_settle(page: &Page) -> &'static str {
+    let args = SettleArgs {
+        quiet: DOM_QUIET_MS,
+        max: DOM_MAX_MS,
+    };
+    let wait = page.evaluate::<SettleArgs, bool>(js::DOM_SETTLE, Some(&args));
+    match tokio::time::timeout(Duration::from_millis(DOM_MAX_MS + 1_000), wait).await {
+        Ok(Ok(true)) => "dom settled",
+        Ok(Ok(false)) => "dom still changing",
+        // A dialog blocks the page, or it navigated meanwhile.
+        _ => "page busy",
+    }
+}
