@@ -138,6 +138,7 @@ impl Browser {
             screenshot: snap.screenshot,
             text: snap.text,
             elements: snap.elements,
+            events: self.shared.take_events(),
         })
     }
 
@@ -163,6 +164,7 @@ impl Browser {
             snapshot,
             truncated,
             total_chars: total as u32,
+            events: self.shared.take_events(),
         })
     }
 
@@ -411,7 +413,14 @@ impl Browser {
             }
         };
         let json: String = match tokio::time::timeout(EVALUATE_TIMEOUT, run).await {
-            Ok(r) => r.map_err(|e: BrowserError| e)?,
+            Ok(r) => r.map_err(|e: BrowserError| match e {
+                BrowserError::Playwright(m) if !m.contains("has been closed") => {
+                    // Keep the error, drop the stack of our wrapper.
+                    let head = m.split(" at ").next().unwrap_or(&m).trim().to_string();
+                    BrowserError::invalid(format!("the script failed: {head}"))
+                }
+                other => other,
+            })?,
             Err(_) => {
                 return Err(BrowserError::Timeout(format!(
                     "the script ran longer than {} s; it may still be running in the page",
@@ -584,6 +593,7 @@ impl Browser {
             title: at.title,
             width,
             height,
+            events: self.shared.take_events(),
         })
     }
 
@@ -623,6 +633,9 @@ impl Browser {
             }
         }
         let settled = settle::after(&page, &before).await;
+        // A popup the action opened becomes the active tab, and this reply says so.
+        let mut turn = turn;
+        let page = self.sync_tabs(&mut turn.state).await.unwrap_or(page);
         drop(turn);
         self.respond(&page, settled).await
     }
@@ -653,10 +666,7 @@ impl Browser {
     /// Page scripts are blocked while a confirm or prompt is open.
     fn no_dialog(&self) -> Result<()> {
         if self.shared.dialog_pending() {
-            return Err(BrowserError::invalid(
-                "a confirm/prompt dialog is open and blocks the page; answer it with \
-                 browser_dialog first",
-            ));
+            return Err(BrowserError::DialogOpen);
         }
         Ok(())
     }

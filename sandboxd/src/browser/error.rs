@@ -32,6 +32,11 @@ pub enum BrowserError {
     /// The action or navigation did not finish in time.
     #[error("{0}")]
     Timeout(String),
+    /// A confirm or prompt blocks the page.
+    #[error(
+        "a confirm/prompt dialog is open and blocks the page; answer it with browser_dialog first"
+    )]
+    DialogOpen,
     /// BrowserDialog with no dialog open.
     #[error(
         "no dialog is open; dialogs are reported in the `events` of the call that opened them"
@@ -97,7 +102,7 @@ impl From<BrowserError> for tonic::Status {
             BrowserError::UnknownRef(_) | BrowserError::NoMatch { .. } => {
                 tonic::Status::not_found(message)
             }
-            BrowserError::StaleRef(_) | BrowserError::NoDialog => {
+            BrowserError::StaleRef(_) | BrowserError::NoDialog | BrowserError::DialogOpen => {
                 tonic::Status::failed_precondition(message)
             }
             BrowserError::Timeout(_) => tonic::Status::deadline_exceeded(message),

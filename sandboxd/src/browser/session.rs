@@ -111,7 +111,7 @@ impl Browser {
 
     /// Adopts tabs opened since the last call (a popup becomes the active tab), drops closed
     /// ones, and returns the active tab (a new one if none is left).
-    async fn sync_tabs(&self, state: &mut State) -> Result<Page> {
+    pub(super) async fn sync_tabs(&self, state: &mut State) -> Result<Page> {
         let Some(live) = state.live.as_mut() else {
             return Err(BrowserError::Launch("the browser is not running".into()));
         };
