@@ -1,5 +1,6 @@
 //! End-to-end tests: real `agent-runtime serve`, real Docker, real sandboxd in the real image.
 
+mod browser;
 mod cli;
 mod contexts;
 mod deploy;

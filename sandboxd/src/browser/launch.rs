@@ -18,8 +18,11 @@ pub const VIEWPORT: (u32, u32) = (1280, 720);
 /// Flags that keep Chromium inside the sandbox's memory and process limits: one renderer process
 /// shared by sites (no site isolation), no GPU, /tmp instead of the small /dev/shm, and none of
 /// the background services that would try the (absent) network.
-const CHROMIUM_ARGS: [&str; 16] = [
+const CHROMIUM_ARGS: [&str; 19] = [
     "--disable-dev-shm-usage",
+    "--no-zygote",
+    "--in-process-gpu",
+    "--disable-software-rasterizer",
     "--disable-gpu",
     "--renderer-process-limit=1",
     "--disable-site-isolation-trials",
