@@ -133,3 +133,68 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[tokio::test]
+async fn cli_drives_contexts_and_the_browser() {
+    let host = Host::start(&[]);
+    let id = host.create().await;
+    let ok = |args: &[&str]| {
+        let out = cli(&host, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let no_sandbox = cli(&host, &["browser", "snapshot"]);
+    assert!(!no_sandbox.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_sandbox.stderr).contains("--sandbox"),
+        "{}",
+        String::from_utf8_lossy(&no_sandbox.stderr)
+    );
+
+    let ctx = ok(&["context", "-s", &id, "create"]);
+    let ctx = ctx.trim();
+    ok(&["context", "-s", &id, "run", ctx, "--", "x = 41"]);
+    assert_eq!(
+        ok(&["context", "-s", &id, "run", ctx, "--", "print(x + 1)"]).trim(),
+        "42"
+    );
+
+    ok(&[
+        "sandbox", "exec", &id, "--", "sh", "-c",
+        "echo '<title>CLI</title><input placeholder=Query><a href=next.html>Next</a>' > /workspace/p.html",
+    ]);
+    let page = ok(&["browser", "-s", &id, "goto", "/workspace/p.html"]);
+    assert!(
+        page.contains("file:///workspace/p.html") && page.contains("\"CLI\""),
+        "{page}"
+    );
+    let snap = ok(&["browser", "-s", &id, "snapshot"]);
+    assert!(
+        snap.contains(r#"[ref_1] input[type=text] placeholder="Query""#),
+        "{snap}"
+    );
+    ok(&["browser", "-s", &id, "type", "ref_1", "hello"]);
+    assert_eq!(
+        ok(&[
+            "browser",
+            "-s",
+            &id,
+            "eval",
+            "() => document.querySelector('input').value"
+        ])
+        .trim(),
+        "\"hello\""
+    );
+    let stale = cli(&host, &["browser", "-s", &id, "click", "ref_99"]);
+    assert!(!stale.status.success());
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("take a new snapshot"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    host.destroy(&id).await;
+}

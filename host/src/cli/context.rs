@@ -47,7 +47,7 @@ pub enum ContextCommand {
     },
 }
 
-fn with_sandbox<T>(sandbox: &str, msg: T) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn with_sandbox<T>(sandbox: &str, msg: T) -> anyhow::Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert(
         SANDBOX_ID_HEADER,

@@ -1,6 +1,7 @@
 //! Command-line interface of `agent-runtime`.
 
 pub mod bench;
+pub mod browser;
 pub mod context;
 pub mod image;
 pub mod sandbox;
@@ -52,7 +53,24 @@ enum Command {
             short,
             global = true,
             env = "AGENT_RUNTIME_SANDBOX",
-            required = true
+            default_value = ""
+        )]
+        sandbox: String,
+        /// Address of the host.
+        #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
+    /// The sandbox's browser: goto, snapshot, click, type, ... (refs come from `snapshot`).
+    Browser {
+        #[command(subcommand)]
+        command: browser::BrowserCommand,
+        /// The sandbox whose browser to drive.
+        #[arg(
+            long,
+            short,
+            global = true,
+            env = "AGENT_RUNTIME_SANDBOX",
+            default_value = ""
         )]
         sandbox: String,
         /// Address of the host.
@@ -178,8 +196,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             command,
             sandbox,
             addr,
-        } => context::run(command, &addr, &sandbox).await,
+        } => context::run(command, &addr, require_sandbox(&sandbox)?).await,
+        Command::Browser {
+            command,
+            sandbox,
+            addr,
+        } => browser::run(command, &addr, require_sandbox(&sandbox)?).await,
         Command::Doctor(state) => crate::doctor::run(&state).await,
         Command::Bench(args) => bench::run(args).await,
     }
+}
+
+/// The sandbox a context or browser command works on; clap cannot require a global flag.
+fn require_sandbox(sandbox: &str) -> anyhow::Result<&str> {
+    if sandbox.trim().is_empty() {
+        anyhow::bail!(
+            "say which sandbox: --sandbox sb-... (or AGENT_RUNTIME_SANDBOX); \
+             `agent-runtime sandbox ls` lists them"
+        );
+    }
+    Ok(sandbox)
 }

@@ -179,7 +179,10 @@ fn line(id: &str, c: &Candidate, d: &Described) -> String {
         c.name.clone()
     };
     // An unlabelled select is named after its options' text; the options are listed anyway.
-    if d.options.as_ref().is_some_and(|o| o.join(" ") == name) {
+    // An input named by its placeholder says so once, as the placeholder.
+    if d.options.as_ref().is_some_and(|o| o.join(" ") == name)
+        || d.placeholder.as_deref() == Some(name.as_str())
+    {
         name.clear();
     }
     if !name.is_empty() {
