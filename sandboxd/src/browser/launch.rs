@@ -16,17 +16,17 @@ const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/
 pub const VIEWPORT: (u32, u32) = (1280, 720);
 
 /// Flags that keep Chromium inside the sandbox's memory and process limits: one renderer process
-/// shared by sites (no site isolation), no GPU, /tmp instead of the small /dev/shm, and none of
-/// the background services that would try the (absent) network.
-const CHROMIUM_ARGS: [&str; 19] = [
+/// shared by sites (no site isolation), no zygotes, GPU and network service inside the browser
+/// process, /tmp instead of the small /dev/shm, and none of the background services that would
+/// try the (absent) network.
+const CHROMIUM_ARGS: [&str; 17] = [
     "--disable-dev-shm-usage",
     "--no-zygote",
     "--in-process-gpu",
-    "--disable-software-rasterizer",
     "--disable-gpu",
+    "--disable-software-rasterizer",
     "--renderer-process-limit=1",
     "--disable-site-isolation-trials",
-    "--disable-features=site-per-process,IsolateOrigins,Translate,MediaRouter,OptimizationHints,AcceptCHFrame",
     "--disable-extensions",
     "--disable-background-networking",
     "--disable-component-update",
@@ -37,8 +37,48 @@ const CHROMIUM_ARGS: [&str; 19] = [
     "--mute-audio",
     "--js-flags=--max-old-space-size=192",
     "--disk-cache-size=16777216",
-    "--password-store=basic",
 ];
+
+/// Chromium honours only the last `--disable-features`/`--enable-features`, and Playwright
+/// passes its own: so these lists repeat Playwright 1.64's before adding ours.
+const DISABLED_FEATURES: [&str; 22] = [
+    // Playwright's.
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "DialMediaRouteProvider",
+    "GlobalMediaControls",
+    "HttpsUpgrades",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "BlockOriginHeaderModificationOnRedirect",
+    "Translate",
+    "AutoDeElevate",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    // Ours: one renderer for all sites, and no preloaded omnibox WebUI renderer (~60 MB).
+    "site-per-process",
+    "IsolateOrigins",
+    "WebUIOmniboxPopup",
+    "WebUIOmniboxAimPopup",
+    "AcceptCHFrame",
+    "InterestFeedContentSuggestions",
+    "CertificateTransparencyComponentUpdater",
+];
+const ENABLED_FEATURES: [&str; 2] = ["CDPScreenshotNewSurface", "NetworkServiceInProcess2"];
+
+/// Every flag Chromium gets from us.
+fn chromium_args() -> Vec<String> {
+    let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
+    args.push(format!(
+        "--disable-features={}",
+        DISABLED_FEATURES.join(",")
+    ));
+    args.push(format!("--enable-features={}", ENABLED_FEATURES.join(",")));
+    args
+}
 
 /// A running browser: the driver, Chromium and the sandbox's one browser context.
 pub struct Launched {
@@ -69,7 +109,7 @@ pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
         .handle_sigterm(false)
         .handle_sighup(false)
         .timeout(30_000.0)
-        .args(CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect());
+        .args(chromium_args());
     let browser = match playwright.chromium().launch_with_options(options).await {
         Ok(b) => b,
         Err(e) => {
