@@ -143,11 +143,15 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     );
     assert!(el.contains(r#"button "Sign in""#), "{el}");
     assert!(
+        el.contains(r#"select options=["Free", "Pro"] selected="Free""#),
+        "{el}"
+    );
+    assert!(
         el.contains(r#"a "About us" -> file:///workspace/site/about.html"#),
         "{el}"
     );
     assert!(
-        el.contains(r#"div "Open details" (clickable)"#),
+        el.contains(r#"generic "Open details" (clickable)"#),
         "JS-only clickable listed: {el}"
     );
     assert!(
@@ -184,7 +188,8 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
         assert!(!clicked.navigated);
         assert_eq!(clicked.url, "file:///workspace/site/form.html");
     }
-    // The page changed after load; elements keep their refs though their text changed.
+    // The page changed after load. Elements keep their refs while their role and name stay; a
+    // button whose name changed is new to the agent, and its old ref fails at once.
     c.browser_wait(with_id(
         &id,
         pb::BrowserWaitRequest {
@@ -195,19 +200,28 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     .await
     .expect("the late text appears");
     let snap2 = snapshot(&mut c, &id).await;
+    let el2 = &snap2.elements;
     assert!(snap2.text.contains("div was clicked"), "{}", snap2.text);
     assert!(snap2.text.contains("Loaded later"), "{}", snap2.text);
-    assert_eq!(
-        ref_of(&snap2.elements, "div was clicked"),
-        div,
-        "a changed element keeps its ref"
-    );
-    assert_eq!(ref_of(&snap2.elements, "frame clicked"), frame_button);
-    assert_eq!(ref_of(&snap2.elements, "shadow clicked"), shadow_button);
-    assert_eq!(
-        ref_of(&snap2.elements, "Your name"),
-        ref_of(el, "Your name")
-    );
+    assert!(el2.contains(r#"button "frame clicked""#), "{el2}");
+    assert!(el2.contains(r#"button "shadow clicked""#), "{el2}");
+    for unchanged in ["Your name", "Sign in", "About us", "Send me news"] {
+        assert_eq!(ref_of(el2, unchanged), ref_of(el, unchanged), "{unchanged}");
+    }
+    assert_ne!(ref_of(el2, "frame clicked"), frame_button);
+    let renamed = c
+        .browser_click(with_id(
+            &id,
+            pb::BrowserClickRequest {
+                ref_id: shadow_button.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("the renamed button's old ref");
+    assert_eq!(renamed.code(), Code::FailedPrecondition, "{renamed:?}");
+    // The clickable div's role and name did not change (only its text): same element, same ref.
+    assert_eq!(div, ref_of(el2, "div was clicked"));
 
     // Fill the form by ref, submit by ref: a navigation.
     let name = ref_of(el, "Your name");
@@ -254,7 +268,7 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
         snap3.elements
     );
     assert!(
-        snap3.elements.contains(r#"value="pro""#),
+        snap3.elements.contains(r#"selected="Pro""#),
         "{}",
         snap3.elements
     );

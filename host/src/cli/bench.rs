@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Also measure the REST contexts API at this base URL (e.g. http://127.0.0.1:8080).
     #[arg(long)]
     rest: Option<String>,
+    /// Also measure the browser: cold start, goto + snapshot, snapshot size.
+    #[arg(long)]
+    browser: bool,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -121,6 +124,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if let Some(rest) = &args.rest {
         rest_bench(rest, n).await?;
+    }
+    if args.browser {
+        super::browser_bench::run(&channel, n).await?;
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod browser_bench;
 pub mod context;
 pub mod image;
 pub mod sandbox;

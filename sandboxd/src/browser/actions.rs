@@ -710,9 +710,17 @@ fn check_url(raw: &str) -> Result<String> {
     if url.is_empty() {
         return Err(BrowserError::invalid("give a url"));
     }
+    // `name:rest` is a scheme unless `rest` starts with a port (`localhost:8000/x`).
+    let has_scheme = url.split_once(':').is_some_and(|(scheme, rest)| {
+        scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !rest.starts_with(|c: char| c.is_ascii_digit())
+    });
     let url = if url.starts_with('/') {
         format!("file://{url}")
-    } else if !url.contains("://") && !url.starts_with("about:") && !url.starts_with("data:") {
+    } else if !has_scheme {
         format!("http://{url}")
     } else {
         url.to_string()
@@ -762,6 +770,11 @@ mod tests {
         );
         assert_eq!(check_url("about:blank").expect("about"), "about:blank");
         assert!(check_url("javascript:alert(1)").is_err());
+        assert!(check_url("chrome://settings").is_err());
+        assert_eq!(
+            check_url("localhost:8000/x").expect("port"),
+            "http://localhost:8000/x"
+        );
         assert!(check_url("  ").is_err());
     }
 

@@ -1,41 +1,5 @@
 //! The JavaScript the browser runs in pages. Kept here so the Rust side reads as Rust.
 
-/// Tags an element with a ref key (unless it has one) and describes it for the elements list.
-/// Argument: the key to give an untagged element. The key survives for as long as the element.
-pub const DESCRIBE: &str = r#"(el, key) => {
-  if (!el.__agentRuntimeRef) el.__agentRuntimeRef = key;
-  const tag = el.tagName.toLowerCase();
-  const attr = (n) => el.getAttribute(n);
-  const info = { key: el.__agentRuntimeRef, tag };
-  if (tag === 'input') info.type = (attr('type') || 'text').toLowerCase();
-  const role = attr('role'); if (role) info.role = role;
-  const ph = attr('placeholder'); if (ph) info.placeholder = ph;
-  if (tag === 'a' && el.href) info.href = el.href;
-  const valueless = ['checkbox', 'radio', 'button', 'submit', 'reset', 'file', 'hidden', 'image'];
-  if ((tag === 'input' && !valueless.includes(info.type)) || tag === 'textarea') {
-    if (el.value) info.value = String(el.value).slice(0, 100);
-  }
-  if (tag === 'select') {
-    info.value = el.value;
-    info.options = Array.from(el.options).slice(0, 40).map((o) => o.label || o.text);
-  }
-  if (el.disabled) info.disabled = true;
-  if (tag === 'input' && (info.type === 'checkbox' || info.type === 'radio')) info.checked = el.checked;
-  let text = (el.innerText || '').replace(/\s+/g, ' ').trim();
-  if (!text && tag === 'input' && ['button', 'submit', 'reset'].includes(info.type)) text = el.value || '';
-  if (text) info.text = text.slice(0, 100);
-  return info;
-}"#;
-
-/// Tags an element with a ref key (unless it has one) and returns its key.
-pub const KEY: &str = r#"(el, key) => {
-  if (!el.__agentRuntimeRef) el.__agentRuntimeRef = key;
-  return el.__agentRuntimeRef;
-}"#;
-
-/// The element's key, or null when it has none.
-pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeRef || null"#;
-
 /// The body's innerText.
 pub const BODY_TEXT: &str = r#"() => (document.body ? document.body.innerText : '')"#;
 

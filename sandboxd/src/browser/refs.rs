@@ -1,10 +1,11 @@
-//! Refs an agent can trust. Playwright's AI-mode aria snapshot names elements `e5` (or `f1e3` in
-//! a frame), but those names restart with every document and only resolve against the latest
-//! snapshot. So each element also gets a key, stored on the element itself, and the agent sees
-//! `ref_N` for the key: the same element keeps its ref for as long as it exists, a ref is never
-//! handed to another element, and resolving a ref checks the key, so a stale ref fails at once.
+//! Refs an agent can trust. Playwright's AI-mode aria snapshot names elements `e5` (or `f1e3`
+//! inside a frame) and keeps a name for an element as long as its role and accessible name stay
+//! the same; but the names restart with every document and resolve only against the latest
+//! snapshot. So the agent sees `ref_N` for (document, aria name): the same element keeps its ref
+//! across snapshots, a ref is never handed to another element, and resolving a ref checks the
+//! document and the element, so a stale ref fails at once instead of after an action timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use playwright_rs::protocol::{Locator, Page};
 
@@ -13,13 +14,15 @@ use super::js;
 
 /// How long a CSS selector may take to match before the call fails.
 const SELECTOR_WAIT_MS: u64 = 5_000;
+/// Documents whose refs are remembered (as stale) before they are forgotten (as unknown).
+const DOCUMENTS_KEPT: usize = 16;
 
 /// Where an agent's ref points.
-#[derive(Debug, Clone)]
-struct Entry {
-    /// The key stored on the element.
-    key: String,
-    /// Its aria ref in the snapshot that last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Place {
+    /// The page's document token (see `js::DOCUMENT_TOKEN`).
+    document: String,
+    /// Playwright's aria ref in that document.
     aria: String,
 }
 
@@ -27,47 +30,53 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Refs {
     next_ref: u64,
-    next_key: u64,
-    by_key: HashMap<String, String>,
-    entries: HashMap<String, Entry>,
+    by_place: HashMap<Place, String>,
+    places: HashMap<String, Place>,
+    documents: VecDeque<String>,
 }
 
 impl Refs {
-    /// A fresh key to offer an element that has none.
-    pub fn propose_key(&mut self) -> String {
-        self.next_key += 1;
-        format!("k{}", self.next_key)
+    /// The agent's ref for the element Playwright calls `aria` in `document`.
+    pub fn ref_for(&mut self, document: &str, aria: &str) -> String {
+        self.note_document(document);
+        let place = Place {
+            document: document.to_string(),
+            aria: aria.to_string(),
+        };
+        if let Some(id) = self.by_place.get(&place) {
+            return id.clone();
+        }
+        self.next_ref += 1;
+        let id = format!("ref_{}", self.next_ref);
+        self.by_place.insert(place.clone(), id.clone());
+        self.places.insert(id.clone(), place);
+        id
     }
 
-    /// The agent's ref for the element with `key`, now seen as `aria`.
-    pub fn ref_for(&mut self, key: &str, aria: &str) -> String {
-        let id = match self.by_key.get(key) {
-            Some(id) => id.clone(),
-            None => {
-                self.next_ref += 1;
-                let id = format!("ref_{}", self.next_ref);
-                self.by_key.insert(key.to_string(), id.clone());
-                id
+    /// Remembers a few recent documents; refs of older ones are forgotten.
+    fn note_document(&mut self, document: &str) {
+        if self.documents.back().map(String::as_str) == Some(document) {
+            return;
+        }
+        self.documents.retain(|d| d != document);
+        self.documents.push_back(document.to_string());
+        while self.documents.len() > DOCUMENTS_KEPT {
+            if let Some(old) = self.documents.pop_front() {
+                self.by_place.retain(|p, _| p.document != old);
+                self.places.retain(|_, p| p.document != old);
             }
-        };
-        self.entries.insert(
-            id.clone(),
-            Entry {
-                key: key.to_string(),
-                aria: aria.to_string(),
-            },
-        );
-        id
+        }
     }
 
     /// Forgets where elements are (a new browser): refs stay used, none resolves.
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.by_key.clear();
+        self.by_place.clear();
+        self.places.clear();
+        self.documents.clear();
     }
 
-    fn entry(&self, id: &str) -> Result<Entry> {
-        self.entries
+    fn place(&self, id: &str) -> Result<Place> {
+        self.places
             .get(normalize(id).as_str())
             .cloned()
             .ok_or_else(|| BrowserError::UnknownRef(id.to_string()))
@@ -83,6 +92,13 @@ fn normalize(id: &str) -> String {
     } else {
         id.to_string()
     }
+}
+
+/// The token of the page's current document.
+pub async fn document_token(page: &Page) -> Result<String> {
+    Ok(page
+        .evaluate::<(), String>(js::DOCUMENT_TOKEN, None)
+        .await?)
 }
 
 /// What an action is aimed at: a selector or a ref, exactly one.
@@ -157,16 +173,19 @@ impl Target {
                 }
             }
             Self::Ref(id) => {
-                let entry = refs.entry(id)?;
-                let locator = page.get_by_ref(&entry.aria);
-                let key: Option<String> = locator
-                    .evaluate(js::KEY_OF, None::<()>)
-                    .await
-                    .map_err(|_| BrowserError::StaleRef(normalize(id)))?;
-                if key.as_deref() != Some(entry.key.as_str()) {
-                    return Err(BrowserError::StaleRef(normalize(id)));
+                let place = refs.place(id)?;
+                let stale = || BrowserError::StaleRef(normalize(id));
+                // Another document: the element is gone even if its aria name is taken again.
+                if document_token(page).await.ok().as_deref() != Some(place.document.as_str()) {
+                    return Err(stale());
                 }
-                Ok(locator)
+                let locator = page.get_by_ref(&place.aria);
+                // The name resolves against the latest snapshot only, and only while the
+                // element is in the page.
+                match locator.count().await {
+                    Ok(1) => Ok(locator),
+                    _ => Err(stale()),
+                }
             }
         }
     }
@@ -179,19 +198,34 @@ mod tests {
     #[test]
     fn an_element_keeps_its_ref_and_refs_are_never_reused() {
         let mut refs = Refs::default();
-        let a = refs.ref_for("k1", "e1");
-        let b = refs.ref_for("k2", "e2");
+        let a = refs.ref_for("d1", "e1");
+        let b = refs.ref_for("d1", "e2");
         assert_eq!((a.as_str(), b.as_str()), ("ref_1", "ref_2"));
-        // The same element seen again under another aria name keeps its ref.
-        assert_eq!(refs.ref_for("k1", "e7"), "ref_1");
-        assert_eq!(refs.entry("ref_1").expect("known").aria, "e7");
-        // After a browser restart, a new element gets a new ref even if the key repeats.
+        assert_eq!(refs.ref_for("d1", "e1"), "ref_1");
+        // A new document reuses aria names for other elements: they get new refs.
+        assert_eq!(refs.ref_for("d2", "e1"), "ref_3");
+        assert_eq!(refs.place("ref_1").expect("known").document, "d1");
+        // After a browser restart nothing resolves, and new elements get new refs.
         refs.clear();
         assert!(matches!(
-            refs.entry("ref_1"),
+            refs.place("ref_1"),
             Err(BrowserError::UnknownRef(_))
         ));
-        assert_eq!(refs.ref_for("k1", "e1"), "ref_3");
+        assert_eq!(refs.ref_for("d1", "e1"), "ref_4");
+    }
+
+    #[test]
+    fn old_documents_are_forgotten() {
+        let mut refs = Refs::default();
+        let first = refs.ref_for("d0", "e1");
+        for d in 1..=DOCUMENTS_KEPT {
+            refs.ref_for(&format!("d{d}"), "e1");
+        }
+        assert!(matches!(
+            refs.place(&first),
+            Err(BrowserError::UnknownRef(_))
+        ));
+        assert!(refs.place(&format!("ref_{}", DOCUMENTS_KEPT + 1)).is_ok());
     }
 
     #[test]

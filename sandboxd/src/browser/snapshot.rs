@@ -1,17 +1,15 @@
 //! The page as a model reads it. The seed snapshot: url, title, a viewport screenshot, the body's
-//! text (≤ 5000 chars) and one line per interactive element with a ref. The outline: Playwright's
-//! AI-mode aria snapshot with our refs, cut to a budget.
+//! text (≤ 5000 chars) and one line per interactive element with a ref, all read from Playwright's
+//! AI-mode aria tree in one call. The outline: that tree as text with our refs, cut to a budget.
 
 use base64::Engine as _;
-use futures::future::join_all;
 use playwright_rs::protocol::Page;
 use playwright_rs::{AriaSnapshotMode, AriaSnapshotOptions, ScreenshotOptions, ScreenshotType};
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::Result;
 use super::js;
-use super::refs::Refs;
+use super::refs::{document_token, Refs};
 
 /// Most characters of body text a snapshot carries.
 pub const TEXT_LIMIT: usize = 5_000;
@@ -20,27 +18,26 @@ const ELEMENT_LIMIT: usize = 300;
 /// Default budget of the aria outline.
 pub const OUTLINE_DEFAULT_CHARS: usize = 20_000;
 
-/// Roles an agent can act on.
-const INTERACTIVE_ROLES: [&str; 19] = [
-    "button",
-    "link",
-    "textbox",
-    "searchbox",
-    "checkbox",
-    "radio",
-    "combobox",
-    "listbox",
-    "option",
-    "menuitem",
-    "menuitemcheckbox",
-    "menuitemradio",
-    "tab",
-    "switch",
-    "slider",
-    "spinbutton",
-    "treeitem",
-    "gridcell",
-    "iframe",
+/// Roles an agent can act on, and how their line names them (the element they usually are).
+const INTERACTIVE: [(&str, &str); 18] = [
+    ("button", "button"),
+    ("link", "a"),
+    ("textbox", "input[type=text]"),
+    ("searchbox", "input[type=search]"),
+    ("checkbox", "input[type=checkbox]"),
+    ("radio", "input[type=radio]"),
+    ("combobox", "select"),
+    ("spinbutton", "input[type=number]"),
+    ("slider", "input[type=range]"),
+    ("listbox", "listbox"),
+    ("option", "option"),
+    ("menuitem", "menuitem"),
+    ("menuitemcheckbox", "menuitemcheckbox"),
+    ("menuitemradio", "menuitemradio"),
+    ("tab", "tab"),
+    ("switch", "switch"),
+    ("treeitem", "treeitem"),
+    ("gridcell", "gridcell"),
 ];
 
 /// The seed snapshot.
@@ -53,31 +50,6 @@ pub struct Snapshot {
     pub elements: String,
 }
 
-/// One node of the AI-mode aria tree that an agent may act on.
-struct Candidate {
-    aria: String,
-    role: String,
-    name: String,
-    pointer: bool,
-}
-
-/// What the page says about one element (see `js::DESCRIBE`).
-#[derive(Debug, Default, Deserialize)]
-struct Described {
-    key: String,
-    tag: String,
-    #[serde(rename = "type")]
-    input_type: Option<String>,
-    role: Option<String>,
-    placeholder: Option<String>,
-    href: Option<String>,
-    value: Option<String>,
-    options: Option<Vec<String>>,
-    disabled: Option<bool>,
-    checked: Option<bool>,
-    text: Option<String>,
-}
-
 /// Takes the seed snapshot of `page`, giving refs to its interactive elements.
 pub async fn snapshot(page: &Page, refs: &mut Refs) -> Result<Snapshot> {
     let png = page
@@ -88,132 +60,170 @@ pub async fn snapshot(page: &Page, refs: &mut Refs) -> Result<Snapshot> {
         )
         .await?;
     let text: String = page.evaluate::<(), String>(js::BODY_TEXT, None).await?;
-    let elements = elements(page, refs).await?;
-    Ok(Snapshot {
-        screenshot: base64::engine::general_purpose::STANDARD.encode(png),
-        text: cut(&text, TEXT_LIMIT),
-        elements,
-    })
-}
-
-/// The interactive elements of `page`, one line each, with refs.
-async fn elements(page: &Page, refs: &mut Refs) -> Result<String> {
+    let document = document_token(page).await?;
     let tree = page
         .aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai))
         .await?;
-    let mut found = Vec::new();
-    collect(&tree, "", &mut found);
-    let total = found.len();
-    found.truncate(ELEMENT_LIMIT);
-    let keys: Vec<String> = found.iter().map(|_| refs.propose_key()).collect();
-    let described = join_all(found.iter().zip(&keys).map(|(c, key)| async move {
-        page.get_by_ref(&c.aria)
-            .evaluate::<Described, _>(js::DESCRIBE, Some(key.as_str()))
-            .await
-            .ok()
-    }))
-    .await;
-    let mut lines = Vec::with_capacity(found.len());
-    for (candidate, info) in found.iter().zip(described) {
-        // Gone between the snapshot and now: nothing to act on.
-        let Some(info) = info else { continue };
-        if candidate.role == "iframe" {
-            continue;
+    let base = url::Url::parse(&page.url()).ok();
+    let mut lines = Vec::new();
+    let mut total = 0;
+    walk(&tree, "", &mut |node, parent_role| {
+        let Some(line) = describe(node, parent_role, base.as_ref()) else {
+            return;
+        };
+        total += 1;
+        if lines.len() < ELEMENT_LIMIT {
+            let aria = node.get("ref").and_then(Value::as_str).unwrap_or_default();
+            let id = refs.ref_for(&document, aria);
+            lines.push(format!("[{id}] {line}"));
         }
-        let id = refs.ref_for(&info.key, &candidate.aria);
-        lines.push(line(&id, candidate, &info));
-    }
+    });
     if total > ELEMENT_LIMIT {
         lines.push(format!(
             "… {} more elements not listed; scroll, or use browser_aria_snapshot",
             total - ELEMENT_LIMIT
         ));
     }
-    Ok(lines.join("\n"))
+    Ok(Snapshot {
+        screenshot: base64::engine::general_purpose::STANDARD.encode(png),
+        text: cut(&text, TEXT_LIMIT),
+        elements: lines.join("\n"),
+    })
 }
 
-/// Walks the JSON aria tree in document order, keeping nodes an agent can act on.
-fn collect(node: &Value, parent_role: &str, out: &mut Vec<Candidate>) {
+/// Visits every node of the JSON aria tree in document order, with its parent's role.
+fn walk(node: &Value, parent_role: &str, visit: &mut dyn FnMut(&Map<String, Value>, &str)) {
     match node {
-        Value::Array(items) => items.iter().for_each(|n| collect(n, parent_role, out)),
+        Value::Array(items) => items.iter().for_each(|n| walk(n, parent_role, visit)),
         Value::Object(map) => {
+            visit(map, parent_role);
             let role = map.get("role").and_then(Value::as_str).unwrap_or("");
-            let pointer = map.get("cursor").and_then(Value::as_str) == Some("pointer");
-            if let Some(aria) = map.get("ref").and_then(Value::as_str) {
-                // A select's options are chosen through the select, not clicked.
-                let select_option = role == "option" && parent_role == "combobox";
-                if (INTERACTIVE_ROLES.contains(&role) && !select_option)
-                    || (pointer && role != "text")
-                {
-                    out.push(Candidate {
-                        aria: aria.to_string(),
-                        role: role.to_string(),
-                        name: map
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        pointer,
-                    });
-                }
-            }
             if let Some(children) = map.get("children") {
-                collect(children, role, out);
+                walk(children, role, visit);
             }
         }
         _ => {}
     }
 }
 
-/// `[ref_2] input[type=text] placeholder="Search"`, `[ref_3] a "Home" -> URL`.
-fn line(id: &str, c: &Candidate, d: &Described) -> String {
-    let mut out = format!("[{id}] ");
-    match (&d.input_type, &d.role) {
-        (Some(t), _) => out.push_str(&format!("{}[type={t}]", d.tag)),
-        (None, Some(role)) => out.push_str(&format!("{}[role={role}]", d.tag)),
-        (None, None) => out.push_str(&d.tag),
+fn str_of<'a>(node: &'a Map<String, Value>, key: &str) -> &'a str {
+    node.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The text of a node's only text child (a textbox's value, a link's text).
+fn own_text(node: &Map<String, Value>) -> String {
+    if let Some(t) = node.get("text").and_then(Value::as_str) {
+        return t.to_string();
     }
-    let mut name = if c.name.is_empty() {
-        d.text.clone().unwrap_or_default()
-    } else {
-        c.name.clone()
+    let parts: Vec<&str> = node
+        .get("children")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    parts.join(" ")
+}
+
+/// The line for an element an agent can act on (without its ref), or None for other nodes.
+/// `button "Sign in"`, `input[type=text] placeholder="Search"`, `a "Home" -> URL`.
+fn describe(
+    node: &Map<String, Value>,
+    parent_role: &str,
+    base: Option<&url::Url>,
+) -> Option<String> {
+    if str_of(node, "ref").is_empty() {
+        return None;
+    }
+    let role = str_of(node, "role");
+    let pointer = str_of(node, "cursor") == "pointer";
+    // A select's options are chosen through the select, not clicked.
+    let select_option = role == "option" && parent_role == "combobox";
+    let kind = INTERACTIVE
+        .iter()
+        .find(|(r, _)| *r == role)
+        .map(|(_, k)| *k);
+    let kind = match kind {
+        Some(_) if select_option => return None,
+        Some(k) => k,
+        None if pointer && role != "text" && role != "iframe" => role,
+        None => return None,
     };
-    // An unlabelled select is named after its options' text; the options are listed anyway.
+    let textual = matches!(role, "textbox" | "searchbox" | "spinbutton" | "combobox");
+    let placeholder = str_of(node, "placeholder");
+    let mut name = str_of(node, "name").to_string();
+    if name.is_empty() && !textual {
+        name = own_text(node);
+    }
     // An input named by its placeholder says so once, as the placeholder.
-    if d.options.as_ref().is_some_and(|o| o.join(" ") == name)
-        || d.placeholder.as_deref() == Some(name.as_str())
-    {
+    if name == placeholder {
         name.clear();
     }
+    let mut line = kind.to_string();
     if !name.is_empty() {
-        out.push_str(&format!(" {:?}", cut(&name, 100)));
+        line.push_str(&format!(" {:?}", cut(name.trim(), 100)));
     }
-    if let Some(p) = &d.placeholder {
-        out.push_str(&format!(" placeholder={:?}", cut(p, 60)));
+    if !placeholder.is_empty() {
+        line.push_str(&format!(" placeholder={:?}", cut(placeholder, 60)));
     }
-    if let Some(v) = &d.value {
-        if d.tag != "select" {
-            out.push_str(&format!(" value={:?}", cut(v, 60)));
+    let options = options_of(node);
+    if !options.is_empty() {
+        let shown: Vec<String> = options.iter().map(|(o, _)| format!("{o:?}")).collect();
+        line.push_str(&format!(" options=[{}]", shown.join(", ")));
+        if let Some((selected, _)) = options.iter().find(|(_, s)| *s) {
+            line.push_str(&format!(" selected={selected:?}"));
+        }
+    } else if textual {
+        let value = own_text(node);
+        if !value.is_empty() {
+            line.push_str(&format!(" value={:?}", cut(&value, 60)));
         }
     }
-    if let Some(options) = &d.options {
-        let shown: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
-        out.push_str(&format!(" options=[{}]", shown.join(", ")));
-        if let Some(v) = &d.value {
-            out.push_str(&format!(" value={v:?}"));
+    match node.get("checked") {
+        Some(Value::Bool(true)) => line.push_str(" checked"),
+        Some(Value::String(s)) if s == "mixed" => line.push_str(" checked=mixed"),
+        _ => {}
+    }
+    if node.get("selected") == Some(&Value::Bool(true)) {
+        line.push_str(" selected");
+    }
+    if node.get("expanded") == Some(&Value::Bool(true)) {
+        line.push_str(" expanded");
+    }
+    if node.get("disabled") == Some(&Value::Bool(true)) {
+        line.push_str(" disabled");
+    }
+    if kind == role && pointer {
+        line.push_str(" (clickable)");
+    }
+    let href = str_of(node, "url");
+    if !href.is_empty() {
+        let absolute = base
+            .and_then(|b| b.join(href).ok())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| href.to_string());
+        line.push_str(&format!(" -> {absolute}"));
+    }
+    Some(line)
+}
+
+/// A select's options: (label, selected).
+fn options_of(node: &Map<String, Value>) -> Vec<(String, bool)> {
+    let Some(children) = node.get("children").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for child in children {
+        let Value::Object(c) = child else { continue };
+        match str_of(c, "role") {
+            "option" => out.push((
+                cut(str_of(c, "name"), 60),
+                c.get("selected") == Some(&Value::Bool(true)),
+            )),
+            "listbox" | "group" => out.extend(options_of(c)),
+            _ => {}
         }
-    }
-    if d.checked == Some(true) {
-        out.push_str(" checked");
-    }
-    if d.disabled == Some(true) {
-        out.push_str(" disabled");
-    }
-    if c.pointer && !INTERACTIVE_ROLES.contains(&c.role.as_str()) {
-        out.push_str(" (clickable)");
-    }
-    if let Some(href) = &d.href {
-        out.push_str(&format!(" -> {href}"));
+        if out.len() >= 40 {
+            break;
+        }
     }
     out
 }
@@ -225,50 +235,50 @@ pub async fn outline(
     refs: &mut Refs,
     max_chars: usize,
 ) -> Result<(String, bool, usize)> {
+    let document = document_token(page).await?;
     let raw = page
         .aria_snapshot(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai))
         .await?;
     let total = raw.chars().count();
-    let mut kept = String::new();
+    let mut out = String::new();
+    let mut used = 0;
     let mut truncated = false;
-    for l in raw.lines() {
-        if kept.chars().count() + l.chars().count() + 1 > max_chars {
+    for line in raw.lines() {
+        let line = rewrite_refs(line, &document, refs);
+        let len = line.chars().count() + 1;
+        if used + len > max_chars {
             truncated = true;
             break;
         }
-        kept.push_str(l);
-        kept.push('\n');
-    }
-    // Key every element named within the budget, then rewrite its aria ref into ours.
-    let arias: Vec<String> = kept
-        .match_indices("[ref=")
-        .filter_map(|(i, _)| {
-            let rest = &kept[i + 5..];
-            rest.find(']').map(|end| rest[..end].to_string())
-        })
-        .collect();
-    let keys: Vec<String> = arias.iter().map(|_| refs.propose_key()).collect();
-    let found = join_all(arias.iter().zip(&keys).map(|(aria, key)| async move {
-        page.get_by_ref(aria)
-            .evaluate::<String, _>(js::KEY, Some(key.as_str()))
-            .await
-            .ok()
-    }))
-    .await;
-    let mut out = kept;
-    for (aria, key) in arias.iter().zip(found) {
-        let replacement = match key {
-            Some(key) => format!("[ref={}]", refs.ref_for(&key, aria)),
-            None => String::new(),
-        };
-        out = out.replacen(&format!("[ref={aria}]"), &replacement, 1);
+        used += len;
+        out.push_str(&line);
+        out.push('\n');
     }
     if truncated {
         out.push_str(&format!(
-            "… cut at {max_chars} of {total} characters; raise max_chars or scroll\n"
+            "… cut at {max_chars} of about {total} characters; raise max_chars or scroll\n"
         ));
     }
     Ok((out, truncated, total))
+}
+
+/// `[ref=e5]` → `[ref=ref_12]`.
+fn rewrite_refs(line: &str, document: &str, refs: &mut Refs) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("[ref=") {
+        out.push_str(&rest[..i + 5]);
+        rest = &rest[i + 5..];
+        match rest.find(']') {
+            Some(end) => {
+                out.push_str(&refs.ref_for(document, &rest[..end]));
+                rest = &rest[end..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The first `limit` characters of `s`.
@@ -282,56 +292,56 @@ pub fn cut(s: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn collect_keeps_actionable_nodes_in_order() {
-        let tree = serde_json::json!({"role": "generic", "children": [
-            {"role": "heading", "name": "Title", "ref": "e1"},
-            {"role": "button", "name": "Go", "ref": "e2"},
-            {"role": "generic", "name": "Clickable", "ref": "e3", "cursor": "pointer"},
-            {"role": "combobox", "ref": "e4", "children": [{"role": "option", "name": "a", "ref": "e5"}]},
-            {"role": "paragraph", "ref": "e6", "children": ["text"]},
-        ]});
+    fn lines(tree: Value) -> Vec<String> {
+        let base = url::Url::parse("https://example.com/a/").ok();
         let mut out = Vec::new();
-        collect(&tree, "", &mut out);
-        let refs: Vec<&str> = out.iter().map(|c| c.aria.as_str()).collect();
-        assert_eq!(refs, ["e2", "e3", "e4"]);
+        walk(&tree, "", &mut |n, p| {
+            if let Some(l) = describe(n, p, base.as_ref()) {
+                out.push(l);
+            }
+        });
+        out
     }
 
     #[test]
-    fn lines_read_like_the_design_says() {
-        let c = |role: &str, name: &str| Candidate {
-            aria: "e1".into(),
-            role: role.into(),
-            name: name.into(),
-            pointer: false,
-        };
-        let button = Described {
-            tag: "button".into(),
-            ..Default::default()
-        };
+    fn elements_read_like_the_design_says() {
+        let tree = json!([{"role": "generic", "children": [
+            {"role": "heading", "name": "Title", "ref": "e1"},
+            {"role": "button", "name": "Sign in", "ref": "e2"},
+            {"role": "textbox", "name": "Search", "placeholder": "Search", "ref": "e3"},
+            {"role": "link", "name": "Home", "url": "/", "ref": "e4", "cursor": "pointer"},
+            {"role": "generic", "ref": "e5", "cursor": "pointer", "text": "Open details"},
+            {"role": "combobox", "ref": "e6", "children": [
+                {"role": "option", "name": "Red", "ref": "e7"},
+                {"role": "option", "name": "Green", "ref": "e8", "selected": true}]},
+            {"role": "textbox", "name": "Name", "ref": "e9", "text": "Ada"},
+            {"role": "checkbox", "name": "Agree", "ref": "e10", "checked": true},
+            {"role": "paragraph", "ref": "e11", "text": "prose"},
+        ]}]);
         assert_eq!(
-            line("ref_1", &c("button", "Sign in"), &button),
-            r#"[ref_1] button "Sign in""#
+            lines(tree),
+            [
+                r#"button "Sign in""#,
+                r#"input[type=text] placeholder="Search""#,
+                r#"a "Home" -> https://example.com/"#,
+                r#"generic "Open details" (clickable)"#,
+                r#"select options=["Red", "Green"] selected="Green""#,
+                r#"input[type=text] "Name" value="Ada""#,
+                r#"input[type=checkbox] "Agree" checked"#,
+            ]
         );
-        let input = Described {
-            tag: "input".into(),
-            input_type: Some("text".into()),
-            placeholder: Some("Search".into()),
-            ..Default::default()
-        };
+    }
+
+    #[test]
+    fn outline_refs_become_ours() {
+        let mut refs = Refs::default();
+        let line = rewrite_refs(r#"- button "Go" [ref=e5] [cursor=pointer]"#, "d", &mut refs);
+        assert_eq!(line, r#"- button "Go" [ref=ref_1] [cursor=pointer]"#);
         assert_eq!(
-            line("ref_2", &c("textbox", ""), &input),
-            r#"[ref_2] input[type=text] placeholder="Search""#
-        );
-        let link = Described {
-            tag: "a".into(),
-            href: Some("https://example.com/".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            line("ref_3", &c("link", "Home"), &link),
-            r#"[ref_3] a "Home" -> https://example.com/"#
+            rewrite_refs("- text: plain", "d", &mut refs),
+            "- text: plain"
         );
     }
 
