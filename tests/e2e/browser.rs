@@ -49,7 +49,9 @@ const EVENTS: &str = r#"<!doctype html><html><head><title>Events</title></head><
 <a id="popup" href="about.html" target="_blank">Open popup</a>
 <a id="download" href="data:text/csv,a%2Cb%0A1%2C2%0A" download="report.csv">Download report</a>
 <input type="file" id="upload" onchange="document.getElementById('out').textContent = 'picked ' + this.files[0].name">
+<div id="hover" onmouseover="this.textContent = 'hovered'">Hover me</div>
 <div id="out"></div>
+<div style="height: 3000px"></div><p id="bottom">The end</p>
 </body></html>"#;
 
 async fn write(client: &mut SandboxClient<Channel>, id: &str, path: &str, content: &str) {
@@ -615,6 +617,111 @@ async fn dialogs_popups_downloads_and_uploads_are_handled_and_reported() {
         .await
         .expect_err("outside the workspace");
     assert_eq!(outside.code(), Code::InvalidArgument);
+
+    // Hover, scroll, and waits for text to go, for a URL and for a time.
+    c.browser_hover(with_id(
+        &id,
+        pb::BrowserHoverRequest {
+            target: by_selector("#hover"),
+        },
+    ))
+    .await
+    .expect("hover");
+    assert!(snapshot(&mut c, &id).await.text.contains("hovered"));
+    c.browser_wait(with_id(
+        &id,
+        pb::BrowserWaitRequest {
+            text_gone: "Hover me".into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("the old text is gone");
+    let scrolled = |y: &str| y.parse::<f64>().expect("a number");
+    c.browser_scroll(with_id(
+        &id,
+        pb::BrowserScrollRequest {
+            dy: 500,
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("scroll by");
+    let y = c
+        .browser_evaluate(with_id(
+            &id,
+            pb::BrowserEvaluateRequest {
+                expression: "window.scrollY".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("scrollY")
+        .into_inner();
+    assert_eq!(scrolled(&y.result_json), 500.0);
+    c.browser_scroll(with_id(
+        &id,
+        pb::BrowserScrollRequest {
+            target: by_selector("#bottom"),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("scroll into view");
+    let y = c
+        .browser_evaluate(with_id(
+            &id,
+            pb::BrowserEvaluateRequest {
+                expression: "window.scrollY".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("scrollY")
+        .into_inner();
+    assert!(scrolled(&y.result_json) > 2000.0, "{}", y.result_json);
+    c.browser_wait(with_id(
+        &id,
+        pb::BrowserWaitRequest {
+            url: "events.html".into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("the URL matches");
+    c.browser_wait(with_id(
+        &id,
+        pb::BrowserWaitRequest {
+            seconds: 0.2,
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("a short pause");
+    let never = c
+        .browser_wait(with_id(
+            &id,
+            pb::BrowserWaitRequest {
+                text: "never appears".into(),
+                timeout_seconds: 0.5,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("a wait that times out");
+    assert_eq!(never.code(), Code::DeadlineExceeded, "{never:?}");
+    let two = c
+        .browser_wait(with_id(
+            &id,
+            pb::BrowserWaitRequest {
+                text: "a".into(),
+                seconds: 1.0,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("two conditions");
+    assert_eq!(two.code(), Code::InvalidArgument);
 
     // A popup becomes the active tab, reported by the click that opened it.
     let popup = c
