@@ -1,4 +1,4 @@
-//! Hello, health, reflection and the calls that arrive later.
+//! Hello, health, reflection, and a browser call where no browser can start.
 
 use agent_runtime_proto::v1::{
     BrowserSnapshotRequest, HelloRequest, ListContextsRequest, RunCodeRequest,
@@ -26,7 +26,7 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
     let hello = client.hello(HelloRequest {}).await?.into_inner();
     assert_eq!(hello.protocol, agent_runtime_proto::PROTOCOL);
     assert_eq!(hello.daemon_version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(hello.capabilities, ["exec", "files", "contexts"]);
+    assert_eq!(hello.capabilities, ["exec", "files", "contexts", "browser"]);
 
     // Contexts are served; without kernels there is nothing to list or run.
     let listed = client
@@ -46,11 +46,17 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
     assert!(err.is_some_and(|e| e
         .message()
         .starts_with("context ctx-000000000000 not found")));
+    // Outside the image there is no driver: the caller is told, and the daemon keeps serving.
     let err = client
         .browser_snapshot(BrowserSnapshotRequest {})
         .await
         .err();
-    assert_eq!(err.map(|e| e.code()), Some(Code::Unimplemented));
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::Unavailable));
+    assert!(
+        err.is_some_and(|e| e.message().starts_with("the browser did not start")),
+        "a clear launch error"
+    );
+    assert!(client.hello(HelloRequest {}).await.is_ok());
     Ok(())
 }
 

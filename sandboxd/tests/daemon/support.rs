@@ -33,6 +33,8 @@ impl Daemon {
             .arg("--workspace")
             .arg(&workspace)
             .env("RUST_LOG", "warn")
+            // The browser needs the image's driver; here it must fail the same way everywhere.
+            .env("PLAYWRIGHT_DRIVER_PATH", "/nonexistent/playwright-driver")
             .stdin(Stdio::null())
             .spawn()
             .context("starting sandboxd")?;
