@@ -24,7 +24,8 @@ use agent::Agent;
 
 /// The `miniwob` release .ci/setup fetches.
 const MINIWOB_VERSION: &str = "1.1.0";
-/// Seeds every task runs with (MiniWoB's driver calls `Math.seedrandom(seed)`).
+/// Seeds every task runs with (MiniWoB's driver calls `Math.seedrandom(seed)`);
+/// `MINIWOB_SEEDS=1-20` runs others.
 const SEEDS: [u32; 3] = [1, 2, 3];
 /// Where the pages go in the sandbox.
 const SANDBOX_DIR: &str = "miniwob";
@@ -204,6 +205,19 @@ impl Harness {
     }
 }
 
+/// `MINIWOB_SEEDS`: `1-20` or `4,7,9`, for hunting a flaky solver.
+fn seeds_from_env() -> Option<Vec<u32>> {
+    let spec = std::env::var("MINIWOB_SEEDS").ok()?;
+    let seeds = match spec.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?..=b.trim().parse().ok()?).collect(),
+        None => spec
+            .split(',')
+            .map(|s| s.trim().parse().ok())
+            .collect::<Option<Vec<u32>>>()?,
+    };
+    (!seeds.is_empty()).then_some(seeds)
+}
+
 /// One episode's record.
 struct Episode {
     seed: u32,
@@ -242,6 +256,7 @@ async fn solves_miniwob_tasks_through_snapshots_over_several_seeds() {
         .copied()
         .filter(|t| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == *t)))
         .collect();
+    let seeds = seeds_from_env().unwrap_or_else(|| SEEDS.to_vec());
     let mut harness = Harness {
         client: client.clone(),
         sandbox: sandbox.clone(),
@@ -254,7 +269,7 @@ async fn solves_miniwob_tasks_through_snapshots_over_several_seeds() {
             .await
             .unwrap_or_else(|e| panic!("opening {task}: {e:#}"));
         let mut episodes = Vec::new();
-        for seed in SEEDS {
+        for &seed in &seeds {
             harness
                 .start(seed)
                 .await
@@ -327,7 +342,7 @@ async fn solves_miniwob_tasks_through_snapshots_over_several_seeds() {
         }
     }
     println!(
-        "\nMiniWoB++: {passed}/{total} episodes of {} tasks solved (seeds {SEEDS:?}) in {:.1} s",
+        "\nMiniWoB++: {passed}/{total} episodes of {} tasks solved (seeds {seeds:?}) in {:.1} s",
         results.len(),
         wall.elapsed().as_secs_f64()
     );

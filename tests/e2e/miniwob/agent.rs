@@ -18,6 +18,8 @@ pub struct Agent {
     sandbox: String,
     /// Browser calls made so far.
     pub calls: usize,
+    /// Print every call and snapshot (`MINIWOB_TRACE=1`), to see what a failing solver saw.
+    trace: bool,
 }
 
 impl Agent {
@@ -27,6 +29,7 @@ impl Agent {
             client,
             sandbox: sandbox.to_owned(),
             calls: 0,
+            trace: std::env::var_os("MINIWOB_TRACE").is_some(),
         }
     }
 
@@ -39,6 +42,9 @@ impl Agent {
             .await
             .map_err(|s| anyhow!("BrowserSnapshot: {s:?}"))?
             .into_inner();
+        if self.trace {
+            println!("  snapshot text:\n{}\n  elements:\n{}", snap.text, snap.elements);
+        }
         Page::parse(&snap.text, &snap.elements)
     }
 
@@ -87,6 +93,7 @@ impl Agent {
     async fn click_request(&mut self, req: BrowserClickRequest) -> anyhow::Result<()> {
         self.calls += 1;
         let what = format!("BrowserClick {req:?}");
+        self.log(&what);
         self.client
             .browser_click(with_id(&self.sandbox, req))
             .await
@@ -97,6 +104,7 @@ impl Agent {
     /// BrowserType by ref: replaces the field's text.
     pub async fn type_text(&mut self, el: &Element, text: &str) -> anyhow::Result<()> {
         self.calls += 1;
+        self.log(&format!("BrowserType {} {text:?}", el.id));
         self.client
             .browser_type(with_id(
                 &self.sandbox,
@@ -114,6 +122,7 @@ impl Agent {
     /// BrowserPress: a key on an element, or on whatever has focus.
     pub async fn press(&mut self, el: Option<&Element>, key: &str) -> anyhow::Result<()> {
         self.calls += 1;
+        self.log(&format!("BrowserPress {:?} {key:?}", el.map(|e| &e.id)));
         self.client
             .browser_press(with_id(
                 &self.sandbox,
@@ -130,6 +139,7 @@ impl Agent {
     /// BrowserSelectOption by ref: options by label.
     pub async fn select(&mut self, el: &Element, labels: &[&str]) -> anyhow::Result<()> {
         self.calls += 1;
+        self.log(&format!("BrowserSelectOption {} {labels:?}", el.id));
         self.client
             .browser_select_option(with_id(
                 &self.sandbox,
@@ -141,6 +151,14 @@ impl Agent {
             .await
             .map_err(|s| anyhow!("BrowserSelectOption {} {labels:?}: {s:?}", el.id))?;
         Ok(())
+    }
+}
+
+impl Agent {
+    fn log(&self, what: &str) {
+        if self.trace {
+            println!("  {what}");
+        }
     }
 }
 

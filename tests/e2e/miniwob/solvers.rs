@@ -299,7 +299,11 @@ async fn click_tab_2(agent: &mut Agent, first: &Page, word: &str) -> anyhow::Res
     bail!("no tab shows {word:?}")
 }
 
-/// Types the start of the wanted item, then picks the suggestion with the wanted end.
+/// Types the start of the wanted item, then picks the suggestion with the wanted end by keyboard.
+///
+/// Not by clicking it: when the suggestion menu opens under a resting mouse pointer, jQuery UI's
+/// autocomplete replays that first hover on the next mouse move, so a click that jumps straight to
+/// the third suggestion (Playwright moves the pointer in one step) selects the first.
 async fn use_autocomplete(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result<()> {
     // Enter an item that starts with "Egy" and ends with "gypt". (The end is optional.)
     let parts = quoted(q);
@@ -313,18 +317,29 @@ async fn use_autocomplete(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Re
     let mut last = None;
     for _ in 0..20 {
         let menu = agent.snapshot().await?;
-        let pick = menu
+        let items: Vec<&str> = menu
             .elements
             .iter()
-            .find(|e| {
-                (e.kind.as_deref() == Some("menuitem") || e.tag == "li")
-                    && e.name.starts_with(start)
-                    && end.is_none_or(|end| e.name.ends_with(end))
-            })
-            .cloned();
-        if let Some(item) = pick {
-            agent.click(&item).await?;
+            .filter(|e| e.tag == "li")
+            .map(|e| e.name.as_str())
+            .collect();
+        let pick = items
+            .iter()
+            .position(|name| name.starts_with(start) && end.is_none_or(|end| name.ends_with(end)));
+        if let Some(index) = pick {
+            for _ in 0..=index {
+                agent.press(Some(&field), "ArrowDown").await?;
+            }
+            agent.press(Some(&field), "Enter").await?;
             let after = agent.snapshot().await?;
+            let value = after
+                .elements
+                .iter()
+                .find(|e| e.id == field.id)
+                .and_then(|e| e.value.as_deref());
+            if value != Some(items[index]) {
+                bail!("chose {:?} but the field holds {value:?}", items[index]);
+            }
             return click_button_named(agent, &after, "Submit").await;
         }
         last = Some(menu);
