@@ -38,7 +38,9 @@ fn miniwob_html() -> PathBuf {
     let root = std::env::var_os("MINIWOB_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(format!("/var/cache/agent-runtime/miniwob-{MINIWOB_VERSION}"))
+            PathBuf::from(format!(
+                "/var/cache/agent-runtime/miniwob-{MINIWOB_VERSION}"
+            ))
         });
     let html = root.join("miniwob").join("html");
     assert!(
@@ -89,8 +91,8 @@ async fn copy_pages(
         .map(|(local, rel)| {
             let mut client = client.clone();
             async move {
-                let content =
-                    std::fs::read(&local).with_context(|| format!("reading {}", local.display()))?;
+                let content = std::fs::read(&local)
+                    .with_context(|| format!("reading {}", local.display()))?;
                 let size = content.len() as u64;
                 client
                     .write_file(with_id(
@@ -254,7 +256,10 @@ async fn solves_miniwob_tasks_through_snapshots_over_several_seeds() {
     let tasks: Vec<&str> = solvers::TASKS
         .iter()
         .copied()
-        .filter(|t| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == *t)))
+        .filter(|t| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x == *t))
+        })
         .collect();
     let seeds = seeds_from_env().unwrap_or_else(|| SEEDS.to_vec());
     let mut harness = Harness {

@@ -43,7 +43,10 @@ impl Agent {
             .map_err(|s| anyhow!("BrowserSnapshot: {s:?}"))?
             .into_inner();
         if self.trace {
-            println!("  snapshot text:\n{}\n  elements:\n{}", snap.text, snap.elements);
+            println!(
+                "  snapshot text:\n{}\n  elements:\n{}",
+                snap.text, snap.elements
+            );
         }
         Page::parse(&snap.text, &snap.elements)
     }
@@ -67,15 +70,6 @@ impl Agent {
     pub async fn click(&mut self, el: &Element) -> anyhow::Result<()> {
         self.click_request(BrowserClickRequest {
             ref_id: el.id.clone(),
-            ..Default::default()
-        })
-        .await
-    }
-
-    /// BrowserClick by ref id (from the aria outline).
-    pub async fn click_ref(&mut self, ref_id: &str) -> anyhow::Result<()> {
-        self.click_request(BrowserClickRequest {
-            ref_id: ref_id.to_owned(),
             ..Default::default()
         })
         .await

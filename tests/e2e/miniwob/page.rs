@@ -232,15 +232,18 @@ mod tests {
 
     #[test]
     fn reads_the_lines_sandboxd_writes() {
-        let el = parse_line(r#"[ref_2] input[type=text] "Name" placeholder="Your name" value="A \"q\"""#)
-            .expect("parses");
+        let el = parse_line(
+            r#"[ref_2] input[type=text] "Name" placeholder="Your name" value="A \"q\"""#,
+        )
+        .expect("parses");
         assert_eq!(el.id, "ref_2");
         assert!(el.is("input", Some("text")));
         assert_eq!(el.name, "Name");
         assert_eq!(el.placeholder.as_deref(), Some("Your name"));
         assert_eq!(el.value.as_deref(), Some("A \"q\""));
 
-        let el = parse_line(r#"[ref_3] select options=["Red", "Gr, een"] value="r""#).expect("parses");
+        let el =
+            parse_line(r#"[ref_3] select options=["Red", "Gr, een"] value="r""#).expect("parses");
         assert_eq!(el.options, ["Red", "Gr, een"]);
         assert_eq!(el.value.as_deref(), Some("r"));
 
@@ -265,6 +268,9 @@ mod tests {
             quoted(r#"Enter the username "keli" and the password "3hI" into"#),
             ["keli", "3hI"]
         );
-        assert_eq!(between("Enter 8:22 AM as", "Enter ", " as").ok(), Some("8:22 AM"));
+        assert_eq!(
+            between("Enter 8:22 AM as", "Enter ", " as").ok(),
+            Some("8:22 AM")
+        );
     }
 }

@@ -38,6 +38,7 @@ pub const TASKS: &[&str] = &[
     "read-table",
     "find-word",
     "use-autocomplete",
+    "multi-orderings",
 ];
 
 /// Solves one episode of `task`, already started.
@@ -246,6 +247,7 @@ pub async fn solve(task: &str, agent: &mut Agent) -> anyhow::Result<()> {
             fill_and_submit(agent, &page, "text", &word).await
         }
         "use-autocomplete" => use_autocomplete(agent, &page, &q).await,
+        "multi-orderings" => multi_orderings(agent, &page, &q).await,
         other => bail!("no solver for {other}"),
     };
     solved.with_context(|| format!("solving {task} ({q:?})"))
@@ -276,7 +278,9 @@ async fn fill_and_submit(
     kind: &str,
     text: &str,
 ) -> anyhow::Result<()> {
-    agent.type_text(page.one("input", Some(kind))?, text).await?;
+    agent
+        .type_text(page.one("input", Some(kind))?, text)
+        .await?;
     click_button_named(agent, page, "Submit").await
 }
 
@@ -369,6 +373,54 @@ async fn use_autocomplete(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Re
     )
 }
 
+/// Fills a form whose rows come in a random order. The element list shows three unlabelled text
+/// fields; the aria outline shows which row header each one sits under.
+async fn multi_orderings(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result<()> {
+    // Search for drama movies directed by Holloway from year 2011.
+    let genre = between(q, "Search for ", " movies directed by ")?;
+    let director = between(q, " movies directed by ", " from year ")?;
+    let year = between(q, " from year ", ".")?;
+    let outline = agent.aria().await?;
+    let fields = labelled_textboxes(&outline);
+    for (label, value) in [("Genre", genre), ("Director", director), ("Year", year)] {
+        let id = fields
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, id)| id)
+            .ok_or_else(|| anyhow!("no {label} field in the outline:\n{outline}"))?;
+        let field = page
+            .elements
+            .iter()
+            .find(|e| &e.id == id)
+            .ok_or_else(|| anyhow!("{id} is not in the element list:\n{}", page.dump()))?;
+        agent.type_text(field, value).await?;
+    }
+    let submit = page
+        .elements
+        .iter()
+        .find(|e| e.clickable && e.name == "Submit")
+        .ok_or_else(|| anyhow!("no clickable Submit in\n{}", page.dump()))?;
+    agent.click(submit).await
+}
+
+/// (row header, textbox ref) pairs from an aria outline: each textbox belongs to the last
+/// `rowheader "…"` above it.
+fn labelled_textboxes(outline: &str) -> Vec<(String, String)> {
+    let mut header = None;
+    let mut out = Vec::new();
+    for line in outline.lines().map(str::trim_start) {
+        if let Some(rest) = line.strip_prefix("- rowheader ") {
+            header = quoted(rest).first().map(|h| (*h).to_owned());
+        } else if line.starts_with("- textbox") {
+            let id = line.split("[ref=").nth(1).and_then(|r| r.split(']').next());
+            if let (Some(h), Some(id)) = (&header, id) {
+                out.push((h.clone(), id.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// `1st`, `2nd`, `3rd`, `4th` → 1, 2, 3, 4.
 fn ordinal(s: &str) -> anyhow::Result<usize> {
     s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
@@ -455,5 +507,19 @@ mod tests {
         assert_eq!(solve_for_x("x - 4 = 1").ok(), Some(5));
         assert_eq!(solve_for_x("12 - x = 3").ok(), Some(9));
         assert_eq!(solve_for_x("7 + x = 9").ok(), Some(2));
+    }
+
+    #[test]
+    fn pairs_textboxes_with_their_row_headers() {
+        let outline = "- table [ref=ref_9]:\n  - row [ref=ref_2]:\n    - rowheader \"Year\" [ref=ref_3]\n    \
+                       - cell [ref=ref_4]:\n      - textbox [ref=ref_5]\n  - row [ref=ref_6]:\n    \
+                       - rowheader \"Genre\" [ref=ref_7]\n    - cell [ref=ref_8]:\n      - textbox [ref=ref_1]\n";
+        assert_eq!(
+            labelled_textboxes(outline),
+            [
+                ("Year".to_owned(), "ref_5".to_owned()),
+                ("Genre".to_owned(), "ref_1".to_owned())
+            ]
+        );
     }
 }
