@@ -26,7 +26,7 @@ use agent::Agent;
 const MINIWOB_VERSION: &str = "1.1.0";
 /// Seeds every task runs with (MiniWoB's driver calls `Math.seedrandom(seed)`);
 /// `MINIWOB_SEEDS=1-20` runs others.
-const SEEDS: [u32; 3] = [1, 2, 3];
+const SEEDS: [u32; 5] = [1, 2, 3, 4, 5];
 /// Where the pages go in the sandbox.
 const SANDBOX_DIR: &str = "miniwob";
 /// Episode time limit. MiniWoB's default is 10 s (20 s for a few tasks); a loaded 2-core machine
