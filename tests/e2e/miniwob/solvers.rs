@@ -284,7 +284,9 @@ async fn fill_and_submit(
     click_button_named(agent, page, "Submit").await
 }
 
-/// Clicks a visible span whose whole text is `text` (MiniWoB's "links").
+/// Clicks a visible span whose whole text is `text` (MiniWoB's "links"). By selector, as a
+/// workaround: these spans have `cursor: pointer` and a click handler, but sandboxd lists no ref
+/// for them (Playwright's AI outline folds an inline span into its paragraph's text).
 async fn click_text_span(agent: &mut Agent, text: &str) -> anyhow::Result<()> {
     let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
     agent
