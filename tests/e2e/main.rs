@@ -8,4 +8,5 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod miniwob;
 mod rest;

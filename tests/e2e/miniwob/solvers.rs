@@ -1,0 +1,527 @@
+//! One deterministic script per MiniWoB++ task. Each reads the instruction and the page from our
+//! snapshot only and acts only through [`Agent`]'s clicks, typing, keys and selects — the way an
+//! agent would through the MCP tools.
+
+use anyhow::{anyhow, bail, Context as _};
+
+use super::agent::Agent;
+use super::page::{between, quoted, Page};
+
+/// The tasks this file solves, in the order the test runs them.
+pub const TASKS: &[&str] = &[
+    "click-test",
+    "click-test-2",
+    "click-button",
+    "click-button-sequence",
+    "unicode-test",
+    "click-link",
+    "click-dialog",
+    "click-dialog-2",
+    "click-checkboxes",
+    "click-option",
+    "click-tab",
+    "click-tab-2",
+    "click-widget",
+    "click-collapsible",
+    "choose-list",
+    "click-scroll-list",
+    "enter-text",
+    "enter-text-2",
+    "enter-password",
+    "login-user",
+    "focus-text",
+    "focus-text-2",
+    "enter-date",
+    "enter-time",
+    "simple-arithmetic",
+    "simple-algebra",
+    "read-table",
+    "find-word",
+    "use-autocomplete",
+    "multi-orderings",
+];
+
+/// Solves one episode of `task`, already started.
+pub async fn solve(task: &str, agent: &mut Agent) -> anyhow::Result<()> {
+    let page = agent.snapshot().await?;
+    let q = page.query()?.to_owned();
+    let solved = match task {
+        "click-test" => click_button_named(agent, &page, "Click Me!").await,
+        "click-test-2" => {
+            // Click button ONE.
+            let name = between(&q, "Click button ", ".")?;
+            activate_button(agent, &page, name).await
+        }
+        "click-button" | "unicode-test" => {
+            // Click on the "previous" button.
+            click_button_named(agent, &page, first_quoted(&q)?).await
+        }
+        "click-button-sequence" => {
+            // Click button ONE, then click button TWO.
+            let first = between(&q, "Click button ", ",")?;
+            let second = between(&q, "then click button ", ".")?;
+            activate_button(agent, &page, first).await?;
+            activate_button(agent, &page, second).await
+        }
+        "click-link" => {
+            // Click on the link "Neque,". The links are spans with a click handler inside a
+            // paragraph: the snapshot shows their words in the text but lists no ref for them.
+            click_text_span(agent, first_quoted(&q)?).await
+        }
+        "click-dialog" => {
+            // Close the dialog box by clicking the "x".
+            click_button_named(agent, &page, "Close").await
+        }
+        "click-dialog-2" => {
+            // Click the button in the dialog box labeled "x" / "OK" / "Cancel".
+            let label = match first_quoted(&q)? {
+                "x" => "Close",
+                other => other,
+            };
+            click_button_named(agent, &page, label).await
+        }
+        "click-checkboxes" => {
+            // Select 3hIU, rS49 and click Submit. / Select nothing and click Submit.
+            let list = between(&q, "Select ", " and click Submit.")?;
+            let wanted: Vec<&str> = match list {
+                "nothing" => Vec::new(),
+                list => list.split(", ").collect(),
+            };
+            for b in page.all("input", Some("checkbox")) {
+                if b.checked != wanted.contains(&b.name.as_str()) {
+                    agent.click(b).await?;
+                }
+            }
+            click_button_named(agent, &page, "Submit").await
+        }
+        "click-option" => {
+            // Select S4 and click Submit.
+            let name = between(&q, "Select ", " and click Submit.")?;
+            agent
+                .click(page.named("input", Some("radio"), name)?)
+                .await?;
+            click_button_named(agent, &page, "Submit").await
+        }
+        "click-tab" => {
+            // Click on Tab #2. (The handler sits on the tab's link.)
+            let name = between(&q, "Click on ", ".")?;
+            agent.click(page.named("a", None, name)?).await
+        }
+        "click-tab-2" => click_tab_2(agent, &page, first_quoted(&q)?).await,
+        "click-widget" => {
+            // Click on a "textarea" widget.
+            let (tag, kind) = match first_quoted(&q)? {
+                "radio" => ("input", Some("radio")),
+                "checkbox" => ("input", Some("checkbox")),
+                "text" => ("input", Some("input")),
+                "textarea" => ("textarea", None),
+                "button" => ("button", None),
+                other => bail!("unknown widget {other:?}"),
+            };
+            let el = page
+                .all(tag, kind)
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("no {tag} {kind:?} widget in\n{}", page.dump()))?;
+            agent.click(el).await
+        }
+        "click-collapsible" => {
+            // Expand the section below and click submit.
+            agent.click(page.one("h3", Some("tab"))?).await?;
+            let page = agent.snapshot().await?;
+            click_button_named(agent, &page, "Submit").await
+        }
+        "choose-list" => {
+            // Select Miguelita from the list and click Submit.
+            let name = between(&q, "Select ", " from the list")?;
+            agent.select(page.one("select", None)?, &[name]).await?;
+            click_button_named(agent, &page, "Submit").await
+        }
+        "click-scroll-list" => {
+            // Select Miguelita, Lolita from the scroll list and click Submit.
+            let names: Vec<&str> = between(&q, "Select ", " from the scroll list")?
+                .split(", ")
+                .collect();
+            agent.select(page.one("select", None)?, &names).await?;
+            click_button_named(agent, &page, "Submit").await
+        }
+        "enter-text" => {
+            // Enter "Bernardine" into the text field and press Submit.
+            fill_and_submit(agent, &page, "text", first_quoted(&q)?).await
+        }
+        "enter-text-2" => {
+            // Type "bernardine" in all upper case letters in the text input and press Submit.
+            let word = first_quoted(&q)?;
+            let text = if q.contains("upper case") {
+                word.to_uppercase()
+            } else if q.contains("lower case") {
+                word.to_lowercase()
+            } else {
+                bail!("neither upper nor lower case in {q:?}")
+            };
+            fill_and_submit(agent, &page, "text", &text).await
+        }
+        "enter-password" => {
+            // Enter the password "Q3h" into both text fields and press submit.
+            let password = first_quoted(&q)?;
+            for field in page.all("input", Some("password")) {
+                agent.type_text(field, password).await?;
+            }
+            click_button_named(agent, &page, "Submit").await
+        }
+        "login-user" => {
+            // Enter the username "keli" and the password "3hI" into the text fields and press login.
+            let [user, password] = quoted(&q)[..] else {
+                bail!("expected a username and a password in {q:?}")
+            };
+            agent
+                .type_text(page.one("input", Some("text"))?, user)
+                .await?;
+            agent
+                .type_text(page.one("input", Some("password"))?, password)
+                .await?;
+            click_button_named(agent, &page, "Login").await
+        }
+        "focus-text" => agent.click(page.one("input", Some("text"))?).await,
+        "focus-text-2" => {
+            // Focus into the 3rd input textbox.
+            let nth = ordinal(between(&q, "Focus into the ", " input textbox")?)?;
+            let fields = page.all("input", Some("text"));
+            let field = fields
+                .get(nth - 1)
+                .ok_or_else(|| anyhow!("no text field #{nth} in\n{}", page.dump()))?;
+            agent.click(field).await
+        }
+        "enter-date" => {
+            // Enter 09/10/2012 as the date and hit submit. A date input takes YYYY-MM-DD.
+            let date = between(&q, "Enter ", " as the date")?;
+            let [month, day, year] = date.split('/').collect::<Vec<_>>()[..] else {
+                bail!("not MM/DD/YYYY: {date:?}")
+            };
+            fill_and_submit(agent, &page, "date", &format!("{year}-{month}-{day}")).await
+        }
+        "enter-time" => {
+            // Enter 8:22 AM as the time and press submit. A time input takes HH:MM (24 h).
+            let time = between(&q, "Enter ", " as the time")?;
+            fill_and_submit(agent, &page, "time", &time_24h(time)?).await
+        }
+        "simple-arithmetic" => {
+            // Solve the math problem … / "2 x 4 = " on its own line.
+            let problem = page
+                .lines()
+                .find(|l| l.ends_with('=') && !l.starts_with("x ="))
+                .ok_or_else(|| anyhow!("no problem line in\n{}", page.dump()))?;
+            let answer = arithmetic(problem.trim_end_matches('='))?;
+            fill_and_submit(agent, &page, "text", &answer.to_string()).await
+        }
+        "simple-algebra" => {
+            // Solve for x …  / "x + 2 = 43" or "12 - x = 3" on its own line.
+            let equation = page
+                .lines()
+                .find(|l| l.contains('x') && l.contains('=') && !l.ends_with('='))
+                .ok_or_else(|| anyhow!("no equation in\n{}", page.dump()))?;
+            let answer = solve_for_x(equation)?;
+            fill_and_submit(agent, &page, "text", &answer.to_string()).await
+        }
+        "read-table" => {
+            // Enter the value of Gender into … / the table rows read "Gender\tFemale".
+            let key = between(&q, "Enter the value of ", " into the text field")?;
+            let value = page
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
+                .ok_or_else(|| anyhow!("no row {key:?} in\n{}", page.dump()))?;
+            fill_and_submit(agent, &page, "text", value.trim()).await
+        }
+        "find-word" => {
+            // Find the 4th word in the paragraph … / the paragraph is the next line.
+            let nth = ordinal(between(&q, "Find the ", " word")?)?;
+            let paragraph = page
+                .lines()
+                .nth(1)
+                .ok_or_else(|| anyhow!("no paragraph in\n{}", page.dump()))?;
+            let word = paragraph
+                .split_whitespace()
+                .nth(nth - 1)
+                .ok_or_else(|| anyhow!("no word #{nth} in {paragraph:?}"))?;
+            let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
+            fill_and_submit(agent, &page, "text", &word).await
+        }
+        "use-autocomplete" => use_autocomplete(agent, &page, &q).await,
+        "multi-orderings" => multi_orderings(agent, &page, &q).await,
+        other => bail!("no solver for {other}"),
+    };
+    solved.with_context(|| format!("solving {task} ({q:?})"))
+}
+
+/// Clicks the first button whose name is `name`.
+async fn click_button_named(agent: &mut Agent, page: &Page, name: &str) -> anyhow::Result<()> {
+    agent.click(page.named("button", None, name)?).await
+}
+
+/// Clicks a button; when the click cannot land because another element covers the button's
+/// centre (these tasks place buttons at random, sometimes overlapping), presses Enter on it.
+async fn activate_button(agent: &mut Agent, page: &Page, name: &str) -> anyhow::Result<()> {
+    let button = page.named("button", None, name)?;
+    match agent.click(button).await {
+        Ok(()) => Ok(()),
+        Err(click) => agent
+            .press(Some(button), "Enter")
+            .await
+            .with_context(|| format!("after the click failed: {click:#}")),
+    }
+}
+
+/// Types `text` into the only input of `kind` and clicks Submit.
+async fn fill_and_submit(
+    agent: &mut Agent,
+    page: &Page,
+    kind: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    agent
+        .type_text(page.one("input", Some(kind))?, text)
+        .await?;
+    click_button_named(agent, page, "Submit").await
+}
+
+/// Clicks a visible span whose whole text is `text` (MiniWoB's "links"). By selector, as a
+/// workaround: these spans have `cursor: pointer` and a click handler, but sandboxd lists no ref
+/// for them (Playwright's AI outline folds an inline span into its paragraph's text).
+async fn click_text_span(agent: &mut Agent, text: &str) -> anyhow::Result<()> {
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    agent
+        .click_selector(&format!("span:text-is(\"{escaped}\"):visible >> nth=0"))
+        .await
+}
+
+/// Opens tab after tab until the wanted link's word shows in the visible text, then clicks it.
+/// The word may also show as plain text in another tab; then the click finds no link there
+/// and the search goes on.
+async fn click_tab_2(agent: &mut Agent, first: &Page, word: &str) -> anyhow::Result<()> {
+    let tabs: Vec<String> = first
+        .all("a", Some("presentation"))
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let mut page = first.clone();
+    let mut misses = Vec::new();
+    for tab in &tabs {
+        let el = page.named("a", Some("presentation"), tab)?.clone();
+        agent.click(&el).await?;
+        page = agent.snapshot().await?;
+        let shown = page.lines().skip(1).any(|l| {
+            l.split_whitespace()
+                .any(|w| w == word || w.trim_end_matches([',', '.']) == word)
+        });
+        if shown {
+            match click_text_span(agent, word).await {
+                Ok(()) => return Ok(()),
+                Err(e) => misses.push(format!("{tab}: {e:#}")),
+            }
+        }
+    }
+    bail!("no tab has a link {word:?}; tried: {misses:?}")
+}
+
+/// Types the start of the wanted item, then picks the suggestion with the wanted end by keyboard.
+///
+/// Not by clicking it: when the suggestion menu opens under a resting mouse pointer, jQuery UI's
+/// autocomplete replays that first hover on the next mouse move, so a click that jumps straight to
+/// the third suggestion (Playwright moves the pointer in one step) selects the first.
+async fn use_autocomplete(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result<()> {
+    // Enter an item that starts with "Egy" and ends with "gypt". (The end is optional.)
+    let parts = quoted(q);
+    let (start, end) = match parts[..] {
+        [start, end] => (start, Some(end)),
+        [start] => (start, None),
+        _ => bail!("no start in {q:?}"),
+    };
+    let field = page.one("input", Some("text"))?.clone();
+    agent.type_text(&field, start).await?;
+    let mut last = None;
+    for _ in 0..20 {
+        let menu = agent.snapshot().await?;
+        let items: Vec<&str> = menu
+            .elements
+            .iter()
+            .filter(|e| e.tag == "li")
+            .map(|e| e.name.as_str())
+            .collect();
+        let pick = items
+            .iter()
+            .position(|name| name.starts_with(start) && end.is_none_or(|end| name.ends_with(end)));
+        if let Some(index) = pick {
+            for _ in 0..=index {
+                agent.press(Some(&field), "ArrowDown").await?;
+            }
+            agent.press(Some(&field), "Enter").await?;
+            let after = agent.snapshot().await?;
+            let value = after
+                .elements
+                .iter()
+                .find(|e| e.id == field.id)
+                .and_then(|e| e.value.as_deref());
+            if value != Some(items[index]) {
+                bail!("chose {:?} but the field holds {value:?}", items[index]);
+            }
+            return click_button_named(agent, &after, "Submit").await;
+        }
+        last = Some(menu);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!(
+        "no suggestion for {start:?}…{end:?} in\n{}",
+        last.map(|p| p.dump()).unwrap_or_default()
+    )
+}
+
+/// Fills a form whose rows come in a random order. The element list shows three unlabelled text
+/// fields; the aria outline shows which row header each one sits under.
+async fn multi_orderings(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result<()> {
+    // Search for drama movies directed by Holloway from year 2011.
+    let genre = between(q, "Search for ", " movies directed by ")?;
+    let director = between(q, " movies directed by ", " from year ")?;
+    let year = between(q, " from year ", ".")?;
+    let outline = agent.aria().await?;
+    let fields = labelled_textboxes(&outline);
+    for (label, value) in [("Genre", genre), ("Director", director), ("Year", year)] {
+        let id = fields
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, id)| id)
+            .ok_or_else(|| anyhow!("no {label} field in the outline:\n{outline}"))?;
+        let field = page
+            .elements
+            .iter()
+            .find(|e| &e.id == id)
+            .ok_or_else(|| anyhow!("{id} is not in the element list:\n{}", page.dump()))?;
+        agent.type_text(field, value).await?;
+    }
+    let submit = page
+        .elements
+        .iter()
+        .find(|e| e.clickable && e.name == "Submit")
+        .ok_or_else(|| anyhow!("no clickable Submit in\n{}", page.dump()))?;
+    agent.click(submit).await
+}
+
+/// (row header, textbox ref) pairs from an aria outline: each textbox belongs to the last
+/// `rowheader "…"` above it.
+fn labelled_textboxes(outline: &str) -> Vec<(String, String)> {
+    let mut header = None;
+    let mut out = Vec::new();
+    for line in outline.lines().map(str::trim_start) {
+        if let Some(rest) = line.strip_prefix("- rowheader ") {
+            header = quoted(rest).first().map(|h| (*h).to_owned());
+        } else if line.starts_with("- textbox") {
+            let id = line.split("[ref=").nth(1).and_then(|r| r.split(']').next());
+            if let (Some(h), Some(id)) = (&header, id) {
+                out.push((h.clone(), id.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// `1st`, `2nd`, `3rd`, `4th` → 1, 2, 3, 4.
+fn ordinal(s: &str) -> anyhow::Result<usize> {
+    s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse()
+        .map_err(|_| anyhow!("not an ordinal: {s:?}"))
+}
+
+/// `8:22 AM` → `08:22`, `12:05 AM` → `00:05`, `1:30 PM` → `13:30`.
+fn time_24h(s: &str) -> anyhow::Result<String> {
+    let (clock, half) = s
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("no AM/PM in {s:?}"))?;
+    let (h, m) = clock
+        .split_once(':')
+        .ok_or_else(|| anyhow!("no H:MM in {s:?}"))?;
+    let h: u32 = h.parse().map_err(|_| anyhow!("bad hour in {s:?}"))?;
+    let h = match (half, h) {
+        ("AM", 12) => 0,
+        ("AM", h) => h,
+        ("PM", 12) => 12,
+        ("PM", h) => h + 12,
+        _ => bail!("neither AM nor PM in {s:?}"),
+    };
+    Ok(format!("{h:02}:{m}"))
+}
+
+/// `2 x 4 ` → 8; `3 - 9` → -6.
+fn arithmetic(s: &str) -> anyhow::Result<i64> {
+    let [a, op, b] = s.split_whitespace().collect::<Vec<_>>()[..] else {
+        bail!("not `a op b`: {s:?}")
+    };
+    let (a, b): (i64, i64) = (number(a)?, number(b)?);
+    Ok(match op {
+        "+" => a + b,
+        "-" => a - b,
+        "x" | "*" => a * b,
+        _ => bail!("unknown operator {op:?}"),
+    })
+}
+
+/// `x + 2 = 43` → 41; `12 - x = 3` → 9; `x - 4 = 1` → 5.
+fn solve_for_x(s: &str) -> anyhow::Result<i64> {
+    let tokens: Vec<&str> = s.split_whitespace().collect();
+    let (["x" | "X", op, b, "=", c] | [b, op, "x" | "X", "=", c]) = tokens[..] else {
+        bail!("not a linear equation in x: {s:?}")
+    };
+    let (b, c) = (number(b)?, number(c)?);
+    let x_first = tokens[0].eq_ignore_ascii_case("x");
+    Ok(match (op, x_first) {
+        ("+", _) => c - b,
+        ("-", true) => c + b,
+        ("-", false) => b - c,
+        _ => bail!("unknown operator {op:?} in {s:?}"),
+    })
+}
+
+fn number(s: &str) -> anyhow::Result<i64> {
+    s.parse().map_err(|_| anyhow!("not a number: {s:?}"))
+}
+
+fn first_quoted(q: &str) -> anyhow::Result<&str> {
+    quoted(q)
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow!("nothing quoted in {q:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_numbers_tasks_ask_for() {
+        assert_eq!(ordinal("3rd").ok(), Some(3));
+        assert_eq!(ordinal("11th").ok(), Some(11));
+        assert_eq!(time_24h("8:22 AM").ok().as_deref(), Some("08:22"));
+        assert_eq!(time_24h("12:05 AM").ok().as_deref(), Some("00:05"));
+        assert_eq!(time_24h("12:40 PM").ok().as_deref(), Some("12:40"));
+        assert_eq!(time_24h("1:30 PM").ok().as_deref(), Some("13:30"));
+        assert_eq!(arithmetic("2 x 4 ").ok(), Some(8));
+        assert_eq!(arithmetic("3 - 9").ok(), Some(-6));
+        assert_eq!(solve_for_x("x + 2 = 43").ok(), Some(41));
+        assert_eq!(solve_for_x("x - 4 = 1").ok(), Some(5));
+        assert_eq!(solve_for_x("12 - x = 3").ok(), Some(9));
+        assert_eq!(solve_for_x("7 + x = 9").ok(), Some(2));
+    }
+
+    #[test]
+    fn pairs_textboxes_with_their_row_headers() {
+        let outline = "- table [ref=ref_9]:\n  - row [ref=ref_2]:\n    - rowheader \"Year\" [ref=ref_3]\n    \
+                       - cell [ref=ref_4]:\n      - textbox [ref=ref_5]\n  - row [ref=ref_6]:\n    \
+                       - rowheader \"Genre\" [ref=ref_7]\n    - cell [ref=ref_8]:\n      - textbox [ref=ref_1]\n";
+        assert_eq!(
+            labelled_textboxes(outline),
+            [
+                ("Year".to_owned(), "ref_5".to_owned()),
+                ("Genre".to_owned(), "ref_1".to_owned())
+            ]
+        );
+    }
+}
