@@ -19,6 +19,7 @@ const FORM: &str = r#"<!doctype html><html><head><title>Sign up</title></head><b
 </form>
 <a href="about.html">About us</a>
 <div id="clicky" style="cursor: pointer" onclick="this.textContent = 'div was clicked'">Open details</div>
+<p>Words in a sentence, one <span style="cursor: pointer" onclick="this.textContent = 'span was clicked'">clickable</span> only by script.</p>
 <iframe srcdoc="<button onclick=&quot;this.textContent='frame clicked'&quot;>Frame button</button>"></iframe>
 <shadow-box></shadow-box>
 <p id="late"></p>
@@ -153,7 +154,7 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
         "{el}"
     );
     assert!(
-        el.contains(r#"generic "Open details" (clickable)"#),
+        el.contains(r#"div "Open details" (clickable)"#),
         "JS-only clickable listed: {el}"
     );
     assert!(
@@ -163,6 +164,10 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     assert!(
         el.contains(r#"button "Shadow button""#),
         "shadow DOM listed: {el}"
+    );
+    assert!(
+        el.contains(r#"span "clickable" (clickable)"#),
+        "an inline JS-only clickable the aria tree folds into its paragraph: {el}"
     );
     for line in el.lines() {
         assert!(
@@ -175,7 +180,8 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     let div = ref_of(el, "Open details");
     let frame_button = ref_of(el, "Frame button");
     let shadow_button = ref_of(el, "Shadow button");
-    for r in [&div, &frame_button, &shadow_button] {
+    let span = ref_of(el, r#"span "clickable""#);
+    for r in [&div, &frame_button, &shadow_button, &span] {
         let clicked = c
             .browser_click(with_id(
                 &id,
@@ -205,6 +211,7 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     let el2 = &snap2.elements;
     assert!(snap2.text.contains("div was clicked"), "{}", snap2.text);
     assert!(snap2.text.contains("Loaded later"), "{}", snap2.text);
+    assert!(snap2.text.contains("span was clicked"), "{}", snap2.text);
     assert!(el2.contains(r#"button "frame clicked""#), "{el2}");
     assert!(el2.contains(r#"button "shadow clicked""#), "{el2}");
     for unchanged in ["Your name", "Sign in", "About us", "Send me news"] {

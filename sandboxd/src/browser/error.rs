@@ -59,7 +59,20 @@ impl BrowserError {
 
 impl From<playwright_rs::Error> for BrowserError {
     fn from(err: playwright_rs::Error) -> Self {
-        let text = tidy(&err.to_string());
+        let full = err.to_string();
+        let mut text = tidy(&full);
+        // Playwright retries until the timeout when another element covers the target; its
+        // call log names that element, which is what the agent needs to know.
+        if let Some(cover) = full
+            .lines()
+            .find(|l| l.contains("intercepts pointer events"))
+        {
+            let cover = cover.trim().trim_start_matches("- ").trim();
+            text = format!(
+                "{text}; {cover}: the element is covered; close or move what covers it, \
+                 scroll, or press Enter on the element instead"
+            );
+        }
         match err {
             playwright_rs::Error::Timeout(_) | playwright_rs::Error::NavigationTimeout { .. } => {
                 Self::Timeout(text)
@@ -123,6 +136,20 @@ mod tests {
     fn call_logs_are_cut_and_whitespace_folded() {
         let m = "Error: locator.click: Target closed\nCall log:\n  - waiting for x\n";
         assert_eq!(tidy(m), "Error: locator.click: Target closed");
+    }
+
+    #[test]
+    fn covered_elements_are_named() {
+        let e = playwright_rs::Error::Timeout(
+            "locator.click: Timeout 5000ms exceeded.\nCall log:\n  - <button id=\"two\">TWO</button> intercepts pointer events\n".into(),
+        );
+        let b: BrowserError = e.into();
+        let m = b.to_string();
+        assert!(
+            m.contains("intercepts pointer events") && m.contains("covered"),
+            "{m}"
+        );
+        assert!(matches!(b, BrowserError::Timeout(_)));
     }
 
     #[test]

@@ -1,5 +1,50 @@
 //! The JavaScript the browser runs in pages. Kept here so the Rust side reads as Rust.
 
+/// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
+/// Returns `{ tag, text }`; the text names elements the tree left unnamed. It also marks the element as listed, so `FOLDED_CLICKABLES` does not list it again.
+pub const TAG: &str = r#"(el) => {
+  el.__agentRuntimeListed = true;
+  const tag = el.tagName.toLowerCase();
+  const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 100);
+  if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '' };
+  const role = el.getAttribute('role');
+  return { tag: role ? tag + '[role=' + role + ']' : tag, text };
+}"#;
+
+/// Elements clickable only through JavaScript (`cursor: pointer`, not a link, button or field)
+/// that the aria tree folded into their parent's text (an inline `<span>` word). Each gets a
+/// key that lives on the element and a CSS path to find it again.
+pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
+  const native = new Set(['A', 'BUTTON', 'INPUT', 'SELECT', 'TEXTAREA', 'LABEL', 'OPTION', 'SUMMARY', 'HTML', 'BODY']);
+  const path = (el) => {
+    const parts = [];
+    for (let e = el; e && e.nodeType === 1 && e !== document.documentElement; e = e.parentElement) {
+      const i = Array.prototype.indexOf.call(e.parentElement ? e.parentElement.children : [], e) + 1;
+      parts.unshift(e.tagName.toLowerCase() + ':nth-child(' + i + ')');
+    }
+    return 'html > ' + parts.join(' > ');
+  };
+  const out = [];
+  for (const el of document.body ? document.body.querySelectorAll('*') : []) {
+    if (out.length >= limit) break;
+    if (el.__agentRuntimeListed || native.has(el.tagName) || el.closest('a,button,label')) continue;
+    const style = getComputedStyle(el);
+    if (style.cursor !== 'pointer' || style.visibility === 'hidden') continue;
+    const parent = el.parentElement;
+    if (parent && getComputedStyle(parent).cursor === 'pointer') continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    const text = (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim();
+    if (!text) continue;
+    if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
+    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 100), path: path(el), key: el.__agentRuntimeKey });
+  }
+  return out;
+}"#;
+
+/// The key `FOLDED_CLICKABLES` gave an element, or null.
+pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
+
 /// The body's innerText.
 pub const BODY_TEXT: &str = r#"() => (document.body ? document.body.innerText : '')"#;
 

@@ -94,6 +94,15 @@ fn normalize(id: &str) -> String {
     }
 }
 
+/// Marks a place found by CSS path (and checked by the key stored on the element) rather than
+/// by aria ref: `css:<key>:<path>`.
+const CSS_PLACE: &str = "css:";
+
+/// The place of an element the aria tree does not name.
+pub fn css_place(path: &str, key: &str) -> String {
+    format!("{CSS_PLACE}{key}:{path}")
+}
+
 /// The token of the page's current document.
 pub async fn document_token(page: &Page) -> Result<String> {
     Ok(page
@@ -178,6 +187,20 @@ impl Target {
                 // Another document: the element is gone even if its aria name is taken again.
                 if document_token(page).await.ok().as_deref() != Some(place.document.as_str()) {
                     return Err(stale());
+                }
+                if let Some(found) = place.aria.strip_prefix(CSS_PLACE) {
+                    let (key, path) = found.split_once(':').ok_or_else(stale)?;
+                    let locator = page.locator(path.to_string());
+                    // The path may now lead elsewhere: the key on the element decides.
+                    let on_element: Option<String> = locator
+                        .evaluate(js::KEY_OF, None::<()>)
+                        .await
+                        .map_err(|_| stale())?;
+                    return if on_element.as_deref() == Some(key) {
+                        Ok(locator)
+                    } else {
+                        Err(stale())
+                    };
                 }
                 let locator = page.get_by_ref(&place.aria);
                 // The name resolves against the latest snapshot only, and only while the

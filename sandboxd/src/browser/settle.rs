@@ -8,7 +8,7 @@ use playwright_rs::WaitUntil;
 use super::js;
 
 /// Default time an action (click, fill, ...) may take.
-pub const ACTION_TIMEOUT_MS: f64 = 10_000.0;
+pub const ACTION_TIMEOUT_MS: f64 = 5_000.0;
 /// Default time a navigation may take.
 pub const NAVIGATION_TIMEOUT_MS: f64 = 30_000.0;
 /// The DOM counts as settled after this long without a mutation...

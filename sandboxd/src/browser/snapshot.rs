@@ -3,6 +3,7 @@
 //! AI-mode aria tree in one call. The outline: that tree as text with our refs, cut to a budget.
 
 use base64::Engine as _;
+use futures::future::join_all;
 use playwright_rs::protocol::Page;
 use playwright_rs::{AriaSnapshotMode, AriaSnapshotOptions, ScreenshotOptions, ScreenshotType};
 use serde_json::{Map, Value};
@@ -40,6 +41,22 @@ const INTERACTIVE: [(&str, &str); 18] = [
     ("gridcell", "gridcell"),
 ];
 
+/// What the page says an element is (see `js::TAG`).
+#[derive(serde::Deserialize)]
+struct Tag {
+    tag: String,
+    text: String,
+}
+
+/// A clickable the aria tree folded away (see `js::FOLDED_CLICKABLES`).
+#[derive(serde::Deserialize)]
+struct Folded {
+    tag: String,
+    text: String,
+    path: String,
+    key: String,
+}
+
 /// The seed snapshot.
 pub struct Snapshot {
     /// Base64 PNG of the viewport.
@@ -65,19 +82,52 @@ pub async fn snapshot(page: &Page, refs: &mut Refs) -> Result<Snapshot> {
         .aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai))
         .await?;
     let base = url::Url::parse(&page.url()).ok();
-    let mut lines = Vec::new();
+    // Nodes to list, in document order; the few the tree cannot name fully are asked about.
+    let mut found: Vec<(&Map<String, Value>, String)> = Vec::new();
     let mut total = 0;
     walk(&tree, "", &mut |node, parent_role| {
-        let Some(line) = describe(node, parent_role, base.as_ref()) else {
-            return;
-        };
-        total += 1;
-        if lines.len() < ELEMENT_LIMIT {
-            let aria = node.get("ref").and_then(Value::as_str).unwrap_or_default();
-            let id = refs.ref_for(&document, aria);
-            lines.push(format!("[{id}] {line}"));
+        if describe(node, parent_role, None, None).is_some() {
+            total += 1;
+            if found.len() < ELEMENT_LIMIT {
+                found.push((node, parent_role.to_string()));
+            }
         }
     });
+    let tags = join_all(found.iter().map(|(node, _)| async move {
+        if !needs_tag(node) {
+            return None;
+        }
+        page.get_by_ref(str_of(node, "ref"))
+            .evaluate::<Tag, ()>(js::TAG, None)
+            .await
+            .ok()
+    }))
+    .await;
+    let mut lines = Vec::with_capacity(found.len() + 1);
+    for ((node, parent_role), tag) in found.iter().zip(tags) {
+        if let Some(line) = describe(node, parent_role, base.as_ref(), tag.as_ref()) {
+            let id = refs.ref_for(&document, str_of(node, "ref"));
+            lines.push(format!("[{id}] {line}"));
+        }
+    }
+    // JS-only clickables the tree folded into their parent's text; after the tree's elements.
+    if let Ok(folded) = page
+        .evaluate::<usize, Vec<Folded>>(js::FOLDED_CLICKABLES, Some(&ELEMENT_LIMIT))
+        .await
+    {
+        for f in folded {
+            total += 1;
+            if lines.len() >= ELEMENT_LIMIT {
+                continue;
+            }
+            let id = refs.ref_for(&document, &super::refs::css_place(&f.path, &f.key));
+            lines.push(format!(
+                "[{id}] {} {:?} (clickable)",
+                f.tag,
+                cut(&f.text, 100)
+            ));
+        }
+    }
     if total > ELEMENT_LIMIT {
         lines.push(format!(
             "… {} more elements not listed; scroll, or use browser_aria_snapshot",
@@ -92,7 +142,11 @@ pub async fn snapshot(page: &Page, refs: &mut Refs) -> Result<Snapshot> {
 }
 
 /// Visits every node of the JSON aria tree in document order, with its parent's role.
-fn walk(node: &Value, parent_role: &str, visit: &mut dyn FnMut(&Map<String, Value>, &str)) {
+fn walk<'a>(
+    node: &'a Value,
+    parent_role: &str,
+    visit: &mut dyn FnMut(&'a Map<String, Value>, &str),
+) {
     match node {
         Value::Array(items) => items.iter().for_each(|n| walk(n, parent_role, visit)),
         Value::Object(map) => {
@@ -123,12 +177,25 @@ fn own_text(node: &Map<String, Value>) -> String {
     parts.join(" ")
 }
 
+/// Whether a node's line needs the element itself: the aria tree does not say an input's type
+/// (password, date, email, ...) nor which element a custom widget or a JS-only clickable is.
+fn needs_tag(node: &Map<String, Value>) -> bool {
+    let role = str_of(node, "role");
+    match INTERACTIVE.iter().find(|(r, _)| *r == role) {
+        Some((_, kind)) => *kind == role || matches!(role, "textbox" | "spinbutton" | "slider"),
+        None => true,
+    }
+}
+
 /// The line for an element an agent can act on (without its ref), or None for other nodes.
-/// `button "Sign in"`, `input[type=text] placeholder="Search"`, `a "Home" -> URL`.
+/// `button "Sign in"`, `input[type=text] placeholder="Search"`, `a "Home" -> URL`. `tag` is
+/// what the page says the element is (`input[type=password]`, `li[role=tab]`, `span`), when
+/// asked for (see [`needs_tag`]).
 fn describe(
     node: &Map<String, Value>,
     parent_role: &str,
     base: Option<&url::Url>,
+    tag: Option<&Tag>,
 ) -> Option<String> {
     if str_of(node, "ref").is_empty() {
         return None;
@@ -153,11 +220,14 @@ fn describe(
     if name.is_empty() && !textual {
         name = own_text(node);
     }
+    if name.is_empty() && !textual {
+        name = tag.map(|t| t.text.clone()).unwrap_or_default();
+    }
     // An input named by its placeholder says so once, as the placeholder.
     if name == placeholder {
         name.clear();
     }
-    let mut line = kind.to_string();
+    let mut line = tag.map_or(kind, |t| t.tag.as_str()).to_string();
     if !name.is_empty() {
         line.push_str(&format!(" {:?}", cut(name.trim(), 100)));
     }
@@ -191,7 +261,7 @@ fn describe(
     if node.get("disabled") == Some(&Value::Bool(true)) {
         line.push_str(" disabled");
     }
-    if kind == role && pointer {
+    if pointer && !INTERACTIVE.iter().any(|(r, _)| *r == role) {
         line.push_str(" (clickable)");
     }
     let href = str_of(node, "url");
@@ -298,7 +368,7 @@ mod tests {
         let base = url::Url::parse("https://example.com/a/").ok();
         let mut out = Vec::new();
         walk(&tree, "", &mut |n, p| {
-            if let Some(l) = describe(n, p, base.as_ref()) {
+            if let Some(l) = describe(n, p, base.as_ref(), None) {
                 out.push(l);
             }
         });

@@ -75,15 +75,6 @@ impl Agent {
         .await
     }
 
-    /// BrowserClick by selector, for what the snapshot shows as text but lists no ref for.
-    pub async fn click_selector(&mut self, selector: &str) -> anyhow::Result<()> {
-        self.click_request(BrowserClickRequest {
-            selector: selector.to_owned(),
-            ..Default::default()
-        })
-        .await
-    }
-
     async fn click_request(&mut self, req: BrowserClickRequest) -> anyhow::Result<()> {
         self.calls += 1;
         let what = format!("BrowserClick {req:?}");

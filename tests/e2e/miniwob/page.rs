@@ -20,6 +20,9 @@ pub struct Element {
     /// A select's option labels.
     pub options: Vec<String>,
     pub checked: bool,
+    /// The selected option's label (`selected="Red"`), or a selected tab/option (`selected`).
+    pub selected: Option<String>,
+    pub expanded: bool,
     pub disabled: bool,
     /// Listed because it is clickable through JavaScript only.
     pub clickable: bool,
@@ -168,6 +171,19 @@ pub fn parse_line(line: &str) -> anyhow::Result<Element> {
                 el.options.push(s);
                 r = after;
             }
+        } else if let Some(r) = rest.strip_prefix("selected=") {
+            let (s, r) = debug_string(r)?;
+            el.selected = Some(s);
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("selected") {
+            el.selected = Some(String::new());
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("expanded") {
+            el.expanded = true;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("checked=mixed") {
+            el.checked = true;
+            rest = r;
         } else if let Some(r) = rest.strip_prefix("checked") {
             el.checked = true;
             rest = r;

@@ -65,8 +65,8 @@ pub async fn solve(task: &str, agent: &mut Agent) -> anyhow::Result<()> {
         }
         "click-link" => {
             // Click on the link "Neque,". The links are spans with a click handler inside a
-            // paragraph: the snapshot shows their words in the text but lists no ref for them.
-            click_text_span(agent, first_quoted(&q)?).await
+            // paragraph, listed as `span "Neque," (clickable)`.
+            click_text_span(agent, &page, first_quoted(&q)?).await
         }
         "click-dialog" => {
             // Close the dialog box by clicking the "x".
@@ -284,14 +284,15 @@ async fn fill_and_submit(
     click_button_named(agent, page, "Submit").await
 }
 
-/// Clicks a visible span whose whole text is `text` (MiniWoB's "links"). By selector, as a
-/// workaround: these spans have `cursor: pointer` and a click handler, but sandboxd lists no ref
-/// for them (Playwright's AI outline folds an inline span into its paragraph's text).
-async fn click_text_span(agent: &mut Agent, text: &str) -> anyhow::Result<()> {
-    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
-    agent
-        .click_selector(&format!("span:text-is(\"{escaped}\"):visible >> nth=0"))
-        .await
+/// Clicks the JS-only clickable span whose text is `text` (MiniWoB's "links"), by its ref.
+async fn click_text_span(agent: &mut Agent, page: &Page, text: &str) -> anyhow::Result<()> {
+    let span = page
+        .elements
+        .iter()
+        .find(|e| e.tag == "span" && e.clickable && e.name == text)
+        .ok_or_else(|| anyhow!("no clickable span {text:?} in\n{}", page.dump()))?
+        .clone();
+    agent.click(&span).await
 }
 
 /// Opens tab after tab until the wanted link's word shows in the visible text, then clicks it.
@@ -299,14 +300,15 @@ async fn click_text_span(agent: &mut Agent, text: &str) -> anyhow::Result<()> {
 /// and the search goes on.
 async fn click_tab_2(agent: &mut Agent, first: &Page, word: &str) -> anyhow::Result<()> {
     let tabs: Vec<String> = first
-        .all("a", Some("presentation"))
+        .all("a", None)
         .iter()
+        .filter(|t| t.name.starts_with("Tab #"))
         .map(|t| t.name.clone())
         .collect();
     let mut page = first.clone();
     let mut misses = Vec::new();
     for tab in &tabs {
-        let el = page.named("a", Some("presentation"), tab)?.clone();
+        let el = page.named("a", None, tab)?.clone();
         agent.click(&el).await?;
         page = agent.snapshot().await?;
         let shown = page.lines().skip(1).any(|l| {
@@ -314,7 +316,7 @@ async fn click_tab_2(agent: &mut Agent, first: &Page, word: &str) -> anyhow::Res
                 .any(|w| w == word || w.trim_end_matches([',', '.']) == word)
         });
         if shown {
-            match click_text_span(agent, word).await {
+            match click_text_span(agent, &page, word).await {
                 Ok(()) => return Ok(()),
                 Err(e) => misses.push(format!("{tab}: {e:#}")),
             }
