@@ -25,8 +25,10 @@ pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
     return 'html > ' + parts.join(' > ');
   };
   const out = [];
+  // Computed styles cost; a huge page is scanned only this far.
+  let scanned = 0;
   for (const el of document.body ? document.body.querySelectorAll('*') : []) {
-    if (out.length >= limit) break;
+    if (out.length >= limit || ++scanned > 20000) break;
     if (el.__agentRuntimeListed || native.has(el.tagName) || el.closest('a,button,label')) continue;
     const style = getComputedStyle(el);
     if (style.cursor !== 'pointer' || style.visibility === 'hidden') continue;
