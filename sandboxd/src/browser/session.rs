@@ -153,14 +153,21 @@ impl Browser {
                 }
             }
         }
+        self.keep_one_tab(live).await?;
+        Ok(live.tabs[live.active].clone())
+    }
+
+    /// The browser always has a tab: a fresh one when the last was closed.
+    async fn keep_one_tab(&self, live: &mut Live) -> Result<()> {
         if live.tabs.is_empty() {
             let page = live.launched.context.new_page().await?;
             launch::wire_page(&page, &self.shared).await?;
+            // Ours, not a popup.
             self.shared.take_opened();
             live.tabs.push(page);
             live.active = 0;
         }
-        Ok(live.tabs[live.active].clone())
+        Ok(())
     }
 
     /// Opens a tab and makes it active.
@@ -226,13 +233,7 @@ impl Browser {
         if live.active >= index && live.active > 0 {
             live.active -= 1;
         }
-        if live.tabs.is_empty() {
-            let page = live.launched.context.new_page().await?;
-            launch::wire_page(&page, &self.shared).await?;
-            self.shared.take_opened();
-            live.tabs.push(page);
-            live.active = 0;
-        }
+        self.keep_one_tab(live).await?;
         Ok(())
     }
 
