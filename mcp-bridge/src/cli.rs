@@ -19,7 +19,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
     /// gRPC address of the Agent Runtime host.
-    #[arg(long, env = "AGENT_RUNTIME_ADDR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "AGENT_RUNTIME_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub addr: String,
     /// Bearer token HTTP clients must send (required when --http binds beyond loopback).
     #[arg(long, env = "MCP_BRIDGE_TOKEN", hide_env_values = true)]

@@ -23,7 +23,9 @@ pub enum HostError {
         reason: String,
     },
     /// The host the bridge started did not come up.
-    #[error("started `agent-runtime serve` but it did not answer at {addr}: {reason} (its log: {log})")]
+    #[error(
+        "started `agent-runtime serve` but it did not answer at {addr}: {reason} (its log: {log})"
+    )]
     SpawnFailed {
         /// The address it should listen on.
         addr: String,

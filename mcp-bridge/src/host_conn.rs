@@ -52,10 +52,11 @@ pub struct HostConn {
 impl HostConn {
     /// A connection to `addr`; no I/O happens until the first call.
     pub fn new(addr: &str, spawn: SpawnPolicy) -> Result<Self, HostError> {
-        let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|e| HostError::BadAddress {
-            addr: addr.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let endpoint =
+            Endpoint::from_shared(addr.to_owned()).map_err(|e| HostError::BadAddress {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?;
         let channel = endpoint
             .connect_timeout(PROBE_TIMEOUT)
             .tcp_nodelay(true)
@@ -131,17 +132,20 @@ impl HostConn {
                 "starting a host is disabled (--no-spawn-host); start `agent-runtime serve`",
             ));
         }
-        let uri: http::Uri = self.addr.parse().map_err(|e: http::uri::InvalidUri| {
-            HostError::BadAddress {
-                addr: self.addr.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let uri: http::Uri =
+            self.addr
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| HostError::BadAddress {
+                    addr: self.addr.clone(),
+                    reason: e.to_string(),
+                })?;
         let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
         let ip = match host {
             "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
             h => h.parse::<IpAddr>().map_err(|_| {
-                unreachable("it is not a loopback address, so the bridge does not start a host there")
+                unreachable(
+                    "it is not a loopback address, so the bridge does not start a host there",
+                )
             })?,
         };
         if !ip.is_loopback() {
@@ -186,7 +190,10 @@ impl HostConn {
             "--rest-listen",
             "none",
         ])
-        .env("AGENT_RUNTIME_IDLE_EXIT", self.spawn.idle_exit_secs.to_string())
+        .env(
+            "AGENT_RUNTIME_IDLE_EXIT",
+            self.spawn.idle_exit_secs.to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)

@@ -57,7 +57,11 @@ pub async fn serve(
             ["localhost", "127.0.0.1", "[::1]"]
                 .iter()
                 .map(move |h| format!("{s}://{h}:*"))
-                .chain(["localhost", "127.0.0.1", "[::1]"].iter().map(move |h| format!("{s}://{h}")))
+                .chain(
+                    ["localhost", "127.0.0.1", "[::1]"]
+                        .iter()
+                        .map(move |h| format!("{s}://{h}")),
+                )
         })
         .collect();
     origins.extend(opts.allowed_origins.iter().cloned());
@@ -114,8 +118,14 @@ pub async fn serve(
         })?;
     stop.cancel();
     tracker.close();
-    if tokio::time::timeout(CLEANUP_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("session cleanup still running after {}s: exiting", CLEANUP_GRACE.as_secs());
+    if tokio::time::timeout(CLEANUP_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "session cleanup still running after {}s: exiting",
+            CLEANUP_GRACE.as_secs()
+        );
     }
     Ok(())
 }

@@ -57,3 +57,23 @@ pub fn insert_if(obj: &mut Value, keep: bool, key: &str, value: Value) {
         }
     }
 }
+
+/// rmcp reports arguments that do not match the schema as a plain-text `isError` result; this
+/// gives it the same `{"error", "code"}` shape as every other failure, saying how to fix it.
+pub fn argument_error(tool: &str, r: CallToolResult) -> CallToolResult {
+    if r.is_error != Some(true) || r.structured_content.is_some() {
+        return r;
+    }
+    let text = r
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    let Some(detail) = text.strip_prefix("failed to deserialize parameters:") else {
+        return r;
+    };
+    error_result(&ToolError::BadRequest(format!(
+        "invalid arguments for {tool}:{detail} (see the tool's input schema)"
+    )))
+}

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CustomRequest, CustomResult, Implementation, LoggingLevel, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, Implementation, LoggingLevel, ServerCapabilities, ServerConfig,
     SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
@@ -16,7 +17,8 @@ use rmcp::{tool_handler, ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::session::Session;
 
-const INSTRUCTIONS: &str = "Tools to use a disposable Linux sandbox (Docker): run Python/shell/node \
+const INSTRUCTIONS: &str =
+    "Tools to use a disposable Linux sandbox (Docker): run Python/shell/node \
 code (code_run), keep Python state across calls (create_context + run_code), read and write files \
 under /workspace, and drive a headless Chromium (browser_goto, browser_snapshot gives refs for \
 browser_click/browser_type). A sandbox is created on first use; sandbox_id can be omitted while \
@@ -102,11 +104,29 @@ impl ServerHandler for Bridge {
             .enable_logging()
             .build();
         ServerConfig::new(caps)
-            .with_server_info(Implementation::new("agent-runtime", env!("CARGO_PKG_VERSION")))
+            .with_server_info(Implementation::new(
+                "agent-runtime",
+                env!("CARGO_PKG_VERSION"),
+            ))
             .with_instructions(INSTRUCTIONS)
     }
 
-    #[allow(deprecated)]
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let tool = request.name.to_string();
+        let tcc = ToolCallContext::new(self, request, context);
+        let response = self.tool_router.call(tcc).await?;
+        Ok(match response {
+            CallToolResponse::Complete(r) => {
+                CallToolResponse::Complete(crate::results::argument_error(&tool, r))
+            }
+            other => other,
+        })
+    }
+
     async fn set_level(
         &self,
         request: SetLevelRequestParams,

@@ -91,7 +91,10 @@ impl Session {
         self.create_locked(&mut req).await
     }
 
-    async fn create_locked(&self, req: &mut CreateSandboxRequest) -> Result<SandboxInfo, ToolError> {
+    async fn create_locked(
+        &self,
+        req: &mut CreateSandboxRequest,
+    ) -> Result<SandboxInfo, ToolError> {
         let (count, closed) = self.with_state(|s| (s.sandboxes.len(), s.closed));
         if closed {
             return Err(ToolError::Unavailable("this MCP session has ended".into()));
@@ -149,7 +152,9 @@ impl Session {
         if let Some(id) = self.only_sandbox()? {
             return Ok(id);
         }
-        let info = self.create_locked(&mut CreateSandboxRequest::default()).await?;
+        let info = self
+            .create_locked(&mut CreateSandboxRequest::default())
+            .await?;
         Ok(SandboxId::new(info.sandbox_id))
     }
 
@@ -256,7 +261,9 @@ async fn destroy(host: &HostConn, id: &SandboxId, session: u64) {
     };
     match result {
         Ok(()) => tracing::info!(session, sandbox_id = %id, "sandbox destroyed"),
-        Err(e) => tracing::warn!(session, sandbox_id = %id, error = %e, "destroying sandbox failed"),
+        Err(e) => {
+            tracing::warn!(session, sandbox_id = %id, error = %e, "destroying sandbox failed")
+        }
     }
 }
 
@@ -290,13 +297,18 @@ impl Drop for Session {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(session = self.id, "no runtime to clean up the session's sandboxes");
+            tracing::warn!(
+                session = self.id,
+                "no runtime to clean up the session's sandboxes"
+            );
             return;
         };
         let host = self.host.clone();
         let id = self.id;
         tracing::info!(session = id, "session ended: destroying its sandboxes");
-        self.tracker
-            .spawn_on(async move { cleanup(&host, id, sandboxes, contexts).await }, &rt);
+        self.tracker.spawn_on(
+            async move { cleanup(&host, id, sandboxes, contexts).await },
+            &rt,
+        );
     }
 }

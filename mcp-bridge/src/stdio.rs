@@ -47,7 +47,11 @@ pub fn print_tools(host: Arc<HostConn>, limits: SessionLimits) -> Result<(), Ser
     let session = Arc::new(Session::new(host, limits, TaskTracker::new()));
     let tools = Bridge::new(session).tools();
     let json = serde_json::json!({ "tools": tools }).to_string();
-    eprintln!("tools/list: {} tools, {} characters", tools.len(), json.chars().count());
+    eprintln!(
+        "tools/list: {} tools, {} characters",
+        tools.len(),
+        json.chars().count()
+    );
     println!("{json}");
     Ok(())
 }

@@ -37,7 +37,10 @@ pub struct Target {
 impl Target {
     fn given(&self) -> bool {
         self.ref_id.as_deref().is_some_and(|s| !s.trim().is_empty())
-            || self.selector.as_deref().is_some_and(|s| !s.trim().is_empty())
+            || self
+                .selector
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty())
     }
 
     /// The target, required.
@@ -298,7 +301,12 @@ fn page_json(url: String, title: String, events: &[BrowserEvent]) -> Value {
 
 fn action_json(r: BrowserActionResponse) -> Value {
     let mut v = json!({ "url": r.url, "title": r.title, "navigated": r.navigated });
-    insert_if(&mut v, !r.events.is_empty(), "events", events_json(&r.events));
+    insert_if(
+        &mut v,
+        !r.events.is_empty(),
+        "events",
+        events_json(&r.events),
+    );
     v
 }
 
@@ -318,7 +326,9 @@ impl Bridge {
         respond(self.click(a).await)
     }
 
-    #[tool(description = "Type text into a field by ref_id (from browser_snapshot) or CSS selector.")]
+    #[tool(
+        description = "Type text into a field by ref_id (from browser_snapshot) or CSS selector."
+    )]
     async fn browser_type(&self, Parameters(a): Parameters<TypeArgs>) -> ToolResult {
         respond(self.type_text(a).await)
     }
@@ -440,7 +450,12 @@ impl Bridge {
             .map_err(status("BrowserClick"))?
             .into_inner();
         let mut v = json!({ "url": r.url, "title": r.title, "navigated": r.navigated });
-        insert_if(&mut v, !r.events.is_empty(), "events", events_json(&r.events));
+        insert_if(
+            &mut v,
+            !r.events.is_empty(),
+            "events",
+            events_json(&r.events),
+        );
         json_ok(v)
     }
 
@@ -620,7 +635,12 @@ impl Bridge {
         let result: Value =
             serde_json::from_str(&r.result_json).unwrap_or(Value::String(r.result_json));
         let mut v = json!({ "result": result, "url": r.url, "title": r.title });
-        insert_if(&mut v, !r.events.is_empty(), "events", events_json(&r.events));
+        insert_if(
+            &mut v,
+            !r.events.is_empty(),
+            "events",
+            events_json(&r.events),
+        );
         json_ok(v)
     }
 
@@ -645,10 +665,17 @@ impl Bridge {
         let tabs: Vec<Value> = r
             .tabs
             .iter()
-            .map(|t| json!({ "index": t.index, "url": t.url, "title": t.title, "active": t.active }))
+            .map(
+                |t| json!({ "index": t.index, "url": t.url, "title": t.title, "active": t.active }),
+            )
             .collect();
         let mut v = json!({ "tabs": tabs });
-        insert_if(&mut v, !r.events.is_empty(), "events", events_json(&r.events));
+        insert_if(
+            &mut v,
+            !r.events.is_empty(),
+            "events",
+            events_json(&r.events),
+        );
         json_ok(v)
     }
 

@@ -16,7 +16,9 @@ use tonic::Code;
 use crate::error::ToolError;
 use crate::host_conn::with_sandbox;
 use crate::ids::{ContextId, SandboxId};
-use crate::results::{insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult};
+use crate::results::{
+    insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult,
+};
 use crate::server::Bridge;
 use crate::tools::code::valid_timeout;
 use crate::tools::sandbox::SandboxArgs;
@@ -183,7 +185,12 @@ impl Bridge {
             "success": out.error.is_none() && exit.code == 0 && !exit.killed,
             "execution_time": exit.duration_ms as f64 / 1000.0,
         });
-        insert_if(&mut value, !texts.is_empty(), "results", Value::Array(texts));
+        insert_if(
+            &mut value,
+            !texts.is_empty(),
+            "results",
+            Value::Array(texts),
+        );
         if let Some(e) = &out.error {
             insert_if(
                 &mut value,
