@@ -86,7 +86,9 @@ pub async fn serve(
         Arc::new(sessions),
         config,
     );
-    let mut app = axum::Router::new().nest_service("/mcp", service);
+    let mut app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(delete_no_content));
     if let Some(token) = opts.token.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
@@ -147,6 +149,18 @@ async fn bearer_auth(State(token): State<Arc<String>>, req: Request, next: Next)
             .into_response();
     }
     next.run(req).await
+}
+
+/// rmcp answers a session DELETE with 202; clients (the Python SDK) expect 200 or 204 and warn
+/// otherwise. The session is gone at that point, so 204 is the truthful answer.
+async fn delete_no_content(req: Request, next: Next) -> Response {
+    let is_delete = req.method() == axum::http::Method::DELETE;
+    let mut resp = next.run(req).await;
+    if is_delete && resp.status() == axum::http::StatusCode::ACCEPTED {
+        *resp.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        *resp.body_mut() = axum::body::Body::empty();
+    }
+    resp
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

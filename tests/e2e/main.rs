@@ -7,4 +7,5 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod mcp;
 mod rest;
