@@ -399,15 +399,17 @@ fn mcp_bridges_start_and_share_one_host_that_exits_when_idle() {
     let instance = unique_instance();
     let log = std::env::temp_dir().join(format!("agent-runtime-host-{port}.log"));
     let _ = std::fs::remove_file(&log);
-    let env = [
-        ("AGENT_RUNTIME_INSTANCE", instance.as_str()),
-        ("MCP_BRIDGE_HOST_IDLE_EXIT", "3"),
-    ];
     let stdio = stdio_args();
     let clients: Vec<_> = (0..2)
         .map(|_| {
-            let (addr, stdio) = (addr.clone(), stdio.clone());
-            std::thread::spawn(move || client("contexts", &as_strs(&stdio), &addr, &env))
+            let (addr, stdio, instance) = (addr.clone(), stdio.clone(), instance.clone());
+            std::thread::spawn(move || {
+                let env = [
+                    ("AGENT_RUNTIME_INSTANCE", instance.as_str()),
+                    ("MCP_BRIDGE_HOST_IDLE_EXIT", "3"),
+                ];
+                client("contexts", &as_strs(&stdio), &addr, &env)
+            })
         })
         .collect();
     let results: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
