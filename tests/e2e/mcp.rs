@@ -63,10 +63,7 @@ fn client(scenario: &str, transport: &[&str], addr: &str, extra_env: &[(&str, &s
 }
 
 fn stdio_args() -> Vec<String> {
-    vec![
-        "--stdio".into(),
-        binary("mcp-bridge").display().to_string(),
-    ]
+    vec!["--stdio".into(), binary("mcp-bridge").display().to_string()]
 }
 
 /// Waits until an instance has no containers left (the session's cleanup is asynchronous).
@@ -221,12 +218,27 @@ async fn mcp_http_checks_bearer_token_and_origin() {
     let bridge = HttpBridge::start(&host.addr, &["--token", "s3cret"]);
     let r = post(&bridge.url, &[], initialize()).await;
     assert_eq!(r.status(), 401, "no token");
-    let r = post(&bridge.url, &[("Authorization", "Bearer wrong")], initialize()).await;
+    let r = post(
+        &bridge.url,
+        &[("Authorization", "Bearer wrong")],
+        initialize(),
+    )
+    .await;
     assert_eq!(r.status(), 401, "wrong token");
     let auth = ("Authorization", "Bearer s3cret");
-    let r = post(&bridge.url, &[auth, ("Origin", "http://evil.example.com")], initialize()).await;
+    let r = post(
+        &bridge.url,
+        &[auth, ("Origin", "http://evil.example.com")],
+        initialize(),
+    )
+    .await;
     assert_eq!(r.status(), 403, "foreign Origin (DNS rebinding)");
-    let r = post(&bridge.url, &[auth, ("Origin", "http://localhost:6274")], initialize()).await;
+    let r = post(
+        &bridge.url,
+        &[auth, ("Origin", "http://localhost:6274")],
+        initialize(),
+    )
+    .await;
     assert_eq!(r.status(), 200, "loopback Origin with the token");
     assert!(r.headers().contains_key("mcp-session-id"));
 
@@ -377,7 +389,10 @@ fn mcp_conformance_server_scenarios() {
             .output()
             .expect("running the conformance suite");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        eprintln!("conformance {scenario}: {}", stdout.lines().last().unwrap_or_default());
+        eprintln!(
+            "conformance {scenario}: {}",
+            stdout.lines().last().unwrap_or_default()
+        );
         assert!(
             out.status.success() && stdout.contains(" 0 failed"),
             "conformance scenario {scenario} failed:\n{stdout}\n{}",
@@ -424,7 +439,10 @@ fn mcp_bridges_start_and_share_one_host_that_exits_when_idle() {
         panic!("a client failed; host log:\n{host_log}");
     }
     let started = host_log.matches("gRPC listening on").count();
-    assert_eq!(started, 1, "expected one host for both bridges; its log:\n{host_log}");
+    assert_eq!(
+        started, 1,
+        "expected one host for both bridges; its log:\n{host_log}"
+    );
 
     // Idle (no sandboxes, no calls) for 3 s: the host exits and the port closes.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -449,18 +467,27 @@ async fn bench_mcp_overhead() {
     let id = host.create().await;
     let mut grpc = Vec::new();
     for _ in 0..50 {
-        let out = host.exec(&id, "shell", "echo hi", 10.0).await.expect("exec");
+        let out = host
+            .exec(&id, "shell", "echo hi", 10.0)
+            .await
+            .expect("exec");
         assert_eq!(out.stdout, "hi\n");
         grpc.push(out.elapsed.as_secs_f64() * 1000.0);
     }
     host.destroy(&id).await;
     grpc.sort_by(f64::total_cmp);
-    let summary = client("bench", &as_strs(&stdio_args()), &host.addr, &[]);
-    let mcp = summary["code_run_p50_ms"].as_f64().expect("p50");
     let g = grpc[grpc.len() / 2];
-    eprintln!(
-        "code_run `echo hi` p50: gRPC Exec {g:.1} ms, MCP stdio {mcp:.1} ms, bridge adds {:.1} ms ({:.2}x)",
-        mcp - g,
-        mcp / g
-    );
+    let bridge = HttpBridge::start(&host.addr, &[]);
+    for (name, transport) in [
+        ("stdio", stdio_args()),
+        ("http", vec!["--url".to_owned(), bridge.url.clone()]),
+    ] {
+        let summary = client("bench", &as_strs(&transport), &host.addr, &[]);
+        let mcp = summary["code_run_p50_ms"].as_f64().expect("p50");
+        eprintln!(
+            "code_run `echo hi` p50: gRPC Exec {g:.1} ms, MCP {name} {mcp:.1} ms, bridge adds {:.1} ms ({:.2}x)",
+            mcp - g,
+            mcp / g
+        );
+    }
 }
