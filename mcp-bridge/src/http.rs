@@ -51,17 +51,13 @@ pub async fn serve(
     }
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // `:*` also matches an origin without a port (the scheme's default).
     let mut origins: Vec<String> = ["http", "https"]
         .iter()
-        .flat_map(|s| {
+        .flat_map(|scheme| {
             ["localhost", "127.0.0.1", "[::1]"]
                 .iter()
-                .map(move |h| format!("{s}://{h}:*"))
-                .chain(
-                    ["localhost", "127.0.0.1", "[::1]"]
-                        .iter()
-                        .map(move |h| format!("{s}://{h}")),
-                )
+                .map(move |host| format!("{scheme}://{host}:*"))
         })
         .collect();
     origins.extend(opts.allowed_origins.iter().cloned());

@@ -3,13 +3,14 @@
 // MCP logging is deprecated by SEP-2577 but is what today's clients display.
 #![allow(deprecated)]
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, Implementation,
+    CallToolRequestParams, CallToolResponse, CustomRequest, ProtocolVersion, CustomResult, Implementation,
     LoggingLevel, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::RequestContext;
@@ -109,6 +110,14 @@ impl ServerHandler for Bridge {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Handshake-era protocol versions only (up to 2025-11-25). The 2026-07-28 revision is
+    /// stateless over HTTP: every request would get a fresh handler, so the sandbox a session
+    /// relies on would be created and destroyed per call. With this, clients that probe with
+    /// `server/discover` see no modern version and fall back to `initialize` and a session.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
     }
 
     async fn call_tool(
