@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::ServeError;
 use crate::host_conn::HostConn;
 use crate::server::Bridge;
-use crate::session::{Session, SessionLimits};
+use crate::session::{Session, SessionLimits, SessionRegistry};
 
 /// How long session cleanup may take after a shutdown signal.
 const CLEANUP_GRACE: Duration = Duration::from_secs(60);
@@ -71,13 +71,17 @@ pub async fn serve(
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(opts.session_idle);
     let factory_tracker = tracker.clone();
+    let registry = SessionRegistry::default();
+    let factory_registry = registry.clone();
     let service = StreamableHttpService::new(
         move || {
-            Ok(Bridge::new(Arc::new(Session::new(
+            let session = Arc::new(Session::new(
                 host.clone(),
                 limits.clone(),
                 factory_tracker.clone(),
-            ))))
+            ));
+            factory_registry.register(&session);
+            Ok(Bridge::new(session))
         },
         Arc::new(sessions),
         config,

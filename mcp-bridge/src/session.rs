@@ -312,3 +312,36 @@ impl Drop for Session {
         );
     }
 }
+
+/// The live sessions of an HTTP server, so a shutdown can close them all (sessions still open
+/// when the process stops would otherwise leave their sandboxes behind).
+#[derive(Clone, Default)]
+pub struct SessionRegistry {
+    sessions: Arc<Mutex<Vec<std::sync::Weak<Session>>>>,
+}
+
+impl SessionRegistry {
+    /// Remembers a session (weakly: it still ends when its handler is dropped).
+    pub fn register(&self, session: &Arc<Session>) {
+        let mut list = match self.sessions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(session));
+    }
+
+    /// Closes every session still alive.
+    pub async fn close_all(&self) {
+        let live: Vec<Arc<Session>> = {
+            let list = match self.sessions.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            list.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        for s in live {
+            s.close().await;
+        }
+    }
+}

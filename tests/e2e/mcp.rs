@@ -156,6 +156,18 @@ fn mcp_stdio_unknown_methods_answer_method_not_found() {
     assert_eq!(summary["ok"], "raw");
 }
 
+/// Newer SDK clients probe with `server/discover` first; they must still get a stateful session.
+#[test]
+fn mcp_discover_probing_client_keeps_its_sandbox() {
+    let host = Host::start(&[]);
+    let summary = client("auto", &as_strs(&stdio_args()), &host.addr, &[]);
+    assert_eq!(summary["ok"], "auto");
+    let bridge = HttpBridge::start(&host.addr, &[]);
+    let summary = client("auto", &["--url", &bridge.url], &host.addr, &[]);
+    assert_eq!(summary["ok"], "auto");
+    assert_no_containers(&host.instance, Duration::from_secs(20));
+}
+
 #[test]
 fn mcp_http_tools_contexts_and_cleanup_on_delete() {
     let host = Host::start(&[]);
@@ -262,12 +274,10 @@ async fn mcp_http_checks_bearer_token_and_origin() {
     assert!(err.contains("--token"), "{err}");
 }
 
-/// A client that vanishes without DELETE: the session expires and its sandbox goes with it.
-#[tokio::test]
-async fn mcp_http_session_expiry_destroys_its_sandboxes() {
-    let host = Host::start(&[]);
-    let bridge = HttpBridge::start(&host.addr, &["--session-idle", "3"]);
-    let r = post(&bridge.url, &[], initialize()).await;
+/// Opens a session by hand (as a client that never sends DELETE) and runs code_run in it, so the
+/// session owns one sandbox.
+async fn session_with_sandbox(url: &str) {
+    let r = post(url, &[], initialize()).await;
     assert_eq!(r.status(), 200);
     let sid = r
         .headers()
@@ -281,14 +291,14 @@ async fn mcp_http_session_expiry_destroys_its_sandboxes() {
         ("mcp-protocol-version", "2025-06-18"),
     ];
     let r = post(
-        &bridge.url,
+        url,
         &session,
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
     .await;
     assert!(r.status().is_success(), "{}", r.status());
     let r = post(
-        &bridge.url,
+        url,
         &session,
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "code_run", "arguments": {"language": "shell", "code": "echo hi"}}}),
@@ -296,10 +306,30 @@ async fn mcp_http_session_expiry_destroys_its_sandboxes() {
     .await;
     let body = r.text().await.expect("tools/call body");
     assert!(body.contains(r#"\"stdout\":\"hi\\n\""#), "{body}");
+}
+
+/// A client that vanishes without DELETE: the session expires and its sandbox goes with it.
+#[tokio::test]
+async fn mcp_http_session_expiry_destroys_its_sandboxes() {
+    let host = Host::start(&[]);
+    let bridge = HttpBridge::start(&host.addr, &["--session-idle", "3"]);
+    session_with_sandbox(&bridge.url).await;
     assert_eq!(instance_containers(&host.instance).len(), 1);
     // No DELETE: the session idles out after 3 s and its sandbox is destroyed.
     assert_no_containers(&host.instance, Duration::from_secs(30));
     drop(bridge);
+}
+
+/// A bridge stopped with SIGTERM destroys what its open sessions created.
+#[tokio::test]
+async fn mcp_http_shutdown_destroys_open_sessions_sandboxes() {
+    let host = Host::start(&[]);
+    let bridge = HttpBridge::start(&host.addr, &[]);
+    session_with_sandbox(&bridge.url).await;
+    session_with_sandbox(&bridge.url).await;
+    assert_eq!(instance_containers(&host.instance).len(), 2);
+    drop(bridge); // SIGTERM, then waits for the exit
+    assert_no_containers(&host.instance, Duration::from_secs(5));
 }
 
 #[test]

@@ -4,7 +4,8 @@
     client.py SCENARIO --stdio BRIDGE_BINARY      (AGENT_RUNTIME_ADDR from the environment)
     client.py SCENARIO --url http://127.0.0.1:PORT/mcp [--token T]
 
-Scenarios: core, contexts, browser, raw (stdio only: JSON-RPC edge cases), bench.
+Scenarios: core, contexts, browser, raw (stdio only: JSON-RPC edge cases), auto (mcp.Client's
+discover-first connect), bench.
 Each asserts every field a user would look at and exits non-zero with a message on the first
 mismatch. The last stdout line is a JSON summary (measurements the Rust test prints).
 """
@@ -296,6 +297,26 @@ async def browser(session):
 
 
 # --------------------------------------------------------------------------------------------
+async def auto(args):
+    """`mcp.Client` in its default mode probes `server/discover` first (protocol 2026-07-28) and
+    falls back to initialize; the bridge must end up in a session whose sandbox persists."""
+    from mcp import Client
+    if args.stdio:
+        server = StdioServerParameters(command=args.stdio, args=[], env=dict(os.environ))
+    else:
+        check(not args.token, "auto over HTTP runs without a token")
+        server = args.url
+    async with Client(server) as c:
+        await c.call_tool("code_run", {"language": "shell", "code": "echo kept > /workspace/probe"})
+        r = await c.call_tool("code_run", {"language": "shell", "code": "cat /workspace/probe"})
+        d = payload(r)
+        log(f"auto -> {d}")
+        check(d["stdout"] == "kept\n", f"state between calls after the discover probe: {d}")
+        r = await c.call_tool("sandbox_list", {})
+        check(len(payload(r)["sandboxes"]) == 1, f"one sandbox for the session: {payload(r)}")
+
+
+# --------------------------------------------------------------------------------------------
 async def bench(session):
     """p50 of code_run `echo hi` as the client sees it (the sandbox is created by a warm-up call)."""
     await call(session, "code_run", {"language": "shell", "code": "echo warm"})
@@ -386,13 +407,15 @@ async def main_async(args):
         await run_session(args, contexts)
     elif args.scenario == "browser":
         await run_session(args, browser)
+    elif args.scenario == "auto":
+        await auto(args)
     elif args.scenario == "bench":
         await run_session(args, bench)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["core", "contexts", "browser", "raw", "bench"])
+    ap.add_argument("scenario", choices=["core", "contexts", "browser", "raw", "auto", "bench"])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--stdio", metavar="BRIDGE")
     g.add_argument("--url")
