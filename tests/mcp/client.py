@@ -349,14 +349,18 @@ def raw(bridge):
             if m.get("id") == want_id:
                 return m
 
-    # The probe as newer SDKs send it (SEP-2575 _meta) gets a DiscoverResult; a malformed one an
-    # error. Either way an answer at once, and the connection stays usable for initialize.
+    # The probe as newer SDKs send it (SEP-2575 _meta, protocol 2026-07-28). The bridge speaks
+    # handshake-era versions only, so rmcp answers -32022 "Unsupported protocol version" with the
+    # supported list (clients then fall back to initialize); -32601 would do as well. Either way
+    # an answer at once, and the connection stays usable for initialize.
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
             "io.modelcontextprotocol/clientCapabilities": {}}
     m = rpc({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}}, 1)
     log(f"server/discover before initialize -> {json.dumps(m)[:300]}")
-    check("result" in m or m.get("error", {}).get("code") == -32601, f"server/discover: {m}")
+    err = m.get("error", {})
+    check(err.get("code") == -32601 or (err.get("code") == -32022 and "2025-11-25" in err.get("data", {}).get("supported", [])),
+          f"server/discover: {m}")
     m = rpc({"jsonrpc": "2.0", "id": 99, "method": "server/discover", "params": {}}, 99)
     check("error" in m, f"malformed server/discover: {m}")
     m = rpc({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {
