@@ -134,7 +134,8 @@ impl Drop for HttpBridge {
 #[test]
 fn mcp_stdio_tools_progress_cancel_and_cleanup() {
     let host = Host::start(&[]);
-    let summary = client("core", &as_strs(&stdio_args()), &host.addr, &[]);
+    let cap = [("MCP_BRIDGE_MAX_SANDBOXES", "2")];
+    let summary = client("core", &as_strs(&stdio_args()), &host.addr, &cap);
     assert_eq!(summary["ok"], "core");
     assert_eq!(summary["tools"], 29);
     // The stdio bridge destroys the session's sandboxes at EOF, before it exits.
@@ -171,7 +172,7 @@ fn mcp_discover_probing_client_keeps_its_sandbox() {
 #[test]
 fn mcp_http_tools_contexts_and_cleanup_on_delete() {
     let host = Host::start(&[]);
-    let bridge = HttpBridge::start(&host.addr, &[]);
+    let bridge = HttpBridge::start(&host.addr, &["--max-sandboxes-per-session", "2"]);
     let summary = client("core", &["--url", &bridge.url], &host.addr, &[]);
     assert_eq!(summary["ok"], "core");
     assert_eq!(summary["transport"], "http");

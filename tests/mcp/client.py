@@ -113,6 +113,9 @@ async def core(session):
     sb = d["sandbox_id"]
     e = await call_err(session, "file_list", {})
     check(e["code"] == "BAD_REQUEST" and "sandbox_id" in e["error"], f"ambiguous sandbox: {e}")
+    # The tests run the bridge with a per-session cap of 2.
+    e = await call_err(session, "sandbox_create", {})
+    check(e["code"] == "RESOURCE_EXHAUSTED" and "sandbox_destroy" in e["error"], f"session cap: {e}")
 
     # Files.
     d, _ = await call(session, "file_write", {"path": "notes/hello.txt", "content": "héllo\nworld\n", "sandbox_id": sb})
