@@ -77,3 +77,11 @@ pub fn argument_error(tool: &str, r: CallToolResult) -> CallToolResult {
         "invalid arguments for {tool}:{detail} (see the tool's input schema)"
     )))
 }
+
+/// The `code` of an `isError` result this bridge made.
+pub fn error_code(r: &CallToolResult) -> Option<&str> {
+    if r.is_error != Some(true) {
+        return None;
+    }
+    r.structured_content.as_ref()?.get("code")?.as_str()
+}

@@ -130,6 +130,11 @@ impl ServerHandler for Bridge {
         let response = self.tool_router.call(tcc).await?;
         Ok(match response {
             CallToolResponse::Complete(r) => {
+                if crate::results::error_code(&r) == Some("UNAVAILABLE") {
+                    // The host went away (e.g. it exited while idle): check again, and start
+                    // one if need be, on the next call.
+                    self.session.host().mark_gone().await;
+                }
                 CallToolResponse::Complete(crate::results::argument_error(&tool, r))
             }
             other => other,

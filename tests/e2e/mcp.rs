@@ -89,10 +89,15 @@ struct HttpBridge {
 
 impl HttpBridge {
     fn start(addr: &str, extra: &[&str]) -> Self {
+        Self::start_env(addr, extra, &[])
+    }
+
+    fn start_env(addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary("mcp-bridge"))
             .args(["--http", "127.0.0.1:0"])
             .args(extra)
             .env("AGENT_RUNTIME_ADDR", addr)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -487,6 +492,53 @@ fn mcp_bridges_start_and_share_one_host_that_exits_when_idle() {
     let host_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(host_log.contains("idle for 3s"), "{host_log}");
     assert_no_containers(&instance, Duration::from_secs(5));
+}
+
+/// A long-running bridge whose host exited while idle starts a new one on the next call.
+#[test]
+fn mcp_http_bridge_starts_a_new_host_after_the_old_one_exited_idle() {
+    ensure_image();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let addr = format!("http://127.0.0.1:{port}");
+    let instance = unique_instance();
+    let log = std::env::temp_dir().join(format!("agent-runtime-host-{port}.log"));
+    let _ = std::fs::remove_file(&log);
+    let bridge = HttpBridge::start_env(
+        &addr,
+        &["--host-idle-exit", "2"],
+        &[("AGENT_RUNTIME_INSTANCE", instance.as_str())],
+    );
+    let wait_port_closed = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if Instant::now() > deadline {
+                for c in instance_containers(&instance) {
+                    let _ = docker(&["rm", "-f", &c]);
+                }
+                panic!(
+                    "the started host did not exit when idle; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    for round in 1..=2 {
+        let summary = client("contexts", &["--url", &bridge.url], &addr, &[]);
+        assert_eq!(summary["ok"], "contexts", "round {round}");
+        wait_port_closed();
+    }
+    let host_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        host_log.matches("gRPC listening on").count(),
+        2,
+        "one host per round: {host_log}"
+    );
+    assert_no_containers(&instance, Duration::from_secs(5));
+    drop(bridge);
 }
 
 /// Not a test: measures what the bridge adds over a direct gRPC call (p50 of `echo hi`).
