@@ -85,6 +85,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.sandboxd.as_deref(),
     )
     .await?;
+    // One host per instance: two would both adopt, reap and destroy the same containers.
+    let _instance_lock = lock_instance(&opts.state_dir, &opts.instance)?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let progress = |line: &str| eprintln!("image: {line}");
     let image = backend.ensure_image(false, &progress).await?;
@@ -215,6 +217,31 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     eprintln!("agent-runtime: stopped");
     Ok(())
+}
+
+/// Takes an exclusive flock on `<state>/instances/<instance>/host.lock`, held while the returned
+/// file is open (the kernel drops it when the process dies, however it dies).
+fn lock_instance(state_dir: &std::path::Path, instance: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = state_dir.join("instances").join(instance);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("host.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB makes it return at once.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `agent-runtime serve` already runs instance {instance:?} (it holds {}): \
+             use that one, stop it, or pass a different --instance",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 /// When the host last saw a call.

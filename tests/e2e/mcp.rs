@@ -494,6 +494,27 @@ fn mcp_bridges_start_and_share_one_host_that_exits_when_idle() {
     assert_no_containers(&instance, Duration::from_secs(5));
 }
 
+/// Bridges start hosts on demand; a second host for an instance that is already served refuses
+/// to start instead of fighting over its containers.
+#[test]
+fn a_second_host_for_the_same_instance_refuses_to_start() {
+    let host = Host::start(&[]);
+    let out = Command::new(binary("agent-runtime"))
+        .args([
+            "serve",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--rest-listen",
+            "none",
+        ])
+        .args(["--instance", &host.instance])
+        .output()
+        .expect("running agent-runtime serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "second host started: {err}");
+    assert!(err.contains("already runs instance"), "{err}");
+}
+
 /// A long-running bridge whose host exited while idle starts a new one on the next call.
 #[test]
 fn mcp_http_bridge_starts_a_new_host_after_the_old_one_exited_idle() {
