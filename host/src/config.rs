@@ -49,3 +49,22 @@ pub fn valid_instance(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+/// Environment variable: seconds a host may stay idle (no sandboxes, no calls) before it exits.
+/// `mcp-bridge` sets it on the hosts it starts, so they go away once nobody uses them.
+pub const IDLE_EXIT_ENV: &str = "AGENT_RUNTIME_IDLE_EXIT";
+
+/// The idle exit from [`IDLE_EXIT_ENV`]; `None` (never exit) when unset, empty or 0.
+pub fn idle_exit() -> Result<Option<std::time::Duration>, String> {
+    match std::env::var(IDLE_EXIT_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(s) => Ok(Some(std::time::Duration::from_secs(s))),
+            Err(_) => Err(format!(
+                "{IDLE_EXIT_ENV}={v:?}: give whole seconds (0 or unset: never exit when idle)"
+            )),
+        },
+    }
+}

@@ -74,6 +74,7 @@ pub async fn docker_backend(
 
 /// Runs the host until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let idle_exit = config::idle_exit().map_err(anyhow::Error::msg)?;
     if let Some(addr) = opts.rest_listen {
         crate::rest::check_exposure(addr, &opts.basic_auth).map_err(anyhow::Error::msg)?;
     }
@@ -84,6 +85,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.sandboxd.as_deref(),
     )
     .await?;
+    // One host per instance: two would both adopt, reap and destroy the same containers.
+    let _instance_lock = lock_instance(&opts.state_dir, &opts.instance)?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let progress = |line: &str| eprintln!("image: {line}");
     let image = backend.ensure_image(false, &progress).await?;
@@ -158,15 +161,35 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Idle exit (for hosts mcp-bridge starts): every call counts as activity.
+    let activity = Arc::new(IdleClock::new());
+    let idle_watch = idle_exit.map(|after| {
+        tokio::spawn(watch_idle(
+            manager.clone(),
+            activity.clone(),
+            after,
+            stop.clone(),
+        ))
+    });
+    let touch = activity.clone();
+
     let shutdown = stop.clone();
+    let idle_stop = stop.clone();
     let server = tonic::transport::Server::builder()
+        .trace_fn(move |_req| {
+            touch.touch();
+            tracing::Span::none()
+        })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SandboxesServer::new(Lifecycle::new(manager.clone())))
         .add_service(SandboxProxy::new(manager.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown_signal().await;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = idle_stop.cancelled() => {}
+            }
             shutdown.cancel();
         });
     // Graceful shutdown waits for every connection to close; clients that keep idle channels
@@ -181,6 +204,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
 
     stop.cancel();
+    if let Some(w) = idle_watch {
+        let _ = w.await;
+    }
     let _ = reaper.await;
     let _ = warm_pool.await;
     if let Some(rest) = rest {
@@ -191,6 +217,85 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     eprintln!("agent-runtime: stopped");
     Ok(())
+}
+
+/// Takes an exclusive flock on `<state>/instances/<instance>/host.lock`, held while the returned
+/// file is open (the kernel drops it when the process dies, however it dies).
+fn lock_instance(state_dir: &std::path::Path, instance: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = state_dir.join("instances").join(instance);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("host.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB makes it return at once.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `agent-runtime serve` already runs instance {instance:?} (it holds {}): \
+             use that one, stop it, or pass a different --instance",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// When the host last saw a call.
+struct IdleClock {
+    started: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl IdleClock {
+    fn new() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(
+            now.saturating_sub(self.last_ms.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Stops the host once it has had no sandboxes and no calls for `after`.
+async fn watch_idle(
+    manager: Arc<Manager>,
+    clock: Arc<IdleClock>,
+    after: Duration,
+    stop: CancellationToken,
+) {
+    let tick = Duration::from_secs(1).min(after);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        if !manager.list().is_empty() {
+            clock.touch();
+        } else if clock.idle_for() >= after {
+            eprintln!(
+                "agent-runtime: idle for {}s (no sandboxes, no calls): exiting",
+                after.as_secs()
+            );
+            stop.cancel();
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

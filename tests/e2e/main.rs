@@ -8,5 +8,6 @@ mod exec;
 mod files;
 mod isolation;
 mod lifecycle;
+mod mcp;
 mod miniwob;
 mod rest;

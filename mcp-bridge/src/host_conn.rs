@@ -1,0 +1,300 @@
+//! The connection to the host: one lazily connected gRPC channel, shared by every session.
+//!
+//! Before the first call (and again after the host went away) the bridge checks that a host
+//! answers. When none does and the address is on loopback, it starts `agent-runtime serve`
+//! itself — found beside the bridge's binary, else on PATH — with an idle exit, so the host goes
+//! away once nobody uses it. Two bridges starting at once serialise on a lock file: the second
+//! one finds the first one's host answering and uses it, so one host serves both.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_proto::v1::PoolStatusRequest;
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{HostError, ToolError};
+use crate::ids::SandboxId;
+
+/// Largest gRPC message either way (files up to 64 MiB, screenshots).
+const MAX_MESSAGE: usize = 80 << 20;
+/// How long a probe waits for the host.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a started host may take to answer (it may build the sandbox image first).
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How the bridge may start a host of its own.
+#[derive(Clone, Debug)]
+pub struct SpawnPolicy {
+    /// Start `agent-runtime serve` when no host answers (loopback addresses only).
+    pub enabled: bool,
+    /// The host binary; `None`: beside this binary, else `agent-runtime` on PATH.
+    pub binary: Option<PathBuf>,
+    /// Seconds a started host stays up with no sandboxes and no calls.
+    pub idle_exit_secs: u64,
+}
+
+/// The shared host connection.
+pub struct HostConn {
+    addr: String,
+    channel: Channel,
+    spawn: SpawnPolicy,
+    /// True once a host answered; reset when a call finds it gone. Held across the probe (and a
+    /// spawn) on purpose, so concurrent first calls wait for one check instead of racing.
+    ready: tokio::sync::Mutex<bool>,
+}
+
+impl HostConn {
+    /// A connection to `addr`; no I/O happens until the first call.
+    pub fn new(addr: &str, spawn: SpawnPolicy) -> Result<Self, HostError> {
+        let endpoint =
+            Endpoint::from_shared(addr.to_owned()).map_err(|e| HostError::BadAddress {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let channel = endpoint
+            .connect_timeout(PROBE_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            addr: addr.to_owned(),
+            channel,
+            spawn,
+            ready: tokio::sync::Mutex::new(false),
+        })
+    }
+
+    /// The host address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A lifecycle client, after making sure a host answers.
+    pub async fn sandboxes(&self) -> Result<SandboxesClient<Channel>, ToolError> {
+        self.ensure().await?;
+        Ok(SandboxesClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// A sandbox-service client (requests need [`with_sandbox`]), after making sure a host answers.
+    pub async fn sandbox(&self) -> Result<SandboxClient<Channel>, ToolError> {
+        self.ensure().await?;
+        Ok(SandboxClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Forgets that the host answered, so the next call checks (and maybe starts one) again.
+    pub async fn mark_gone(&self) {
+        *self.ready.lock().await = false;
+    }
+
+    /// Makes sure a host answers, starting one when allowed.
+    pub async fn ensure(&self) -> Result<(), HostError> {
+        let mut ready = self.ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        if self.probe().await.is_ok() {
+            *ready = true;
+            return Ok(());
+        }
+        let listen = self.spawnable_addr()?;
+        self.start_host(listen).await?;
+        *ready = true;
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), tonic::Status> {
+        let mut client = SandboxesClient::new(self.channel.clone());
+        let mut req = tonic::Request::new(PoolStatusRequest {});
+        req.set_timeout(PROBE_TIMEOUT);
+        match tokio::time::timeout(PROBE_TIMEOUT, client.pool_status(req)).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(tonic::Status::unavailable("probe timed out")),
+        }
+    }
+
+    /// The address a started host should listen on, or why the bridge must not start one.
+    fn spawnable_addr(&self) -> Result<SocketAddr, HostError> {
+        let unreachable = |reason: &str| HostError::Unreachable {
+            addr: self.addr.clone(),
+            reason: reason.to_owned(),
+        };
+        if !self.spawn.enabled {
+            return Err(unreachable(
+                "starting a host is disabled (--no-spawn-host); start `agent-runtime serve`",
+            ));
+        }
+        let uri: http::Uri =
+            self.addr
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| HostError::BadAddress {
+                    addr: self.addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let ip = match host {
+            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            h => h.parse::<IpAddr>().map_err(|_| {
+                unreachable(
+                    "it is not a loopback address, so the bridge does not start a host there",
+                )
+            })?,
+        };
+        if !ip.is_loopback() {
+            return Err(unreachable(
+                "it is not a loopback address, so the bridge does not start a host there",
+            ));
+        }
+        Ok(SocketAddr::new(ip, uri.port_u16().unwrap_or(50051)))
+    }
+
+    /// Starts `agent-runtime serve` on `listen` unless another bridge did so meanwhile.
+    async fn start_host(&self, listen: SocketAddr) -> Result<(), HostError> {
+        let dir = std::env::temp_dir();
+        let lock_path = dir.join(format!("agent-runtime-bridge-{}.lock", listen.port()));
+        let log_path = dir.join(format!("agent-runtime-host-{}.log", listen.port()));
+        let lock = HostLock::acquire(lock_path).await?;
+        // Whoever held the lock before us may have started a host already.
+        if self.probe().await.is_ok() {
+            drop(lock);
+            return Ok(());
+        }
+        let binary = self.host_binary();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| HostError::Io {
+                what: format!("opening the host log {}", log_path.display()),
+                source,
+            })?;
+        let log_err = log.try_clone().map_err(|source| HostError::Io {
+            what: "duplicating the host log handle".into(),
+            source,
+        })?;
+        tracing::info!(binary = %binary.display(), %listen, log = %log_path.display(),
+            "no host answers: starting agent-runtime serve");
+        let mut cmd = tokio::process::Command::new(&binary);
+        cmd.args([
+            "serve",
+            "--grpc-listen",
+            &listen.to_string(),
+            "--rest-listen",
+            "none",
+        ])
+        .env(
+            "AGENT_RUNTIME_IDLE_EXIT",
+            self.spawn.idle_exit_secs.to_string(),
+        )
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Its own process group: the host outlives this bridge (others may share it) and a
+        // Ctrl-C meant for the MCP client does not reach it. It exits by itself once idle.
+        .process_group(0)
+        .kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(|e| HostError::SpawnFailed {
+            addr: listen.to_string(),
+            reason: format!("cannot run {}: {e}", binary.display()),
+            log: log_path.display().to_string(),
+        })?;
+        let started = Instant::now();
+        let result = loop {
+            if self.probe().await.is_ok() {
+                break Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                break Err(HostError::SpawnFailed {
+                    addr: listen.to_string(),
+                    reason: format!("it exited with {status}"),
+                    log: log_path.display().to_string(),
+                });
+            }
+            if started.elapsed() > SPAWN_TIMEOUT {
+                break Err(HostError::SpawnFailed {
+                    addr: listen.to_string(),
+                    reason: format!("no answer after {}s", SPAWN_TIMEOUT.as_secs()),
+                    log: log_path.display().to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        drop(lock);
+        if result.is_ok() {
+            tracing::info!(ms = started.elapsed().as_millis() as u64, "host answers");
+        }
+        // Dropping the handle does not kill it (kill_on_drop is off); tokio reaps it when it
+        // exits while this bridge still runs.
+        drop(child);
+        result
+    }
+
+    fn host_binary(&self) -> PathBuf {
+        if let Some(b) = &self.spawn.binary {
+            return b.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("agent-runtime")))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("agent-runtime"))
+    }
+}
+
+/// An exclusive flock on a lock file, released on drop.
+struct HostLock {
+    file: std::fs::File,
+}
+
+impl HostLock {
+    async fn acquire(path: PathBuf) -> Result<Self, HostError> {
+        let what = format!("locking {}", path.display());
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // SAFETY: flock on a file descriptor we own for the duration of the call.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Self { file })
+        })
+        .await
+        .map_err(|e| HostError::Io {
+            what: what.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| HostError::Io { what, source })
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking a descriptor we own; closing it would release the lock anyway.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Wraps a message with the `sandbox-id` metadata the host routes by.
+pub fn with_sandbox<T>(id: &SandboxId, msg: T) -> Result<tonic::Request<T>, ToolError> {
+    let mut req = tonic::Request::new(msg);
+    let value = id.as_str().parse().map_err(|_| {
+        ToolError::BadRequest(format!(
+            "invalid sandbox_id {:?}: use an id sandbox_create returned (sb-…)",
+            id.as_str()
+        ))
+    })?;
+    req.metadata_mut().insert(SANDBOX_ID_HEADER, value);
+    Ok(req)
+}

@@ -1,0 +1,165 @@
+//! The MCP handler: server info, the tool router (all tool families), and logging level.
+
+// MCP logging is deprecated by SEP-2577 but is what today's clients display.
+#![allow(deprecated)]
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, Implementation,
+    LoggingLevel, ProtocolVersion, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool_handler, ErrorData as McpError, RoleServer, ServerHandler};
+
+use crate::session::Session;
+
+const INSTRUCTIONS: &str =
+    "Tools to use a disposable Linux sandbox (Docker): run Python/shell/node \
+code (code_run), keep Python state across calls (create_context + run_code), read and write files \
+under /workspace, and drive a headless Chromium (browser_goto, browser_snapshot gives refs for \
+browser_click/browser_type). A sandbox is created on first use; sandbox_id can be omitted while \
+the session has one. Everything the session created is destroyed when it ends.";
+
+/// The MCP server of one session.
+#[derive(Clone)]
+pub struct Bridge {
+    tool_router: ToolRouter<Bridge>,
+    pub(crate) session: Arc<Session>,
+    /// The lowest logging level the client wants (`logging/setLevel`), as [`level_rank`].
+    log_level: Arc<AtomicU8>,
+}
+
+impl Bridge {
+    /// A handler for a new session.
+    pub fn new(session: Arc<Session>) -> Self {
+        Self {
+            tool_router: router(),
+            session,
+            log_level: Arc::new(AtomicU8::new(level_rank(LoggingLevel::Info))),
+        }
+    }
+
+    /// The session this handler serves.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The names and descriptions of every tool (for `tools/list` and tests).
+    pub fn tools(&self) -> Vec<rmcp::model::Tool> {
+        self.tool_router.list_all()
+    }
+
+    /// Whether a message at `level` passes the client's `logging/setLevel`.
+    pub(crate) fn wants_log(&self, level: LoggingLevel) -> bool {
+        level_rank(level) >= self.log_level.load(Ordering::Relaxed)
+    }
+}
+
+/// The tool router with compact schemas; built once (HTTP makes a handler per request).
+fn router() -> ToolRouter<Bridge> {
+    static ROUTER: OnceLock<ToolRouter<Bridge>> = OnceLock::new();
+    ROUTER
+        .get_or_init(|| {
+            let all = Bridge::sandbox_tools()
+                + Bridge::code_tools()
+                + Bridge::context_tools()
+                + Bridge::file_tools()
+                + Bridge::browser_tools();
+            all.into_iter()
+                .map(|mut route| {
+                    route.attr.input_schema =
+                        Arc::new(crate::schema::compact(&route.attr.input_schema));
+                    route
+                })
+                .fold(ToolRouter::new(), ToolRouter::with_route)
+        })
+        .clone()
+}
+
+/// Orders logging levels from debug (0) to emergency (7).
+fn level_rank(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Bridge {
+    fn get_info(&self) -> ServerConfig {
+        // Logging is deprecated in the newest protocol revision but still what most clients show.
+        #[allow(deprecated)]
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .build();
+        ServerConfig::new(caps)
+            .with_server_info(Implementation::new(
+                "agent-runtime",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Handshake-era protocol versions only (up to 2025-11-25). The 2026-07-28 revision is
+    /// stateless over HTTP: every request would get a fresh handler, so the sandbox a session
+    /// relies on would be created and destroyed per call. With this, clients that probe with
+    /// `server/discover` see no modern version and fall back to `initialize` and a session.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let tool = request.name.to_string();
+        let tcc = ToolCallContext::new(self, request, context);
+        let response = self.tool_router.call(tcc).await?;
+        Ok(match response {
+            CallToolResponse::Complete(r) => {
+                if crate::results::error_code(&r) == Some("UNAVAILABLE") {
+                    // The host went away (e.g. it exited while idle): check again, and start
+                    // one if need be, on the next call.
+                    self.session.host().mark_gone().await;
+                }
+                CallToolResponse::Complete(crate::results::argument_error(&tool, r))
+            }
+            other => other,
+        })
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.log_level
+            .store(level_rank(request.level), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        Err(McpError::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            format!("method not found: {}", request.method),
+            None,
+        ))
+    }
+}

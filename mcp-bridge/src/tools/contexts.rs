@@ -1,0 +1,259 @@
+//! Stateful Python contexts (Jupyter kernels): create_context, run_code, list_contexts,
+//! stop_context, restart_context.
+
+use agent_runtime_proto::v1::{
+    Context, CreateContextRequest, DeleteContextRequest, ListContextsRequest,
+    RestartContextRequest, RunCodeRequest,
+};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tonic::Code;
+
+use crate::error::ToolError;
+use crate::host_conn::with_sandbox;
+use crate::ids::{ContextId, SandboxId};
+use crate::results::{
+    insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult,
+};
+use crate::server::Bridge;
+use crate::tools::code::valid_timeout;
+use crate::tools::sandbox::SandboxArgs;
+use crate::tools::stream::collect;
+
+/// Arguments of create_context.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct CreateContextArgs {
+    /// A name for the context.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// "python" (the only one today).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Sandbox id; optional while the session has one.
+    #[serde(default)]
+    pub sandbox_id: Option<String>,
+}
+
+/// Arguments of run_code.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RunCodeArgs {
+    /// Python code (a notebook cell); variables persist between calls.
+    pub code: String,
+    /// The context, from create_context.
+    pub context_id: String,
+    /// Seconds before the kernel is interrupted (default 30).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+/// Arguments naming a context.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ContextArgs {
+    /// The context, from create_context.
+    pub context_id: String,
+}
+
+#[tool_router(router = context_tools, vis = "pub(crate)")]
+impl Bridge {
+    #[tool(
+        description = "Start a persistent Python context (Jupyter kernel) whose variables survive between run_code calls."
+    )]
+    async fn create_context(&self, Parameters(args): Parameters<CreateContextArgs>) -> ToolResult {
+        respond(self.do_create_context(args).await)
+    }
+
+    #[tool(
+        description = "Run Python code in a context; state persists. The last expression's value is returned in results."
+    )]
+    async fn run_code(
+        &self,
+        Parameters(args): Parameters<RunCodeArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        respond(self.do_run_code(args, ctx).await)
+    }
+
+    #[tool(
+        description = "List the Python contexts of the session's sandbox.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_contexts(&self, Parameters(args): Parameters<SandboxArgs>) -> ToolResult {
+        respond(self.do_list_contexts(args).await)
+    }
+
+    #[tool(
+        description = "Stop a context and free its kernel.",
+        annotations(destructive_hint = true)
+    )]
+    async fn stop_context(&self, Parameters(args): Parameters<ContextArgs>) -> ToolResult {
+        respond(self.do_stop_context(args).await)
+    }
+
+    #[tool(description = "Restart a context's kernel (its variables are lost).")]
+    async fn restart_context(&self, Parameters(args): Parameters<ContextArgs>) -> ToolResult {
+        respond(self.do_restart_context(args).await)
+    }
+}
+
+fn context_json(c: &Context) -> Value {
+    json!({
+        "context_id": c.context_id,
+        "name": c.name,
+        "language": c.language,
+        "status": c.status,
+        "created_at": c.created_at,
+    })
+}
+
+/// In a context call, NOT_FOUND means the context (or its sandbox) is gone.
+fn context_error(rpc: &str, s: &tonic::Status) -> ToolError {
+    if s.code() == Code::NotFound {
+        ToolError::ContextNotFound
+    } else {
+        ToolError::from_status(rpc, s)
+    }
+}
+
+impl Bridge {
+    async fn do_create_context(&self, args: CreateContextArgs) -> Outcome {
+        let language = args.language.unwrap_or_else(|| "python".into());
+        if language != "python" {
+            return Err(ToolError::BadRequest(format!(
+                "language {language:?} is not supported: contexts run \"python\""
+            )));
+        }
+        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
+        let mut client = self.session.host().sandbox().await?;
+        let ctx = client
+            .create_context(with_sandbox(
+                &sandbox,
+                CreateContextRequest {
+                    language,
+                    name: args.name.unwrap_or_default(),
+                    cwd: String::new(),
+                },
+            )?)
+            .await
+            .map_err(|s| ToolError::from_status("create_context", &s))?
+            .into_inner();
+        self.session
+            .add_context(ContextId::new(ctx.context_id.clone()), sandbox.clone());
+        let mut value = context_json(&ctx);
+        insert_if(&mut value, true, "sandbox_id", json!(sandbox.as_str()));
+        json_ok(value)
+    }
+
+    async fn do_run_code(&self, args: RunCodeArgs, ctx: RequestContext<RoleServer>) -> Outcome {
+        let timeout = valid_timeout(args.timeout)?;
+        let id = ContextId::new(args.context_id);
+        let sandbox = self.session.context_sandbox(&id, None)?;
+        let mut client = self.session.host().sandbox().await?;
+        let stream = client
+            .run_code(with_sandbox(
+                &sandbox,
+                RunCodeRequest {
+                    context_id: id.as_str().to_owned(),
+                    code: args.code,
+                    timeout_seconds: timeout,
+                },
+            )?)
+            .await
+            .map_err(|s| context_error("run_code", &s))?
+            .into_inner();
+        let out = match collect(self, &ctx, "run_code", stream).await {
+            Err(ToolError::NotFound(_)) => return Err(ToolError::ContextNotFound),
+            other => other?,
+        };
+        let exit = out.exit.clone().unwrap_or_default();
+        let mut images = Vec::new();
+        let mut texts = Vec::new();
+        for r in &out.results {
+            if let Some(png) = r.data.get("image/png") {
+                images.push(png.clone());
+            }
+            if let Some(t) = r.data.get("text/plain") {
+                texts.push(json!(t));
+            }
+        }
+        let mut value = json!({
+            "stdout": out.stdout,
+            "stderr": out.stderr,
+            "success": out.error.is_none() && exit.code == 0 && !exit.killed,
+            "execution_time": exit.duration_ms as f64 / 1000.0,
+        });
+        insert_if(
+            &mut value,
+            !texts.is_empty(),
+            "results",
+            Value::Array(texts),
+        );
+        if let Some(e) = &out.error {
+            insert_if(
+                &mut value,
+                true,
+                "error",
+                json!({ "name": e.name, "value": e.value, "traceback": e.traceback.join("\n") }),
+            );
+        }
+        insert_if(&mut value, exit.killed, "killed", json!(true));
+        insert_if(&mut value, exit.state_lost, "state_lost", json!(true));
+        json_with_images(value, images)
+    }
+
+    async fn do_list_contexts(&self, args: SandboxArgs) -> Outcome {
+        let sandboxes: Vec<SandboxId> = match args.sandbox_id.as_deref() {
+            Some(id) if !id.trim().is_empty() => vec![SandboxId::new(id)],
+            _ => self.session.sandboxes(),
+        };
+        let mut items = Vec::new();
+        for sandbox in sandboxes {
+            let mut client = self.session.host().sandbox().await?;
+            let list = client
+                .list_contexts(with_sandbox(&sandbox, ListContextsRequest {})?)
+                .await
+                .map_err(|s| ToolError::from_status("list_contexts", &s))?
+                .into_inner();
+            items.extend(list.contexts.iter().map(context_json));
+        }
+        json_array_ok("contexts", items)
+    }
+
+    async fn do_stop_context(&self, args: ContextArgs) -> Outcome {
+        let id = ContextId::new(args.context_id);
+        let sandbox = self.session.context_sandbox(&id, None)?;
+        let mut client = self.session.host().sandbox().await?;
+        let r = client
+            .delete_context(with_sandbox(
+                &sandbox,
+                DeleteContextRequest {
+                    context_id: id.as_str().to_owned(),
+                },
+            )?)
+            .await
+            .map_err(|s| context_error("stop_context", &s))?
+            .into_inner();
+        self.session.forget_context(&id);
+        json_ok(json!({ "success": r.success }))
+    }
+
+    async fn do_restart_context(&self, args: ContextArgs) -> Outcome {
+        let id = ContextId::new(args.context_id);
+        let sandbox = self.session.context_sandbox(&id, None)?;
+        let mut client = self.session.host().sandbox().await?;
+        let ctx = client
+            .restart_context(with_sandbox(
+                &sandbox,
+                RestartContextRequest {
+                    context_id: id.as_str().to_owned(),
+                },
+            )?)
+            .await
+            .map_err(|s| context_error("restart_context", &s))?
+            .into_inner();
+        json_ok(context_json(&ctx))
+    }
+}

@@ -1,0 +1,124 @@
+//! Sandbox lifecycle tools: sandbox_create, sandbox_destroy, sandbox_list.
+
+use agent_runtime_proto::v1::{CreateSandboxRequest, DestroySandboxRequest};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ToolError;
+use crate::ids::SandboxId;
+use crate::results::{json_ok, respond, Outcome, ToolResult};
+use crate::server::Bridge;
+
+/// Arguments of sandbox_create.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct CreateArgs {
+    /// Memory limit, e.g. "512m" (default) or "1g".
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// CPU cores (default 1).
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Lifetime in seconds (default 3600).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
+
+/// Arguments naming a sandbox.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct SandboxArgs {
+    /// The sandbox (optional while the session has exactly one).
+    #[serde(default)]
+    pub sandbox_id: Option<String>,
+}
+
+#[tool_router(router = sandbox_tools, vis = "pub(crate)")]
+impl Bridge {
+    #[tool(
+        description = "Create a new sandbox (Linux container with Python, Node, Chromium). Optional: other tools create one on first use."
+    )]
+    async fn sandbox_create(&self, Parameters(args): Parameters<CreateArgs>) -> ToolResult {
+        respond(self.do_create(args).await)
+    }
+
+    #[tool(
+        description = "Destroy a sandbox with its files, contexts and browser.",
+        annotations(destructive_hint = true)
+    )]
+    async fn sandbox_destroy(&self, Parameters(args): Parameters<SandboxArgs>) -> ToolResult {
+        respond(self.do_destroy(args).await)
+    }
+
+    #[tool(
+        description = "List this session's sandboxes.",
+        annotations(read_only_hint = true)
+    )]
+    async fn sandbox_list(&self) -> ToolResult {
+        respond(self.do_list().await)
+    }
+}
+
+impl Bridge {
+    async fn do_create(&self, args: CreateArgs) -> Outcome {
+        if let Some(cpu) = args.cpu {
+            if !(cpu.is_finite() && cpu > 0.0) {
+                return Err(ToolError::BadRequest(
+                    "cpu must be a positive number of cores, e.g. 1 or 0.5".into(),
+                ));
+            }
+        }
+        let info = self
+            .session
+            .create_sandbox(CreateSandboxRequest {
+                memory: args.memory.unwrap_or_default(),
+                cpu: args.cpu.unwrap_or(0.0),
+                timeout_seconds: args.timeout.unwrap_or(0),
+                ..Default::default()
+            })
+            .await?;
+        json_ok(json!({ "sandbox_id": info.sandbox_id, "status": info.status }))
+    }
+
+    async fn do_destroy(&self, args: SandboxArgs) -> Outcome {
+        let Some(id) = self.session.existing(args.sandbox_id.as_deref())? else {
+            return Err(ToolError::BadRequest(
+                "this session has no sandbox: pass sandbox_id".into(),
+            ));
+        };
+        let mut client = self.session.host().sandboxes().await?;
+        client
+            .destroy(DestroySandboxRequest {
+                sandbox_id: id.as_str().to_owned(),
+            })
+            .await
+            .map_err(|s| ToolError::from_status("sandbox destroy", &s))?;
+        self.session.forget_sandbox(&id);
+        json_ok(json!({ "success": true }))
+    }
+
+    async fn do_list(&self) -> Outcome {
+        let mine = self.session.sandboxes();
+        let mut client = self.session.host().sandboxes().await?;
+        let all = client
+            .list(agent_runtime_proto::v1::ListSandboxesRequest {})
+            .await
+            .map_err(|s| ToolError::from_status("sandbox list", &s))?
+            .into_inner()
+            .sandboxes;
+        let items: Vec<Value> = all
+            .into_iter()
+            .filter(|s| mine.contains(&SandboxId::new(s.sandbox_id.clone())))
+            .map(|s| {
+                json!({
+                    "sandbox_id": s.sandbox_id,
+                    "status": s.status,
+                    "created_at": s.created_at,
+                    "expires_at": s.expires_at,
+                })
+            })
+            .collect();
+        json_ok(json!({ "sandboxes": items }))
+    }
+}
