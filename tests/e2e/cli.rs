@@ -174,7 +174,7 @@ async fn cli_drives_contexts_and_the_browser() {
     );
     let snap = ok(&["browser", "-s", &id, "snapshot"]);
     assert!(
-        snap.contains(r#"[ref_1] input[type=text] "Query""#),
+        snap.contains(r#"[ref_1] input[type=text] placeholder="Query""#),
         "{snap}"
     );
     ok(&["browser", "-s", &id, "type", "ref_1", "hello"]);

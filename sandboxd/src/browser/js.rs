@@ -1,14 +1,15 @@
 //! The JavaScript the browser runs in pages. Kept here so the Rust side reads as Rust.
 
 /// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
-/// Returns `{ tag, text }`; the text names elements the tree left unnamed. It also marks the element as listed, so `FOLDED_CLICKABLES` does not list it again.
+/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed. It also marks the element as listed, so `FOLDED_CLICKABLES` does not list it again.
 pub const TAG: &str = r#"(el) => {
   el.__agentRuntimeListed = true;
   const tag = el.tagName.toLowerCase();
   const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 100);
-  if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '' };
+  const placeholder = el.getAttribute('placeholder') || '';
+  if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '', placeholder };
   const role = el.getAttribute('role');
-  return { tag: role ? tag + '[role=' + role + ']' : tag, text };
+  return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder };
 }"#;
 
 /// Elements clickable only through JavaScript (`cursor: pointer`, not a link, button or field)

@@ -46,6 +46,9 @@ const INTERACTIVE: [(&str, &str); 18] = [
 struct Tag {
     tag: String,
     text: String,
+    /// The tree gives a placeholder only when a label names the field; the page always does.
+    #[serde(default)]
+    placeholder: String,
 }
 
 /// A clickable the aria tree folded away (see `js::FOLDED_CLICKABLES`).
@@ -215,7 +218,10 @@ fn describe(
         None => return None,
     };
     let textual = matches!(role, "textbox" | "searchbox" | "spinbutton" | "combobox");
-    let placeholder = str_of(node, "placeholder");
+    let placeholder = match str_of(node, "placeholder") {
+        "" => tag.map_or("", |t| t.placeholder.as_str()),
+        p => p,
+    };
     let mut name = str_of(node, "name").to_string();
     if name.is_empty() && !textual {
         name = own_text(node);
