@@ -30,7 +30,8 @@ pub struct BenchArgs {
     browser: bool,
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
+/// The `p` quantile of sorted samples.
+pub(super) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -38,7 +39,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds, for tables.
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

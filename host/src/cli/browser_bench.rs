@@ -1,13 +1,14 @@
 //! `agent-runtime bench --browser`: the browser's cold start, goto + snapshot on a local page, and
 //! how small a snapshot is next to the page's own text and HTML.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agent_runtime_proto::v1 as pb;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use tonic::transport::Channel;
 
+use super::bench::{ms, pct};
 use super::context::with_sandbox;
 
 /// A page like the ones agents read: navigation, an article, a form, a table of links.
@@ -35,14 +36,6 @@ fn page() -> String {
          <button>Go</button></form></main></body></html>",
     );
     html
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
 /// Measures and prints the browser table.
@@ -149,14 +142,14 @@ pub async fn run(channel: &Channel, n: usize) -> anyhow::Result<()> {
     println!(
         "{:<42} {:>9.1} {:>9.1}",
         format!("cold start (first goto, n = {})", cold.len()),
-        pct(&cold, 0.5),
-        pct(&cold, 0.95)
+        ms(pct(&cold, 0.5)),
+        ms(pct(&cold, 0.95))
     );
     println!(
         "{:<42} {:>9.1} {:>9.1}",
         format!("goto + snapshot, local page (n = {})", warm.len()),
-        pct(&warm, 0.5),
-        pct(&warm, 0.95)
+        ms(pct(&warm, 0.5)),
+        ms(pct(&warm, 0.95))
     );
     if let Some((text, elements, outline, inner, dom)) = sizes {
         println!(

@@ -6,6 +6,7 @@ use playwright_rs::protocol::Page;
 use playwright_rs::WaitUntil;
 
 use super::js;
+use super::refs::document_token;
 
 /// Default time an action (click, fill, ...) may take.
 pub const ACTION_TIMEOUT_MS: f64 = 5_000.0;
@@ -36,14 +37,8 @@ pub struct Settled {
 pub async fn before(page: &Page) -> Before {
     Before {
         url: page.url(),
-        document: document_token(page).await,
+        document: document_token(page).await.ok(),
     }
-}
-
-async fn document_token(page: &Page) -> Option<String> {
-    page.evaluate::<(), String>(js::DOCUMENT_TOKEN, None)
-        .await
-        .ok()
 }
 
 #[derive(serde::Serialize)]
@@ -55,7 +50,7 @@ struct SettleArgs {
 /// Waits for what the action started, and reports it.
 pub async fn after(page: &Page, before: &Before) -> Settled {
     let url_changed = page.url() != before.url;
-    let document = document_token(page).await;
+    let document = document_token(page).await.ok();
     let new_document = match (&before.document, &document) {
         (Some(a), Some(b)) => a != b,
         // The page was mid-navigation when asked: it is loading a new document.
