@@ -292,22 +292,22 @@ fn events_json(events: &[BrowserEvent]) -> Value {
     )
 }
 
-/// `{url, title}`, plus `events` when something happened.
-fn page_json(url: String, title: String, events: &[BrowserEvent]) -> Value {
-    let mut v = json!({ "url": url, "title": title });
+/// `v` plus `events` when something happened (a dialog, a popup, a download, a restart).
+fn with_events(mut v: Value, events: &[BrowserEvent]) -> Value {
     insert_if(&mut v, !events.is_empty(), "events", events_json(events));
     v
 }
 
+/// `{url, title}`, plus `events` when something happened.
+fn page_json(url: String, title: String, events: &[BrowserEvent]) -> Value {
+    with_events(json!({ "url": url, "title": title }), events)
+}
+
 fn action_json(r: BrowserActionResponse) -> Value {
-    let mut v = json!({ "url": r.url, "title": r.title, "navigated": r.navigated });
-    insert_if(
-        &mut v,
-        !r.events.is_empty(),
-        "events",
-        events_json(&r.events),
-    );
-    v
+    with_events(
+        json!({ "url": r.url, "title": r.title, "navigated": r.navigated }),
+        &r.events,
+    )
 }
 
 fn status(rpc: &'static str) -> impl Fn(tonic::Status) -> ToolError {
@@ -449,14 +449,10 @@ impl Bridge {
             .await
             .map_err(status("BrowserClick"))?
             .into_inner();
-        let mut v = json!({ "url": r.url, "title": r.title, "navigated": r.navigated });
-        insert_if(
-            &mut v,
-            !r.events.is_empty(),
-            "events",
-            events_json(&r.events),
-        );
-        json_ok(v)
+        json_ok(with_events(
+            json!({ "url": r.url, "title": r.title, "navigated": r.navigated }),
+            &r.events,
+        ))
     }
 
     async fn type_text(&self, a: TypeArgs) -> Outcome {
@@ -484,13 +480,16 @@ impl Bridge {
             .into_inner();
         let png = r.screenshot.clone();
         json_with_images(
-            json!({
-                "url": r.url,
-                "title": r.title,
-                "screenshot": r.screenshot,
-                "text": r.text,
-                "elements": r.elements,
-            }),
+            with_events(
+                json!({
+                    "url": r.url,
+                    "title": r.title,
+                    "screenshot": r.screenshot,
+                    "text": r.text,
+                    "elements": r.elements,
+                }),
+                &r.events,
+            ),
             vec![png],
         )
     }
@@ -508,7 +507,7 @@ impl Bridge {
         let mut v = json!({ "url": r.url, "title": r.title, "snapshot": r.snapshot });
         insert_if(&mut v, r.truncated, "truncated", json!(true));
         insert_if(&mut v, r.truncated, "total_chars", json!(r.total_chars));
-        json_ok(v)
+        json_ok(with_events(v, &r.events))
     }
 
     async fn press(&self, a: PressArgs) -> Outcome {
@@ -634,14 +633,10 @@ impl Bridge {
             .into_inner();
         let result: Value =
             serde_json::from_str(&r.result_json).unwrap_or(Value::String(r.result_json));
-        let mut v = json!({ "result": result, "url": r.url, "title": r.title });
-        insert_if(
-            &mut v,
-            !r.events.is_empty(),
-            "events",
-            events_json(&r.events),
-        );
-        json_ok(v)
+        json_ok(with_events(
+            json!({ "result": result, "url": r.url, "title": r.title }),
+            &r.events,
+        ))
     }
 
     async fn tabs(&self, a: TabsArgs) -> Outcome {
@@ -669,14 +664,7 @@ impl Bridge {
                 |t| json!({ "index": t.index, "url": t.url, "title": t.title, "active": t.active }),
             )
             .collect();
-        let mut v = json!({ "tabs": tabs });
-        insert_if(
-            &mut v,
-            !r.events.is_empty(),
-            "events",
-            events_json(&r.events),
-        );
-        json_ok(v)
+        json_ok(with_events(json!({ "tabs": tabs }), &r.events))
     }
 
     async fn dialog(&self, a: DialogArgs) -> Outcome {
@@ -725,7 +713,10 @@ impl Bridge {
             .into_inner();
         // The PNG goes out as an image block only; repeating it as base64 text would waste tokens.
         json_with_images(
-            json!({ "url": r.url, "title": r.title, "width": r.width, "height": r.height }),
+            with_events(
+                json!({ "url": r.url, "title": r.title, "width": r.width, "height": r.height }),
+                &r.events,
+            ),
             vec![r.png],
         )
     }
