@@ -119,6 +119,9 @@ pub async fn serve(
             source,
         })?;
     stop.cancel();
+    // Close the sessions still open now, rather than hoping each handler is dropped (and spawns
+    // its cleanup) before the tracker is waited on: under load that raced, and sandboxes leaked.
+    registry.close_all().await;
     tracker.close();
     if tokio::time::timeout(CLEANUP_GRACE, tracker.wait())
         .await
