@@ -34,6 +34,9 @@ pub enum HostError {
         /// Where its log went.
         log: String,
     },
+    /// AGENT_RUNTIME_TOKEN holds something that cannot go into a header (the value is not shown).
+    #[error("AGENT_RUNTIME_TOKEN is not a valid bearer token: use printable ASCII without spaces")]
+    BadToken,
     /// A file the bridge needs (lock, log) could not be used.
     #[error("{what}: {source}")]
     Io {

@@ -16,6 +16,9 @@ use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use agent_runtime_proto::v1::PoolStatusRequest;
 use agent_runtime_proto::SANDBOX_ID_HEADER;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{HostError, ToolError};
@@ -27,6 +30,56 @@ const MAX_MESSAGE: usize = 80 << 20;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a started host may take to answer (it may build the sandbox image first).
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(600);
+/// Deadline of a call that does not set its own (DESIGN.md §3.3).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline of a sandbox create (the host may wait for a container and its daemon).
+pub const CREATE_DEADLINE: Duration = Duration::from_secs(60);
+/// What a run's deadline adds to the run's own timeout: sandboxd enforces the timeout itself
+/// (and may restart a kernel after it); the deadline only guards against a daemon that hangs.
+pub const RUN_MARGIN: Duration = Duration::from_secs(15);
+/// The environment variable holding the bearer token for the host.
+pub const TOKEN_ENV: &str = "AGENT_RUNTIME_TOKEN";
+
+/// The channel every client uses: the host channel behind [`HostAuth`].
+pub type HostChannel = InterceptedService<Channel, HostAuth>;
+
+/// Adds the bearer token (when configured) and the default deadline to every call.
+#[derive(Clone)]
+pub struct HostAuth {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl HostAuth {
+    /// From `AGENT_RUNTIME_TOKEN`; an empty variable means no token.
+    fn from_env() -> Result<Self, HostError> {
+        let Some(token) = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(Self { bearer: None });
+        };
+        // Never put the token itself into the error (or any log).
+        let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| HostError::BadToken)?;
+        value.set_sensitive(true);
+        Ok(Self {
+            bearer: Some(value),
+        })
+    }
+}
+
+impl Interceptor for HostAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.bearer {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        if !req.metadata().contains_key("grpc-timeout") {
+            req.set_timeout(DEFAULT_DEADLINE);
+        }
+        Ok(req)
+    }
+}
 
 /// How the bridge may start a host of its own.
 #[derive(Clone, Debug)]
@@ -42,7 +95,7 @@ pub struct SpawnPolicy {
 /// The shared host connection.
 pub struct HostConn {
     addr: String,
-    channel: Channel,
+    channel: HostChannel,
     spawn: SpawnPolicy,
     /// True once a host answered; reset when a call finds it gone. Held across the probe (and a
     /// spawn) on purpose, so concurrent first calls wait for one check instead of racing.
@@ -63,7 +116,7 @@ impl HostConn {
             .connect_lazy();
         Ok(Self {
             addr: addr.to_owned(),
-            channel,
+            channel: InterceptedService::new(channel, HostAuth::from_env()?),
             spawn,
             ready: tokio::sync::Mutex::new(false),
         })
@@ -75,19 +128,31 @@ impl HostConn {
     }
 
     /// A lifecycle client, after making sure a host answers.
-    pub async fn sandboxes(&self) -> Result<SandboxesClient<Channel>, ToolError> {
+    pub async fn sandboxes(&self) -> Result<SandboxesClient<HostChannel>, ToolError> {
         self.ensure().await?;
-        Ok(SandboxesClient::new(self.channel.clone())
+        Ok(self.sandboxes_now())
+    }
+
+    /// A lifecycle client without checking for (or starting) a host: for cleanup, which must
+    /// neither wait for a host to start nor start one.
+    pub fn sandboxes_now(&self) -> SandboxesClient<HostChannel> {
+        SandboxesClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// A sandbox-service client (requests need [`with_sandbox`]), after making sure a host answers.
-    pub async fn sandbox(&self) -> Result<SandboxClient<Channel>, ToolError> {
+    pub async fn sandbox(&self) -> Result<SandboxClient<HostChannel>, ToolError> {
         self.ensure().await?;
-        Ok(SandboxClient::new(self.channel.clone())
+        Ok(self.sandbox_now())
+    }
+
+    /// A sandbox-service client without checking for (or starting) a host (see
+    /// [`Self::sandboxes_now`]).
+    pub fn sandbox_now(&self) -> SandboxClient<HostChannel> {
+        SandboxClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
     /// Forgets that the host answered, so the next call checks (and maybe starts one) again.
@@ -286,7 +351,14 @@ impl Drop for HostLock {
     }
 }
 
-/// Wraps a message with the `sandbox-id` metadata the host routes by.
+/// A run's deadline: its timeout in seconds (0: the default 30 s) plus [`RUN_MARGIN`].
+pub fn run_deadline(timeout_s: f64) -> Duration {
+    let t = if timeout_s > 0.0 { timeout_s } else { 30.0 };
+    Duration::from_secs_f64(t.min(3600.0)) + RUN_MARGIN
+}
+
+/// Wraps a message with the `sandbox-id` metadata the host routes by (and, unless the caller
+/// sets another, the default deadline).
 pub fn with_sandbox<T>(id: &SandboxId, msg: T) -> Result<tonic::Request<T>, ToolError> {
     let mut req = tonic::Request::new(msg);
     let value = id.as_str().parse().map_err(|_| {

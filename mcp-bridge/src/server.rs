@@ -16,6 +16,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, ErrorData as McpError, RoleServer, ServerHandler};
 
+use crate::error::ToolError;
 use crate::session::Session;
 
 const INSTRUCTIONS: &str =
@@ -126,8 +127,27 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let tool = request.name.to_string();
+        let cancelled = context.ct.clone();
         let tcc = ToolCallContext::new(self, request, context);
-        let response = self.tool_router.call(tcc).await?;
+        // A call ends when it is done, when the client cancels it, or when the session ends
+        // (EOF, SIGTERM, DELETE, expiry) — whatever it waits for. Dropping it drops its gRPC
+        // call, and the host and sandboxd stop the work.
+        let response = tokio::select! {
+            biased;
+            r = self.tool_router.call(tcc) => r?,
+            () = self.session.ended().cancelled() => {
+                tracing::info!(tool, "the session ended during the call: stopped");
+                CallToolResponse::Complete(crate::results::error_result(&ToolError::Unavailable(
+                    format!("{tool} was stopped: this MCP session has ended"),
+                )))
+            }
+            () = cancelled.cancelled() => {
+                tracing::info!(tool, "cancelled: stopped");
+                CallToolResponse::Complete(crate::results::error_result(&ToolError::Internal(
+                    format!("{tool} was cancelled by the client; it was stopped"),
+                )))
+            }
+        };
         Ok(match response {
             CallToolResponse::Complete(r) => {
                 if crate::results::error_code(&r) == Some("UNAVAILABLE") {

@@ -2,25 +2,36 @@
 //!
 //! A sandbox is created on first need, so `code_run` works without `sandbox_create`. When the
 //! session ends (stdio EOF, HTTP DELETE or idle expiry) everything it created is destroyed:
-//! [`Session::close`] does it explicitly, and `Drop` does it for sessions nobody closed.
+//! [`Session::close`] does it explicitly, and `Drop` does it for sessions nobody closed. Closing
+//! first ends the session's in-flight calls (a stuck call must not keep a sandbox alive), and
+//! cleanup has its own deadline.
+//!
+//! A session acts only on sandboxes it created: an explicit `sandbox_id` naming any other is
+//! refused as NOT_FOUND, so learning another session's id gives no access to its sandbox.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agent_runtime_proto::v1::{
     CreateSandboxRequest, DeleteContextRequest, DestroySandboxRequest, SandboxInfo,
 };
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::ToolError;
-use crate::host_conn::{with_sandbox, HostConn};
+use crate::host_conn::{with_sandbox, HostConn, CREATE_DEADLINE};
 use crate::ids::{ContextId, SandboxId};
 
 /// Label the bridge puts on the sandboxes it creates, with the session number as value.
 pub const SESSION_LABEL: &str = "mcp-bridge-session";
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Deadline of each cleanup call (destroy, delete context); they run concurrently.
+pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Settings every session shares.
 #[derive(Clone, Debug)]
@@ -43,7 +54,9 @@ pub struct Session {
     id: u64,
     host: Arc<HostConn>,
     limits: SessionLimits,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    /// Cancelled when the session ends: in-flight calls stop (see `Bridge::call_tool`).
+    ended: CancellationToken,
     /// Serialises sandbox creation, so two first calls at once make one sandbox. A tokio mutex on
     /// purpose: it is held across the create call.
     create_gate: tokio::sync::Mutex<()>,
@@ -58,7 +71,8 @@ impl Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             host,
             limits,
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
+            ended: CancellationToken::new(),
             create_gate: tokio::sync::Mutex::new(()),
             tracker,
         }
@@ -69,12 +83,27 @@ impl Session {
         &self.host
     }
 
+    /// Cancelled once the session has ended (closed or dropped).
+    pub fn ended(&self) -> &CancellationToken {
+        &self.ended
+    }
+
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut guard)
+        locked(&self.state, f)
+    }
+
+    /// `id` when this session created it; NOT_FOUND otherwise (sessions cannot reach each
+    /// other's sandboxes, nor ones made over gRPC or REST).
+    pub fn owned(&self, id: &str) -> Result<SandboxId, ToolError> {
+        let id = SandboxId::new(id);
+        if self.with_state(|s| s.sandboxes.contains(&id)) {
+            return Ok(id);
+        }
+        Err(ToolError::NotFound(format!(
+            "sandbox {id} is not one of this session's sandboxes: a session can use only the \
+             sandboxes it created (sandbox_list shows them; omit sandbox_id or call \
+             sandbox_create for a new one)"
+        )))
     }
 
     /// The sandboxes this session created.
@@ -106,43 +135,42 @@ impl Session {
                 self.limits.max_sandboxes
             )));
         }
-        req.labels
-            .insert(SESSION_LABEL.to_owned(), self.id.to_string());
-        let mut attempt = 0;
-        let info = loop {
-            attempt += 1;
-            let mut client = self.host.sandboxes().await?;
-            match client.create(req.clone()).await {
-                Ok(r) => break r.into_inner(),
-                // The host may have exited while idle: start one again and retry once.
-                Err(s) if s.code() == tonic::Code::Unavailable && attempt == 1 => {
-                    self.host.mark_gone().await;
+        req.labels.insert(
+            SESSION_LABEL.to_owned(),
+            format!("{}-{}", std::process::id(), self.id),
+        );
+        // The create runs in a task of its own: a call that is cancelled (or a session that
+        // ends) while the host creates the sandbox must still record or destroy it, not leak it.
+        let (host, state, session, req) =
+            (self.host.clone(), self.state.clone(), self.id, req.clone());
+        let task = self.tracker.spawn(async move {
+            let info = create(&host, req).await?;
+            let id = SandboxId::new(info.sandbox_id.clone());
+            let orphan = locked(&state, |s| {
+                if s.closed {
+                    true
+                } else {
+                    s.sandboxes.push(id.clone());
+                    false
                 }
-                Err(s) => return Err(ToolError::from_status("sandbox create", &s)),
+            });
+            if orphan {
+                // The session ended while we created it: do not leak it.
+                destroy(&host, &id, session).await;
+                return Err(ToolError::Unavailable("this MCP session has ended".into()));
             }
-        };
-        let id = SandboxId::new(info.sandbox_id.clone());
-        let orphan = self.with_state(|s| {
-            if s.closed {
-                true
-            } else {
-                s.sandboxes.push(id.clone());
-                false
-            }
+            tracing::info!(session, sandbox_id = %id, "sandbox created");
+            Ok(info)
         });
-        if orphan {
-            // The session ended while we created it: do not leak it.
-            self.destroy_quietly(&id).await;
-            return Err(ToolError::Unavailable("this MCP session has ended".into()));
-        }
-        tracing::info!(session = self.id, sandbox_id = %id, "sandbox created");
-        Ok(info)
+        task.await
+            .map_err(|e| ToolError::Internal(format!("sandbox create failed: {e}")))?
     }
 
-    /// The sandbox a call goes to: the given one, else the session's only one, else a new one.
+    /// The sandbox a call goes to: the given one (if the session owns it), else the session's
+    /// only one, else a new one.
     pub async fn resolve(&self, explicit: Option<&str>) -> Result<SandboxId, ToolError> {
         if let Some(id) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-            return Ok(SandboxId::new(id));
+            return self.owned(id);
         }
         if let Some(id) = self.only_sandbox()? {
             return Ok(id);
@@ -178,7 +206,7 @@ impl Session {
     /// The sandbox to use for an existing sandbox without creating one (None: the session has none).
     pub fn existing(&self, explicit: Option<&str>) -> Result<Option<SandboxId>, ToolError> {
         if let Some(id) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-            return Ok(Some(SandboxId::new(id)));
+            return self.owned(id).map(Some);
         }
         self.only_sandbox()
     }
@@ -191,7 +219,7 @@ impl Session {
         explicit: Option<&str>,
     ) -> Result<SandboxId, ToolError> {
         if let Some(id) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-            return Ok(SandboxId::new(id));
+            return self.owned(id);
         }
         if let Some(sb) = self.with_state(|s| s.contexts.get(ctx).cloned()) {
             return Ok(sb);
@@ -224,12 +252,10 @@ impl Session {
         });
     }
 
-    async fn destroy_quietly(&self, id: &SandboxId) {
-        destroy(&self.host, id, self.id).await;
-    }
-
-    /// Destroys everything this session created; later calls fail. Safe to call twice.
+    /// Ends the session: stops its in-flight calls, then destroys everything it created (each
+    /// call with [`CLEANUP_DEADLINE`]); later calls fail. Safe to call twice.
     pub async fn close(&self) {
+        self.ended.cancel();
         let (sandboxes, contexts) = self.take_all();
         cleanup(&self.host, self.id, sandboxes, contexts).await;
     }
@@ -248,16 +274,44 @@ impl Session {
     }
 }
 
+fn locked<R>(state: &Mutex<State>, f: impl FnOnce(&mut State) -> R) -> R {
+    let mut guard = match state.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    f(&mut guard)
+}
+
+/// One sandbox create with its deadline; a host gone while idle is started again, once.
+async fn create(host: &HostConn, req: CreateSandboxRequest) -> Result<SandboxInfo, ToolError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut client = host.sandboxes().await?;
+        let mut call = tonic::Request::new(req.clone());
+        call.set_timeout(CREATE_DEADLINE);
+        match client.create(call).await {
+            Ok(r) => return Ok(r.into_inner()),
+            // The host may have exited while idle: start one again and retry once.
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt == 1 => {
+                host.mark_gone().await;
+            }
+            Err(s) => return Err(ToolError::from_status("sandbox create", &s)),
+        }
+    }
+}
+
+/// Destroys a sandbox within [`CLEANUP_DEADLINE`], never starting a host to do it.
 async fn destroy(host: &HostConn, id: &SandboxId, session: u64) {
-    let result = match host.sandboxes().await {
-        Ok(mut c) => c
-            .destroy(DestroySandboxRequest {
-                sandbox_id: id.as_str().to_owned(),
-            })
-            .await
-            .map(|_| ())
-            .map_err(|s| s.message().to_owned()),
-        Err(e) => Err(e.to_string()),
+    let mut req = tonic::Request::new(DestroySandboxRequest {
+        sandbox_id: id.as_str().to_owned(),
+    });
+    req.set_timeout(CLEANUP_DEADLINE);
+    let mut client = host.sandboxes_now();
+    let result = match tokio::time::timeout(CLEANUP_DEADLINE, client.destroy(req)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(s)) => Err(s.message().to_owned()),
+        Err(_) => Err(format!("no answer within {}s", CLEANUP_DEADLINE.as_secs())),
     };
     match result {
         Ok(()) => tracing::info!(session, sandbox_id = %id, "sandbox destroyed"),
@@ -267,31 +321,41 @@ async fn destroy(host: &HostConn, id: &SandboxId, session: u64) {
     }
 }
 
+/// Stops the contexts, then destroys the sandboxes, each call concurrently and with its deadline.
 async fn cleanup(
-    host: &HostConn,
+    host: &Arc<HostConn>,
     session: u64,
     sandboxes: Vec<SandboxId>,
     contexts: Vec<(ContextId, SandboxId)>,
 ) {
+    let mut calls = JoinSet::new();
     for (ctx, sb) in contexts {
-        if let Ok(mut c) = host.sandbox().await {
-            if let Ok(req) = with_sandbox(
-                &sb,
-                DeleteContextRequest {
-                    context_id: ctx.as_str().to_owned(),
-                },
-            ) {
-                let _ = c.delete_context(req).await;
-            }
-        }
+        let Ok(mut req) = with_sandbox(
+            &sb,
+            DeleteContextRequest {
+                context_id: ctx.as_str().to_owned(),
+            },
+        ) else {
+            continue;
+        };
+        req.set_timeout(CLEANUP_DEADLINE);
+        let mut client = host.sandbox_now();
+        calls.spawn(async move {
+            let _ = tokio::time::timeout(CLEANUP_DEADLINE, client.delete_context(req)).await;
+        });
     }
+    calls.join_all().await;
+    let mut calls = JoinSet::new();
     for id in sandboxes {
-        destroy(host, &id, session).await;
+        let host = host.clone();
+        calls.spawn(async move { destroy(&host, &id, session).await });
     }
+    calls.join_all().await;
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.ended.cancel();
         let (sandboxes, contexts) = self.take_all();
         if sandboxes.is_empty() && contexts.is_empty() {
             return;
@@ -331,7 +395,7 @@ impl SessionRegistry {
         list.push(Arc::downgrade(session));
     }
 
-    /// Closes every session still alive.
+    /// Closes every session still alive, all at once (each close is bounded).
     pub async fn close_all(&self) {
         let live: Vec<Arc<Session>> = {
             let list = match self.sessions.lock() {
@@ -340,8 +404,10 @@ impl SessionRegistry {
             };
             list.iter().filter_map(std::sync::Weak::upgrade).collect()
         };
+        let mut closing = JoinSet::new();
         for s in live {
-            s.close().await;
+            closing.spawn(async move { s.close().await });
         }
+        closing.join_all().await;
     }
 }

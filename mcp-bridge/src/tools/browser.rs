@@ -2,6 +2,8 @@
 //! browser_type, browser_snapshot) and the extended ones. Each is one gRPC call; a sandbox whose
 //! daemon lacks a call answers UNIMPLEMENTED, which becomes an `isError` result saying so.
 
+use std::time::Duration;
+
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::{
     BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserClickRequest, BrowserDialogRequest,
@@ -15,10 +17,9 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use crate::error::ToolError;
-use crate::host_conn::with_sandbox;
+use crate::host_conn::{with_sandbox, HostChannel, RUN_MARGIN};
 use crate::ids::SandboxId;
 use crate::results::{insert_if, json_ok, json_with_images, respond, Outcome, ToolResult};
 use crate::server::Bridge;
@@ -283,6 +284,17 @@ pub struct ScreenshotArgs {
     pub sandbox_id: Option<String>,
 }
 
+/// Deadline of a browser call: the sandbox's own navigation timeout (30 s) plus a margin, so
+/// the sandbox's error, which says what timed out, arrives first.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A browser request with its deadline.
+fn browser_call<T>(sb: &SandboxId, msg: T) -> Result<tonic::Request<T>, ToolError> {
+    let mut req = with_sandbox(sb, msg)?;
+    req.set_timeout(BROWSER_DEADLINE + RUN_MARGIN);
+    Ok(req)
+}
+
 fn events_json(events: &[BrowserEvent]) -> Value {
     Value::Array(
         events
@@ -412,7 +424,7 @@ impl Bridge {
     async fn browser(
         &self,
         sandbox_id: Option<&str>,
-    ) -> Result<(SandboxId, SandboxClient<Channel>), ToolError> {
+    ) -> Result<(SandboxId, SandboxClient<HostChannel>), ToolError> {
         let sandbox = self.session.resolve(sandbox_id).await?;
         let client = self.session.host().sandbox().await?;
         Ok((sandbox, client))
@@ -430,7 +442,7 @@ impl Bridge {
             timeout_seconds: 0.0,
         };
         let r = c
-            .browser_goto(with_sandbox(&sb, req)?)
+            .browser_goto(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserGoto"))?
             .into_inner();
@@ -445,7 +457,7 @@ impl Bridge {
             ref_id: t.ref_id,
         };
         let r = c
-            .browser_click(with_sandbox(&sb, req)?)
+            .browser_click(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserClick"))?
             .into_inner();
@@ -464,7 +476,7 @@ impl Bridge {
             text: a.text,
         };
         let r = c
-            .browser_type(with_sandbox(&sb, req)?)
+            .browser_type(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserType"))?
             .into_inner();
@@ -474,7 +486,7 @@ impl Bridge {
     async fn snapshot(&self, a: NoArgs) -> Outcome {
         let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
         let r = c
-            .browser_snapshot(with_sandbox(&sb, BrowserSnapshotRequest {})?)
+            .browser_snapshot(browser_call(&sb, BrowserSnapshotRequest {})?)
             .await
             .map_err(status("BrowserSnapshot"))?
             .into_inner();
@@ -500,7 +512,7 @@ impl Bridge {
             max_chars: a.max_chars.unwrap_or(0),
         };
         let r = c
-            .browser_aria_snapshot(with_sandbox(&sb, req)?)
+            .browser_aria_snapshot(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserAriaSnapshot"))?
             .into_inner();
@@ -522,7 +534,7 @@ impl Bridge {
             key: a.key,
         };
         let r = c
-            .browser_press(with_sandbox(&sb, req)?)
+            .browser_press(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserPress"))?
             .into_inner();
@@ -537,7 +549,7 @@ impl Bridge {
             dy: a.dy.unwrap_or(0),
         };
         let r = c
-            .browser_scroll(with_sandbox(&sb, req)?)
+            .browser_scroll(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserScroll"))?
             .into_inner();
@@ -555,7 +567,7 @@ impl Bridge {
             action: action.into(),
         };
         let r = c
-            .browser_navigate(with_sandbox(&sb, req)?)
+            .browser_navigate(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserNavigate"))?
             .into_inner();
@@ -585,8 +597,16 @@ impl Bridge {
             seconds: a.seconds.unwrap_or(0.0),
             timeout_seconds: a.timeout.unwrap_or(0.0),
         };
+        // It may wait up to its own timeout (or `seconds`) before answering.
+        let waits = req.seconds.max(if req.timeout_seconds > 0.0 {
+            req.timeout_seconds
+        } else {
+            30.0
+        });
+        let mut call = browser_call(&sb, req)?;
+        call.set_timeout(Duration::from_secs_f64(waits.clamp(0.0, 3600.0)) + RUN_MARGIN);
         let r = c
-            .browser_wait(with_sandbox(&sb, req)?)
+            .browser_wait(call)
             .await
             .map_err(status("BrowserWait"))?
             .into_inner();
@@ -601,7 +621,7 @@ impl Bridge {
             values: a.values,
         };
         let r = c
-            .browser_select_option(with_sandbox(&sb, req)?)
+            .browser_select_option(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserSelectOption"))?
             .into_inner();
@@ -613,7 +633,7 @@ impl Bridge {
         let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
         let req = BrowserHoverRequest { target: Some(t) };
         let r = c
-            .browser_hover(with_sandbox(&sb, req)?)
+            .browser_hover(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserHover"))?
             .into_inner();
@@ -627,7 +647,7 @@ impl Bridge {
             target: a.target.optional(),
         };
         let r = c
-            .browser_evaluate(with_sandbox(&sb, req)?)
+            .browser_evaluate(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserEvaluate"))?
             .into_inner();
@@ -653,7 +673,7 @@ impl Bridge {
             url: a.url.unwrap_or_default(),
         };
         let r = c
-            .browser_tabs(with_sandbox(&sb, req)?)
+            .browser_tabs(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserTabs"))?
             .into_inner();
@@ -674,7 +694,7 @@ impl Bridge {
             prompt_text: a.prompt_text.unwrap_or_default(),
         };
         let r = c
-            .browser_dialog(with_sandbox(&sb, req)?)
+            .browser_dialog(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserDialog"))?
             .into_inner();
@@ -694,7 +714,7 @@ impl Bridge {
             paths: a.paths,
         };
         let r = c
-            .browser_upload_file(with_sandbox(&sb, req)?)
+            .browser_upload_file(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserUploadFile"))?
             .into_inner();
@@ -707,7 +727,7 @@ impl Bridge {
             full_page: a.full_page,
         };
         let r = c
-            .browser_screenshot(with_sandbox(&sb, req)?)
+            .browser_screenshot(browser_call(&sb, req)?)
             .await
             .map_err(status("BrowserScreenshot"))?
             .into_inner();

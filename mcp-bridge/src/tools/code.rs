@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ToolError;
-use crate::host_conn::with_sandbox;
+use crate::host_conn::{run_deadline, with_sandbox};
 use crate::results::{insert_if, json_ok, respond, Outcome, ToolResult};
 use crate::server::Bridge;
 use crate::tools::stream::collect;
@@ -70,7 +70,7 @@ impl Bridge {
         let timeout = valid_timeout(args.timeout)?;
         let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
         let mut client = self.session.host().sandbox().await?;
-        let req = with_sandbox(
+        let mut req = with_sandbox(
             &sandbox,
             ExecRequest {
                 language: args.language.as_str().to_owned(),
@@ -79,12 +79,15 @@ impl Bridge {
                 ..Default::default()
             },
         )?;
+        let deadline = run_deadline(timeout);
+        let until = tokio::time::Instant::now() + deadline;
+        req.set_timeout(deadline);
         let stream = client
             .exec(req)
             .await
             .map_err(|s| ToolError::from_status("code_run", &s))?
             .into_inner();
-        let out = collect(self, &ctx, "code_run", stream).await?;
+        let out = collect(self, &ctx, "code_run", stream, until).await?;
         let exit = out.exit.clone().ok_or_else(|| {
             ToolError::Internal("the run ended without an exit status; run it again".into())
         })?;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tonic::Code;
 
 use crate::error::ToolError;
-use crate::host_conn::with_sandbox;
+use crate::host_conn::{run_deadline, with_sandbox};
 use crate::ids::{ContextId, SandboxId};
 use crate::results::{
     insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult,
@@ -152,19 +152,23 @@ impl Bridge {
         let id = ContextId::new(args.context_id);
         let sandbox = self.session.context_sandbox(&id, None)?;
         let mut client = self.session.host().sandbox().await?;
+        let mut req = with_sandbox(
+            &sandbox,
+            RunCodeRequest {
+                context_id: id.as_str().to_owned(),
+                code: args.code,
+                timeout_seconds: timeout,
+            },
+        )?;
+        let deadline = run_deadline(timeout);
+        let until = tokio::time::Instant::now() + deadline;
+        req.set_timeout(deadline);
         let stream = client
-            .run_code(with_sandbox(
-                &sandbox,
-                RunCodeRequest {
-                    context_id: id.as_str().to_owned(),
-                    code: args.code,
-                    timeout_seconds: timeout,
-                },
-            )?)
+            .run_code(req)
             .await
             .map_err(|s| context_error("run_code", &s))?
             .into_inner();
-        let out = match collect(self, &ctx, "run_code", stream).await {
+        let out = match collect(self, &ctx, "run_code", stream, until).await {
             Err(ToolError::NotFound(_)) => return Err(ToolError::ContextNotFound),
             other => other?,
         };
@@ -206,7 +210,7 @@ impl Bridge {
 
     async fn do_list_contexts(&self, args: SandboxArgs) -> Outcome {
         let sandboxes: Vec<SandboxId> = match args.sandbox_id.as_deref() {
-            Some(id) if !id.trim().is_empty() => vec![SandboxId::new(id)],
+            Some(id) if !id.trim().is_empty() => vec![self.session.owned(id)?],
             _ => self.session.sandboxes(),
         };
         let mut items = Vec::new();

@@ -61,12 +61,14 @@ impl Collected {
     }
 }
 
-/// Reads the stream to its end, forwarding output; `Err` when cancelled or the stream failed.
+/// Reads the stream to its end, forwarding output; `Err` when cancelled, past `until` (the
+/// call's deadline: the run's timeout plus a margin), or the stream failed.
 pub async fn collect(
     bridge: &Bridge,
     ctx: &RequestContext<RoleServer>,
     rpc: &str,
     mut stream: Streaming<ExecEvent>,
+    until: tokio::time::Instant,
 ) -> Result<Collected, ToolError> {
     let token = ctx.meta.get_progress_token();
     let mut out = Collected::default();
@@ -78,6 +80,14 @@ pub async fn collect(
                 drop(stream);
                 tracing::info!(rpc, "cancelled by the client: run stopped");
                 return Err(ToolError::Internal(format!("{rpc} was cancelled by the client; the run was stopped")));
+            }
+            () = tokio::time::sleep_until(until) => {
+                drop(stream);
+                tracing::warn!(rpc, "no end of the run by its deadline: stopped");
+                return Err(ToolError::Timeout(format!(
+                    "{rpc} did not finish by its deadline (the sandbox stopped answering); the \
+                     run was stopped: check the sandbox with a short code_run, or destroy it"
+                )));
             }
             m = stream.message() => m,
         };
