@@ -1,8 +1,17 @@
 //! `/api/v1/contexts`: each context is a Jupyter kernel in a sandbox — its own sandbox by default
 //! (destroyed with the context), or an existing one named by `sandbox_id`.
+//!
+//! REST reaches only its own contexts: those in sandboxes it made (label `owner=rest-context`)
+//! and those it created in a sandbox named explicitly. A context made over gRPC or MCP is
+//! CONTEXT_NOT_FOUND here, even when its id is known.
+//!
+//! Every call to a sandbox has a deadline, and discovery (after a restart, or for an id not in
+//! the cache) asks all candidate sandboxes at once with a short one: a sandbox that does not
+//! answer is skipped (and logged), never waited for, and no lock is held across a call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,11 +33,20 @@ use tonic::transport::Channel;
 
 use super::error::RestError;
 use crate::ids::SandboxId;
-use crate::sandboxes::{Manager, CONTEXT_OWNER_LABEL as OWNER_LABEL};
+use crate::sandboxes::{Manager, SandboxRecord, CONTEXT_OWNER_LABEL as OWNER_LABEL};
 /// Default execution timeout in seconds (§3.2).
 const DEFAULT_TIMEOUT_S: f64 = 30.0;
 /// Longest execution timeout.
 const MAX_TIMEOUT_S: f64 = 3600.0;
+/// How long discovery waits for one sandbox's contexts.
+const DISCOVERY_DEADLINE: Duration = Duration::from_secs(3);
+/// Deadline of a call without a timeout of its own (DESIGN.md §3.3).
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline of CreateContext: a kernel may have to boot when no spare one is ready.
+const CREATE_DEADLINE: Duration = Duration::from_secs(60);
+/// What an execution's deadline adds to its timeout: sandboxd enforces the timeout (and may
+/// restart the kernel after it); the deadline only guards against a daemon that hangs.
+const RUN_MARGIN: Duration = Duration::from_secs(10);
 
 /// Where a context lives.
 #[derive(Clone, Debug)]
@@ -62,51 +80,97 @@ impl Contexts {
             .max_encoding_message_size(80 << 20))
     }
 
-    /// Asks every sandbox for its contexts (after a host restart the map is empty).
-    async fn discover(&self) -> Vec<(Route, Context)> {
+    /// The contexts of one sandbox, within `deadline`.
+    async fn contexts_in(
+        &self,
+        sandbox: &SandboxId,
+        deadline: Duration,
+    ) -> Result<Vec<Context>, RestError> {
+        let mut client = self.client(sandbox)?;
+        let mut request = req(sandbox, ListContextsRequest {});
+        request.set_timeout(deadline);
+        within(deadline, sandbox, client.list_contexts(request))
+            .await
+            .map(|r| r.contexts)
+    }
+
+    /// Asks every candidate sandbox for its contexts at once, each with [`DISCOVERY_DEADLINE`]
+    /// (after a host restart the map is empty). Candidates are the sandboxes REST made and those
+    /// it put a context into by name; of the latter only the contexts REST created count. A
+    /// sandbox that does not answer is skipped and keeps its known routes. Returns what answered
+    /// and the sandboxes that answered.
+    async fn discover(&self) -> (Vec<(Route, Context)>, HashSet<SandboxId>) {
+        let (named_sandboxes, ours): (HashSet<SandboxId>, HashSet<String>) = {
+            let routes = self.routes();
+            (
+                routes
+                    .values()
+                    .filter(|r| !r.owns_sandbox)
+                    .map(|r| r.sandbox.clone())
+                    .collect(),
+                routes.keys().cloned().collect(),
+            )
+        };
+        let candidates: Vec<(SandboxId, bool)> = self
+            .manager
+            .list()
+            .into_iter()
+            .filter_map(|sb| {
+                let owns = made_by_rest(&sb);
+                (owns || named_sandboxes.contains(&sb.id)).then_some((sb.id, owns))
+            })
+            .collect();
+        let answers =
+            futures::future::join_all(candidates.into_iter().map(|(id, owns)| async move {
+                let r = self.contexts_in(&id, DISCOVERY_DEADLINE).await;
+                (id, owns, r)
+            }))
+            .await;
         let mut found = Vec::new();
-        for sb in self.manager.list() {
-            let Ok(mut client) = self.client(&sb.id) else {
-                continue;
+        let mut answered = HashSet::new();
+        for (id, owns, r) in answers {
+            let contexts = match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(sandbox_id = %id, error = %e.message(),
+                        "skipping a sandbox in context discovery: it did not answer");
+                    continue;
+                }
             };
-            let Ok(resp) = client
-                .list_contexts(req(&sb.id, ListContextsRequest {}))
-                .await
-            else {
-                continue;
-            };
-            let owns = sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1);
-            for c in resp.into_inner().contexts {
-                found.push((
-                    Route {
-                        sandbox: sb.id.clone(),
+            answered.insert(id.clone());
+            for c in contexts {
+                // In a sandbox REST did not make, only the contexts REST created there.
+                if owns || ours.contains(&c.context_id) {
+                    let route = Route {
+                        sandbox: id.clone(),
                         owns_sandbox: owns,
-                    },
-                    c,
-                ));
+                    };
+                    found.push((route, c));
+                }
             }
         }
         let mut routes = self.routes();
-        routes.clear();
+        routes
+            .retain(|_, r| !answered.contains(&r.sandbox) && self.manager.get(&r.sandbox).is_ok());
         for (route, c) in &found {
             routes.insert(c.context_id.clone(), route.clone());
         }
-        found
+        (found, answered)
     }
 
     /// Destroys sandboxes made for REST contexts that hold none (left by an earlier host, e.g.
-    /// its warm pool), so they do not linger until their lifetime ends.
+    /// its warm pool), so they do not linger until their lifetime ends. A sandbox that did not
+    /// answer is left alone: it may hold contexts.
     pub async fn sweep_orphans(&self) {
-        let holding: std::collections::HashSet<SandboxId> = self
-            .discover()
-            .await
-            .into_iter()
-            .map(|(r, _)| r.sandbox)
-            .collect();
+        let (found, answered) = self.discover().await;
+        let holding: HashSet<SandboxId> = found.into_iter().map(|(r, _)| r.sandbox).collect();
         for sb in self.manager.list() {
-            let owned = sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1);
             // Only adopted ones: this host's own may be starting (the warm pool) right now.
-            if sb.adopted && owned && !holding.contains(&sb.id) {
+            if sb.adopted
+                && made_by_rest(&sb)
+                && answered.contains(&sb.id)
+                && !holding.contains(&sb.id)
+            {
                 tracing::info!(sandbox_id = %sb.id, "removing a context sandbox that holds no context");
                 let _ = self.manager.destroy(&sb.id).await;
             }
@@ -119,6 +183,7 @@ impl Contexts {
         }
         self.discover()
             .await
+            .0
             .into_iter()
             .find(|(_, c)| c.context_id == id)
             .map(|(r, _)| r)
@@ -126,11 +191,40 @@ impl Contexts {
     }
 }
 
+/// Whether REST made this sandbox for a context.
+fn made_by_rest(sb: &SandboxRecord) -> bool {
+    sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1)
+}
+
+/// Awaits a call to a sandbox for at most `deadline` (the request carries it too, but a daemon
+/// that accepted the call and then stopped must not hold the caller).
+async fn within<T>(
+    deadline: Duration,
+    sandbox: &SandboxId,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, RestError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(RestError::from_status(&s)),
+        Err(_) => Err(no_answer(sandbox, deadline)),
+    }
+}
+
+fn no_answer(sandbox: &SandboxId, deadline: Duration) -> RestError {
+    RestError::timeout(format!(
+        "sandbox {sandbox} did not answer within {} s: it may be overloaded or stopped; retry, \
+         or delete the context",
+        deadline.as_secs_f64()
+    ))
+}
+
+/// A request to `sandbox` with the `sandbox-id` metadata and the default deadline.
 fn req<T>(sandbox: &SandboxId, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     if let Ok(v) = sandbox.as_str().parse() {
         r.metadata_mut().insert(SANDBOX_ID_HEADER, v);
     }
+    r.set_timeout(CALL_DEADLINE);
     r
 }
 
@@ -251,24 +345,27 @@ pub async fn create(
         },
     };
     let created = async {
-        state
-            .client(&sandbox)?
-            .create_context(req(
-                &sandbox,
-                CreateContextRequest {
-                    language: body.language.clone(),
-                    name: body.session_name.clone().unwrap_or_default(),
-                    cwd: body.working_dir.clone().unwrap_or_default(),
-                },
-            ))
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-                    RestError::bad_request(s.message())
-                }
-                _ => RestError::from_status(&s),
-            })
+        let mut request = req(
+            &sandbox,
+            CreateContextRequest {
+                language: body.language.clone(),
+                name: body.session_name.clone().unwrap_or_default(),
+                cwd: body.working_dir.clone().unwrap_or_default(),
+            },
+        );
+        request.set_timeout(CREATE_DEADLINE);
+        let mut client = state.client(&sandbox)?;
+        match tokio::time::timeout(CREATE_DEADLINE, client.create_context(request)).await {
+            Ok(r) => r
+                .map(tonic::Response::into_inner)
+                .map_err(|s| match s.code() {
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+                        RestError::bad_request(s.message())
+                    }
+                    _ => RestError::from_status(&s),
+                }),
+            Err(_) => Err(no_answer(&sandbox, CREATE_DEADLINE)),
+        }
     }
     .await;
     let context = match created {
@@ -295,6 +392,7 @@ pub async fn list(State(state): State<Arc<Contexts>>) -> Json<Vec<ContextView>> 
     let mut all: Vec<ContextView> = state
         .discover()
         .await
+        .0
         .iter()
         .map(|(r, c)| view(c, &r.sandbox))
         .collect();
@@ -308,13 +406,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<ContextView>, RestError> {
     let route = state.route(&id).await?;
-    let contexts = state
-        .client(&route.sandbox)?
-        .list_contexts(req(&route.sandbox, ListContextsRequest {}))
-        .await
-        .map_err(|s| RestError::from_status(&s))?
-        .into_inner()
-        .contexts;
+    let contexts = state.contexts_in(&route.sandbox, CALL_DEADLINE).await?;
     let c = contexts
         .iter()
         .find(|c| c.context_id == id)
@@ -328,16 +420,19 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, RestError> {
     let route = state.route(&id).await?;
-    state
-        .client(&route.sandbox)?
-        .delete_context(req(
-            &route.sandbox,
-            DeleteContextRequest {
-                context_id: id.clone(),
-            },
-        ))
-        .await
-        .map_err(|s| RestError::from_status(&s))?;
+    let mut client = state.client(&route.sandbox)?;
+    let request = req(
+        &route.sandbox,
+        DeleteContextRequest {
+            context_id: id.clone(),
+        },
+    );
+    within(
+        CALL_DEADLINE,
+        &route.sandbox,
+        client.delete_context(request),
+    )
+    .await?;
     state.routes().remove(&id);
     if route.owns_sandbox {
         state.manager.destroy(&route.sandbox).await?;
@@ -432,21 +527,20 @@ pub async fn execute(
             timeout_seconds: timeout,
         },
     );
-    // The sandbox enforces the timeout; this deadline only guards against a daemon that hangs.
-    request.set_timeout(Duration::from_secs_f64(timeout + 30.0));
-    let mut stream = state
-        .client(&route.sandbox)?
-        .run_code(request)
-        .await
-        .map_err(|s| RestError::from_status(&s))?
-        .into_inner();
+    // The sandbox enforces the timeout; this deadline (for the whole stream, not only its
+    // start) guards against a daemon that hangs.
+    let deadline = Duration::from_secs_f64(timeout) + RUN_MARGIN;
+    let until = tokio::time::Instant::now() + deadline;
+    request.set_timeout(deadline);
+    let mut client = state.client(&route.sandbox)?;
+    let mut stream = within(deadline, &route.sandbox, client.run_code(request)).await?;
 
     let wants_stream = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
     if wants_stream {
-        let lines = async_stream_lines(stream);
+        let lines = async_stream_lines(stream, until, no_answer(&route.sandbox, deadline));
         return Ok((
             [(http::header::CONTENT_TYPE, "application/x-ndjson")],
             Body::from_stream(lines),
@@ -455,11 +549,12 @@ pub async fn execute(
     }
 
     let mut out = Collected::default();
-    while let Some(ev) = stream
-        .message()
-        .await
-        .map_err(|s| RestError::from_status(&s))?
-    {
+    loop {
+        let next = tokio::time::timeout_at(until, stream.message())
+            .await
+            .map_err(|_| no_answer(&route.sandbox, deadline))?
+            .map_err(|s| RestError::from_status(&s))?;
+        let Some(ev) = next else { break };
         out.add(ev);
     }
     if out.killed && out.reason == "timeout" {
@@ -489,23 +584,31 @@ pub async fn execute(
     Ok(Json(resp).into_response())
 }
 
+/// The events as NDJSON lines; past `until` the stream ends with a `failed` line (`late`).
 fn async_stream_lines(
     stream: tonic::Streaming<ExecEvent>,
+    until: tokio::time::Instant,
+    late: RestError,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, Infallible>> + Send {
-    futures::stream::unfold(Some(stream), |state| async move {
-        let mut stream = state?;
-        let line = match stream.message().await {
-            Ok(Some(ev)) => match event_line(&ev) {
-                Some(v) => v,
-                None => json!({ "type": "unknown" }),
-            },
-            Ok(None) => return None,
-            Err(s) => {
-                let mut line = RestError::from_status(&s).body();
+    let late = Arc::new(late.body());
+    futures::stream::unfold(Some(stream), move |state| {
+        let late = late.clone();
+        async move {
+            let mut stream = state?;
+            let failed = |mut line: Value| {
                 line["type"] = json!("failed");
-                return Some((Ok(bytes::Bytes::from(format!("{line}\n"))), None));
-            }
-        };
-        Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(stream)))
+                Some((Ok(bytes::Bytes::from(format!("{line}\n"))), None))
+            };
+            let line = match tokio::time::timeout_at(until, stream.message()).await {
+                Ok(Ok(Some(ev))) => match event_line(&ev) {
+                    Some(v) => v,
+                    None => json!({ "type": "unknown" }),
+                },
+                Ok(Ok(None)) => return None,
+                Ok(Err(s)) => return failed(RestError::from_status(&s).body()),
+                Err(_) => return failed((*late).clone()),
+            };
+            Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(stream)))
+        }
     })
 }

@@ -104,6 +104,11 @@ impl From<crate::error::HostError> for RestError {
 }
 
 impl RestError {
+    /// The message, as the body's `error` shows it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The JSON body: `{"error": "...", "code": "..."}`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({ "error": self.message, "code": self.code })

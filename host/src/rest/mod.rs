@@ -48,10 +48,15 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(contexts::Contexts::new(manager));
-    state.sweep_orphans().await;
-    axum::serve(listener, router(state, auth))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    // The sweep asks sandboxes (with deadlines) while the API already answers.
+    let sweep = state.clone();
+    let serve = async move {
+        axum::serve(listener, router(state, auth))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    };
+    let (served, ()) = tokio::join!(serve, sweep.sweep_orphans());
+    served
 }
 
 /// Refuses a non-loopback REST address without credentials (DESIGN.md §3.2).
