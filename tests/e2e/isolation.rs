@@ -154,3 +154,132 @@ async fn sandbox_has_no_network_runs_as_1000_on_a_read_only_root() {
         .expect("pids");
     assert_eq!(out.stdout.trim(), "512");
 }
+
+/// Classic container escapes, each tried from user code; `what=<exit status>` per attempt.
+const CLASSIC_ESCAPES: &str = r#"
+mkdir -p /tmp/m
+mount -t tmpfs none /tmp/m; echo mount=$?
+unshare -U true; echo unshare_user=$?
+unshare -m true; echo unshare_mount=$?
+python3 - <<'PY'
+import ctypes, errno, socket
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+for label, flag in [('sys_unshare_user', CLONE_NEWUSER), ('sys_unshare_ns', CLONE_NEWNS)]:
+    r = libc.unshare(flag)
+    print(f"{label}={'ok' if r == 0 else errno.errorcode[ctypes.get_errno()]}")
+r = libc.mount(b"none", b"/tmp/m", b"tmpfs", 0, None)
+print(f"sys_mount={'ok' if r == 0 else errno.errorcode[ctypes.get_errno()]}")
+for label, fam, typ, proto in [('raw_icmp', socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                               ('raw_tcp', socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP),
+                               ('raw_icmp6', socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+                               ('packet', socket.AF_PACKET, socket.SOCK_RAW, 0)]:
+    try:
+        socket.socket(fam, typ, proto).close()
+        print(f"{label}=ok")
+    except OSError as e:
+        print(f"{label}={errno.errorcode.get(e.errno, e.errno)}")
+PY
+grep -c ' /tmp/m ' /proc/mounts; echo
+for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do test -e $s && echo "present=$s"; done
+find / \( -path /proc -o -path /sys \) -prune -o -type s -name '*docker*' -print 2>/dev/null
+echo "docker_host=${DOCKER_HOST:-}"
+"#;
+
+#[tokio::test]
+async fn classic_escapes_fail() {
+    let host = Host::start(&[]);
+    let id = host.create().await;
+    let out = host
+        .exec(&id, "shell", CLASSIC_ESCAPES, 30.0)
+        .await
+        .expect("escapes");
+    let got = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {}\n{}", out.stdout, out.stderr))
+            .to_owned()
+    };
+    for key in ["mount", "unshare_user", "unshare_mount"] {
+        assert_ne!(
+            got(key),
+            "0",
+            "{key} worked: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    for key in ["sys_unshare_user", "sys_unshare_ns", "sys_mount"] {
+        assert_eq!(got(key), "EPERM", "{key}: {}", out.stdout);
+    }
+    for key in ["raw_icmp", "raw_tcp", "raw_icmp6", "packet"] {
+        let v = got(key);
+        // EPERM without CAP_NET_RAW; EAFNOSUPPORT where the family is absent altogether.
+        assert!(
+            v == "EPERM" || v == "EAFNOSUPPORT",
+            "{key} socket: {v}\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("\n0\n"),
+        "/tmp/m got mounted: {}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("present="), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains(".sock"),
+        "a docker socket inside: {}",
+        out.stdout
+    );
+    assert_eq!(got("docker_host"), "");
+
+    // Setuid-root binaries exist in the image (passwd, su, mount…) but cannot elevate
+    // (no-new-privileges): passwd waiting for a password still has the user's ids.
+    let out = host
+        .exec(
+            &id,
+            "shell",
+            "find / -xdev -perm -4000 -user root -type f 2>/dev/null | grep -c .; \
+             (sleep 3 | passwd >/dev/null 2>&1) & sleep 1; \
+             for p in $(pgrep -x passwd); do grep '^Uid' /proc/$p/status; done; wait",
+            30.0,
+        )
+        .await
+        .expect("setuid");
+    let mut lines = out.stdout.lines();
+    let setuid_binaries: u32 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    assert!(setuid_binaries > 0, "{}", out.stdout);
+    let uid = lines
+        .next()
+        .unwrap_or_else(|| panic!("passwd not seen: {out:?}"));
+    assert_eq!(
+        uid.split_whitespace().collect::<Vec<_>>(),
+        vec!["Uid:", "1000", "1000", "1000", "1000"],
+        "a setuid-root binary ran with root ids"
+    );
+
+    // /tmp is a tmpfs bounded by the memory limit (512 MiB by default).
+    let out = host
+        .exec(
+            &id,
+            "shell",
+            "grep ' /tmp ' /proc/mounts; df -B1 --output=size /tmp | tail -1",
+            10.0,
+        )
+        .await
+        .expect("tmp");
+    let mut lines = out.stdout.lines();
+    let mount = lines.next().unwrap_or_default();
+    assert!(mount.starts_with("tmpfs /tmp tmpfs "), "{mount}");
+    assert!(
+        mount.contains("nosuid") && mount.contains("nodev"),
+        "{mount}"
+    );
+    let size: u64 = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(size > 0 && size <= 512 << 20, "/tmp is {size} bytes");
+}

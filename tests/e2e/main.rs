@@ -11,3 +11,4 @@ mod lifecycle;
 mod mcp;
 mod miniwob;
 mod rest;
+mod security;
