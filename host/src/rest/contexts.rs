@@ -150,8 +150,12 @@ impl Contexts {
             }
         }
         let mut routes = self.routes();
-        routes
-            .retain(|_, r| !answered.contains(&r.sandbox) && self.manager.get(&r.sandbox).is_ok());
+        // Routes learnt since the snapshot above (a create meanwhile) stay; of the others, those
+        // in sandboxes that answered are replaced by what they said.
+        routes.retain(|id, r| {
+            (!ours.contains(id) || !answered.contains(&r.sandbox))
+                && self.manager.get(&r.sandbox).is_ok()
+        });
         for (route, c) in &found {
             routes.insert(c.context_id.clone(), route.clone());
         }
