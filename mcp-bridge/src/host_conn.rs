@@ -36,7 +36,7 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 pub const CREATE_DEADLINE: Duration = Duration::from_secs(60);
 /// What a run's deadline adds to the run's own timeout: sandboxd enforces the timeout itself
 /// (and may restart a kernel after it); the deadline only guards against a daemon that hangs.
-pub const RUN_MARGIN: Duration = Duration::from_secs(15);
+pub const RUN_MARGIN: Duration = Duration::from_secs(10);
 /// The environment variable holding the bearer token for the host.
 pub const TOKEN_ENV: &str = "AGENT_RUNTIME_TOKEN";
 
@@ -369,4 +369,46 @@ pub fn with_sandbox<T>(id: &SandboxId, msg: T) -> Result<tonic::Request<T>, Tool
     })?;
     req.metadata_mut().insert(SANDBOX_ID_HEADER, value);
     Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_gets_a_deadline_and_the_token() {
+        let mut auth = HostAuth {
+            bearer: Some("Bearer t0ken".parse().expect("ascii")),
+        };
+        let req = auth.call(tonic::Request::new(())).expect("intercepted");
+        assert_eq!(
+            req.metadata().get("authorization").map(|v| v.to_str().ok()),
+            Some(Some("Bearer t0ken"))
+        );
+        assert_eq!(
+            req.metadata().get("grpc-timeout").map(|v| v.to_str().ok()),
+            Some(Some("30000000u"))
+        );
+        // A deadline the caller set is kept.
+        let mut own = tonic::Request::new(());
+        own.set_timeout(Duration::from_secs(90));
+        let req = auth.call(own).expect("intercepted");
+        assert_eq!(
+            req.metadata().get("grpc-timeout").map(|v| v.to_str().ok()),
+            Some(Some("90000000u"))
+        );
+        // Without a token, no header.
+        let mut anonymous = HostAuth { bearer: None };
+        let req = anonymous
+            .call(tonic::Request::new(()))
+            .expect("intercepted");
+        assert!(req.metadata().get("authorization").is_none());
+    }
+
+    #[test]
+    fn a_run_deadline_is_its_timeout_plus_the_margin() {
+        assert_eq!(run_deadline(0.0), Duration::from_secs(30) + RUN_MARGIN);
+        assert_eq!(run_deadline(3600.0), Duration::from_secs(3600) + RUN_MARGIN);
+        assert_eq!(run_deadline(2.5), Duration::from_millis(2500) + RUN_MARGIN);
+    }
 }

@@ -411,3 +411,67 @@ impl SessionRegistry {
         closing.join_all().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_conn::SpawnPolicy;
+
+    fn session() -> Session {
+        let host = HostConn::new(
+            "http://127.0.0.1:1",
+            SpawnPolicy {
+                enabled: false,
+                binary: None,
+                idle_exit_secs: 1,
+            },
+        )
+        .expect("address");
+        Session::new(
+            Arc::new(host),
+            SessionLimits { max_sandboxes: 2 },
+            TaskTracker::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_session_refuses_sandboxes_it_did_not_create() {
+        let s = session();
+        let refused = |r: Result<SandboxId, ToolError>| match r {
+            Err(ToolError::NotFound(m)) => {
+                assert!(
+                    m.starts_with("sandbox sb-other is not one of this session's sandboxes"),
+                    "{m}"
+                );
+            }
+            other => panic!("not refused: {other:?}"),
+        };
+        // No host is reached: the check comes before any call.
+        refused(s.resolve(Some("sb-other")).await);
+        refused(s.owned(" sb-other "));
+        refused(
+            s.existing(Some("sb-other"))
+                .map(|o| o.unwrap_or(SandboxId::new(""))),
+        );
+        refused(s.context_sandbox(&ContextId::new("ctx-1"), Some("sb-other")));
+
+        locked(&s.state, |st| st.sandboxes.push(SandboxId::new("sb-mine")));
+        assert_eq!(
+            s.resolve(Some("sb-mine")).await.expect("own sandbox"),
+            SandboxId::new("sb-mine")
+        );
+        refused(s.resolve(Some("sb-other")).await);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_the_session() {
+        let s = session();
+        assert!(!s.ended().is_cancelled());
+        s.close().await;
+        assert!(s.ended().is_cancelled());
+        assert!(matches!(
+            s.resolve(None).await,
+            Err(ToolError::Unavailable(_))
+        ));
+    }
+}

@@ -124,3 +124,24 @@ pub fn print_tools(host: Arc<HostConn>, limits: SessionLimits) -> Result<(), Ser
     println!("{json}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn end_of_stdin_is_reported() {
+        let eof = CancellationToken::new();
+        let mut r = EofWatch {
+            inner: &b"{}\n"[..],
+            eof: eof.clone(),
+        };
+        let mut buf = [0u8; 2];
+        assert_eq!(r.read(&mut buf).await.expect("read"), 2);
+        assert!(!eof.is_cancelled(), "data is not the end");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.expect("read");
+        assert!(eof.is_cancelled());
+    }
+}
