@@ -119,11 +119,24 @@ impl ExecSpec {
     pub fn from_request(req: ExecRequest, workspace: &Workspace) -> Result<Self> {
         let language = Language::parse(&req.language)?;
         let cwd = workspace.resolve_or_root(&req.cwd)?;
-        match std::fs::metadata(&cwd) {
+        // Checked as the sandbox user; `cwd/.` also needs the search permission entering takes.
+        match crate::privs::as_user(|| std::fs::metadata(cwd.join(".")))? {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(Error::invalid(format!(
                     "working directory {} is not a directory",
+                    cwd.display()
+                )))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(Error::invalid(format!(
+                    "working directory {} is not a directory",
+                    cwd.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(Error::invalid(format!(
+                    "working directory {} is not accessible to the sandbox user",
                     cwd.display()
                 )))
             }
@@ -354,20 +367,25 @@ impl Script {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .mode(0o600)
                 .open(&path)?;
             std::io::Write::write_all(&mut file, code.as_bytes())
         };
-        match write() {
-            Ok(()) => Ok(Self(path)),
-            Err(source) => {
+        let written = crate::privs::as_user(|| {
+            let written = write();
+            if written.is_err() {
                 let _ = std::fs::remove_file(&path);
-                Err(Error::Io {
-                    op: "writing the program to",
-                    path,
-                    source,
-                })
             }
+            written
+        })?;
+        match written {
+            Ok(()) => Ok(Self(path)),
+            Err(source) => Err(Error::Io {
+                op: "writing the program to",
+                path,
+                source,
+            }),
         }
     }
 
@@ -378,7 +396,7 @@ impl Script {
 
 impl Drop for Script {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = crate::privs::as_user(|| std::fs::remove_file(&self.0));
     }
 }
 

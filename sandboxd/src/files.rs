@@ -1,10 +1,13 @@
 //! Whole-file and directory operations: ReadFile, WriteFile, ListDir, Stat, Remove, MakeDir.
 //!
-//! The work is blocking filesystem I/O plus hashing, so each call runs on the blocking pool.
+//! The work is blocking filesystem I/O plus hashing, so each call runs on the blocking pool, as
+//! the sandbox user (`privs::as_user`): the daemon's own privileges never reach a file the user
+//! could not touch, and what it creates belongs to the user. Reads take regular files only, so a
+//! FIFO or a device can never block a call.
 
 use std::fs::{self, Metadata};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use agent_runtime_proto::v1::{FileInfo, ListDirResponse, ReadFileResponse, WriteFileResponse};
@@ -12,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::paths::Workspace;
+use crate::privs;
 
 /// Largest file ReadFile returns (WriteFile and ReadFile messages must fit the 80 MiB limit).
 pub const READ_LIMIT: u64 = 64 * 1024 * 1024;
@@ -55,11 +59,7 @@ impl Files {
 
     fn read_blocking(&self, path: PathBuf, limit: u64) -> Result<ReadFileResponse> {
         let err = |e| self.io_error("reading", &path, e);
-        let file = fs::File::open(&path).map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        if meta.is_dir() {
-            return Err(Error::IsADirectory(path));
-        }
+        let (file, meta) = self.open_regular(&path)?;
         if meta.len() > limit {
             return Err(too_large(meta.len(), limit));
         }
@@ -104,12 +104,11 @@ impl Files {
         let err = |e| self.io_error("writing", &path, e);
         self.create_parent(&path)?;
         let size = if append {
-            let mut file = fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(mode)
-                .open(&path)
-                .map_err(err)?;
+            let (mut file, _) = self.open_checked(
+                "writing",
+                &path,
+                fs::OpenOptions::new().append(true).create(true).mode(mode),
+            )?;
             file.write_all(&content).map_err(err)?;
             file.metadata().map_err(err)?.len()
         } else {
@@ -120,11 +119,11 @@ impl Files {
                 }
                 // A writable file in a directory we may not create files in: write it in place.
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && path.is_file() => {
-                    let mut file = fs::OpenOptions::new()
-                        .write(true)
-                        .truncate(true)
-                        .open(&path)
-                        .map_err(err)?;
+                    let (mut file, _) = self.open_checked(
+                        "writing",
+                        &path,
+                        fs::OpenOptions::new().write(true).truncate(true),
+                    )?;
                     file.write_all(&content).map_err(err)?;
                 }
                 Err(e) => return Err(err(e)),
@@ -136,6 +135,49 @@ impl Files {
             size,
             sha256: hex::encode(Sha256::digest(&content)),
         })
+    }
+
+    /// Opens a regular file for reading (following symlinks, as the caller of this runs as the
+    /// user). Directories are `IsADirectory`; FIFOs, sockets and devices are refused before they
+    /// are opened, and again after an open that cannot block, should the path change in between.
+    pub fn open_regular(&self, path: &Path) -> Result<(fs::File, Metadata)> {
+        let meta = fs::metadata(path).map_err(|e| self.io_error("reading", path, e))?;
+        not_special(path, &meta)?;
+        self.open_checked("reading", path, fs::OpenOptions::new().read(true))
+    }
+
+    /// Opens `path` with `options` without blocking (O_NONBLOCK, so a FIFO without a peer fails
+    /// or opens at once) and keeps it only when it is a regular file.
+    fn open_checked(
+        &self,
+        op: &'static str,
+        path: &Path,
+        options: &mut fs::OpenOptions,
+    ) -> Result<(fs::File, Metadata)> {
+        let err = |e| self.io_error(op, path, e);
+        let file = options
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| {
+                // ENXIO: a FIFO opened for writing with no reader; say so.
+                let special = (e.raw_os_error() == Some(libc::ENXIO))
+                    .then(|| fs::metadata(path).ok())
+                    .flatten()
+                    .and_then(|meta| not_special(path, &meta).err());
+                special.unwrap_or_else(|| err(e))
+            })?;
+        let meta = file.metadata().map_err(err)?;
+        not_special(path, &meta)?;
+        // Back to blocking reads (no-op for a regular file, but say what we mean).
+        // SAFETY: fcntl on a descriptor we own changes only its status flags.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+        Ok((file, meta))
     }
 
     /// Creates the parent directories of `path`.
@@ -201,14 +243,14 @@ impl Files {
     /// Removes a file, a symlink, an empty directory, or with `recursive` any directory.
     pub async fn remove(&self, path: &str, recursive: bool) -> Result<()> {
         let path = self.workspace.resolve(path)?;
-        if self.workspace.is_root(&path) {
-            return Err(Error::invalid(format!(
-                "refusing to remove the workspace root {}; remove what is inside it instead",
-                path.display()
-            )));
-        }
         let this = self.clone();
         blocking(move || {
+            if this.workspace.is_root(&path) {
+                return Err(Error::invalid(format!(
+                    "refusing to remove the workspace root {}; remove what is inside it instead",
+                    path.display()
+                )));
+            }
             let err = |e| this.io_error("removing", &path, e);
             let meta = fs::symlink_metadata(&path).map_err(err)?;
             if meta.is_dir() {
@@ -238,13 +280,39 @@ impl Files {
     }
 }
 
-/// Runs blocking filesystem work off the async threads.
+/// Runs blocking filesystem work off the async threads, as the sandbox user (`privs::as_user`):
+/// every use is on behalf of a caller.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(work)
+    tokio::task::spawn_blocking(move || privs::as_user(work)?)
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
+}
+
+/// Refuses what is neither a regular file nor a directory (which is `IsADirectory`).
+fn not_special(path: &Path, meta: &Metadata) -> Result<()> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        return Err(Error::IsADirectory(path.to_path_buf()));
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(Error::invalid(format!(
+        "{} is {what}; only regular files can be read or written here (copy the data into a \
+         file first)",
+        path.display()
+    )))
 }
 
 /// The mode bits a request asks for, 0 meaning 0644.
@@ -297,7 +365,7 @@ pub fn file_info(path: &Path, meta: &Metadata) -> FileInfo {
 }
 
 /// A temporary file beside its destination, removed unless persisted: a failed or abandoned write
-/// never leaves a partial file behind.
+/// never leaves a partial file behind. Create and persist it as the sandbox user.
 pub struct TempFile {
     path: PathBuf,
     /// The open file.
@@ -320,6 +388,7 @@ impl TempFile {
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&path)?;
         Ok(Self {
@@ -344,7 +413,8 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
-            let _ = fs::remove_file(&self.path);
+            // Maybe dropped outside the worker that made it: removed as the user all the same.
+            let _ = privs::as_user(|| fs::remove_file(&self.path));
         }
     }
 }

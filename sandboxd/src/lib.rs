@@ -9,6 +9,7 @@ pub mod exec;
 pub mod files;
 pub mod oom;
 pub mod paths;
+pub mod privs;
 pub mod procs;
 pub mod serve;
 pub mod server;

@@ -1,8 +1,15 @@
-//! `sandboxd` binary: parse flags, set up logging, run until a shutdown signal.
+//! `sandboxd` binary: parse flags, set up logging, separate the daemon from user code, run until a
+//! shutdown signal. Started as `node` it is the Playwright driver shim instead (see `privs`).
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Started as `node` (the driver shim): become the sandbox user and run the real Node.
+    if sandboxd::privs::is_driver_shim() {
+        let err = sandboxd::privs::exec_driver_node();
+        eprintln!("sandboxd (driver shim): error: {err}");
+        return std::process::ExitCode::from(127);
+    }
     let args = sandboxd::cli::Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -13,6 +20,15 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=error")),
         )
         .init();
+    // Before any thread exists: setgroups applies to the whole process.
+    match sandboxd::privs::harden_daemon() {
+        Ok(Some(user)) => tracing::info!(uid = user.uid, gid = user.gid, "user code runs as"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("sandboxd: error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

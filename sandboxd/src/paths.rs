@@ -2,11 +2,14 @@
 //!
 //! Relative paths resolve under the workspace; absolute paths are used as given. There is no
 //! confinement here on purpose: the container is the boundary, and the OS's permission errors are
-//! the real ones.
+//! the real ones — for the sandbox user, since every access to a resolved path runs through
+//! `privs::as_user` (sandboxd itself is root in the container). Resolution is lexical; the one
+//! lookup here, in [`Workspace::is_root`], also runs as the user.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::privs;
 
 /// The workspace directory (`/workspace` in the container).
 #[derive(Clone, Debug)]
@@ -55,13 +58,16 @@ impl Workspace {
         }
     }
 
-    /// True when `path` names the workspace directory (also through symlinks).
+    /// True when `path` names the workspace directory (also through symlinks, followed as the
+    /// sandbox user).
     pub fn is_root(&self, path: &Path) -> bool {
         if clean(path) == self.0 {
             return true;
         }
-        match (std::fs::canonicalize(path), std::fs::canonicalize(&self.0)) {
-            (Ok(a), Ok(b)) => a == b,
+        let canonical =
+            privs::as_user(|| (std::fs::canonicalize(path), std::fs::canonicalize(&self.0)));
+        match canonical {
+            Ok((Ok(a), Ok(b))) => a == b,
             _ => false,
         }
     }

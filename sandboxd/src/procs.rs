@@ -4,21 +4,44 @@
 //! leader's pid. Killing the process group catches ordinary children; scanning `/proc` for the
 //! session id also catches those that moved to another process group (job control, `setpgid`).
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStringExt;
 use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::privs;
+
 /// Makes the child a session leader with a lower CPU priority that the OOM killer picks first, so
-/// the daemon stays responsive and survives whatever the user's code does.
+/// the daemon stays responsive and survives whatever the user's code does; with
+/// `SANDBOXD_RUN_AS` the child then drops to the sandbox user (see `privs`) and enters its working
+/// directory again as that user. A child that cannot drop is not started.
 pub fn isolate(cmd: &mut Command) {
+    let user = privs::user().map_err(|e| e.to_string());
+    // std enters the working directory before pre_exec, still as root: the child enters it again
+    // after the drop, so a directory the user may not enter fails the spawn instead of becoming
+    // the user's cwd.
+    let cwd = cmd.as_std().get_current_dir().map(|dir| {
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(dir)
+        };
+        CString::new(dir.into_os_string().into_vec())
+    });
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed. It calls setsid, open, write, close and setpriority — all
-    // async-signal-safe — touches no heap, takes no locks, and uses only a static C string.
+    // calls are allowed. It calls setsid, prctl, open, write, close, setpriority, the credential
+    // calls of `privs::drop_to` and chdir — all async-signal-safe system calls — takes no locks,
+    // allocates nothing (the error cases build an io::Error from an errno or a static kind), and
+    // uses only static C strings and the CString made before the fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
             }
+            // The daemon is not dumpable and the fork inherited that, which makes
+            // /proc/self/oom_score_adj root's; exec (or the drop) sets the flag properly again.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             let fd = libc::open(
                 c"/proc/self/oom_score_adj".as_ptr(),
                 libc::O_WRONLY | libc::O_CLOEXEC,
@@ -29,7 +52,17 @@ pub fn isolate(cmd: &mut Command) {
                 libc::close(fd);
             }
             let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-            Ok(())
+            match &user {
+                Ok(None) => return Ok(()),
+                Ok(Some(user)) => privs::drop_to(*user)?,
+                Err(_) => return Err(std::io::ErrorKind::PermissionDenied.into()),
+            }
+            match &cwd {
+                None => Ok(()),
+                Some(Ok(dir)) if libc::chdir(dir.as_ptr()) == 0 => Ok(()),
+                Some(Ok(_)) => Err(std::io::Error::last_os_error()),
+                Some(Err(_)) => Err(std::io::ErrorKind::InvalidInput.into()),
+            }
         });
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Both sides hand chunks between the gRPC stream and a blocking-pool worker (which does the file
 //! I/O and the hashing) over small bounded channels, so a 200 MiB transfer holds a few chunks at a
-//! time, never the file.
+//! time, never the file. Paths are opened and files created as the sandbox user (`files::blocking`
+//! runs its work through `privs::as_user`); Download takes regular files only.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -139,15 +140,7 @@ pub async fn download(files: &Files, path: &str, chunk_size: u32) -> Result<Down
     let file = {
         let files = files.clone();
         let path = path.clone();
-        blocking(move || {
-            let err = |e| files.io_error("reading", &path, e);
-            let file = std::fs::File::open(&path).map_err(err)?;
-            if file.metadata().map_err(err)?.is_dir() {
-                return Err(Error::IsADirectory(path));
-            }
-            Ok(file)
-        })
-        .await?
+        blocking(move || files.open_regular(&path).map(|(file, _)| file)).await?
     };
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
     let files = files.clone();

@@ -550,7 +550,10 @@ impl Browser {
                     workspace.root().display()
                 )));
             }
-            if !path.is_file() {
+            // Looked at as the sandbox user; the driver, which reads the file, runs as that user.
+            let is_file = crate::privs::as_user(|| path.is_file())
+                .map_err(|e| BrowserError::Launch(e.to_string()))?;
+            if !is_file {
                 return Err(BrowserError::invalid(format!(
                     "{} is not a file; write it first (file_write) or check the path",
                     path.display()

@@ -117,27 +117,41 @@ impl Shared {
         lock(&self.dialog).take()
     }
 
-    /// Saves a download under /workspace/downloads and reports where.
+    /// Saves a download under /workspace/downloads and reports where. The directory is made and
+    /// the name chosen as the sandbox user; the driver, which writes the file, runs as that user.
     pub async fn download_started(&self, download: Download) -> playwright_rs::Result<()> {
         let name = safe_file_name(download.suggested_filename());
-        if let Err(e) = tokio::fs::create_dir_all(&self.downloads).await {
-            self.push(
-                kind::DOWNLOAD,
-                format!(
-                    "download {name:?} failed: cannot create {}: {e}",
-                    self.downloads.display()
-                ),
-                String::new(),
-            );
-            return Ok(());
-        }
-        let path = unique_path(&self.downloads, &name);
+        let place = {
+            let dir = self.downloads.clone();
+            let name = name.clone();
+            as_user_blocking(move || {
+                std::fs::create_dir_all(&dir)?;
+                Ok(unique_path(&dir, &name))
+            })
+            .await
+        };
+        let path = match place {
+            Ok(path) => path,
+            Err(e) => {
+                self.push(
+                    kind::DOWNLOAD,
+                    format!(
+                        "download {name:?} failed: cannot create {}: {e}",
+                        self.downloads.display()
+                    ),
+                    String::new(),
+                );
+                return Ok(());
+            }
+        };
         match download.save_as(&path).await {
             Ok(()) => {
-                let size = tokio::fs::metadata(&path)
-                    .await
-                    .map(|m| m.len())
-                    .unwrap_or(0);
+                let size = {
+                    let path = path.clone();
+                    as_user_blocking(move || std::fs::metadata(&path).map(|m| m.len()))
+                        .await
+                        .unwrap_or(0)
+                };
                 self.push(
                     kind::DOWNLOAD,
                     format!(
@@ -180,6 +194,21 @@ impl Shared {
     /// Whether the browser died since it was started; clears the mark.
     pub fn take_crashed(&self) -> bool {
         self.crashed.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// Runs file work on the blocking pool as the sandbox user (`privs::as_user`).
+async fn as_user_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let done = tokio::task::spawn_blocking(move || crate::privs::as_user(work)).await;
+    match done {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            e.to_string(),
+        )),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
     }
 }
 

@@ -92,8 +92,13 @@ pub struct Launched {
     pub page: Page,
 }
 
-/// Starts the driver, Chromium, a context and its first tab.
+/// Starts the driver, Chromium, a context and its first tab. With `SANDBOXD_RUN_AS` the driver
+/// must be the shim that drops to the sandbox user (`privs`), so neither it nor Chromium runs as
+/// root; a driver that is not is refused.
 pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
+    if let Ok((node, _)) = playwright_rs::server::driver::get_driver_executable() {
+        crate::privs::check_driver(&node).map_err(BrowserError::Launch)?;
+    }
     let playwright = Playwright::launch()
         .await
         .map_err(|e| BrowserError::Launch(format!("the playwright driver: {e}")))?;

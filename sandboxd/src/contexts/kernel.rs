@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::procs;
+use crate::{privs, procs};
 
 /// How long a kernel may take to answer its first kernel_info_request.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,7 +73,7 @@ impl Live {
         let pids: Vec<i32> = live.iter().map(|(pid, _)| *pid).collect();
         procs::kill_sessions_blocking(&pids);
         for (_, dir) in live {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = remove_dir(&dir);
         }
     }
 }
@@ -94,7 +94,7 @@ impl Drop for Process {
         procs::kill_session(self.pid);
         self.tasks.cancel();
         self.live.remove(self.pid);
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+        if let Err(e) = remove_dir(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a kernel directory");
             }
@@ -158,14 +158,17 @@ impl Kernel {
             let path = path.to_path_buf();
             move |source| Error::Io { op, path, source }
         };
-        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
-        {
+        // The directory and the connection file belong to the sandbox user, who runs the kernel
+        // (and binds its sockets there); made as that user, nothing planted in /tmp is followed
+        // with the daemon's rights.
+        privs::as_user(|| {
             use std::os::unix::fs::DirBuilderExt;
+            std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&dir)
-                .map_err(io("creating", &dir))?;
-        }
+                .map_err(io("creating", &dir))
+        })??;
         let info = ConnectionInfo {
             // IPC endpoints are `ipc://{ip}-{port}`: the ports are only suffixes here.
             ip: dir.join("s").display().to_string(),
@@ -183,17 +186,20 @@ impl Kernel {
         let written = serde_json::to_vec(&info)
             .map_err(|e| Error::Internal(format!("encoding the kernel connection file: {e}")))
             .and_then(|json| {
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&file)
-                    .map_err(io("writing", &file))?;
-                std::io::Write::write_all(&mut f, &json).map_err(io("writing", &file))
+                privs::as_user(|| {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(0o600)
+                        .open(&file)
+                        .map_err(io("writing", &file))?;
+                    std::io::Write::write_all(&mut f, &json).map_err(io("writing", &file))
+                })?
             });
         if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = remove_dir(&dir);
             return Err(e);
         }
 
@@ -215,7 +221,7 @@ impl Kernel {
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(source) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = remove_dir(&dir);
                 return Err(Error::Spawn {
                     program: "python3 (ipykernel)",
                     source,
@@ -223,7 +229,7 @@ impl Kernel {
             }
         };
         let Some(pid) = child.id().map(|p| p as i32) else {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = remove_dir(&dir);
             return Err(Error::Internal(
                 "the kernel exited before it had a pid".into(),
             ));
@@ -571,6 +577,12 @@ fn parent_in(m: &JupyterMessage, ids: &HashSet<String>) -> bool {
     m.parent_header
         .as_ref()
         .is_some_and(|h| ids.contains(&h.msg_id))
+}
+
+/// Removes a kernel directory as the sandbox user who owns it (symlinks in it are not followed).
+fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    privs::as_user(|| std::fs::remove_dir_all(dir))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()))?
 }
 
 /// `n` random bytes as hex.

@@ -424,3 +424,72 @@ async fn an_abandoned_upload_leaves_no_file() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn fifos_and_devices_are_refused_at_once() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let fifo = daemon.workspace().join("notes.txt");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    anyhow::ensure!(made.success(), "mkfifo failed: {made}");
+    // A read that blocked on the FIFO would never end: the guard turns that into a failure.
+    let guard = std::time::Duration::from_secs(10);
+
+    let err = tokio::time::timeout(guard, client.read_file(read("notes.txt")))
+        .await
+        .map_err(|_| anyhow::anyhow!("ReadFile blocked on a FIFO"))?
+        .err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("read a FIFO"))?;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        err.message(),
+        format!(
+            "{} is a FIFO (named pipe); only regular files can be read or written here (copy the \
+             data into a file first)",
+            fifo.display()
+        )
+    );
+
+    let download = DownloadRequest {
+        path: "notes.txt".into(),
+        chunk_size: 0,
+    };
+    let err = tokio::time::timeout(guard, client.download(download))
+        .await
+        .map_err(|_| anyhow::anyhow!("Download blocked on a FIFO"))?
+        .err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("downloaded a FIFO"))?;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("is a FIFO"), "{err:?}");
+
+    // Appending to a FIFO nobody reads neither blocks nor writes.
+    let append = WriteFileRequest {
+        append: true,
+        ..write("notes.txt", b"x")
+    };
+    let err = tokio::time::timeout(guard, client.write_file(append))
+        .await
+        .map_err(|_| anyhow::anyhow!("WriteFile blocked on a FIFO"))?
+        .err();
+    let err = err.ok_or_else(|| anyhow::anyhow!("appended to a FIFO"))?;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("is a FIFO"), "{err:?}");
+
+    // Devices too (reading /dev/zero would never end), also through a symlink.
+    std::os::unix::fs::symlink("/dev/zero", daemon.workspace().join("zero"))?;
+    for path in ["/dev/zero", "zero"] {
+        let err = tokio::time::timeout(guard, client.read_file(read(path)))
+            .await
+            .map_err(|_| anyhow::anyhow!("ReadFile of {path} did not return"))?
+            .err();
+        let err = err.ok_or_else(|| anyhow::anyhow!("read {path}"))?;
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("is a character device"), "{err:?}");
+    }
+
+    // The daemon still serves.
+    client.write_file(write("after.txt", b"ok")).await?;
+    let got = client.read_file(read("after.txt")).await?.into_inner();
+    assert_eq!(got.content, b"ok");
+    Ok(())
+}
