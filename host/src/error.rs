@@ -2,6 +2,8 @@
 
 use tonic::Status;
 
+const MIB: u64 = 1024 * 1024;
+
 /// Everything that can go wrong in the host.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -14,6 +16,31 @@ pub enum HostError {
     /// The cap on concurrent sandboxes is reached.
     #[error("sandbox limit reached ({0} running): destroy one or start the host with a larger --max-sandboxes")]
     TooManySandboxes(usize),
+    /// Creating one more sandbox would promise more memory than the host's budget.
+    #[error(
+        "memory budget exhausted: {sandboxes} sandboxes hold {} MiB, this one asks {} MiB, the \
+         budget is {} MiB: destroy a sandbox, ask for less memory, or start the host with a \
+         larger --memory-budget",
+        in_use / MIB, requested / MIB, budget / MIB
+    )]
+    MemoryBudget {
+        /// Memory the live sandboxes were given, in bytes.
+        in_use: u64,
+        /// How many live sandboxes.
+        sandboxes: usize,
+        /// Memory asked for, in bytes.
+        requested: u64,
+        /// The budget, in bytes.
+        budget: u64,
+    },
+    /// The sandbox's daemon or container died.
+    #[error("sandbox {id} is dead ({reason}): destroy it and create a new one")]
+    Dead {
+        /// The sandbox.
+        id: String,
+        /// What happened.
+        reason: String,
+    },
     /// The container runtime failed.
     #[error("docker: {0}")]
     Backend(String),
@@ -54,7 +81,10 @@ impl From<HostError> for Status {
         match e {
             HostError::InvalidArgument(_) => Status::invalid_argument(msg),
             HostError::SandboxNotFound(_) => Status::not_found(msg),
-            HostError::TooManySandboxes(_) => Status::resource_exhausted(msg),
+            HostError::TooManySandboxes(_) | HostError::MemoryBudget { .. } => {
+                Status::resource_exhausted(msg)
+            }
+            HostError::Dead { .. } => Status::failed_precondition(msg),
             HostError::NotReady { .. } => Status::unavailable(msg),
             HostError::Backend(_) | HostError::Image(_) | HostError::Io { .. } => {
                 Status::internal(msg)

@@ -1,5 +1,6 @@
 //! Agent Runtime host: owns sandbox containers and serves the gRPC API and the CLI.
 
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use agent_runtime_proto::auth::Secret;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::HelloRequest;
 use agent_runtime_proto::PROTOCOL;
@@ -14,7 +15,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::backend::{Backend, SandboxSpec};
+use crate::backend::{Backend, Endpoint, Exit, SandboxSpec};
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::limits::{Caps, Limits};
@@ -31,6 +32,8 @@ pub enum SandboxStatus {
     Creating,
     /// Ready for calls.
     Running,
+    /// Its daemon or container is gone; calls fail until it is destroyed. Holds no slot.
+    Dead,
 }
 
 impl SandboxStatus {
@@ -39,6 +42,7 @@ impl SandboxStatus {
         match self {
             Self::Creating => "creating",
             Self::Running => "running",
+            Self::Dead => "dead",
         }
     }
 }
@@ -66,7 +70,19 @@ pub struct SandboxRecord {
     pub startup_ms: u64,
     /// Taken over from an earlier host rather than created by this one.
     pub adopted: bool,
+    /// Who owns it: the name of the token that created it, or [`ANONYMOUS`].
+    pub owner: String,
+    /// Why it is dead, when it is.
+    pub dead_reason: Option<String>,
 }
+
+/// Owner of sandboxes made without a token (all of them when the host has no tokens).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Deadline of one readiness probe (connect, handshake, health, Hello).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Attempts an adopted sandbox gets to answer after a host restart.
+const ADOPT_ATTEMPTS: u32 = 3;
 
 struct Entry {
     record: SandboxRecord,
@@ -86,6 +102,10 @@ pub struct ManagerConfig {
     pub ready_timeout: Duration,
     /// Sandboxes with a started Python kernel kept ready for REST contexts.
     pub warm_target: usize,
+    /// Most memory all sandboxes together may be given, in bytes.
+    pub memory_budget: u64,
+    /// The key every sandbox's secret is derived from.
+    pub host_key: Secret,
 }
 
 /// Label of sandboxes made for REST contexts (the warm pool makes them too).
@@ -182,9 +202,14 @@ impl Manager {
         }
     }
 
-    /// Free slots under the cap.
+    /// Free slots under the cap (dead sandboxes hold none).
     pub fn free_slots(&self) -> usize {
-        self.config.max_sandboxes.saturating_sub(self.lock().len())
+        let live = self
+            .lock()
+            .values()
+            .filter(|e| e.record.status != SandboxStatus::Dead)
+            .count();
+        self.config.max_sandboxes.saturating_sub(live)
     }
 
     /// Image new sandboxes get.
@@ -213,6 +238,20 @@ impl Manager {
         labels: HashMap<String, String>,
         prewarm_kernel: bool,
     ) -> Result<SandboxRecord, HostError> {
+        self.create_as(ANONYMOUS, memory, cpu, timeout_s, labels, prewarm_kernel)
+            .await
+    }
+
+    /// Like `create_with`, owned by `owner` (a token name).
+    pub async fn create_as(
+        &self,
+        owner: &str,
+        memory: &str,
+        cpu: f64,
+        timeout_s: u64,
+        labels: HashMap<String, String>,
+        prewarm_kernel: bool,
+    ) -> Result<SandboxRecord, HostError> {
         let started = Instant::now();
         let limits = Limits::from_request(memory, cpu, timeout_s, &self.config.caps)?;
         check_labels(&labels)?;
@@ -231,11 +270,26 @@ impl Manager {
             status: SandboxStatus::Creating,
             startup_ms: 0,
             adopted: false,
+            owner: owner.to_owned(),
+            dead_reason: None,
         };
         {
             let mut entries = self.lock();
-            if entries.len() >= self.config.max_sandboxes {
-                return Err(HostError::TooManySandboxes(entries.len()));
+            let live: Vec<&Entry> = entries
+                .values()
+                .filter(|e| e.record.status != SandboxStatus::Dead)
+                .collect();
+            if live.len() >= self.config.max_sandboxes {
+                return Err(HostError::TooManySandboxes(live.len()));
+            }
+            let in_use: u64 = live.iter().map(|e| e.record.limits.memory_bytes).sum();
+            if in_use + record.limits.memory_bytes > self.config.memory_budget {
+                return Err(HostError::MemoryBudget {
+                    in_use,
+                    sandboxes: live.len(),
+                    requested: record.limits.memory_bytes,
+                    budget: self.config.memory_budget,
+                });
             }
             entries.insert(
                 id.clone(),
@@ -271,6 +325,8 @@ impl Manager {
             expires_at: record.expires_at,
             labels: record.labels.clone(),
             prewarm_kernel,
+            secret: self.secret(&record.id),
+            owner: record.owner.clone(),
         };
         record.container_id = self.backend.create(&spec).await?;
         let channel = self
@@ -304,7 +360,7 @@ impl Manager {
             if !self.lock().contains_key(id) {
                 return Err(HostError::SandboxNotFound(id.to_string()));
             }
-            match probe(&endpoint).await {
+            match probe(&endpoint, &self.secret(id), id).await {
                 Ok(channel) => return Ok(channel),
                 Err(Probe::Retry(e)) => last_error = e,
                 Err(Probe::Fatal(e)) => {
@@ -315,6 +371,79 @@ impl Manager {
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The secret sandbox `id`'s daemon proves on every connection.
+    fn secret(&self, id: &SandboxId) -> Secret {
+        Secret::derive(&self.config.host_key, id.as_str())
+    }
+
+    /// Records that a sandbox died: calls fail with the reason, its slot and resources are
+    /// freed (container and files removed), and the record stays, `dead`, until destroyed or
+    /// its lifetime ends.
+    pub async fn mark_dead(&self, id: &SandboxId, reason: &str) {
+        self.warm_lock().retain(|w| w != id);
+        {
+            let mut entries = self.lock();
+            let Some(entry) = entries.get_mut(id) else {
+                return;
+            };
+            if entry.record.status == SandboxStatus::Dead {
+                return;
+            }
+            entry.record.status = SandboxStatus::Dead;
+            entry.record.dead_reason = Some(reason.to_owned());
+            entry.channel = None;
+        }
+        tracing::warn!(sandbox_id = %id, reason, "sandbox is dead");
+        if let Err(e) = self.backend.destroy(id).await {
+            tracing::warn!(sandbox_id = %id, error = %e, "cannot remove a dead sandbox's container");
+        }
+    }
+
+    /// Marks sandboxes dead as the backend reports their containers stopping; runs until `stop`.
+    pub async fn run_exit_watch(self: Arc<Self>, stop: CancellationToken) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Exit>(64);
+        let backend = self.backend.clone();
+        let watch_stop = stop.clone();
+        let watcher = tokio::spawn(async move { backend.watch_exits(tx, watch_stop).await });
+        while let Some(exit) = rx.recv().await {
+            // Our own destroy stops containers too; only live records can die.
+            let live = self
+                .lock()
+                .get(&exit.id)
+                .is_some_and(|e| e.record.status != SandboxStatus::Dead);
+            if live {
+                self.mark_dead(&exit.id, &exit.reason).await;
+            }
+        }
+        let _ = watcher.await;
+    }
+
+    /// Compares the records with the backend's containers: a running record whose container
+    /// is gone or stopped (an event missed while dockerd restarted) is dead.
+    pub async fn reconcile(&self) {
+        let Ok(Ok(found)) = tokio::time::timeout(PROBE_TIMEOUT * 3, self.backend.list()).await
+        else {
+            return;
+        };
+        let running: Vec<SandboxId> = found
+            .into_iter()
+            .filter(|b| b.running)
+            .map(|b| b.id)
+            .collect();
+        let gone: Vec<SandboxId> = self
+            .lock()
+            .values()
+            .filter(|e| {
+                e.record.status == SandboxStatus::Running && !running.contains(&e.record.id)
+            })
+            .map(|e| e.record.id.clone())
+            .collect();
+        for id in gone {
+            self.mark_dead(&id, "its container is no longer running")
+                .await;
         }
     }
 
@@ -360,6 +489,12 @@ impl Manager {
         let entry = entries
             .get(id)
             .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+        if let Some(reason) = &entry.record.dead_reason {
+            return Err(HostError::Dead {
+                id: id.to_string(),
+                reason: reason.clone(),
+            });
+        }
         entry.channel.clone().ok_or_else(|| HostError::NotReady {
             id: id.to_string(),
             reason: "it is still starting; retry in a moment".into(),
@@ -387,23 +522,23 @@ impl Manager {
         Ok(record)
     }
 
-    /// Takes over the sandboxes an earlier host of this instance left: running ones whose daemon
-    /// answers are adopted, the rest removed, and stray directories swept.
-    pub async fn adopt(&self) -> Result<(usize, usize), HostError> {
-        let found = self.backend.list().await?;
-        let (mut adopted, mut removed) = (0, 0);
+    /// Takes over the sandboxes an earlier host of this instance left: each container found is
+    /// recorded at once (`creating`), stopped ones removed and stray directories swept. Whether
+    /// a running one's daemon still answers (and proves its secret) is checked afterwards by
+    /// [`Manager::probe_adopted`], concurrently and with deadlines, so that no sandbox can delay
+    /// the host's start.
+    pub async fn adopt(&self) -> Result<(Vec<SandboxId>, usize), HostError> {
+        let found = tokio::time::timeout(Duration::from_secs(30), self.backend.list())
+            .await
+            .map_err(|_| HostError::Backend("listing containers took longer than 30 s".into()))??;
+        let (mut adopted, mut removed) = (Vec::new(), 0);
         for sb in found {
-            let channel = if sb.running {
-                probe(&self.backend.endpoint(&sb.id)).await.ok()
-            } else {
-                None
-            };
-            let Some(channel) = channel else {
-                tracing::info!(sandbox_id = %sb.id, "removing a sandbox an earlier host left unusable");
+            if !sb.running {
+                tracing::info!(sandbox_id = %sb.id, "removing a stopped sandbox an earlier host left");
                 self.backend.destroy(&sb.id).await?;
                 removed += 1;
                 continue;
-            };
+            }
             let record = SandboxRecord {
                 id: sb.id.clone(),
                 container_id: sb.container_id,
@@ -412,22 +547,64 @@ impl Manager {
                 created_at: sb.created_at,
                 expires_at: sb.expires_at,
                 labels: sb.labels,
-                status: SandboxStatus::Running,
+                status: SandboxStatus::Creating,
                 startup_ms: 0,
                 adopted: true,
+                owner: if sb.owner.is_empty() {
+                    ANONYMOUS.to_owned()
+                } else {
+                    sb.owner
+                },
+                dead_reason: None,
             };
             self.lock().insert(
-                sb.id,
+                sb.id.clone(),
                 Entry {
                     record,
-                    channel: Some(channel),
+                    channel: None,
                 },
             );
-            adopted += 1;
+            adopted.push(sb.id);
         }
         let keep: Vec<SandboxId> = self.lock().keys().cloned().collect();
         self.backend.sweep(&keep).await?;
         Ok((adopted, removed))
+    }
+
+    /// Probes adopted sandboxes concurrently: one that answers and proves its secret becomes
+    /// `running`; one that does not within a few attempts is dead and removed.
+    pub async fn probe_adopted(&self, ids: Vec<SandboxId>) {
+        let probes = ids.into_iter().map(|id| async move {
+            let endpoint = self.backend.endpoint(&id);
+            let secret = self.secret(&id);
+            let mut last = String::new();
+            for attempt in 0..ADOPT_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                match tokio::time::timeout(PROBE_TIMEOUT, probe(&endpoint, &secret, &id)).await {
+                    Ok(Ok(channel)) => {
+                        let mut entries = self.lock();
+                        if let Some(e) = entries.get_mut(&id) {
+                            if e.record.status == SandboxStatus::Creating {
+                                e.record.status = SandboxStatus::Running;
+                                e.channel = Some(channel);
+                            }
+                        }
+                        tracing::info!(sandbox_id = %id, "adopted");
+                        return;
+                    }
+                    Ok(Err(Probe::Retry(e) | Probe::Fatal(e))) => last = e,
+                    Err(_) => last = format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+                }
+            }
+            self.mark_dead(
+                &id,
+                &format!("its daemon did not answer after the host restarted ({last})"),
+            )
+            .await;
+        });
+        futures::future::join_all(probes).await;
     }
 
     /// Destroys sandboxes whose lifetime is over.
@@ -436,7 +613,7 @@ impl Manager {
         let expired: Vec<SandboxId> = self
             .lock()
             .values()
-            .filter(|e| e.record.status == SandboxStatus::Running && e.record.expires_at <= now)
+            .filter(|e| e.record.status != SandboxStatus::Creating && e.record.expires_at <= now)
             .map(|e| e.record.id.clone())
             .collect();
         for id in expired {
@@ -453,7 +630,10 @@ impl Manager {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => self.reap_expired().await,
+                _ = tick.tick() => {
+                    self.reap_expired().await;
+                    self.reconcile().await;
+                }
             }
         }
     }
@@ -494,20 +674,24 @@ enum Probe {
     Fatal(String),
 }
 
-/// One readiness check: connect, gRPC health SERVING, Hello with our protocol.
-async fn probe(endpoint: &crate::backend::Endpoint) -> Result<Channel, Probe> {
-    if let crate::backend::Endpoint::Unix(path) = endpoint {
-        if !path.exists() {
+/// One readiness check: connect (the connection itself proves the daemon holds `id`'s
+/// secret), gRPC health SERVING, then Hello with our protocol and a proof over a fresh nonce.
+async fn probe(endpoint: &Endpoint, secret: &Secret, id: &SandboxId) -> Result<Channel, Probe> {
+    if let Endpoint::Unix(path) = endpoint {
+        if std::fs::symlink_metadata(path).is_err() {
             return Err(Probe::Retry("socket not created yet".into()));
         }
     }
-    let channel = crate::uds::connect(endpoint, Duration::from_secs(1))
+    let channel = crate::uds::connect(endpoint, secret, id, Duration::from_secs(1))
         .await
         .map_err(|e| Probe::Retry(format!("connect: {e}")))?;
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
+    let mut health = HealthClient::new(channel.clone());
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.set_timeout(PROBE_TIMEOUT);
+    let health = health
+        .check(req)
         .await
         .map_err(|e| Probe::Retry(format!("health: {}", e.message())))?;
     if health.into_inner().status
@@ -515,8 +699,14 @@ async fn probe(endpoint: &crate::backend::Endpoint) -> Result<Channel, Probe> {
     {
         return Err(Probe::Retry("daemon not serving yet".into()));
     }
+    let nonce: [u8; agent_runtime_proto::auth::KEY_LEN] = agent_runtime_proto::auth::random()
+        .map_err(|e| Probe::Fatal(format!("no randomness: {e}")))?;
+    let mut req = tonic::Request::new(HelloRequest {
+        nonce: nonce.to_vec(),
+    });
+    req.set_timeout(PROBE_TIMEOUT);
     let hello = SandboxClient::new(channel.clone())
-        .hello(HelloRequest {})
+        .hello(req)
         .await
         .map_err(|e| Probe::Retry(format!("hello: {}", e.message())))?
         .into_inner();
@@ -524,6 +714,12 @@ async fn probe(endpoint: &crate::backend::Endpoint) -> Result<Channel, Probe> {
         return Err(Probe::Fatal(format!(
             "its daemon speaks {:?}, this host speaks {PROTOCOL:?}: rebuild the image with `agent-runtime image build`",
             hello.protocol
+        )));
+    }
+    if hello.sandbox_id != id.as_str() || !secret.verify_hello(&nonce, id.as_str(), &hello.proof) {
+        return Err(Probe::Fatal(format!(
+            "its daemon answered as {:?} without proof of {id}'s secret: refusing it",
+            hello.sandbox_id
         )));
     }
     Ok(channel)

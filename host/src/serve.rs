@@ -49,7 +49,29 @@ pub struct ServeOptions {
     pub reap_interval: Duration,
     /// Sandboxes with a started kernel kept ready for REST contexts.
     pub warm_contexts: usize,
+    /// Tokens gRPC callers must present (`--token-file`); `None` = anonymous, loopback only.
+    pub tokens: Option<crate::auth::Tokens>,
+    /// Most memory all sandboxes together may be given; `None` = physical memory minus a reserve.
+    pub memory_budget: Option<u64>,
+    /// Size of each sandbox's `/workspace` filesystem.
+    pub workspace_size: WorkspaceSize,
 }
+
+/// How big a sandbox's `/workspace` may grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkspaceSize {
+    /// 1 GiB when the host can mount loop devices (root), else unbounded with a warning.
+    Auto,
+    /// Unbounded (`--workspace-size 0`).
+    Unbounded,
+    /// This many bytes; failing to provide it fails creation.
+    Bytes(u64),
+}
+
+/// The workspace size `Auto` gives when the host can do it.
+const DEFAULT_WORKSPACE_SIZE: u64 = 1024 * 1024 * 1024;
+/// Memory kept for the host itself and the daemons when the budget is derived.
+const MEMORY_RESERVE: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Connects the Docker backend for these options.
 pub async fn docker_backend(
@@ -57,6 +79,7 @@ pub async fn docker_backend(
     instance: &str,
     image: Option<String>,
     sandboxd: Option<&std::path::Path>,
+    workspace_size: Option<u64>,
 ) -> Result<DockerBackend, HostError> {
     if !config::valid_instance(instance) {
         return Err(HostError::InvalidArgument(format!(
@@ -68,6 +91,7 @@ pub async fn docker_backend(
         instance: instance.to_owned(),
         image: config::image_spec(state_dir, sandboxd),
         image_override: image,
+        workspace_size,
     })
     .await
 }
@@ -78,15 +102,49 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(addr) = opts.rest_listen {
         crate::rest::check_exposure(addr, &opts.basic_auth).map_err(anyhow::Error::msg)?;
     }
+    if !opts.grpc_listen.ip().is_loopback() && opts.tokens.is_none() {
+        anyhow::bail!(
+            "refusing to serve gRPC on {} without authentication: pass --token-file FILE \
+             (lines NAME:TOKEN) or listen on a loopback address",
+            opts.grpc_listen
+        );
+    }
+    let workspace_size = match opts.workspace_size {
+        WorkspaceSize::Unbounded => None,
+        WorkspaceSize::Bytes(n) => {
+            crate::backend::docker::workspace::supported().map_err(|e| {
+                anyhow::anyhow!(
+                    "--workspace-size needs loop-mounted filesystems: {e}; pass --workspace-size 0 \
+                     to run without a disk limit"
+                )
+            })?;
+            Some(n)
+        }
+        WorkspaceSize::Auto => match crate::backend::docker::workspace::supported() {
+            Ok(()) => Some(DEFAULT_WORKSPACE_SIZE),
+            Err(e) => {
+                tracing::warn!(reason = %e, "sandbox workspaces have no size limit");
+                None
+            }
+        },
+    };
+    let memory_budget = match opts.memory_budget {
+        Some(b) => b,
+        None => physical_memory()
+            .saturating_sub(MEMORY_RESERVE)
+            .max(crate::limits::MIN_MEMORY),
+    };
     let backend = docker_backend(
         &opts.state_dir,
         &opts.instance,
         opts.image.clone(),
         opts.sandboxd.as_deref(),
+        workspace_size,
     )
     .await?;
     // One host per instance: two would both adopt, reap and destroy the same containers.
     let _instance_lock = lock_instance(&opts.state_dir, &opts.instance)?;
+    let host_key = load_host_key(&opts.state_dir, &opts.instance)?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let progress = |line: &str| eprintln!("image: {line}");
     let image = backend.ensure_image(false, &progress).await?;
@@ -102,12 +160,25 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             } else {
                 0
             },
+            memory_budget,
+            host_key,
         },
     ));
     let (adopted, removed) = manager.adopt().await?;
-    tracing::info!(adopted, removed, "took over sandboxes of an earlier host");
+    tracing::info!(
+        adopted = adopted.len(),
+        removed,
+        "took over sandboxes of an earlier host; checking them in the background"
+    );
 
     let stop = CancellationToken::new();
+    // A sandbox that does not answer must never keep the ports closed: probe after opening.
+    let adoption = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.probe_adopted(adopted).await }
+    });
+    let exit_watch = tokio::spawn(manager.clone().run_exit_watch(stop.clone()));
+    let gate = crate::auth::Gate::new(opts.tokens.clone());
     let reaper = tokio::spawn(manager.clone().run_reaper(opts.reap_interval, stop.clone()));
     let warm_pool = tokio::spawn(manager.clone().run_warm_pool(stop.clone()));
 
@@ -183,8 +254,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(SandboxesServer::new(Lifecycle::new(manager.clone())))
-        .add_service(SandboxProxy::new(manager.clone()))
+        .add_service(SandboxesServer::with_interceptor(
+            Lifecycle::new(manager.clone(), gate.clone()),
+            gate.interceptor(),
+        ))
+        .add_service(SandboxProxy::new(manager.clone(), gate.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             tokio::select! {
                 () = shutdown_signal() => {}
@@ -209,6 +283,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let _ = reaper.await;
     let _ = warm_pool.await;
+    let _ = exit_watch.await;
+    adoption.abort();
     if let Some(rest) = rest {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, rest).await;
     }
@@ -217,6 +293,71 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     eprintln!("agent-runtime: stopped");
     Ok(())
+}
+
+/// Total physical memory in bytes (0 when unknown).
+fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages <= 0 || size <= 0 {
+        return 0;
+    }
+    (pages as u64).saturating_mul(size as u64)
+}
+
+/// The instance's host key (`<state>/instances/<instance>/host.key`, root 0600), created on first
+/// use. Every sandbox's secret derives from it, so a restarted host can authenticate the daemons
+/// it adopts without keeping per-sandbox secrets.
+fn load_host_key(
+    state_dir: &std::path::Path,
+    instance: &str,
+) -> anyhow::Result<agent_runtime_proto::auth::Secret> {
+    use agent_runtime_proto::auth::Secret;
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let dir = state_dir.join("instances").join(instance);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("host.key");
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+                anyhow::bail!(
+                    "{} must be a regular file owned by this user with mode 0600; remove it to \
+                     make a new one (running sandboxes of this instance are then replaced)",
+                    path.display()
+                );
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            Secret::from_hex(&text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} does not hold a key; remove it to make a new one",
+                    path.display()
+                )
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Secret::generate()?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            f.write_all(key.to_hex().as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// Takes an exclusive flock on `<state>/instances/<instance>/host.lock`, held while the returned

@@ -1,4 +1,7 @@
-//! Generated gRPC code for `agent_runtime.v1`, plus the descriptor set that reflection serves.
+//! Generated gRPC code for `agent_runtime.v1`, plus the descriptor set that reflection serves,
+//! and the daemon authentication both ends share.
+
+pub mod auth;
 
 /// Messages and services of package `agent_runtime.v1`.
 pub mod v1 {

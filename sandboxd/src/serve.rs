@@ -16,6 +16,7 @@ use crate::cli::{Args, Listen, Socket};
 use crate::contexts::{Contexts, PREWARM_ENV};
 use crate::exec::Exec;
 use crate::files::Files;
+use crate::identity::{authenticated, Identity};
 use crate::paths::Workspace;
 use crate::server::SandboxService;
 
@@ -43,7 +44,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         contexts.enable_spare();
     }
     let browser = Arc::new(Browser::new(workspace.root().to_path_buf()));
-    let service = SandboxService::new(exec.clone(), files, contexts.clone(), browser.clone());
+    let identity = Identity::from_env()?;
+    match &identity {
+        Some(id) => {
+            tracing::info!(sandbox_id = %id.sandbox_id, "connections must prove the host's handshake")
+        }
+        None => {
+            tracing::warn!("no secret file: serving without the host handshake (development mode)")
+        }
+    }
+    let service = SandboxService::new(exec.clone(), files, contexts.clone(), browser.clone())
+        .with_identity(identity.clone());
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -55,28 +66,44 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(%bound, "serving gRPC on TCP");
         let router = router(service.clone()).await?;
         let stop = stop.clone();
-        servers.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-                .await
-        });
+        let incoming = TcpListenerStream::new(listener);
+        match identity.clone() {
+            Some(id) => servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(
+                        authenticated(incoming, id),
+                        stop.cancelled_owned(),
+                    )
+                    .await
+            }),
+            None => servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }),
+        };
     }
     if let Socket::On(path) = &args.socket {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
         let router = router(service.clone()).await?;
         let stop = stop.clone();
-        servers.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(
-                    UnixListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-                .await
-        });
+        let incoming = UnixListenerStream::new(listener);
+        match identity.clone() {
+            Some(id) => servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(
+                        authenticated(incoming, id),
+                        stop.cancelled_owned(),
+                    )
+                    .await
+            }),
+            None => servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }),
+        };
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -29,7 +29,7 @@ async fn destroy_leaves_no_container_and_no_directory() {
     let err = host
         .sandbox()
         .await
-        .hello(with_id(&id, HelloRequest {}))
+        .hello(with_id(&id, HelloRequest::default()))
         .await
         .expect_err("gone");
     assert_eq!(err.code(), Code::NotFound);
@@ -68,15 +68,25 @@ async fn a_restarted_host_finds_its_sandboxes() {
     );
 
     let second = Host::start_instance(&instance, true, &[]);
-    let info = second
-        .sandboxes()
-        .await
-        .get(GetSandboxRequest {
-            sandbox_id: id.clone(),
-        })
-        .await
-        .expect("adopted")
-        .into_inner();
+    // The new host opens its ports at once and checks adopted sandboxes in the background:
+    // `creating` until the daemon has proved who it is, then `running`.
+    let mut info = Default::default();
+    for _ in 0..200 {
+        info = second
+            .sandboxes()
+            .await
+            .get(GetSandboxRequest {
+                sandbox_id: id.clone(),
+            })
+            .await
+            .expect("adopted")
+            .into_inner();
+        if info.status != "creating" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let info: agent_runtime_proto::v1::SandboxInfo = info;
     assert_eq!(info.status, "running");
     let expires = info.expires_at.clone();
     assert!(expires > info.created_at);
@@ -163,7 +173,7 @@ async fn cap_reaper_and_bad_requests() {
     let err = host
         .sandbox()
         .await
-        .hello(HelloRequest {})
+        .hello(HelloRequest::default())
         .await
         .expect_err("no id");
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -39,6 +39,11 @@ pub struct SandboxSpec {
     pub labels: HashMap<String, String>,
     /// Start a spare Python kernel right away, so the first context is quick.
     pub prewarm_kernel: bool,
+    /// The secret the daemon proves on every connection; handed over where user code cannot
+    /// read it.
+    pub secret: agent_runtime_proto::auth::Secret,
+    /// Who owns it (a token name), kept with the container so a restarted host knows.
+    pub owner: String,
 }
 
 /// A sandbox as the backend reports it; enough to rebuild the host's state after a restart.
@@ -60,6 +65,17 @@ pub struct BackendSandbox {
     pub expires_at: DateTime<Utc>,
     /// Caller labels.
     pub labels: HashMap<String, String>,
+    /// Who owns it (a token name).
+    pub owner: String,
+}
+
+/// A container that stopped by itself, as the backend saw it.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// What happened, for users: "its container exited with code 137".
+    pub reason: String,
 }
 
 /// Progress reporting for long operations (image builds).
@@ -82,4 +98,11 @@ pub trait Backend: Send + Sync + 'static {
     fn endpoint(&self, id: &SandboxId) -> Endpoint;
     /// Removes leftovers (directories without a container) of sandboxes not in `keep`.
     async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError>;
+    /// Reports every container of this instance that stops by itself, until `stop` is cancelled
+    /// or `exits` is closed. Reconnects after errors.
+    async fn watch_exits(
+        &self,
+        exits: tokio::sync::mpsc::Sender<Exit>,
+        stop: tokio_util::sync::CancellationToken,
+    );
 }

@@ -36,6 +36,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
                 "default",
                 None,
                 state.sandboxd.as_deref(),
+                None,
             )
             .await?;
             let started = std::time::Instant::now();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::limits::{parse_memory, Caps};
-use crate::serve::{serve, ServeOptions};
+use crate::serve::{serve, ServeOptions, WorkspaceSize};
 
 /// Default address of a running host, for the client commands.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
@@ -149,6 +149,18 @@ struct ServeArgs {
     /// Seconds between reaper passes.
     #[arg(long, default_value_t = 1)]
     reap_interval: u64,
+    /// File of gRPC bearer tokens, one `NAME:TOKEN` per line; required to listen beyond
+    /// loopback. Each token owns the sandboxes it creates.
+    #[arg(long, env = "AGENT_RUNTIME_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Most memory all sandboxes together may be given (e.g. 16g); default: physical memory
+    /// minus 2 GiB. Creates beyond it fail with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AGENT_RUNTIME_MEMORY_BUDGET")]
+    memory_budget: Option<String>,
+    /// Size of each sandbox's /workspace filesystem (e.g. 1g); writers past it get ENOSPC.
+    /// `0` leaves workspaces unbounded. Default: 1g when the host can loop-mount (root).
+    #[arg(long, env = "AGENT_RUNTIME_WORKSPACE_SIZE")]
+    workspace_size: Option<String>,
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -187,6 +199,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 cleanup_on_exit: a.cleanup_on_exit,
                 reap_interval: Duration::from_secs(a.reap_interval.max(1)),
                 warm_contexts: a.warm_contexts,
+                tokens: a
+                    .token_file
+                    .as_deref()
+                    .map(crate::auth::Tokens::load)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                memory_budget: a
+                    .memory_budget
+                    .as_deref()
+                    .map(|m| parse_memory(m).map_err(|e| anyhow::anyhow!("--memory-budget: {e}")))
+                    .transpose()?,
+                workspace_size: match a.workspace_size.as_deref().map(str::trim) {
+                    None | Some("") => WorkspaceSize::Auto,
+                    Some("0") => WorkspaceSize::Unbounded,
+                    Some(v) => WorkspaceSize::Bytes(
+                        parse_memory(v).map_err(|e| anyhow::anyhow!("--workspace-size: {e}"))?,
+                    ),
+                },
             })
             .await?;
             Ok(0)

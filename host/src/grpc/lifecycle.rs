@@ -11,19 +11,31 @@ use agent_runtime_proto::v1::{
 use chrono::SecondsFormat;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{caller_of, Caller, Gate};
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::sandboxes::{Manager, SandboxRecord};
 
-/// Implements `agent_runtime.v1.Sandboxes` on top of the manager.
+/// Implements `agent_runtime.v1.Sandboxes` on top of the manager. Every call sees only the
+/// caller's own sandboxes when the host has tokens (`crate::auth`).
 pub struct Lifecycle {
     manager: Arc<Manager>,
+    gate: Gate,
 }
 
 impl Lifecycle {
-    /// Wraps a manager.
-    pub fn new(manager: Arc<Manager>) -> Self {
-        Self { manager }
+    /// Wraps a manager; `gate` is the one whose interceptor authenticates the calls.
+    pub fn new(manager: Arc<Manager>, gate: Gate) -> Self {
+        Self { manager, gate }
+    }
+
+    /// The record of `id` if `caller` may see it; another token's sandbox is "not found".
+    fn owned(&self, caller: &Caller, id: &SandboxId) -> Result<SandboxRecord, HostError> {
+        let record = self.manager.get(id)?;
+        if !self.gate.may_use(caller, &record.owner) {
+            return Err(HostError::SandboxNotFound(id.to_string()));
+        }
+        Ok(record)
     }
 }
 
@@ -57,24 +69,40 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<CreateSandboxRequest>,
     ) -> Result<Response<SandboxInfo>, Status> {
+        let caller = caller_of(&req);
         let r = req.into_inner();
         let record = self
             .manager
-            .create(&r.memory, r.cpu, r.timeout_seconds, r.labels)
+            .create_as(
+                &caller.0,
+                &r.memory,
+                r.cpu,
+                r.timeout_seconds,
+                r.labels,
+                false,
+            )
             .await?;
         Ok(Response::new(to_info(&record)))
     }
 
     async fn get(&self, req: Request<GetSandboxRequest>) -> Result<Response<SandboxInfo>, Status> {
+        let caller = caller_of(&req);
         let id = parse_id(&req.into_inner().sandbox_id)?;
-        Ok(Response::new(to_info(&self.manager.get(&id)?)))
+        Ok(Response::new(to_info(&self.owned(&caller, &id)?)))
     }
 
     async fn list(
         &self,
-        _req: Request<ListSandboxesRequest>,
+        req: Request<ListSandboxesRequest>,
     ) -> Result<Response<ListSandboxesResponse>, Status> {
-        let sandboxes = self.manager.list().iter().map(to_info).collect();
+        let caller = caller_of(&req);
+        let sandboxes = self
+            .manager
+            .list()
+            .iter()
+            .filter(|r| self.gate.may_use(&caller, &r.owner))
+            .map(to_info)
+            .collect();
         Ok(Response::new(ListSandboxesResponse { sandboxes }))
     }
 
@@ -82,7 +110,9 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<DestroySandboxRequest>,
     ) -> Result<Response<DestroySandboxResponse>, Status> {
+        let caller = caller_of(&req);
         let id = parse_id(&req.into_inner().sandbox_id)?;
+        self.owned(&caller, &id)?;
         self.manager.destroy(&id).await?;
         Ok(Response::new(DestroySandboxResponse { success: true }))
     }
@@ -91,8 +121,10 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<ExtendTimeoutRequest>,
     ) -> Result<Response<SandboxInfo>, Status> {
+        let caller = caller_of(&req);
         let r = req.into_inner();
         let id = parse_id(&r.sandbox_id)?;
+        self.owned(&caller, &id)?;
         let record = self.manager.extend(&id, r.timeout_seconds).await?;
         Ok(Response::new(to_info(&record)))
     }

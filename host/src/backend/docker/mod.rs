@@ -2,19 +2,21 @@
 //! bind-mounted per-sandbox directory, so sandboxes need no network at all.
 
 pub mod image;
+pub mod workspace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{Backend, BackendSandbox, Endpoint, Progress, SandboxSpec};
+use super::{Backend, BackendSandbox, Endpoint, Exit, Progress, SandboxSpec};
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::limits::{Limits, PIDS_LIMIT};
@@ -28,14 +30,21 @@ const LABEL_EXPIRES: &str = "agent-runtime.expires-at";
 const LABEL_MEMORY: &str = "agent-runtime.memory";
 const LABEL_CPU: &str = "agent-runtime.cpu";
 const LABEL_TIMEOUT: &str = "agent-runtime.timeout";
+const LABEL_OWNER: &str = "agent-runtime.owner";
 const USER_LABEL_PREFIX: &str = "agent-runtime.user.";
 
 /// Where sandboxd's socket lives inside the container.
 const CONTAINER_RUN_DIR: &str = "/run/agent-runtime";
 /// Socket file name inside the run directory.
 const SOCKET_NAME: &str = "sandboxd.sock";
-/// The sandbox user (DESIGN.md §2).
+/// Secret file name inside the run directory (root 0600; the daemon reads it, user code cannot).
+const SECRET_NAME: &str = "secret";
+/// The sandbox user (DESIGN.md §2): all user code runs as this uid.
 const SANDBOX_UID: u32 = 1000;
+/// What sandboxd keeps of root inside the container: start user code as uid 1000
+/// (SETUID/SETGID), signal it (KILL), and reach the user's files and kernel sockets
+/// (DAC_OVERRIDE; every file call on a caller's behalf runs with the user's fsuid).
+const DAEMON_CAPS: [&str; 4] = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE"];
 
 /// Settings of the Docker backend.
 #[derive(Clone, Debug)]
@@ -48,6 +57,8 @@ pub struct DockerConfig {
     pub image: image::ImageSpec,
     /// Use this image as is instead of building one.
     pub image_override: Option<String>,
+    /// Size of each sandbox's `/workspace` filesystem in bytes; `None` leaves it unbounded.
+    pub workspace_size: Option<u64>,
 }
 
 /// The Docker backend.
@@ -70,6 +81,12 @@ impl DockerBackend {
                 e,
             )
         })?;
+        // Sandbox directories hold workspaces and sockets: no other local user may reach them
+        // (the directory of sandboxes and the instance directory above it are root-only).
+        set_mode(&config.sandboxes_dir, 0o700)?;
+        if let Some(instance_dir) = config.sandboxes_dir.parent() {
+            set_mode(instance_dir, 0o700)?;
+        }
         Ok(Self { docker, config })
     }
 
@@ -91,21 +108,48 @@ impl DockerBackend {
         )])
     }
 
-    fn prepare_dirs(&self, id: &SandboxId) -> Result<(PathBuf, PathBuf), HostError> {
+    async fn prepare_dirs(
+        &self,
+        id: &SandboxId,
+        secret: &agent_runtime_proto::auth::Secret,
+    ) -> Result<(PathBuf, PathBuf), HostError> {
         let dir = self.sandbox_dir(id);
         let run = dir.join("run");
         let workspace = dir.join("workspace");
+        // A new sandbox never reuses a directory: anything already there is not ours.
+        std::fs::create_dir(&dir)
+            .map_err(|e| HostError::io(format!("creating {}", dir.display()), e))?;
+        set_mode(&dir, 0o700)?;
         for d in [&run, &workspace] {
-            std::fs::create_dir_all(d)
+            std::fs::create_dir(d)
                 .map_err(|e| HostError::io(format!("creating {}", d.display()), e))?;
         }
-        // The daemon runs as uid 1000 and must create its socket here; the host only connects.
-        set_mode(&run, 0o777)?;
-        // A host that is not root cannot chown; a world-writable workspace still works then.
-        if chown(&workspace, SANDBOX_UID).is_err() {
-            set_mode(&workspace, 0o777)?;
+        // The daemon runs as root in the container and is the only one to enter here; user code
+        // (uid 1000) can neither read the secret nor replace the socket.
+        set_mode(&run, 0o700)?;
+        write_private(&run.join(SECRET_NAME), secret.to_hex().as_bytes())?;
+        match self.config.workspace_size {
+            Some(size) => {
+                workspace::mount(&workspace::image_path(&dir), &workspace, size).await?;
+            }
+            None => {
+                // A host that is not root cannot chown; a world-writable workspace works then.
+                if chown(&workspace, SANDBOX_UID).is_err() {
+                    set_mode(&workspace, 0o777)?;
+                }
+            }
         }
         Ok((run, workspace))
+    }
+
+    /// Removes a sandbox directory, unmounting its workspace first.
+    async fn remove_dir(&self, dir: &Path) -> Result<(), HostError> {
+        workspace::unmount(&dir.join("workspace")).await?;
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::io(format!("removing {}", dir.display()), e)),
+        }
     }
 }
 
@@ -128,6 +172,21 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), HostError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| HostError::io(format!("setting permissions of {}", path.display()), e))
+}
+
+/// Writes a new file readable by its owner only (created 0600, never through a symlink).
+fn write_private(path: &Path, content: &[u8]) -> Result<(), HostError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| HostError::io(format!("creating {}", path.display()), e))?;
+    f.write_all(content)
+        .map_err(|e| HostError::io(format!("writing {}", path.display()), e))
 }
 
 fn chown(path: &Path, uid: u32) -> std::io::Result<()> {
@@ -180,11 +239,20 @@ impl Backend for DockerBackend {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<String, HostError> {
-        let (run_dir, workspace) = self.prepare_dirs(&spec.id)?;
-        std::fs::write(self.expiry_file(&spec.id), ts_label(&spec.expires_at))
-            .map_err(|e| HostError::io("writing sandbox expiry", e))?;
+        let (run_dir, workspace) = match self.prepare_dirs(&spec.id, &spec.secret).await {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                let _ = self.remove_dir(&self.sandbox_dir(&spec.id)).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = std::fs::write(self.expiry_file(&spec.id), ts_label(&spec.expires_at)) {
+            let _ = self.remove_dir(&self.sandbox_dir(&spec.id)).await;
+            return Err(HostError::io("writing sandbox expiry", e));
+        }
         let mut labels = HashMap::from([
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_OWNER.to_owned(), spec.owner.clone()),
             (LABEL_INSTANCE.to_owned(), self.config.instance.clone()),
             (LABEL_ID.to_owned(), spec.id.to_string()),
             (LABEL_CREATED.to_owned(), ts_label(&spec.created_at)),
@@ -212,6 +280,13 @@ impl Backend for DockerBackend {
             pids_limit: Some(PIDS_LIMIT),
             network_mode: Some("none".to_owned()),
             cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(DAEMON_CAPS.iter().map(|c| (*c).to_owned()).collect()),
+            // Output reaches callers over gRPC, capped; a log would let user code writing to
+            // the init's stdout fill the host's disk with dockerd's CPU outside the limits.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".to_owned()),
+                config: None,
+            }),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             // tmpfs pages count against the memory limit anyway; the size keeps /tmp within it.
@@ -232,12 +307,22 @@ impl Backend for DockerBackend {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
+            // sandboxd starts as root with DAEMON_CAPS only and runs all user code as uid 1000,
+            // so user code cannot signal, stop, ptrace or read the daemon.
+            user: Some("0:0".to_owned()),
             hostname: Some("sandbox".to_owned()),
             working_dir: Some("/workspace".to_owned()),
             env: Some(vec![
-                format!("SANDBOX_ID={}", spec.id),
+                format!("{}={}", agent_runtime_proto::auth::SANDBOX_ID_ENV, spec.id),
                 format!("SANDBOXD_SOCKET={CONTAINER_RUN_DIR}/{SOCKET_NAME}"),
+                format!(
+                    "{}={CONTAINER_RUN_DIR}/{SECRET_NAME}",
+                    agent_runtime_proto::auth::SECRET_FILE_ENV
+                ),
+                format!("SANDBOXD_RUN_AS={SANDBOX_UID}:{SANDBOX_UID}"),
+                // The host reaches the daemon over the socket only; no TCP port for user code
+                // to knock on.
+                "SANDBOXD_LISTEN=none".to_owned(),
                 format!("SANDBOXD_PREWARM_KERNEL={}", u8::from(spec.prewarm_kernel)),
             ]),
             labels: Some(labels),
@@ -251,7 +336,7 @@ impl Backend for DockerBackend {
         let created = match self.docker.create_container(Some(options), body).await {
             Ok(c) => c,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(self.sandbox_dir(&spec.id));
+                let _ = self.remove_dir(&self.sandbox_dir(&spec.id)).await;
                 return Err(docker_err(e));
             }
         };
@@ -280,12 +365,7 @@ impl Backend for DockerBackend {
             }) => {}
             Err(e) => return Err(docker_err(e)),
         }
-        let dir = self.sandbox_dir(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(HostError::io(format!("removing {}", dir.display()), e)),
-        }
+        self.remove_dir(&self.sandbox_dir(id)).await
     }
 
     async fn list(&self) -> Result<Vec<BackendSandbox>, HostError> {
@@ -340,6 +420,7 @@ impl Backend for DockerBackend {
                 created_at,
                 expires_at,
                 labels: user_labels,
+                owner: labels.get(LABEL_OWNER).cloned().unwrap_or_default(),
             });
         }
         Ok(out)
@@ -367,10 +448,51 @@ impl Backend for DockerBackend {
             };
             if !keep.contains(&id) {
                 tracing::info!(sandbox_id = %id, "removing leftover sandbox directory");
-                let _ = std::fs::remove_dir_all(entry.path());
+                if let Err(e) = self.remove_dir(&entry.path()).await {
+                    tracing::warn!(sandbox_id = %id, error = %e, "cannot remove leftover directory");
+                }
             }
         }
         Ok(())
+    }
+
+    async fn watch_exits(
+        &self,
+        exits: tokio::sync::mpsc::Sender<Exit>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        use futures::StreamExt;
+        let mut filters = self.instance_filter();
+        filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        filters.insert("event".to_owned(), vec!["die".to_owned()]);
+        loop {
+            let options = EventsOptionsBuilder::default().filters(&filters).build();
+            let mut events = self.docker.events(Some(options));
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = exits.closed() => return,
+                    next = events.next() => next,
+                };
+                let Some(Ok(event)) = next else { break };
+                let attrs = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                let Some(id) = attrs.get(LABEL_ID).and_then(|s| SandboxId::parse(s)) else {
+                    continue;
+                };
+                let reason = match attrs.get("exitCode") {
+                    Some(code) => format!("its container exited (code {code})"),
+                    None => "its container exited".to_owned(),
+                };
+                if exits.send(Exit { id, reason }).await.is_err() {
+                    return;
+                }
+            }
+            // The event stream broke (dockerd restarted): wait, then watch again.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
     }
 }
 
