@@ -32,6 +32,7 @@ pub struct SandboxService {
     files: Arc<Files>,
     contexts: Arc<Contexts>,
     browser: Arc<Browser>,
+    identity: Option<crate::identity::Identity>,
 }
 
 impl SandboxService {
@@ -47,7 +48,14 @@ impl SandboxService {
             files,
             contexts,
             browser,
+            identity: None,
         }
+    }
+
+    /// Proves `identity` in `Hello` (see `crate::identity`).
+    pub fn with_identity(mut self, identity: Option<crate::identity::Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 }
 
@@ -55,11 +63,22 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Sandbox for SandboxService {
-    async fn hello(&self, _: Request<HelloRequest>) -> Reply<HelloResponse> {
+    async fn hello(&self, request: Request<HelloRequest>) -> Reply<HelloResponse> {
+        let nonce = request.into_inner().nonce;
         Ok(Response::new(HelloResponse {
             protocol: agent_runtime_proto::PROTOCOL.to_string(),
             daemon_version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            sandbox_id: self
+                .identity
+                .as_ref()
+                .map(|i| i.sandbox_id.clone())
+                .unwrap_or_default(),
+            proof: self
+                .identity
+                .as_ref()
+                .map(|i| i.hello_proof(&nonce))
+                .unwrap_or_default(),
         }))
     }
 

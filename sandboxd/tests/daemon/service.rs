@@ -23,7 +23,7 @@ use crate::support::{request, session_members, Daemon};
 async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()> {
     let daemon = Daemon::start().await?;
     let mut client = daemon.client().await?;
-    let hello = client.hello(HelloRequest {}).await?.into_inner();
+    let hello = client.hello(HelloRequest::default()).await?.into_inner();
     assert_eq!(hello.protocol, agent_runtime_proto::PROTOCOL);
     assert_eq!(hello.daemon_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(hello.capabilities, ["exec", "files", "contexts", "browser"]);
@@ -56,7 +56,7 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
         err.is_some_and(|e| e.message().starts_with("the browser did not start")),
         "a clear launch error"
     );
-    assert!(client.hello(HelloRequest {}).await.is_ok());
+    assert!(client.hello(HelloRequest::default()).await.is_ok());
     Ok(())
 }
 
