@@ -13,6 +13,8 @@ use agent_runtime_proto::SANDBOX_ID_HEADER;
 use anyhow::Context as _;
 use tonic::transport::Channel;
 
+use super::token::{with_token, HostChannel};
+
 /// Bench options.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -56,6 +58,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 args.addr
             )
         })?;
+    let channel = with_token(channel)?;
     let mut sandboxes = SandboxesClient::new(channel.clone());
     let image = sandboxes
         .pool_status(PoolStatusRequest {})
@@ -203,7 +206,7 @@ async fn rest_bench(base: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn echo(channel: &Channel, id: &str) -> anyhow::Result<String> {
+async fn echo(channel: &HostChannel, id: &str) -> anyhow::Result<String> {
     let mut req = tonic::Request::new(ExecRequest {
         language: "shell".into(),
         code: "echo hi".into(),

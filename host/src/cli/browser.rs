@@ -1,11 +1,11 @@
 //! `agent-runtime browser ...`: the sandbox's browser from a shell, over gRPC through the host.
 
+use super::token::HostChannel;
 use agent_runtime_proto::v1 as pb;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::Subcommand;
-use tonic::transport::Channel;
 
 use super::context::with_sandbox;
 use super::sandbox::{connect, status_err};
@@ -135,7 +135,7 @@ fn print_action(r: &pb::BrowserActionResponse) {
 
 /// Runs one browser subcommand against `sandbox`.
 pub async fn run(cmd: BrowserCommand, addr: &str, sandbox: &str) -> anyhow::Result<i32> {
-    let channel: Channel = connect(addr).await?;
+    let channel: HostChannel = connect(addr).await?;
     let mut c = SandboxClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
+use super::token::HostChannel;
 use agent_runtime_proto::v1 as pb;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
-use tonic::transport::Channel;
 
 use super::bench::{ms, pct};
 use super::context::with_sandbox;
@@ -39,7 +39,7 @@ fn page() -> String {
 }
 
 /// Measures and prints the browser table.
-pub async fn run(channel: &Channel, n: usize) -> anyhow::Result<()> {
+pub async fn run(channel: &HostChannel, n: usize) -> anyhow::Result<()> {
     let mut sandboxes = SandboxesClient::new(channel.clone());
     let mut client = SandboxClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let html = page();

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::token::HostChannel;
 use agent_runtime_proto::v1::exec_event::Event;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::{
@@ -10,7 +11,6 @@ use agent_runtime_proto::v1::{
 use agent_runtime_proto::SANDBOX_ID_HEADER;
 use anyhow::Context as _;
 use clap::Subcommand;
-use tonic::transport::Channel;
 
 use super::sandbox::{connect, status_err};
 
@@ -58,7 +58,7 @@ pub(crate) fn with_sandbox<T>(sandbox: &str, msg: T) -> anyhow::Result<tonic::Re
     Ok(r)
 }
 
-fn client(channel: Channel) -> SandboxClient<Channel> {
+fn client(channel: HostChannel) -> SandboxClient<HostChannel> {
     SandboxClient::new(channel).max_decoding_message_size(80 << 20)
 }
 

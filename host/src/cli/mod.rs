@@ -6,6 +6,7 @@ pub mod browser_bench;
 pub mod context;
 pub mod image;
 pub mod sandbox;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -14,6 +14,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tonic::transport::Channel;
 
+use super::token::{with_token, HostChannel};
+
 /// Sandbox subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
@@ -79,14 +81,15 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 /// Connects to the host at `addr`.
-pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_owned())
+pub async fn connect(addr: &str) -> anyhow::Result<HostChannel> {
+    let channel = Channel::from_shared(addr.to_owned())
         .with_context(|| format!("bad host address {addr:?}"))?
         .connect()
         .await
         .with_context(|| {
             format!("no agent-runtime host answers at {addr}: start one with `agent-runtime serve`")
-        })
+        })?;
+    with_token(channel)
 }
 
 /// A gRPC status as a CLI error.
@@ -208,7 +211,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
     }
 }
 
-async fn exec(channel: Channel, id: &str, req: ExecRequest) -> anyhow::Result<i32> {
+async fn exec(channel: HostChannel, id: &str, req: ExecRequest) -> anyhow::Result<i32> {
     let mut request = tonic::Request::new(req);
     request.metadata_mut().insert(
         SANDBOX_ID_HEADER,
