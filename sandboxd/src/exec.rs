@@ -2,7 +2,8 @@
 //!
 //! A run is one session (see `procs`): the interpreter reads the code from a temporary file, its
 //! stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a client
-//! that goes away or daemon shutdown kill the whole session. Output past the cap is read and
+//! that goes away or daemon shutdown kill all of the run's processes — its session, its tree, and
+//! what it left behind after `setsid` or a double fork (see `tree`). Output past the cap is read and
 //! dropped, never buffered; a bounded channel makes a slow client slow the reading down instead of
 //! growing memory.
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::paths::Workspace;
+use crate::tree::Tree;
 use crate::{oom, procs};
 
 /// Timeout when the request gives none.
@@ -203,17 +205,18 @@ impl KillReason {
     }
 }
 
-/// One run's session: its id and, once we killed it, why.
+/// One run's session: its id (the leader's pid) and, once we killed it, why.
 struct Session {
     sid: i32,
     reason: OnceLock<KillReason>,
+    tree: Arc<Tree>,
 }
 
 impl Session {
-    /// Kills the whole session; the first reason given is the one reported.
+    /// Kills every process of the run; the first reason given is the one reported.
     fn kill(&self, reason: KillReason) {
         let _ = self.reason.set(reason);
-        procs::kill_session(self.sid);
+        self.tree.kill_run(self.sid);
     }
 }
 
@@ -248,16 +251,21 @@ impl Sessions {
 pub struct Exec {
     workspace: Workspace,
     sessions: Arc<Sessions>,
+    /// Which process is whose; kills a run's processes wherever they went.
+    tree: Arc<Tree>,
     /// Stops the tasks that drain pipes of background processes after their run ended.
     background: CancellationToken,
 }
 
 impl Exec {
-    /// An Exec that runs code in `workspace`; `background` stops its leftover pipe drainers.
+    /// An Exec that runs code in `workspace`; `background` stops its leftover pipe drainers and
+    /// the process tracker. This makes the daemon a child subreaper (see `tree`), so it is made
+    /// once, at start.
     pub fn new(workspace: Workspace, background: CancellationToken) -> Self {
         Self {
             workspace,
             sessions: Arc::default(),
+            tree: Tree::start(background.child_token()),
             background,
         }
     }
@@ -298,7 +306,9 @@ impl Exec {
             // setsid made the child a session leader: its session id is its pid.
             sid: pid as i32,
             reason: OnceLock::new(),
+            tree: self.tree.clone(),
         });
+        self.tree.run_started(session.sid);
         self.sessions.add(session.clone());
         tracing::info!(run_id, pid, language = program, cwd = %spec.cwd.display(), "exec started");
 
@@ -336,15 +346,19 @@ impl Exec {
         Ok(ReceiverStream::new(rx))
     }
 
-    /// Kills every session this daemon started and stops the background drainers.
+    /// Kills every run's processes (and every orphan nobody owns) and stops the background
+    /// drainers.
     pub async fn shutdown(&self) {
         let sessions = self.sessions.all();
         for session in &sessions {
             let _ = session.reason.set(KillReason::Cancelled);
         }
-        let sids: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
-        // On this thread, not the blocking pool: see `procs::kill_session`.
-        procs::kill_sessions_blocking(&sids);
+        let mut leaders: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
+        leaders.extend(self.tree.runs());
+        leaders.sort_unstable();
+        leaders.dedup();
+        // On this thread, not the blocking pool: see `tree`.
+        self.tree.kill_runs(&leaders, true);
         self.background.cancel();
     }
 }
@@ -554,6 +568,7 @@ impl Run {
                 },
                 exited = child.wait(), if status.is_none() => {
                     watchdog.abort();
+                    self.session.tree.run_ended(self.session.sid);
                     ended_at = Some(Instant::now());
                     status = Some(exited);
                     linger

@@ -14,6 +14,7 @@ pub mod procs;
 pub mod serve;
 pub mod server;
 pub mod transfer;
+pub mod tree;
 
 pub use error::{Error, Result};
 pub use serve::run;

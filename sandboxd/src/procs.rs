@@ -90,7 +90,7 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
     for _ in 0..20 {
         let members = sessions_members(&sids);
         if members.is_empty() {
-            wait_reaped(&sids);
+            reap_sessions(&sids);
             return;
         }
         for pid in members {
@@ -104,20 +104,33 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
     tracing::warn!(?sids, "processes survived SIGKILL");
 }
 
-/// Waits (up to 200 ms) until the killed sessions' zombies are reaped by init, so that their
-/// process slots are free again (a fork bomb's zombies would otherwise still fill the pids limit
-/// when the caller's next command starts).
-fn wait_reaped(sids: &[i32]) {
-    // Inside the container Docker's init reaps within milliseconds; elsewhere (tests on a host
-    // whose init reaps lazily) the time bound keeps a timeout from overshooting.
-    let deadline = std::time::Instant::now() + Duration::from_millis(200);
-    // Zombies whose parent is this daemon are ours to reap (the run's own wait does it).
+/// Reaps the killed sessions' zombies that are ours to reap, so that their process slots are free
+/// again at once (a fork bomb's zombies would otherwise still fill the pids limit when the caller's
+/// next command starts). sandboxd is a child subreaper (see `tree`), so every orphan of a killed
+/// session is its child; the session leaders themselves are children tokio waits for and are left
+/// to it.
+fn reap_sessions(sids: &[i32]) {
     let own = std::process::id() as i32;
-    while std::time::Instant::now() < deadline {
-        if !all_processes().any(|p| sids.contains(&p.sid) && p.ppid != own) {
-            return;
+    let zombies: Vec<i32> = all_processes()
+        .filter(|p| p.is_zombie() && p.ppid == own && sids.contains(&p.sid) && p.pid != p.sid)
+        .map(|p| p.pid)
+        .collect();
+    reap(&zombies);
+}
+
+/// Reaps these zombie children of sandboxd, without blocking (a pid that is not a zombie child is
+/// left alone).
+pub(crate) fn reap(pids: &[i32]) {
+    for &pid in pids {
+        if pid <= 1 {
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        let mut status = 0;
+        // SAFETY: waitpid on one pid with WNOHANG only collects that child's exit status if it is
+        // a zombie child of ours; it never blocks and touches only `status`.
+        unsafe {
+            libc::waitpid(pid, &mut status, libc::WNOHANG);
+        }
     }
 }
 
@@ -144,12 +157,12 @@ fn sessions_members(sids: &[i32]) -> Vec<i32> {
 /// (pid, session id) of every live (not zombie) process, from one pass over `/proc`.
 fn live_processes() -> impl Iterator<Item = (i32, i32)> {
     all_processes()
-        .filter(|p| p.state != 'Z' && p.state != 'X')
+        .filter(|p| !p.is_zombie())
         .map(|p| (p.pid, p.sid))
 }
 
-/// (pid, session id, state) of every process, zombies included, from one pass over `/proc`.
-fn all_processes() -> impl Iterator<Item = Proc> {
+/// Every process, zombies included, from one pass over `/proc`.
+pub(crate) fn all_processes() -> impl Iterator<Item = Proc> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -157,34 +170,48 @@ fn all_processes() -> impl Iterator<Item = Proc> {
             let entry = entry.ok()?;
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (state, ppid, sid) = parse_stat(&stat)?;
-            Some(Proc {
-                pid,
-                ppid,
-                sid,
-                state,
-            })
+            parse_stat(pid, &stat)
         })
 }
 
-/// One process as `/proc` shows it.
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    sid: i32,
-    state: char,
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub sid: i32,
+    pub state: char,
+    /// Start time in clock ticks since boot: with the pid, it names one process for good.
+    pub start: u64,
 }
 
-/// State, parent pid and session id from a `/proc/PID/stat` line. The command name is in
-/// parentheses and may itself contain spaces and parentheses, so fields are counted from the
-/// last `)`.
-fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
+impl Proc {
+    /// Exited and not yet reaped (or being reaped).
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z' || self.state == 'X'
+    }
+}
+
+/// The process `pid` as `/proc` shows it now, if it exists.
+pub(crate) fn process(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
+}
+
+/// A `/proc/PID/stat` line. The command name is in parentheses and may itself contain spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(pid: i32, stat: &str) -> Option<Proc> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let session = fields.nth(1)?.parse().ok()?;
-    Some((state, ppid, session))
+    // Fields 3.. of proc(5): state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime.
+    let fields: Vec<&str> = rest.split_whitespace().take(20).collect();
+    Some(Proc {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -193,9 +220,20 @@ mod tests {
 
     #[test]
     fn stat_lines_with_odd_command_names_parse() {
-        let line = "4242 (we ird) (name) S 1 4242 4240 0 -1 4194560 0 0";
-        assert_eq!(parse_stat(line), Some(('S', 1, 4240)));
-        assert_eq!(parse_stat("garbage"), None);
+        let line = "4242 (we ird) (name) S 1 4242 4240 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 \
+                    987654 1000 10";
+        assert_eq!(
+            parse_stat(4242, line),
+            Some(Proc {
+                pid: 4242,
+                ppid: 1,
+                sid: 4240,
+                state: 'S',
+                start: 987654
+            })
+        );
+        assert_eq!(parse_stat(1, "garbage"), None);
+        assert_eq!(parse_stat(1, "1 (short) S 0 1 1"), None);
     }
 
     #[test]

@@ -112,24 +112,43 @@ pub enum Incoming {
     Exited,
 }
 
-/// The last lines of the kernel's stderr.
+/// The last lines of the kernel's stderr, and how many lines it wrote in all.
 #[derive(Clone, Default)]
-struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+struct StderrTail(Arc<Mutex<(VecDeque<String>, u64)>>);
 
 impl StderrTail {
     fn push(&self, line: String) {
-        if let Ok(mut tail) = self.0.lock() {
+        if let Ok(mut guard) = self.0.lock() {
+            let (tail, count) = &mut *guard;
             if tail.len() == STDERR_LINES {
                 tail.pop_front();
             }
             tail.push_back(line);
+            *count += 1;
         }
+    }
+
+    /// How many lines the kernel has written so far.
+    fn count(&self) -> u64 {
+        self.0.lock().map(|g| g.1).unwrap_or(0)
+    }
+
+    /// The kept lines written after the first `mark` lines.
+    fn since(&self, mark: u64) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|g| {
+                let (tail, count) = &*g;
+                let new = count.saturating_sub(mark).min(tail.len() as u64) as usize;
+                tail.iter().skip(tail.len() - new).cloned().collect()
+            })
+            .unwrap_or_default()
     }
 
     fn text(&self) -> String {
         self.0
             .lock()
-            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .map(|g| g.0.iter().cloned().collect::<Vec<_>>().join("\n"))
             .unwrap_or_default()
     }
 }
@@ -433,6 +452,17 @@ impl Kernel {
             Some(m) = self.iopub_rx.recv() => Incoming::Iopub(m),
             () = self.process.exited.cancelled() => Incoming::Exited,
         }
+    }
+
+    /// How many lines the kernel has written to its stderr so far (a mark for
+    /// [`Kernel::stderr_since`]).
+    pub fn stderr_mark(&self) -> u64 {
+        self.stderr.count()
+    }
+
+    /// The kernel's stderr lines written since `mark` (at most the last few dozen).
+    pub fn stderr_since(&self, mark: u64) -> Vec<String> {
+        self.stderr.since(mark)
     }
 
     /// Drops messages left over from earlier requests (late output of an interrupted run).

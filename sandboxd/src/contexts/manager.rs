@@ -215,6 +215,7 @@ impl Contexts {
     pub fn run(self: &Arc<Self>, req: RunCodeRequest) -> Result<EventStream> {
         let context = self.get(&req.context_id)?;
         let timeout = timeout_from(req.timeout_seconds)?;
+        check_code(&req.code)?;
         let (events, stream) = Emitter::channel();
         let contexts = self.clone();
         tokio::spawn(async move {
@@ -295,5 +296,38 @@ impl Contexts {
             registry.contexts.clear();
         }
         self.live.kill_all();
+    }
+}
+
+/// Refuses code the kernel cannot take. Python source cannot hold a NUL byte, and IPython fails on
+/// one before it replies, so such code never reaches the kernel.
+fn check_code(code: &str) -> Result<()> {
+    match code.find('\0') {
+        None => Ok(()),
+        Some(at) => {
+            let line = code[..at].matches('\n').count() + 1;
+            Err(Error::invalid(format!(
+                "code contains a NUL byte (\\0) at byte {at} (line {line}); Python source cannot \
+                 contain NUL: remove it, or write it as the escape '\\x00' inside a string literal"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_bytes_in_code_are_refused_with_where_they_are() {
+        assert!(check_code("x = 1\nprint(x)").is_ok());
+        let err = check_code("x = 1\ny = 2\0").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "code contains a NUL byte (\\0) at byte 11 (line 2); Python source cannot \
+                 contain NUL: remove it, or write it as the escape '\\x00' inside a string literal"
+            )
+        );
     }
 }

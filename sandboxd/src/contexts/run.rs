@@ -4,6 +4,10 @@
 //! On timeout the kernel gets SIGINT (KeyboardInterrupt; variables are kept). A kernel still busy
 //! [`INTERRUPT_GRACE`] later ignores SIGINT: it is killed and replaced, and the caller is told that
 //! the state is lost. A client that goes away gets its cell interrupted the same way.
+//!
+//! A kernel that goes idle for the request without replying on shell (IPython failed before it
+//! could reply) has finished the cell: [`REPLY_AFTER_IDLE`] later the run ends as a failed cell
+//! with an error event. An idle kernel is never interrupted, killed or replaced: its state is kept.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,12 @@ use crate::oom;
 
 /// How long a kernel has to stop after SIGINT before it is killed and replaced.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+/// How long the execute_reply may trail the kernel's idle status before the cell counts as failed
+/// without one (both are sent together; they only travel on different sockets).
+pub const REPLY_AFTER_IDLE: Duration = Duration::from_millis(500);
+/// The error a cell gets when the kernel finished it without a reply.
+const NO_REPLY: &str = "the kernel finished this code without replying (it failed before running \
+     it); variables and imports are kept — check the code for characters Python cannot read";
 
 const RESTARTED_AFTER_INTERRUPT: &str = "the kernel did not respond to the interrupt and was \
      restarted: variables and imports are lost\n";
@@ -153,6 +163,7 @@ impl Run<'_> {
         timeout: Duration,
     ) -> bool {
         kernel.drain_stale();
+        let stderr_mark = kernel.stderr_mark();
         let msg_id = match kernel.execute(code, false).await {
             Ok(id) => id,
             Err(e) => {
@@ -165,17 +176,30 @@ impl Run<'_> {
         let deadline = TokioInstant::now() + timeout;
         let mut escalate_at: Option<TokioInstant> = None;
         let (mut replied, mut idle) = (false, false);
+        // Set once the kernel is idle for this request without having replied.
+        let mut reply_by: Option<TokioInstant> = None;
 
         while !(replied && idle) {
+            // Only a busy kernel is interrupted: an idle one has nothing to stop.
+            let may_stop = self.stopped.is_none() && !idle;
             let incoming = tokio::select! {
                 incoming = kernel.recv() => incoming,
-                () = tokio::time::sleep_until(deadline), if escalate_at.is_none() => {
+                () = tokio::time::sleep_until(deadline), if may_stop => {
                     self.stop(kernel, Stop::Timeout, &mut escalate_at);
                     continue;
                 }
-                () = self.events.closed(), if escalate_at.is_none() => {
+                () = self.events.closed(), if may_stop => {
                     self.stop(kernel, Stop::Cancelled, &mut escalate_at);
                     continue;
+                }
+                () = sleep_until_opt(reply_by) => {
+                    tracing::warn!(context_id = %self.context.id, pid = kernel.pid(), "the kernel went idle without replying; the cell failed");
+                    self.failed = true;
+                    // What the kernel logged meanwhile says why.
+                    let traceback = kernel.stderr_since(stderr_mark);
+                    let error = output::exec_error("KernelError", NO_REPLY, &traceback);
+                    self.events.send(Event::Error(error)).await;
+                    return false;
                 }
                 () = sleep_until_opt(escalate_at) => {
                     tracing::warn!(context_id = %self.context.id, pid = kernel.pid(), "the kernel ignored SIGINT; killing it");
@@ -236,6 +260,11 @@ impl Run<'_> {
                 Content::Status(s) => {
                     if s.execution_state == jupyter_protocol::ExecutionState::Idle {
                         idle = true;
+                        // Not busy any more: nothing to escalate, whatever SIGINT did.
+                        escalate_at = None;
+                        if !replied {
+                            reply_by = Some(TokioInstant::now() + REPLY_AFTER_IDLE);
+                        }
                     }
                     None
                 }

@@ -266,3 +266,285 @@ async fn a_client_that_hangs_up_gets_its_run_killed() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// True while `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned));
+        !matches!(state.as_deref(), Some("Z" | "X") | None)
+    })
+}
+
+/// Live processes below `root` (by parent pid), `root` excluded.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parents = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if matches!(fields.first(), Some(&"Z" | &"X")) {
+            continue;
+        }
+        if let Some(ppid) = fields.get(1).and_then(|p| p.parse::<i32>().ok()) {
+            parents.insert(pid, ppid);
+        }
+    }
+    parents
+        .keys()
+        .copied()
+        .filter(|&pid| {
+            let mut at = pid;
+            for _ in 0..64 {
+                match parents.get(&at) {
+                    Some(&ppid) if ppid == root => return true,
+                    Some(&ppid) if ppid > 1 => at = ppid,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+/// The pids a run printed as `TAG PID` lines.
+fn tagged(out: &str, tag: &str) -> Vec<i32> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(tag)?.trim().parse().ok())
+        .collect()
+}
+
+/// Waits up to `limit` for `pids` to be gone; the survivors.
+async fn gone_within(pids: &[i32], limit: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A setsid child and a double-forked daemon (setsid between the forks, the middle process gone
+/// at once, so nothing but a subreaper keeps it in the run's family).
+const ESCAPES: &str = r#"
+setsid sleep 300 < /dev/null &
+echo "SETSID $!"
+python3 - <<'PY'
+import os, sys, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+print("DAEMON", os.getpid(), flush=True)
+sys.stdout.close()
+time.sleep(300)
+PY
+echo "DAEMONIZED"
+sleep 300
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setsid_children_and_double_forked_daemons_die_at_the_timeout() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let mut req = request("shell", ESCAPES);
+    req.timeout_seconds = 2.0;
+    let started = Instant::now();
+    let out = run(&mut client, req).await?;
+    let elapsed = started.elapsed();
+    let exit = out.exit()?;
+    assert_eq!(
+        (exit.killed, exit.reason.as_str()),
+        (true, "timeout"),
+        "{out:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(3000),
+        "returned after {elapsed:?}"
+    );
+    let stdout = out.stdout();
+    let setsid = tagged(&stdout, "SETSID ");
+    let daemonized = tagged(&stdout, "DAEMON ");
+    assert_eq!((setsid.len(), daemonized.len()), (1, 1), "{stdout}");
+    assert!(stdout.contains("DAEMONIZED"), "{stdout}");
+    // Gone when the call returns (a moment is allowed for the kernel to show it).
+    let left = gone_within(&[setsid[0], daemonized[0]], Duration::from_millis(200)).await;
+    assert_eq!(left, Vec::<i32>::new(), "survived the timeout");
+
+    // Cancelling (the client hangs up) reaches them the same way.
+    let mut stream = client.exec(request("shell", ESCAPES)).await?.into_inner();
+    let mut text = String::new();
+    while !(text.contains("DAEMONIZED")
+        && !tagged(&text, "DAEMON ").is_empty()
+        && !tagged(&text, "SETSID ").is_empty())
+    {
+        match stream.next().await {
+            Some(Ok(event)) => {
+                if let Some(Event::Stdout(bytes)) = event.event {
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                }
+            }
+            other => anyhow::bail!("the run ended early: {other:?} after {text}"),
+        }
+    }
+    let pids = [tagged(&text, "SETSID ")[0], tagged(&text, "DAEMON ")[0]];
+    assert!(pids.iter().all(|&p| alive(p)), "{text}");
+    drop(stream);
+    let left = gone_within(&pids, Duration::from_secs(3)).await;
+    assert_eq!(left, Vec::<i32>::new(), "survived the cancelled run");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_spares_other_runs_and_what_finished_runs_left_running() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    // A finished run's setsid'd background process, and a double-forked one.
+    let left_behind = run(
+        &mut client,
+        request(
+            "shell",
+            "setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo \"KEEP $!\"\n\
+             python3 -c 'import os,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\nprint(\"KEEP\", os.getpid(), flush=True)\nimport sys; sys.stdout.close(); os.close(1); os.close(2)\ntime.sleep(300)'",
+        ),
+    )
+    .await?;
+    assert_eq!(left_behind.exit()?.code, 0, "{left_behind:?}");
+    let keep = tagged(&left_behind.stdout(), "KEEP ");
+    assert_eq!(keep.len(), 2, "{left_behind:?}");
+
+    // A run in progress with its own setsid child, while another run times out.
+    let mut other = daemon.client().await?;
+    let mut stream = other
+        .exec(request(
+            "shell",
+            "setsid sleep 300 < /dev/null & echo \"OTHER $!\"; sleep 4; echo done",
+        ))
+        .await?
+        .into_inner();
+    let other_pid = match stream.next().await {
+        Some(Ok(event)) => match event.event {
+            Some(Event::Stdout(bytes)) => tagged(&String::from_utf8_lossy(&bytes), "OTHER ")[0],
+            other => anyhow::bail!("expected the pid first, got {other:?}"),
+        },
+        other => anyhow::bail!("expected the pid first, got {other:?}"),
+    };
+
+    let mut req = request("shell", ESCAPES);
+    req.timeout_seconds = 1.5;
+    let out = run(&mut client, req).await?;
+    assert_eq!(out.exit()?.reason, "timeout");
+    let doomed = [
+        tagged(&out.stdout(), "SETSID ")[0],
+        tagged(&out.stdout(), "DAEMON ")[0],
+    ];
+    assert_eq!(
+        gone_within(&doomed, Duration::from_millis(200)).await,
+        Vec::<i32>::new()
+    );
+
+    for pid in keep.iter().chain([&other_pid]) {
+        assert!(alive(*pid), "{pid} was killed by another run's timeout");
+    }
+    // The other run goes on to its normal end.
+    let mut rest = String::new();
+    while let Some(event) = stream.next().await {
+        if let Some(Event::Stdout(bytes)) = event?.event {
+            rest.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert_eq!(rest, "done\n");
+    for pid in keep.iter().chain([&other_pid]) {
+        // SAFETY: kill only sends a signal to a process this test's runs started.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
+    }
+    Ok(())
+}
+
+/// A persistent fork bomb that daemonises: 20 double-forked daemons in their own sessions, each
+/// forking short-lived setsid children forever (bounded in width, so a host without a pids limit
+/// survives the test).
+const PYTHON_BOMB: &str = r#"
+import os, signal, time
+def daemon():
+    if os.fork():
+        return
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            if os.fork() == 0:
+                os.setsid()
+                time.sleep(0.05)
+                os._exit(0)
+        except OSError:
+            pass
+        time.sleep(0.01)
+for _ in range(20):
+    daemon()
+print("BOMB", flush=True)
+time.sleep(300)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_with_setsid_times_out_and_the_next_run_works() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let me = run(&mut client, request("shell", "echo $PPID")).await?;
+    let sandboxd: i32 = me.stdout().trim().parse()?;
+
+    let bombs = [
+        ("shell", "while true; do setsid sh -c ':' & done"),
+        ("python", PYTHON_BOMB),
+    ];
+    for (language, code) in bombs {
+        let mut req = request(language, code);
+        req.timeout_seconds = 2.0;
+        let out = run(&mut client, req).await?;
+        assert_eq!(out.exit()?.reason, "timeout", "{language}: {out:?}");
+
+        let started = Instant::now();
+        let next = run(&mut client, request("shell", "echo ok")).await?;
+        let took = started.elapsed();
+        assert_eq!(
+            (next.stdout().as_str(), next.exit()?.code),
+            ("ok\n", 0),
+            "{language}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{language}: the next run took {took:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut left = descendants(sandboxd);
+        while !left.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = descendants(sandboxd);
+        }
+        assert_eq!(
+            left,
+            Vec::<i32>::new(),
+            "{language}: processes outlived the bomb's timeout"
+        );
+    }
+    Ok(())
+}
