@@ -561,11 +561,12 @@ async fn the_workspace_is_a_sized_nosuid_filesystem_in_a_root_only_directory() {
         0o6000,
         "the setuid bits did not reach the host"
     );
-    let ran = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+    // Another local user cannot even reach it: the parents are root 0700.
+    let ran = Command::new("su")
+        .args(["nobody", "-s", "/bin/sh", "-c"])
         .arg(&planted)
         .output()
-        .expect("setpriv");
+        .expect("su nobody");
     let stdout = String::from_utf8_lossy(&ran.stdout);
     let stderr = String::from_utf8_lossy(&ran.stderr);
     assert!(
@@ -575,6 +576,18 @@ async fn the_workspace_is_a_sized_nosuid_filesystem_in_a_root_only_directory() {
     );
     assert!(!stdout.contains("uid="), "{stdout}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
+    // And a process that does reach it gains nothing: the mount is nosuid. (setpriv keeps root's
+    // capabilities until its execve, so it passes the 0700 parents and shows the second layer.)
+    let ran = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&planted)
+        .output()
+        .expect("setpriv");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        !stdout.contains("euid="),
+        "a setuid file from a workspace ran with another uid on the host: {stdout}"
+    );
 
     // The sandbox still works.
     assert_eq!(sh(&host, &id, "echo ok").await.stdout, "ok\n");
@@ -1030,26 +1043,138 @@ async fn a_killed_daemon_is_reported_dead_and_its_slot_freed() {
     assert!(instance_containers(&host.instance).is_empty());
 }
 
-#[tokio::test]
-async fn a_stopped_daemon_times_out_and_blocks_no_one_else() {
+/// The host pid of a container's sandboxd (the child of Docker's init).
+fn daemon_host_pid(container: &str) -> i32 {
+    let init = docker(&["inspect", "-f", "{{.State.Pid}}", container]).expect("inspect pid");
+    let init = init.trim();
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .expect("children of the container's init");
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sandboxd")
+        })
+        .unwrap_or_else(|| panic!("no sandboxd under {container}'s init ({children})"))
+}
+
+/// Sends a signal to a host pid.
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2); the pid was read from /proc a moment ago.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Continues a stopped daemon when the test ends, however it ends.
+struct Continue(i32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+/// Makes a sandbox's daemon stop answering, as issue 10's finding 2 did.
+enum Stall {
+    /// SIGSTOP of sandboxd (what user code did before the daemon got its own uid); Docker
+    /// sees nothing.
+    SigStop,
+    /// `docker pause` of the whole container.
+    Pause,
+}
+
+/// Stalls a sandbox; the guard undoes it.
+fn stall(id: &str, how: Stall) -> Box<dyn std::any::Any> {
+    match how {
+        Stall::SigStop => {
+            let pid = daemon_host_pid(id);
+            signal(pid, libc::SIGSTOP);
+            Box::new(Continue(pid))
+        }
+        Stall::Pause => {
+            docker(&["pause", id]).expect("docker pause");
+            Box::new(Unpause(id.to_owned()))
+        }
+    }
+}
+
+/// Calls a unary method with an empty request message through curl (HTTP/2, prior knowledge);
+/// returns the response headers and trailers as curl prints them (60 s at most).
+fn curl_grpc(host: &Host, method: &str, headers: &[String]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "60",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+    ]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    // One gRPC frame: not compressed, length 0 (an empty message).
+    let out = cmd
+        .args(["--data-binary", "@-"])
+        .arg(format!("{}/{method}", host.addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(&[0, 0, 0, 0, 0])?;
+            }
+            child.wait_with_output()
+        })
+        .expect("curl (with HTTP/2) is needed for this test");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `grpc-status` curl saw (in the headers of a trailers-only reply or in the trailers).
+fn grpc_status(reply: &str) -> Option<i32> {
+    reply.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim().eq_ignore_ascii_case("grpc-status") {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// A stalled daemon: a call with a 2 s deadline gets DEADLINE_EXCEEDED in about 2 s, one with
+/// none gets it at the §3.3 default of 30 s, and another sandbox answers at once meanwhile.
+async fn stalled_daemon_times_out(how: Stall) {
     let host = Host::start(&[]);
     let a = host.create().await;
     let b = host.create().await;
-    docker(&["pause", &a]).expect("docker pause");
-    let _unpause = Unpause(a.clone());
+    let _undo = stall(&a, how);
 
-    // A client deadline is honoured.
-    let mut req = with_id(&a, HelloRequest::default());
-    req.set_timeout(Duration::from_secs(2));
+    // A client deadline is honoured by the host. (tonic clients also enforce it locally, so the
+    // call goes through curl, which sends the header and waits for the host's answer.)
     let started = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(60), async {
-        host.sandbox().await.hello(req).await
-    })
-    .await
-    .expect("a call with grpc-timeout 2 s to a stopped daemon hung for 60 s");
+    let reply = curl_grpc(
+        &host,
+        "agent_runtime.v1.Sandbox/Hello",
+        &[format!("sandbox-id: {a}"), "grpc-timeout: 2S".to_owned()],
+    );
     let took = started.elapsed();
-    let err = r.expect_err("a stopped daemon answered");
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_eq!(
+        grpc_status(&reply),
+        Some(Code::DeadlineExceeded as i32),
+        "a call with grpc-timeout 2 s to a stalled daemon:\n{reply}"
+    );
     assert!(
         took < Duration::from_secs(5),
         "grpc-timeout 2 s took {took:?}"
@@ -1074,8 +1199,8 @@ async fn a_stopped_daemon_times_out_and_blocks_no_one_else() {
         slowest
     };
     let ((r, took), slowest) = tokio::join!(stuck, others);
-    let r = r.expect("a call without a deadline to a stopped daemon hung for 90 s");
-    let err = r.expect_err("a stopped daemon answered");
+    let r = r.expect("a call without a deadline to a stalled daemon hung for 90 s");
+    let err = r.expect_err("a stalled daemon answered");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(
         took >= Duration::from_secs(20) && took < Duration::from_secs(40),
@@ -1083,8 +1208,18 @@ async fn a_stopped_daemon_times_out_and_blocks_no_one_else() {
     );
     assert!(
         slowest < Duration::from_secs(2),
-        "another sandbox took {slowest:?} while one was stopped"
+        "another sandbox took {slowest:?} while one was stalled"
     );
+}
+
+#[tokio::test]
+async fn a_stopped_daemon_times_out_and_blocks_no_one_else() {
+    stalled_daemon_times_out(Stall::SigStop).await;
+}
+
+#[tokio::test]
+async fn a_paused_container_times_out_and_blocks_no_one_else() {
+    stalled_daemon_times_out(Stall::Pause).await;
 }
 
 /// ReadFile without a client deadline.
@@ -1103,15 +1238,16 @@ async fn read_file_raw(host: &Host, id: &str) -> Result<Vec<u8>, tonic::Status> 
 }
 
 #[tokio::test]
-async fn a_restarted_host_opens_its_ports_despite_a_stopped_sandbox() {
+async fn a_restarted_host_opens_its_ports_despite_stalled_sandboxes() {
     let instance = unique_instance();
     let _cleanup = RemoveInstance(instance.clone());
     let mut first = Host::start_instance(&instance, false, &[]);
-    let a = first.create().await;
+    let stopped = first.create().await;
+    let paused = first.create().await;
     let b = first.create().await;
     write_file(&first, &b, "/workspace/state", b"kept").await;
-    docker(&["pause", &a]).expect("docker pause");
-    let unpause = Unpause(a.clone());
+    let undo_stop = stall(&stopped, Stall::SigStop);
+    let undo_pause = stall(&paused, Stall::Pause);
     first.stop();
 
     let started = Instant::now();
@@ -1120,24 +1256,33 @@ async fn a_restarted_host_opens_its_ports_despite_a_stopped_sandbox() {
         .await
         .expect("health hung");
     let took = started.elapsed();
-    // Dropped before `second`, so the host's cleanup finds it running.
-    let _unpause = unpause;
+    // Dropped before `second`, so the host's cleanup finds them running.
+    let _undo = (undo_stop, undo_pause);
     assert_eq!(health.expect("health"), 1);
     assert!(
         took < Duration::from_secs(10),
         "the restarted host answered health only after {took:?}"
     );
 
-    // The stopped one is dealt with, not waited for; the other is adopted and works.
-    let (gone, last) = wait_status(&second, &a, Duration::from_secs(45), |s| {
-        s.as_deref() == Ok("dead") || s == &Err(Code::NotFound)
+    // The stalled ones are dealt with, not waited for; the other is adopted and works.
+    for id in [&stopped, &paused] {
+        let (gone, last) = wait_status(&second, id, Duration::from_secs(45), |s| {
+            s.as_deref() == Ok("dead") || s == &Err(Code::NotFound)
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "a stalled sandbox is still {last:?} 45 s after the restart"
+        );
+    }
+    let (ready, last) = wait_status(&second, &b, Duration::from_secs(10), |s| {
+        s.as_deref() == Ok("running")
     })
     .await;
     assert!(
-        gone.is_some(),
-        "a stopped sandbox is still {last:?} 45 s after the restart"
+        ready.is_some(),
+        "the healthy sandbox is {last:?} after the restart"
     );
-    assert_eq!(status(&second, &b).await, Ok("running".to_owned()));
     assert_eq!(
         read_file(&second, &b, "/workspace/state").await.expect("B"),
         b"kept"
