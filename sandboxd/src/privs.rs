@@ -191,6 +191,16 @@ pub fn drop_to(user: RunAs) -> io::Result<()> {
         if libc::setresuid(user.uid, user.uid, user.uid) != 0 {
             return Err(io::Error::last_os_error());
         }
+        // The uid change cleared the permitted and effective sets; clear the inheritable (and so
+        // the ambient) set as well, whatever the container runtime put there.
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [CapData::default(); 2];
+        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -205,6 +215,25 @@ pub fn drop_to(user: RunAs) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets, two `CapData` words.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 /// Runs `work` on this thread with the filesystem ids of the sandbox user, so every path it opens,
