@@ -112,6 +112,22 @@ pub async fn run(state: &StateArgs) -> anyhow::Result<i32> {
         ),
     }
 
+    match crate::backend::docker::workspace::supported() {
+        Ok(()) => r.ok("sized workspaces: loop devices and mkfs.ext4 available (1 GiB per sandbox by default)"),
+        Err(e) => r.warn(
+            &format!("sandbox workspaces will have no disk limit: {e}"),
+            "run the host as root on a machine with loop devices and e2fsprogs, or accept unbounded workspaces (--workspace-size 0 silences this)",
+        ),
+    }
+    if std::env::var_os("AGENT_RUNTIME_TOKEN_FILE").is_some() {
+        r.ok("gRPC tokens: AGENT_RUNTIME_TOKEN_FILE is set (each token owns its sandboxes)");
+    } else {
+        r.warn(
+            "gRPC has no tokens: every local user who can reach the port can use every sandbox",
+            "on a shared machine start `serve --token-file FILE` (lines NAME:TOKEN) and give clients AGENT_RUNTIME_TOKEN",
+        );
+    }
+
     if r.failed {
         println!("some checks failed");
         Ok(1)
