@@ -7,6 +7,7 @@ pub mod contexts;
 pub mod error;
 pub mod exec;
 pub mod files;
+pub mod identity;
 pub mod oom;
 pub mod paths;
 pub mod privs;
