@@ -3,5 +3,6 @@
 
 mod exec;
 mod files;
+mod handshake;
 mod service;
 mod support;
