@@ -237,22 +237,6 @@ impl Tree {
         self.kill_runs(&[leader], false);
     }
 
-    /// Live processes recorded or found for a run now (for tests and logs).
-    pub fn run_processes(&self, leader: i32) -> Vec<i32> {
-        let procs: Vec<Proc> = procs::all_processes().collect();
-        let spawned = pidfd_children();
-        let Ok(mut state) = self.state.lock() else {
-            return Vec::new();
-        };
-        let owners = owners(self.own, self.own_sid, &procs, &state, &spawned);
-        record(&mut state, self.own_sid, &procs, &owners);
-        doomed(&state, &[leader], false, &procs, &owners)
-            .0
-            .iter()
-            .map(|p| p.pid)
-            .collect()
-    }
-
     fn tracking(&self) -> bool {
         self.state
             .lock()

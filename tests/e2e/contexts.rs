@@ -565,3 +565,73 @@ async fn a_sandbox_has_at_most_sixteen_contexts() {
     let (procs, _) = kernels(&host, &sb).await;
     assert_eq!(procs.len(), 17, "16 contexts and the spare: {procs:?}");
 }
+
+#[tokio::test]
+async fn bad_code_fails_the_cell_and_never_costs_the_context_its_state() {
+    let host = Host::start(&[]);
+    let sb = host.create().await;
+    let mut client = host.sandbox().await;
+    let (ctx, _) = create(&mut client, &sb, "nul", "").await.expect("create");
+    let id = ctx.context_id;
+    let pid = ok(
+        &mut client,
+        &sb,
+        &id,
+        "import os\nx = 41\nprint(os.getpid())",
+    )
+    .await
+    .stdout;
+
+    // A NUL byte is refused at once, before the kernel sees it.
+    let started = Instant::now();
+    let err = run_code(&mut client, &sb, &id, "y = 1\u{0}", 30.0)
+        .await
+        .expect_err("code with a NUL byte ran");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("NUL byte") && err.message().contains("line 1"),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{err:?}");
+    let ran = ok(&mut client, &sb, &id, "print(x + 1, os.getpid())").await;
+    assert_eq!(ran.stdout, format!("42 {pid}"));
+    assert!(!ran.exit.state_lost, "{ran:?}");
+
+    // A kernel that fails before it replies (its handler raises) goes idle without an
+    // execute_reply: the cell is over and failed at once, and the kernel is not touched.
+    ok(
+        &mut client,
+        &sb,
+        &id,
+        "k = get_ipython().kernel\n_orig = k.do_execute\n\
+         def _boom(*a, **kw):\n    k.do_execute = _orig\n    raise ValueError('boom before the reply')\n\
+         k.do_execute = _boom",
+    )
+    .await;
+    let ran = run_code(&mut client, &sb, &id, "x = 0", 30.0)
+        .await
+        .expect("RunCode");
+    assert!(ran.elapsed < Duration::from_secs(5), "{ran:?}");
+    assert_eq!(
+        (ran.exit.code, ran.exit.killed, ran.exit.state_lost),
+        (1, false, false),
+        "{ran:?}"
+    );
+    assert_eq!(ran.errors.len(), 1, "{ran:?}");
+    assert_eq!(ran.errors[0].name, "KernelError", "{ran:?}");
+    assert!(
+        ran.errors[0]
+            .traceback
+            .iter()
+            .any(|l| l.contains("boom before the reply")),
+        "the kernel's log says why: {ran:?}"
+    );
+    let ran = ok(&mut client, &sb, &id, "print(x + 1, os.getpid())").await;
+    assert_eq!(
+        ran.stdout,
+        format!("42 {pid}"),
+        "x = 0 never ran; same kernel"
+    );
+    let listed = list(&mut client, &sb).await;
+    assert_eq!(listed[0].status, "active", "{listed:?}");
+}
