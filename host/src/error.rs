@@ -33,6 +33,23 @@ pub enum HostError {
         /// The budget, in bytes.
         budget: u64,
     },
+    /// The host's disk has too little room for another workspace.
+    #[error(
+        "the host's disk holding {path} has {} MiB free, too little for another {} MiB \
+         workspace and a {} MiB reserve: free disk space, destroy sandboxes, or start the host \
+         with a smaller --workspace-size",
+        free / MIB, needed / MIB, reserve / MIB
+    )]
+    HostDisk {
+        /// The state directory.
+        path: String,
+        /// Free bytes.
+        free: u64,
+        /// Workspace size.
+        needed: u64,
+        /// Bytes kept free for the host.
+        reserve: u64,
+    },
     /// The sandbox's daemon or container died.
     #[error("sandbox {id} is dead ({reason}): destroy it and create a new one")]
     Dead {
@@ -81,9 +98,9 @@ impl From<HostError> for Status {
         match e {
             HostError::InvalidArgument(_) => Status::invalid_argument(msg),
             HostError::SandboxNotFound(_) => Status::not_found(msg),
-            HostError::TooManySandboxes(_) | HostError::MemoryBudget { .. } => {
-                Status::resource_exhausted(msg)
-            }
+            HostError::TooManySandboxes(_)
+            | HostError::MemoryBudget { .. }
+            | HostError::HostDisk { .. } => Status::resource_exhausted(msg),
             HostError::Dead { .. } => Status::failed_precondition(msg),
             HostError::NotReady { .. } => Status::unavailable(msg),
             HostError::Backend(_) | HostError::Image(_) | HostError::Io { .. } => {

@@ -113,6 +113,17 @@ impl DockerBackend {
         id: &SandboxId,
         secret: &agent_runtime_proto::auth::Secret,
     ) -> Result<(PathBuf, PathBuf), HostError> {
+        if let Some(size) = self.config.workspace_size {
+            let free = workspace::free_bytes(&self.config.sandboxes_dir)?;
+            if free < size.saturating_add(workspace::DISK_RESERVE) {
+                return Err(HostError::HostDisk {
+                    path: self.config.sandboxes_dir.display().to_string(),
+                    free,
+                    needed: size,
+                    reserve: workspace::DISK_RESERVE,
+                });
+            }
+        }
         let dir = self.sandbox_dir(id);
         let run = dir.join("run");
         let workspace = dir.join("workspace");

@@ -16,6 +16,26 @@ use crate::error::HostError;
 /// The sandbox user, owner of the workspace root.
 const SANDBOX_UID: u32 = 1000;
 
+/// Disk space kept free for the host: a create that would leave less fails.
+pub const DISK_RESERVE: u64 = 1024 * 1024 * 1024;
+
+/// Free bytes (for unprivileged users) on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> Result<u64, HostError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| HostError::Backend(format!("{} contains a NUL byte", dir.display())))?;
+    // SAFETY: statvfs writes only into the zeroed struct we pass; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(HostError::io(
+            format!("checking free space of {}", dir.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// Creates `image` of `size` bytes (sparse), formats it and mounts it on `dir`.
 pub async fn mount(image: &Path, dir: &Path, size: u64) -> Result<(), HostError> {
     let file = std::fs::OpenOptions::new()
