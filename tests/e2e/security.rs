@@ -1339,3 +1339,52 @@ async fn reading_a_fifo_fails_at_once() {
         b"plain"
     );
 }
+
+#[tokio::test]
+async fn rest_cannot_reach_a_sandbox_a_token_owns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tokens = token_file(tmp.path());
+    let host = Host::start(&["--token-file", tokens.to_str().expect("utf-8 path")]);
+    let a = host
+        .sandboxes_as(Some(ALICE))
+        .await
+        .create(CreateSandboxRequest::default())
+        .await
+        .expect("alice creates")
+        .into_inner()
+        .sandbox_id;
+    // A REST caller who learnt the id asks for a context (and so code execution) in it.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client");
+    let resp = http
+        .post(format!("{}/api/v1/contexts", host.rest))
+        .json(&serde_json::json!({
+            "type": "jupyter",
+            "language": "python",
+            "sandbox_id": a,
+        }))
+        .send()
+        .await
+        .expect("POST /api/v1/contexts");
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert!(
+        status.is_client_error(),
+        "REST made a context in alice's sandbox: {status} {body}"
+    );
+    // Nor does REST list anything of hers.
+    let listed: serde_json::Value = http
+        .get(format!("{}/api/v1/contexts", host.rest))
+        .send()
+        .await
+        .expect("GET /api/v1/contexts")
+        .json()
+        .await
+        .unwrap_or_default();
+    assert!(
+        !listed.to_string().contains(&a),
+        "REST lists alice's sandbox: {listed}"
+    );
+}
