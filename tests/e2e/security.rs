@@ -816,6 +816,12 @@ async fn grpc_tokens_authenticate_every_call_and_own_their_sandboxes() {
         .await
         .expect("bob destroys his");
     assert!(instance_containers(&host.instance).is_empty());
+    // Tokens are never logged (names may be).
+    let log = host.log();
+    assert!(
+        !log.contains(ALICE) && !log.contains(BOB),
+        "a token in the host log"
+    );
 }
 
 /// A `serve` process started directly, for listen addresses the harness does not use.
@@ -1387,4 +1393,147 @@ async fn rest_cannot_reach_a_sandbox_a_token_owns() {
         !listed.to_string().contains(&a),
         "REST lists alice's sandbox: {listed}"
     );
+}
+
+#[tokio::test]
+async fn the_file_api_reaches_only_what_user_code_can() {
+    use agent_runtime_proto::v1::upload_request::Part;
+    use agent_runtime_proto::v1::{
+        DownloadRequest, ListDirRequest, MakeDirRequest, RemoveRequest, StatRequest, UploadHeader,
+        UploadRequest,
+    };
+
+    let host = Host::start(&[]);
+    let id = host.create().await;
+    let mut c = host.sandbox().await;
+    // The daemon serves file calls as root with DAC_OVERRIDE, but on the caller's behalf: none
+    // of these may reach the daemon's own files (a model calling file_read is user code too).
+    let pid = daemon_pid(&id);
+    for path in [
+        "/run/agent-runtime/secret".to_owned(),
+        "/proc/self/environ".to_owned(),
+        format!("/proc/{pid}/environ"),
+        "/proc/1/environ".to_owned(),
+    ] {
+        let r = read_file(&host, &id, &path).await;
+        assert!(
+            r.is_err(),
+            "ReadFile {path} gave {} bytes",
+            r.map(|b| b.len()).unwrap_or(0)
+        );
+        let r = c
+            .download(with_id(
+                &id,
+                DownloadRequest {
+                    path: path.clone(),
+                    chunk_size: 0,
+                },
+            ))
+            .await;
+        if let Ok(stream) = r {
+            let mut stream = stream.into_inner();
+            let first = stream.message().await;
+            assert!(first.is_err(), "Download {path} gave {first:?}");
+        }
+    }
+    let r = c
+        .stat(with_id(
+            &id,
+            StatRequest {
+                path: "/run/agent-runtime/secret".into(),
+            },
+        ))
+        .await;
+    assert!(r.is_err(), "Stat of the secret: {r:?}");
+    let r = c
+        .list_dir(with_id(
+            &id,
+            ListDirRequest {
+                path: "/run/agent-runtime".into(),
+                include_hidden: true,
+            },
+        ))
+        .await;
+    assert!(r.is_err(), "ListDir of the run directory: {r:?}");
+    // The daemon may list its own descriptors (the kernel lets a process see its own fd
+    // directory), but none of them opens for the caller: sockets, pipes, nothing readable.
+    if let Ok(listed) = c
+        .list_dir(with_id(
+            &id,
+            ListDirRequest {
+                path: "/proc/self/fd".into(),
+                include_hidden: true,
+            },
+        ))
+        .await
+    {
+        for entry in listed.into_inner().entries {
+            let r = read_file(&host, &id, &entry.path).await;
+            assert!(
+                r.is_err(),
+                "ReadFile {} read the daemon's descriptor: {r:?}",
+                entry.path
+            );
+        }
+    }
+    let r = c
+        .remove(with_id(
+            &id,
+            RemoveRequest {
+                path: "/run/agent-runtime/sandboxd.sock".into(),
+                recursive: false,
+            },
+        ))
+        .await;
+    assert!(r.is_err(), "Remove of the daemon's socket: {r:?}");
+    let r = c
+        .make_dir(with_id(
+            &id,
+            MakeDirRequest {
+                path: "/run/agent-runtime/x".into(),
+            },
+        ))
+        .await;
+    assert!(r.is_err(), "MakeDir in the run directory: {r:?}");
+    let r = c
+        .write_file(with_id(
+            &id,
+            WriteFileRequest {
+                path: "/run/agent-runtime/sandboxd.sock".into(),
+                content: b"planted".to_vec(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert!(r.is_err(), "WriteFile over the daemon's socket: {r:?}");
+    let parts = vec![
+        UploadRequest {
+            part: Some(Part::Header(UploadHeader {
+                path: "/run/agent-runtime/planted".into(),
+                ..Default::default()
+            })),
+        },
+        UploadRequest {
+            part: Some(Part::Data(b"planted".to_vec())),
+        },
+    ];
+    let r = c.upload(with_id(&id, tokio_stream::iter(parts))).await;
+    assert!(r.is_err(), "Upload into the run directory: {r:?}");
+
+    // On the host the run directory holds what it held.
+    let run = sandbox_dir(&host.instance, &id).join("run");
+    let mut names: Vec<String> = std::fs::read_dir(&run)
+        .expect("run dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["sandboxd.sock", "secret"]);
+    let sock = std::fs::symlink_metadata(run.join("sandboxd.sock")).expect("socket");
+    assert!(sock.file_type().is_socket());
+
+    // What the API writes belongs to the user, as if user code wrote it.
+    write_file(&host, &id, "/workspace/by-api.txt", b"x").await;
+    let out = sh(&host, &id, "stat -c '%u:%g' /workspace/by-api.txt").await;
+    assert_eq!(out.stdout.trim(), "1000:1000");
 }
