@@ -595,3 +595,348 @@ async fn bench_mcp_overhead() {
         );
     }
 }
+
+/// A Streamable HTTP session opened by hand, for tests that need two sessions or a call left
+/// running while the session ends.
+struct HttpSession {
+    url: String,
+    sid: String,
+}
+
+impl HttpSession {
+    async fn open(url: &str) -> Self {
+        let r = post(url, &[], initialize()).await;
+        assert_eq!(r.status(), 200);
+        let sid = r
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("mcp-session-id")
+            .to_owned();
+        let _ = r.text().await;
+        let s = Self {
+            url: url.to_owned(),
+            sid,
+        };
+        let r = post(
+            url,
+            &s.headers(),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+        assert!(r.status().is_success(), "{}", r.status());
+        s
+    }
+
+    fn headers(&self) -> [(&str, &str); 2] {
+        [
+            ("mcp-session-id", self.sid.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        ]
+    }
+
+    /// Calls a tool; returns the JSON-RPC `result` (a CallToolResult).
+    async fn call(&self, id: u64, tool: &str, args: Value) -> Value {
+        let r = post(
+            &self.url,
+            &self.headers(),
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                   "params": {"name": tool, "arguments": args}}),
+        )
+        .await;
+        let body = r.text().await.expect("tools/call body");
+        rpc_result(&body, id)
+    }
+
+    /// Ends the session with DELETE, as a client does.
+    async fn delete(&self) -> u16 {
+        let mut req = reqwest::Client::new().delete(&self.url);
+        for (k, v) in self.headers() {
+            req = req.header(k, v);
+        }
+        req.send().await.expect("DELETE").status().as_u16()
+    }
+}
+
+/// The `result` of JSON-RPC response `id` in a body that is JSON or an SSE stream.
+fn rpc_result(body: &str, id: u64) -> Value {
+    let messages: Vec<Value> = if body.trim_start().starts_with('{') {
+        serde_json::from_str(body).into_iter().collect()
+    } else {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    };
+    messages
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["result"].clone())
+        .unwrap_or_else(|| panic!("no response {id} in: {body}"))
+}
+
+/// A session may act only on the sandboxes it created: knowing another session's sandbox id
+/// gives no access to it, whatever the tool.
+#[tokio::test]
+async fn mcp_sessions_cannot_use_each_others_sandboxes() {
+    let host = Host::start(&[]);
+    let bridge = HttpBridge::start(&host.addr, &[]);
+    let a = HttpSession::open(&bridge.url).await;
+    let r = a
+        .call(
+            2,
+            "code_run",
+            json!({"language": "shell", "code": "echo a > /workspace/a.txt"}),
+        )
+        .await;
+    assert_eq!(r["isError"], false, "{r}");
+    let r = a.call(3, "sandbox_list", json!({})).await;
+    let a_sandbox = r["structuredContent"]["sandboxes"][0]["sandbox_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+
+    let b = HttpSession::open(&bridge.url).await;
+    let refused = format!("sandbox {a_sandbox} is not one of this session's sandboxes");
+    let attempts = [
+        (
+            "code_run",
+            json!({"language": "shell", "code": "cat /workspace/a.txt"}),
+        ),
+        ("file_read", json!({"path": "a.txt"})),
+        (
+            "file_write",
+            json!({"path": "a.txt", "content": "b was here"}),
+        ),
+        ("file_list", json!({})),
+        ("file_remove", json!({"path": "a.txt"})),
+        ("create_context", json!({})),
+        ("list_contexts", json!({})),
+        ("browser_goto", json!({"url": "about:blank"})),
+        ("browser_snapshot", json!({})),
+        ("sandbox_destroy", json!({})),
+    ];
+    for (i, (tool, mut args)) in attempts.into_iter().enumerate() {
+        args["sandbox_id"] = json!(a_sandbox);
+        let r = b.call(10 + i as u64, tool, args).await;
+        assert_eq!(r["isError"], true, "{tool}: {r}");
+        let err = &r["structuredContent"];
+        assert_eq!(err["code"], "NOT_FOUND", "{tool}: {r}");
+        assert!(
+            err["error"].as_str().unwrap_or("").starts_with(&refused),
+            "{tool}: {r}"
+        );
+    }
+    // B made nothing, and A's sandbox and file are untouched.
+    let r = b.call(30, "sandbox_list", json!({})).await;
+    assert_eq!(r["structuredContent"]["sandboxes"], json!([]), "{r}");
+    assert_eq!(instance_containers(&host.instance).len(), 1);
+    let r = a
+        .call(
+            4,
+            "file_read",
+            json!({"path": "a.txt", "sandbox_id": a_sandbox}),
+        )
+        .await;
+    assert_eq!(r["structuredContent"]["content"], "a\n", "{r}");
+
+    // The other way round too.
+    let r = b
+        .call(31, "code_run", json!({"language": "shell", "code": "true"}))
+        .await;
+    assert_eq!(r["isError"], false, "{r}");
+    let r = b.call(32, "sandbox_list", json!({})).await;
+    let b_sandbox = r["structuredContent"]["sandboxes"][0]["sandbox_id"].clone();
+    let r = a
+        .call(
+            5,
+            "code_run",
+            json!({"language": "shell", "code": "true", "sandbox_id": b_sandbox}),
+        )
+        .await;
+    assert_eq!(r["structuredContent"]["code"], "NOT_FOUND", "{r}");
+
+    assert_eq!(a.delete().await, 204);
+    assert_eq!(b.delete().await, 204);
+    assert_no_containers(&host.instance, Duration::from_secs(20));
+}
+
+/// `mcp-bridge` on stdio, driven by hand (a client that can vanish mid-call).
+struct StdioBridge {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl StdioBridge {
+    fn start(addr: &str) -> Self {
+        let mut child = Command::new(binary("mcp-bridge"))
+            .arg("--no-spawn-host")
+            .env("AGENT_RUNTIME_ADDR", addr)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning mcp-bridge");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut b = Self {
+            child,
+            stdin,
+            lines,
+        };
+        b.send(initialize());
+        b.response(1);
+        b.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        b
+    }
+
+    fn send(&mut self, msg: Value) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{msg}").expect("writing to the bridge");
+        stdin.flush().expect("flush");
+    }
+
+    fn call(&mut self, id: u64, tool: &str, args: Value) {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                         "params": {"name": tool, "arguments": args}}));
+    }
+
+    fn response(&mut self, id: u64) -> Value {
+        loop {
+            let m = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("no response {id} from the bridge"));
+            if m["id"] == id {
+                return m["result"].clone();
+            }
+        }
+    }
+
+    /// Waits for the process to exit; None when it is still running after `within`.
+    fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for StdioBridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `sleep 600` runs in the sandbox (the stuck call has started).
+async fn wait_for_sleep(host: &Host, sandbox: &str) {
+    for _ in 0..200 {
+        if let Ok(out) = host
+            .exec(sandbox, "shell", "pgrep -x sleep || true", 10.0)
+            .await
+        {
+            if !out.stdout.trim().is_empty() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the stuck call never started in {sandbox}");
+}
+
+/// Waits until the instance has no containers; returns how long that took.
+fn time_until_no_containers(instance: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    assert_no_containers(instance, within);
+    started.elapsed()
+}
+
+/// An MCP client that disappears (EOF on stdin, or SIGTERM to the bridge) while a call is stuck:
+/// the session's sandbox is destroyed within seconds, and the bridge exits.
+#[tokio::test]
+async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
+    let host = Host::start(&[]);
+    for how in ["eof", "sigterm"] {
+        let mut bridge = StdioBridge::start(&host.addr);
+        bridge.call(2, "sandbox_create", json!({}));
+        let r = bridge.response(2);
+        let sandbox = r["structuredContent"]["sandbox_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_owned();
+        bridge.call(
+            3,
+            "code_run",
+            json!({"language": "shell", "code": "sleep 600", "timeout": 3600}),
+        );
+        wait_for_sleep(&host, &sandbox).await;
+
+        let started = Instant::now();
+        match how {
+            "eof" => drop(bridge.stdin.take()),
+            _ => {
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe { libc::kill(bridge.child.id() as i32, libc::SIGTERM) };
+            }
+        }
+        let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
+        let exit = bridge.exited_within(Duration::from_secs(30));
+        let exited = started.elapsed();
+        eprintln!("{how}: sandbox gone after {gone:?}, bridge exited ({exit:?}) after {exited:?}");
+        assert!(exit.is_some(), "{how}: the bridge is still running");
+        let mut sb = host.sandboxes().await;
+        let listed = sb
+            .list(agent_runtime_proto::v1::ListSandboxesRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .sandboxes;
+        assert!(listed.is_empty(), "{how}: the host still lists {listed:?}");
+    }
+}
+
+/// The same over HTTP: a session deleted while one of its calls is stuck ends that call and
+/// destroys its sandbox.
+#[tokio::test]
+async fn mcp_http_session_deleted_during_a_stuck_call_ends_its_sandbox() {
+    let host = Host::start(&[]);
+    let bridge = HttpBridge::start(&host.addr, &[]);
+    let s = HttpSession::open(&bridge.url).await;
+    let r = s.call(2, "sandbox_create", json!({})).await;
+    let sandbox = r["structuredContent"]["sandbox_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let stuck = {
+        let (url, sid) = (s.url.clone(), s.sid.clone());
+        tokio::spawn(async move {
+            let s = HttpSession { url, sid };
+            s.call(
+                3,
+                "code_run",
+                json!({"language": "shell", "code": "sleep 600", "timeout": 3600}),
+            )
+            .await
+        })
+    };
+    wait_for_sleep(&host, &sandbox).await;
+    assert_eq!(s.delete().await, 204);
+    let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
+    eprintln!("DELETE during a stuck call: sandbox gone after {gone:?}");
+    stuck.abort();
+}

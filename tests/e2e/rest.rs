@@ -424,3 +424,174 @@ async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
     }
     assert!(refilled, "the pool did not refill");
 }
+
+async fn get(url: &str) -> (StatusCode, Value) {
+    let resp = client().get(url).send().await.expect("GET");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `docker pause` of a sandbox (its daemon stops answering, as with a `kill -STOP`), undone on
+/// drop so the host can clean up.
+struct Paused(String);
+
+impl Paused {
+    fn new(container: &str) -> Self {
+        agent_runtime_e2e::docker(&["pause", container]).expect("docker pause");
+        Self(container.to_owned())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = agent_runtime_e2e::docker(&["unpause", &self.0]);
+    }
+}
+
+/// One sandbox whose daemon is stopped: the REST API keeps answering for everyone else
+/// (DESIGN.md §2.1); calls into the stopped one fail at their deadline instead of hanging.
+#[tokio::test]
+async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
+    let host = Host::start(&[]);
+    let base = format!("{}/api/v1", host.rest);
+    let (status, healthy) = post(&format!("{base}/contexts"), json!({"session_name": "ok"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{healthy}");
+    let (status, frozen) = post(
+        &format!("{base}/contexts"),
+        json!({"session_name": "stuck"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{frozen}");
+    let healthy_id = healthy["context_id"].as_str().expect("id").to_owned();
+    let frozen_id = frozen["context_id"].as_str().expect("id").to_owned();
+    let frozen_sandbox = frozen["sandbox_id"].as_str().expect("sandbox_id");
+    assert_ne!(healthy["sandbox_id"], frozen["sandbox_id"]);
+
+    // A baseline for "answers promptly": the same list with both sandboxes answering.
+    let started = Instant::now();
+    let (status, _) = get(&format!("{base}/contexts")).await;
+    let baseline = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+
+    let _paused = Paused::new(frozen_sandbox);
+
+    // The list answers (without the frozen sandbox's context) after at most the discovery
+    // deadline, not never.
+    let started = Instant::now();
+    let (status, list) = get(&format!("{base}/contexts")).await;
+    let listed_in = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["context_id"].as_str())
+        .collect();
+    assert_eq!(ids, [healthy_id.as_str()], "{list}");
+    eprintln!("GET /contexts: {baseline:?} with both answering, {listed_in:?} with one stopped");
+
+    // Two lists at once: neither waits for the other (no lock held across the stuck call).
+    let started = Instant::now();
+    let url = format!("{base}/contexts");
+    let (a, b) = tokio::join!(get(&url), get(&url));
+    let both_in = started.elapsed();
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    assert!(
+        both_in < listed_in * 2 + Duration::from_secs(1),
+        "two concurrent lists took {both_in:?}, one took {listed_in:?}: they queued"
+    );
+
+    // The healthy context works, and is not slowed by the frozen one.
+    let started = Instant::now();
+    let (status, v) = execute(&host, &healthy_id, "print(6 * 7)", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["output"]["stdout"], "42\n", "{v}");
+    eprintln!("execute in the healthy context: {:?}", started.elapsed());
+
+    // An id in no cache (as every id is after a restart) is looked up without hanging.
+    let (status, v) = execute(&host, "ctx-000000000000", "1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["code"], "CONTEXT_NOT_FOUND");
+
+    // The frozen context fails at its deadline (timeout + margin), not never.
+    let started = Instant::now();
+    let (status, v) = execute(&host, &frozen_id, "print(1)", Some(1.0)).await;
+    let failed_in = started.elapsed();
+    assert!(
+        matches!(v["code"].as_str(), Some("TIMEOUT" | "INTERNAL")),
+        "{status} {v}"
+    );
+    eprintln!(
+        "execute in the frozen context: {status} {} after {failed_in:?}",
+        v["code"]
+    );
+
+    // The healthy one still works after all that.
+    let (_, v) = execute(&host, &healthy_id, "print('still')", None).await;
+    assert_eq!(v["output"]["stdout"], "still\n", "{v}");
+}
+
+/// REST credentials reach only REST's contexts: a context made over gRPC, in a sandbox made over
+/// gRPC, is CONTEXT_NOT_FOUND to REST even when its id is known.
+#[tokio::test]
+async fn rest_cannot_reach_contexts_made_over_grpc() {
+    use agent_runtime_proto::v1::CreateContextRequest;
+    let host = Host::start(&[]);
+    let sandbox = host.create().await;
+    let ctx = host
+        .sandbox()
+        .await
+        .create_context(agent_runtime_e2e::with_id(
+            &sandbox,
+            CreateContextRequest {
+                language: "python".into(),
+                name: "grpc".into(),
+                cwd: String::new(),
+            },
+        ))
+        .await
+        .expect("CreateContext over gRPC")
+        .into_inner()
+        .context_id;
+    let base = format!("{}/api/v1", host.rest);
+
+    let (status, v) = execute(&host, &ctx, "print('reached')", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(
+        v,
+        json!({"error": "Context not found", "code": "CONTEXT_NOT_FOUND"})
+    );
+    let (status, v) = get(&format!("{base}/contexts/{ctx}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, list) = get(&format!("{base}/contexts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list, json!([]), "REST lists a gRPC context");
+    let del = client()
+        .delete(format!("{base}/contexts/{ctx}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status(), StatusCode::NOT_FOUND);
+
+    // Naming the sandbox explicitly is consent: REST may put its own context there, and reaches
+    // that one only.
+    let (status, mine) = post(
+        &format!("{base}/contexts"),
+        json!({"sandbox_id": sandbox, "session_name": "rest"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    let mine = mine["context_id"].as_str().expect("id").to_owned();
+    let (_, v) = execute(&host, &mine, "print('mine')", None).await;
+    assert_eq!(v["output"]["stdout"], "mine\n", "{v}");
+    let (_, list) = get(&format!("{base}/contexts")).await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["context_id"].as_str())
+        .collect();
+    assert_eq!(ids, [mine.as_str()], "{list}");
+    let (status, _) = execute(&host, &ctx, "print('reached')", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
