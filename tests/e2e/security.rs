@@ -1359,7 +1359,8 @@ async fn rest_cannot_reach_a_sandbox_a_token_owns() {
         .expect("alice creates")
         .into_inner()
         .sandbox_id;
-    // A REST caller who learnt the id asks for a context (and so code execution) in it.
+    // A REST caller who learnt the id asks for a context (and so code execution) in it. Ids are
+    // no secret: any local user reads them in the host's mount table (the workspace mounts).
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
