@@ -635,3 +635,50 @@ async fn bad_code_fails_the_cell_and_never_costs_the_context_its_state() {
     let listed = list(&mut client, &sb).await;
     assert_eq!(listed[0].status, "active", "{listed:?}");
 }
+
+#[tokio::test]
+async fn a_runs_timeout_never_touches_a_context_or_what_its_cells_started() {
+    let host = Host::start(&[]);
+    let sb = host.create().await;
+    let mut client = host.sandbox().await;
+    let (ctx, _) = create(&mut client, &sb, "spared", "")
+        .await
+        .expect("create");
+    let id = ctx.context_id;
+    let pid = ok(
+        &mut client,
+        &sb,
+        &id,
+        "import os, subprocess\nx = 5\n\
+         p = subprocess.Popen(['sleep', '600'], start_new_session=True)\nprint(os.getpid())",
+    )
+    .await
+    .stdout;
+
+    // A run that daemonises (setsid child, double fork) and a setsid fork bomb, both timing out.
+    let escapes = "setsid sleep 600 < /dev/null & echo \"SETSID $!\"\n\
+        python3 -c 'import os,sys,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\nprint(\"DAEMON\", os.getpid(), flush=True)\nsys.stdout.close(); time.sleep(600)'\n\
+        sleep 600";
+    let out = host.exec(&sb, "shell", escapes, 2.0).await.expect("exec");
+    assert_eq!(out.exit.reason, "timeout", "{out:?}");
+    let bomb = "while true; do setsid sh -c ':' & done";
+    let out = host.exec(&sb, "shell", bomb, 2.0).await.expect("exec");
+    assert_eq!(out.exit.reason, "timeout", "{out:?}");
+
+    // Everything the runs started is gone; the kernel and its cell's child are not.
+    let ps = host
+        .exec(&sb, "shell", "ps -eo pid=,args=", 10.0)
+        .await
+        .expect("ps")
+        .stdout;
+    let pids: Vec<&str> = ps
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!ps.contains("sh -c :"), "{ps}");
+    let left: Vec<&str> = ps.lines().filter(|l| l.contains("sleep 600")).collect();
+    assert_eq!(left.len(), 1, "only the cell's sleep is left: {ps}");
+    assert!(pids.contains(&pid.trim()), "the kernel is gone: {ps}");
+    let ran = ok(&mut client, &sb, &id, "print(x, os.getpid(), p.poll())").await;
+    assert_eq!(ran.stdout, format!("5 {} None\n", pid.trim()));
+}

@@ -548,3 +548,55 @@ async fn a_fork_bomb_with_setsid_times_out_and_the_next_run_works() -> anyhow::R
     }
     Ok(())
 }
+
+/// Zombie children of `parent`.
+fn zombie_children(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: i32 = fields.get(1)?.parse().ok()?;
+            (ppid == parent && fields.first() == Some(&"Z")).then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphans_left_by_a_run_are_reaped_when_they_exit() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let code = "echo $PPID\nexec > /dev/null 2>&1 < /dev/null\n\
+        (sleep 0.5 &)\nsetsid sh -c 'sleep 0.5' &\n\
+        python3 -c 'import os,time\nif os.fork(): os._exit(0)\nos.setsid()\ntime.sleep(0.5)'";
+    let out = run(&mut client, request("shell", code)).await?;
+    assert_eq!(out.exit()?.code, 0, "{out:?}");
+    let sandboxd: i32 = out.stdout().trim().parse()?;
+    let orphans = descendants(sandboxd);
+    assert!(
+        orphans.len() >= 3,
+        "the run left its processes behind: {orphans:?}"
+    );
+    assert_eq!(
+        gone_within(&orphans, Duration::from_secs(3)).await,
+        Vec::<i32>::new()
+    );
+    // Each was sandboxd's child once its parent exited: sandboxd reaps them.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut zombies = zombie_children(sandboxd);
+    while !zombies.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        zombies = zombie_children(sandboxd);
+    }
+    assert_eq!(zombies, Vec::<i32>::new(), "zombies pile up");
+    // Still serving runs (their exit statuses are not taken by the reaper).
+    for code in [0, 3, 7] {
+        let out = run(&mut client, request("shell", &format!("exit {code}"))).await?;
+        assert_eq!(out.exit()?.code, code);
+    }
+    Ok(())
+}
