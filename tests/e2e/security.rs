@@ -118,8 +118,9 @@ async fn wait_status(
 /// Bytes available to unprivileged users on the filesystem holding `path`.
 fn free_bytes(path: &Path) -> u64 {
     let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
-    // SAFETY: statvfs(3) writes into the zeroed struct we own; `c` is a valid C string.
+    // SAFETY: statvfs is plain old data, for which all-zero bytes are a valid value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `s` a struct we own that outlives the call.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
     assert_eq!(rc, 0, "statvfs {}", path.display());
     s.f_bavail as u64 * s.f_frsize as u64
