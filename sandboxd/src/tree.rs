@@ -22,16 +22,19 @@
 //! - **A run's timeout** (or cancellation, or the daemon's shutdown) kills, in rounds until none
 //!   is left: every process below the run's leader, every recorded member and what is below it,
 //!   every process in one of its sessions, and every *unattributed* orphan subtree that started
-//!   after the run did — a double fork faster than the tracker, a fork bomb's children orphaned
-//!   while it was being killed. Their zombies are reaped in the same rounds, so the pids they held
-//!   are free when the call returns and the next run can start even after a fork bomb.
+//!   after the run did and was not already there when it started — a double fork faster than the
+//!   tracker, a fork bomb's children orphaned while it was being killed. Their zombies are reaped
+//!   in the same rounds, so the pids they held are free when the call returns and the next run can
+//!   start even after a fork bomb (measured in the image with a 512-pid `os.fork()` + `setsid`
+//!   bomb: the kill takes about 0.5 s, most of it the first `/proc` scan on a starved CPU).
 //!
 //!   The trade-off: an unattributed orphan cannot be told apart when two runs (or a run and a
 //!   kernel's cell) are in progress at once, and the first of them to time out takes it. Recorded
 //!   processes of other runs, kernels and the browser are never touched, and neither is anything
-//!   that started before the run. Without pidfds (Linux < 5.3) sandboxd cannot tell its own
-//!   children from adopted orphans, so the unattributed rule is off and only recorded processes
-//!   and sessions are killed.
+//!   that was there before the run started. A child sandboxd is spawning at that very moment
+//!   (between its fork and tokio's pidfd, about a millisecond) looks like an orphan too. Without
+//!   pidfds (Linux < 5.3) sandboxd cannot tell its own children from adopted orphans, so the
+//!   unattributed rule is off and only recorded processes and sessions are killed.
 //! - **Reaping.** Orphans that exit become sandboxd's zombies. A reaper reaps them on SIGCHLD (and
 //!   every [`REAP_EVERY`]) but never a child tokio waits for — one with a pidfd, or a run's leader —
 //!   and only a zombie already seen in an earlier pass, so a child between its fork and its pidfd
@@ -49,7 +52,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::procs::{self, Proc};
 
-/// How often runs' processes are recorded while a run is in progress.
+/// How often runs' processes are recorded while a run is in progress (at most: a scan that takes
+/// long waits ten times its own length before the next, so tracking costs at most a tenth of a core).
 pub const TRACK_EVERY: Duration = Duration::from_millis(20);
 /// How often adopted zombies are looked for besides SIGCHLD.
 pub const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -293,8 +297,7 @@ impl Tree {
                 None
             }
         };
-        let mut track = tokio::time::interval(TRACK_EVERY);
-        track.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_scan = tokio::time::Instant::now();
         let mut reap = tokio::time::interval(REAP_EVERY);
         reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck: Option<tokio::time::Instant> = None;
@@ -316,7 +319,11 @@ impl Tree {
                 () = sleep_until_opt(recheck) => {
                     recheck = self.reap().then(|| tokio::time::Instant::now() + RECHECK);
                 }
-                _ = track.tick(), if tracking => self.scan(),
+                () = tokio::time::sleep_until(next_scan), if tracking => {
+                    let started = tokio::time::Instant::now();
+                    self.scan();
+                    next_scan = tokio::time::Instant::now() + TRACK_EVERY.max(started.elapsed() * 10);
+                }
                 () = self.wake.notified() => {}
             }
         }
