@@ -674,19 +674,6 @@ enum Probe {
     Fatal(String),
 }
 
-/// An error with its sources, for messages: tonic's transport errors say only "transport error"
-/// at the top.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// One readiness check: connect (the connection itself proves the daemon holds `id`'s
 /// secret), gRPC health SERVING, then Hello with our protocol and a proof over a fresh nonce.
 async fn probe(endpoint: &Endpoint, secret: &Secret, id: &SandboxId) -> Result<Channel, Probe> {
@@ -697,7 +684,7 @@ async fn probe(endpoint: &Endpoint, secret: &Secret, id: &SandboxId) -> Result<C
     }
     let channel = crate::uds::connect(endpoint, secret, id, Duration::from_secs(1))
         .await
-        .map_err(|e| Probe::Retry(format!("connect: {}", chain(&e))))?;
+        .map_err(|e| Probe::Retry(format!("connect: {}", crate::uds::describe(&e))))?;
     let mut health = HealthClient::new(channel.clone());
     let mut req = tonic::Request::new(HealthCheckRequest {
         service: String::new(),

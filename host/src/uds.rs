@@ -67,10 +67,13 @@ pub async fn connect(
 
 fn refused(id: &str, e: agent_runtime_proto::auth::HandshakeError) -> std::io::Error {
     tracing::warn!(sandbox_id = %id, error = %e, "refusing a daemon connection");
-    std::io::Error::new(
-        std::io::ErrorKind::PermissionDenied,
-        format!("daemon of {id} failed authentication: {e}"),
-    )
+    // The handshake error stays the source, so callers can tell a silent daemon (a timeout)
+    // from an impostor.
+    let kind = match e {
+        agent_runtime_proto::auth::HandshakeError::Timeout(_) => std::io::ErrorKind::TimedOut,
+        _ => std::io::ErrorKind::PermissionDenied,
+    };
+    std::io::Error::new(kind, e)
 }
 
 /// Connects to the socket at `path` only if it is a socket itself, not a symlink to one
@@ -88,4 +91,36 @@ async fn dial_unix(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
         ));
     }
     tokio::net::UnixStream::connect(path).await
+}
+
+/// Whether `e` (a channel error) comes from a daemon that did not answer the handshake in time.
+pub fn is_silent_daemon(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if matches!(
+            err.downcast_ref::<agent_runtime_proto::auth::HandshakeError>(),
+            Some(agent_runtime_proto::auth::HandshakeError::Timeout(_))
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// An error with its sources: tonic's transport errors say only "transport error" at the top.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }

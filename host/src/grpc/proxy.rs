@@ -79,10 +79,17 @@ impl tower::Service<http::Request<Body>> for SandboxProxy {
 }
 
 /// The error for a call the channel could not deliver: the sandbox's death when that is why.
-fn unreachable(manager: &Manager, id: &SandboxId, e: impl std::fmt::Display) -> Status {
+fn unreachable(manager: &Manager, id: &SandboxId, e: tonic::transport::Error) -> Status {
+    let detail = crate::uds::describe(&e);
     match manager.channel(id) {
         Err(dead @ HostError::Dead { .. }) => dead.into(),
-        _ => Status::unavailable(format!("sandbox {id}: its daemon is unreachable ({e})")),
+        _ if crate::uds::is_silent_daemon(&e) => Status::deadline_exceeded(format!(
+            "sandbox {id} did not answer ({detail}); its daemon may be stuck — retry, or destroy \
+             the sandbox"
+        )),
+        _ => Status::unavailable(format!(
+            "sandbox {id}: its daemon is unreachable ({detail})"
+        )),
     }
 }
 
