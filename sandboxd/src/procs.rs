@@ -67,8 +67,10 @@ pub fn isolate(cmd: &mut Command) {
     }
 }
 
-/// Kills every process of the given sessions with SIGKILL, blocking until none is left (or a few
-/// rounds have passed, for processes forked while we were scanning).
+/// Kills every process of the given sessions, and every process below one of them (children that
+/// called `setsid`) and in those processes' sessions, with SIGKILL, blocking until none is left (or
+/// a few rounds have passed, for processes forked while we were scanning). Runs are killed by
+/// `tree`, which also finds what double-forked away; this is for kernels.
 pub fn kill_sessions_blocking(sids: &[i32]) {
     // Never our own session, nor init's.
     // SAFETY: getsid(0) only reads the calling process's session id.
@@ -87,35 +89,60 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
             libc::killpg(sid, libc::SIGKILL);
         }
     }
+    let leaders = sids.clone();
+    // Grows with the sessions of everything killed, so that what a killed process left in its
+    // own session is found after its parent is gone.
+    let mut sids: std::collections::HashSet<i32> = sids.into_iter().collect();
+    let me = std::process::id() as i32;
     for _ in 0..20 {
-        let members = sessions_members(&sids);
-        if members.is_empty() {
-            reap_sessions(&sids);
+        let procs: Vec<Proc> = all_processes().collect();
+        let doomed = family(&procs, &sids, own);
+        // Reaped at once, so that their process slots are free again (a fork bomb's zombies would
+        // otherwise still fill the pids limit when the caller's next command starts). sandboxd is
+        // a child subreaper (see `tree`), so every orphan here is its child; the leaders
+        // themselves are children tokio waits for and are left to it.
+        let zombies: Vec<i32> = doomed
+            .iter()
+            .filter(|p| p.is_zombie() && p.ppid == me && !leaders.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+        reap(&zombies);
+        let live: Vec<&Proc> = doomed.iter().filter(|p| !p.is_zombie()).collect();
+        if live.is_empty() {
             return;
         }
-        for pid in members {
-            // SAFETY: kill only sends a signal to a pid we just saw in one of these sessions.
+        for p in live {
+            sids.insert(p.sid);
+            // SAFETY: kill only sends a signal, to a pid we just saw in (or below) one of these
+            // sessions; it cannot be reused before it is reaped.
             unsafe {
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(p.pid, libc::SIGKILL);
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    tracing::warn!(?sids, "processes survived SIGKILL");
+    tracing::warn!(?leaders, "processes survived SIGKILL");
 }
 
-/// Reaps the killed sessions' zombies that are ours to reap, so that their process slots are free
-/// again at once (a fork bomb's zombies would otherwise still fill the pids limit when the caller's
-/// next command starts). sandboxd is a child subreaper (see `tree`), so every orphan of a killed
-/// session is its child; the session leaders themselves are children tokio waits for and are left
-/// to it.
-fn reap_sessions(sids: &[i32]) {
-    let own = std::process::id() as i32;
-    let zombies: Vec<i32> = all_processes()
-        .filter(|p| p.is_zombie() && p.ppid == own && sids.contains(&p.sid) && p.pid != p.sid)
-        .map(|p| p.pid)
-        .collect();
-    reap(&zombies);
+/// The processes in one of `sids`, and everything below them, never in session `own`.
+fn family(procs: &[Proc], sids: &std::collections::HashSet<i32>, own: i32) -> Vec<Proc> {
+    let mut children: std::collections::HashMap<i32, Vec<&Proc>> = Default::default();
+    for p in procs {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<&Proc> = procs.iter().filter(|p| sids.contains(&p.sid)).collect();
+    let mut found = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.sid == own || !seen.insert(p.pid) {
+            continue;
+        }
+        found.push(*p);
+        if let Some(kids) = children.get(&p.pid) {
+            stack.extend(kids.iter().copied());
+        }
+    }
+    found
 }
 
 /// Reaps these zombie children of sandboxd, without blocking (a pid that is not a zombie child is
@@ -234,6 +261,31 @@ mod tests {
         );
         assert_eq!(parse_stat(1, "garbage"), None);
         assert_eq!(parse_stat(1, "1 (short) S 0 1 1"), None);
+    }
+
+    #[test]
+    fn a_family_is_its_sessions_and_what_is_below_them() {
+        let p = |pid, ppid, sid| Proc {
+            pid,
+            ppid,
+            sid,
+            state: 'S',
+            start: 0,
+        };
+        let procs = [
+            p(10, 1, 1),
+            // A kernel in session 20, a setsid'd child of it, and that one's child.
+            p(20, 10, 20),
+            p(21, 20, 21),
+            p(22, 21, 21),
+            // Something else, and a process in sandboxd's own session below the kernel.
+            p(30, 10, 30),
+            p(23, 20, 1),
+        ];
+        let sids = std::collections::HashSet::from([20]);
+        let mut pids: Vec<i32> = family(&procs, &sids, 1).iter().map(|p| p.pid).collect();
+        pids.sort();
+        assert_eq!(pids, [20, 21, 22]);
     }
 
     #[test]
