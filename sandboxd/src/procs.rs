@@ -3,6 +3,7 @@
 //! Each run's interpreter calls `setsid()` before exec, so the run is one session whose id is the
 //! leader's pid. Killing the process group catches ordinary children; scanning `/proc` for the
 //! session id also catches those that moved to another process group (job control, `setpgid`).
+//! Processes that left the session (`setsid`, a double fork) are found by `tree`, which kills runs.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStringExt;
