@@ -431,20 +431,35 @@ async fn get(url: &str) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// `docker pause` of a sandbox (its daemon stops answering, as with a `kill -STOP`), undone on
-/// drop so the host can clean up.
-struct Paused(String);
+/// A sandbox whose daemon is stopped (SIGSTOP from the host, as user code could once do from
+/// inside): Docker sees a running container, the daemon answers nothing. Continued on drop.
+struct Stopped(i32);
 
-impl Paused {
+impl Stopped {
     fn new(container: &str) -> Self {
-        agent_runtime_e2e::docker(&["pause", container]).expect("docker pause");
-        Self(container.to_owned())
+        let init = agent_runtime_e2e::docker(&["inspect", "-f", "{{.State.Pid}}", container])
+            .expect("docker inspect");
+        let init = init.trim();
+        let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .expect("children of the container's init");
+        let pid = children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sandboxd")
+            })
+            .unwrap_or_else(|| panic!("no sandboxd under {container}'s init ({children})"));
+        // SAFETY: plain kill(2) on a pid read from /proc a moment ago.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Self(pid)
     }
 }
 
-impl Drop for Paused {
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = agent_runtime_e2e::docker(&["unpause", &self.0]);
+        // SAFETY: plain kill(2), continuing the process stopped above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }
 
@@ -473,7 +488,7 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
     let baseline = started.elapsed();
     assert_eq!(status, StatusCode::OK);
 
-    let _paused = Paused::new(frozen_sandbox);
+    let _stopped = Stopped::new(frozen_sandbox);
 
     // The list answers (without the frozen sandbox's context) after at most the discovery
     // deadline, not never.
@@ -487,8 +502,8 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
         .iter()
         .filter_map(|c| c["context_id"].as_str())
         .collect();
-    assert_eq!(ids, [healthy_id.as_str()], "{list}");
     eprintln!("GET /contexts: {baseline:?} with both answering, {listed_in:?} with one stopped");
+    assert_eq!(ids, [healthy_id.as_str()], "{list}");
 
     // Two lists at once: neither waits for the other (no lock held across the stuck call).
     let started = Instant::now();
@@ -513,14 +528,16 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["code"], "CONTEXT_NOT_FOUND");
 
-    // The frozen context fails at its deadline (timeout + margin), not never.
+    // The frozen context fails by its deadline (timeout 1 s + a 10 s margin), not never:
+    // TIMEOUT, or whatever error the host gives once it has noticed the daemon is gone.
     let started = Instant::now();
     let (status, v) = execute(&host, &frozen_id, "print(1)", Some(1.0)).await;
     let failed_in = started.elapsed();
     assert!(
-        matches!(v["code"].as_str(), Some("TIMEOUT" | "INTERNAL")),
+        status.is_client_error() || status.is_server_error(),
         "{status} {v}"
     );
+    assert!(v["error"].is_string(), "{status} {v}");
     eprintln!(
         "execute in the frozen context: {status} {} after {failed_in:?}",
         v["code"]

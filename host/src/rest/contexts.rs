@@ -3,7 +3,7 @@
 //!
 //! REST reaches only its own contexts: those in sandboxes it made (label `owner=rest-context`)
 //! and those it created in a sandbox named explicitly. A context made over gRPC or MCP is
-//! CONTEXT_NOT_FOUND here, even when its id is known.
+//! CONTEXT_NOT_FOUND here, even when its id is known; a sandbox a token owns cannot be named.
 //!
 //! Every call to a sandbox has a deadline, and discovery (after a restart, or for an id not in
 //! the cache) asks all candidate sandboxes at once with a short one: a sandbox that does not
@@ -33,7 +33,9 @@ use tonic::transport::Channel;
 
 use super::error::RestError;
 use crate::ids::SandboxId;
-use crate::sandboxes::{Manager, SandboxRecord, CONTEXT_OWNER_LABEL as OWNER_LABEL};
+use crate::sandboxes::{
+    Manager, SandboxRecord, SandboxStatus, ANONYMOUS, CONTEXT_OWNER_LABEL as OWNER_LABEL,
+};
 /// Default execution timeout in seconds (§3.2).
 const DEFAULT_TIMEOUT_S: f64 = 30.0;
 /// Longest execution timeout.
@@ -115,6 +117,8 @@ impl Contexts {
             .manager
             .list()
             .into_iter()
+            // A starting sandbox holds no context yet, and a dead one cannot answer.
+            .filter(|sb| sb.status == SandboxStatus::Running)
             .filter_map(|sb| {
                 let owns = made_by_rest(&sb);
                 (owns || named_sandboxes.contains(&sb.id)).then_some((sb.id, owns))
@@ -195,9 +199,10 @@ impl Contexts {
     }
 }
 
-/// Whether REST made this sandbox for a context.
+/// Whether REST made this sandbox for a context (a token holder's sandbox never counts, whatever
+/// its labels say).
 fn made_by_rest(sb: &SandboxRecord) -> bool {
-    sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1)
+    sb.owner == ANONYMOUS && sb.labels.get(OWNER_LABEL.0).map(String::as_str) == Some(OWNER_LABEL.1)
 }
 
 /// Awaits a call to a sandbox for at most `deadline` (the request carries it too, but a daemon
@@ -327,10 +332,12 @@ pub async fn create(
             let id = SandboxId::parse(id).ok_or_else(|| {
                 RestError::bad_request(format!("sandbox_id {id:?} is not a sandbox id"))
             })?;
-            state
-                .manager
-                .get(&id)
-                .map_err(|_| RestError::bad_request(format!("sandbox {id} not found")))?;
+            // REST has no token: a sandbox a token owns is not there for it (the same answer as
+            // for one that does not exist, so REST cannot probe for ids either).
+            match state.manager.get(&id) {
+                Ok(sb) if sb.owner == ANONYMOUS => {}
+                _ => return Err(RestError::bad_request(format!("sandbox {id} not found"))),
+            }
             (id, false)
         }
         None => match state.manager.take_warm().await {
