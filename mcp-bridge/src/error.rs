@@ -112,7 +112,11 @@ impl ToolError {
             Code::ResourceExhausted => Self::ResourceExhausted(format!(
                 "{msg} (a limit was reached: destroy sandboxes you no longer need or ask for less)"
             )),
-            Code::PermissionDenied | Code::Unauthenticated => Self::PermissionDenied(format!(
+            Code::Unauthenticated => Self::PermissionDenied(format!(
+                "the Agent Runtime host refused the bridge's credentials ({msg}): start the \
+                 bridge with AGENT_RUNTIME_TOKEN set to a token from the host's --token-file"
+            )),
+            Code::PermissionDenied => Self::PermissionDenied(format!(
                 "{msg} (the sandbox policy forbids this; do it another way)"
             )),
             Code::Unimplemented => Self::Unimplemented(format!(

@@ -181,6 +181,16 @@ impl HostConn {
         let mut req = tonic::Request::new(PoolStatusRequest {});
         req.set_timeout(PROBE_TIMEOUT);
         match tokio::time::timeout(PROBE_TIMEOUT, client.pool_status(req)).await {
+            // A host that refuses our credentials is there: calls will say why, and starting
+            // another one on its address would only fail.
+            Ok(Err(s))
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Ok(())
+            }
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(tonic::Status::unavailable("probe timed out")),
         }

@@ -85,6 +85,7 @@ fn assert_no_containers(instance: &str, within: Duration) {
 struct HttpBridge {
     child: Child,
     url: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl HttpBridge {
@@ -97,6 +98,7 @@ impl HttpBridge {
             .args(["--http", "127.0.0.1:0"])
             .args(extra)
             .env("AGENT_RUNTIME_ADDR", addr)
+            .env_remove("AGENT_RUNTIME_TOKEN")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -105,18 +107,24 @@ impl HttpBridge {
             .expect("spawning mcp-bridge --http");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.split("listening on ").nth(1) {
                     let _ = tx.send(url.trim().to_owned());
                 }
                 eprintln!("[bridge] {line}");
+                if let Ok(mut l) = log2.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
             }
         });
         let url = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("mcp-bridge did not print its HTTP address");
-        Self { child, url }
+        Self { child, url, log }
     }
 }
 
@@ -939,4 +947,73 @@ async fn mcp_http_session_deleted_during_a_stuck_call_ends_its_sandbox() {
     let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
     eprintln!("DELETE during a stuck call: sandbox gone after {gone:?}");
     stuck.abort();
+}
+
+/// With AGENT_RUNTIME_TOKEN the bridge authenticates every host call, and what it creates belongs
+/// to that token; without it a host that requires tokens refuses, with a message saying what to
+/// set. The token never shows in the bridge's log.
+#[tokio::test]
+async fn mcp_bridge_calls_the_host_with_its_token() {
+    const ALICE: &str = "tok-alice-51c0ffee";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tokens = tmp.path().join("tokens");
+    std::fs::write(&tokens, format!("alice:{ALICE}\nbob:tok-bob-0badcafe\n")).expect("tokens");
+    let host = Host::start(&["--token-file", tokens.to_str().expect("utf-8 path")]);
+
+    let bridge = HttpBridge::start_env(
+        &host.addr,
+        &["--no-spawn-host"],
+        &[("AGENT_RUNTIME_TOKEN", ALICE), ("RUST_LOG", "debug")],
+    );
+    let s = HttpSession::open(&bridge.url).await;
+    let r = s
+        .call(
+            2,
+            "code_run",
+            json!({"language": "shell", "code": "echo hi"}),
+        )
+        .await;
+    assert_eq!(r["structuredContent"]["stdout"], "hi\n", "{r}");
+    let list = |token: &'static str| {
+        let host = &host;
+        async move {
+            host.sandboxes_as(Some(token))
+                .await
+                .list(agent_runtime_proto::v1::ListSandboxesRequest {})
+                .await
+                .expect("list")
+                .into_inner()
+                .sandboxes
+                .len()
+        }
+    };
+    assert_eq!(list(ALICE).await, 1, "the session's sandbox is alice's");
+    assert_eq!(list("tok-bob-0badcafe").await, 0, "bob sees none of it");
+    assert_eq!(s.delete().await, 204);
+    assert_no_containers(&host.instance, Duration::from_secs(20));
+    let log = bridge.log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(
+        !log.contains(ALICE),
+        "the token is in the bridge's log:\n{log}"
+    );
+
+    let anonymous = HttpBridge::start_env(&host.addr, &["--no-spawn-host"], &[]);
+    let s = HttpSession::open(&anonymous.url).await;
+    let r = s
+        .call(
+            2,
+            "code_run",
+            json!({"language": "shell", "code": "echo hi"}),
+        )
+        .await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(r["structuredContent"]["code"], "PERMISSION_DENIED", "{r}");
+    assert!(
+        r["structuredContent"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("AGENT_RUNTIME_TOKEN"),
+        "{r}"
+    );
+    assert!(instance_containers(&host.instance).is_empty());
 }
