@@ -1233,8 +1233,47 @@ async fn a_stopped_daemon_times_out_and_blocks_no_one_else() {
 }
 
 #[tokio::test]
-async fn a_paused_container_times_out_and_blocks_no_one_else() {
-    stalled_daemon_times_out(Stall::Pause).await;
+async fn a_paused_container_is_reported_dead_and_blocks_no_one_else() {
+    // Docker says a paused container is not running, so the host treats it as stopped.
+    let host = Host::start(&[]);
+    let a = host.create().await;
+    let b = host.create().await;
+    let _undo = stall(&a, Stall::Pause);
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), read_file_raw(&host, &a))
+        .await
+        .expect("a call to a paused sandbox hung for 60 s");
+    let took = started.elapsed();
+    let err = r.expect_err("a paused sandbox answered");
+    assert!(
+        took < Duration::from_secs(35),
+        "a call to a paused sandbox took {took:?}"
+    );
+    // Either the host had noticed the pause (dead), or the call met its deadline first.
+    assert!(
+        matches!(
+            err.code(),
+            Code::FailedPrecondition | Code::DeadlineExceeded
+        ),
+        "after {took:?}: {err:?}"
+    );
+    let (dead, last) = wait_status(&host, &a, Duration::from_secs(10), |s| {
+        s.as_deref() == Ok("dead")
+    })
+    .await;
+    assert!(dead.is_some(), "a paused sandbox is {last:?}");
+    let err = read_file_raw(&host, &a)
+        .await
+        .expect_err("a dead sandbox answered");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let t = Instant::now();
+    assert_eq!(sh(&host, &b, "echo ok").await.stdout, "ok\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "another sandbox took {:?}",
+        t.elapsed()
+    );
+    host.destroy(&a).await;
 }
 
 /// ReadFile without a client deadline.
