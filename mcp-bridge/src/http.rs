@@ -86,9 +86,9 @@ pub async fn serve(
         Arc::new(sessions),
         config,
     );
-    let mut app = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(delete_no_content));
+    let mut app = axum::Router::new().nest_service("/mcp", service).layer(
+        axum::middleware::from_fn_with_state((registry.clone(), tracker.clone()), delete_session),
+    );
     if let Some(token) = opts.token.clone() {
         app = app.layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
@@ -154,12 +154,30 @@ async fn bearer_auth(State(token): State<Arc<String>>, req: Request, next: Next)
     next.run(req).await
 }
 
-/// rmcp answers a session DELETE with 202; clients (the Python SDK) expect 200 or 204 and warn
-/// otherwise. The session is gone at that point, so 204 is the truthful answer.
-async fn delete_no_content(req: Request, next: Next) -> Response {
-    let is_delete = req.method() == axum::http::Method::DELETE;
+/// A session DELETE that rmcp accepted closes our session at once: rmcp itself lets in-flight
+/// calls run up to 5 s before it drops the handler (and a stuck call would keep its sandbox that
+/// long). The close runs on the tracker, so the DELETE returns without waiting for it.
+///
+/// rmcp answers a DELETE with 202; clients (the Python SDK) expect 200 or 204 and warn otherwise.
+/// The session is gone at that point, so 204 is the truthful answer.
+async fn delete_session(
+    State((registry, tracker)): State<(SessionRegistry, TaskTracker)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let deleting = (req.method() == axum::http::Method::DELETE)
+        .then(|| req.headers().get("mcp-session-id").cloned())
+        .flatten();
     let mut resp = next.run(req).await;
-    if is_delete && resp.status() == axum::http::StatusCode::ACCEPTED {
+    let Some(id) = deleting else {
+        return resp;
+    };
+    if resp.status().is_success() {
+        if let Some(session) = id.to_str().ok().and_then(|id| registry.find_http(id)) {
+            tracker.spawn(async move { session.close().await });
+        }
+    }
+    if resp.status() == axum::http::StatusCode::ACCEPTED {
         *resp.status_mut() = axum::http::StatusCode::NO_CONTENT;
         *resp.body_mut() = axum::body::Body::empty();
     }

@@ -128,6 +128,15 @@ impl ServerHandler for Bridge {
     ) -> Result<CallToolResponse, McpError> {
         let tool = request.name.to_string();
         let cancelled = context.ct.clone();
+        if let Some(id) = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+        {
+            // So a DELETE of the HTTP session can close this one at once (see http.rs).
+            self.session.bind_http_id(id);
+        }
         let tcc = ToolCallContext::new(self, request, context);
         // A call ends when it is done, when the client cancels it, or when the session ends
         // (EOF, SIGTERM, DELETE, expiry) — whatever it waits for. Dropping it drops its gRPC

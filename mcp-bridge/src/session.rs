@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agent_runtime_proto::v1::{
@@ -57,6 +57,8 @@ pub struct Session {
     state: Arc<Mutex<State>>,
     /// Cancelled when the session ends: in-flight calls stop (see `Bridge::call_tool`).
     ended: CancellationToken,
+    /// The Streamable HTTP session id (`mcp-session-id`), learnt from the first tool call.
+    http_id: OnceLock<String>,
     /// Serialises sandbox creation, so two first calls at once make one sandbox. A tokio mutex on
     /// purpose: it is held across the create call.
     create_gate: tokio::sync::Mutex<()>,
@@ -73,6 +75,7 @@ impl Session {
             limits,
             state: Arc::new(Mutex::new(State::default())),
             ended: CancellationToken::new(),
+            http_id: OnceLock::new(),
             create_gate: tokio::sync::Mutex::new(()),
             tracker,
         }
@@ -81,6 +84,11 @@ impl Session {
     /// The host connection.
     pub fn host(&self) -> &HostConn {
         &self.host
+    }
+
+    /// Remembers the HTTP session id this session serves (the first one given sticks).
+    pub fn bind_http_id(&self, id: &str) {
+        let _ = self.http_id.set(id.to_owned());
     }
 
     /// Cancelled once the session has ended (closed or dropped).
@@ -393,6 +401,17 @@ impl SessionRegistry {
         };
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(session));
+    }
+
+    /// The live session serving HTTP session `id`, if it made a tool call.
+    pub fn find_http(&self, id: &str) -> Option<Arc<Session>> {
+        let list = match self.sessions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|s| s.http_id.get().is_some_and(|h| h == id))
     }
 
     /// Closes every session still alive, all at once (each close is bounded).

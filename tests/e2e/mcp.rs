@@ -934,19 +934,28 @@ async fn mcp_http_session_deleted_during_a_stuck_call_ends_its_sandbox() {
         let (url, sid) = (s.url.clone(), s.sid.clone());
         tokio::spawn(async move {
             let s = HttpSession { url, sid };
-            s.call(
-                3,
-                "code_run",
-                json!({"language": "shell", "code": "sleep 600", "timeout": 3600}),
+            // The session ends under this call: whatever it answers (or not) is beside the point.
+            let r = post(
+                &s.url,
+                &s.headers(),
+                json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+                    "name": "code_run",
+                    "arguments": {"language": "shell", "code": "sleep 600", "timeout": 3600}}}),
             )
-            .await
+            .await;
+            r.text().await.unwrap_or_default()
         })
     };
     wait_for_sleep(&host, &sandbox).await;
     assert_eq!(s.delete().await, 204);
     let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
     eprintln!("DELETE during a stuck call: sandbox gone after {gone:?}");
-    stuck.abort();
+    // The stuck call ended with the session.
+    let answered = tokio::time::timeout(Duration::from_secs(10), stuck).await;
+    assert!(
+        answered.is_ok(),
+        "the stuck call is still open after the DELETE"
+    );
 }
 
 /// With AGENT_RUNTIME_TOKEN the bridge authenticates every host call, and what it creates belongs
