@@ -879,7 +879,9 @@ fn time_until_no_containers(instance: &str, within: Duration) -> Duration {
 #[tokio::test]
 async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
     let host = Host::start(&[]);
-    for how in ["eof", "sigterm"] {
+    // A long run, stopped by EOF or SIGTERM; then a unary call to a stopped daemon (it answers
+    // nothing), stopped by EOF.
+    for how in ["eof", "sigterm", "stopped daemon"] {
         let mut bridge = StdioBridge::start(&host.addr);
         bridge.call(2, "sandbox_create", json!({}));
         let r = bridge.response(2);
@@ -887,20 +889,30 @@ async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
             .as_str()
             .unwrap_or_else(|| panic!("{r}"))
             .to_owned();
-        bridge.call(
-            3,
-            "code_run",
-            json!({"language": "shell", "code": "sleep 600", "timeout": 3600}),
-        );
-        wait_for_sleep(&host, &sandbox).await;
+        let _stopped = if how == "stopped daemon" {
+            let stopped = crate::rest::Stopped::new(&sandbox);
+            bridge.call(3, "file_list", json!({}));
+            // Nothing to wait for that would show the call is in flight: give the bridge a moment
+            // to send it (if it has not yet, EOF ends the session before it is made: also fine).
+            std::thread::sleep(Duration::from_millis(500));
+            Some(stopped)
+        } else {
+            bridge.call(
+                3,
+                "code_run",
+                json!({"language": "shell", "code": "sleep 600", "timeout": 3600}),
+            );
+            wait_for_sleep(&host, &sandbox).await;
+            None
+        };
 
         let started = Instant::now();
         match how {
-            "eof" => drop(bridge.stdin.take()),
-            _ => {
+            "sigterm" => {
                 // SAFETY: plain kill(2) on our own child's pid.
                 unsafe { libc::kill(bridge.child.id() as i32, libc::SIGTERM) };
             }
+            _ => drop(bridge.stdin.take()),
         }
         let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
         let exit = bridge.exited_within(Duration::from_secs(30));

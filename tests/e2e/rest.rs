@@ -433,10 +433,11 @@ async fn get(url: &str) -> (StatusCode, Value) {
 
 /// A sandbox whose daemon is stopped (SIGSTOP from the host, as user code could once do from
 /// inside): Docker sees a running container, the daemon answers nothing. Continued on drop.
-struct Stopped(i32);
+pub(crate) struct Stopped(i32);
 
 impl Stopped {
-    fn new(container: &str) -> Self {
+    /// Stops the daemon of sandbox `container`.
+    pub(crate) fn new(container: &str) -> Self {
         let init = agent_runtime_e2e::docker(&["inspect", "-f", "{{.State.Pid}}", container])
             .expect("docker inspect");
         let init = init.trim();
