@@ -25,7 +25,7 @@ use crate::error::ToolError;
 use crate::host_conn::{with_sandbox, HostConn, CREATE_DEADLINE};
 use crate::ids::{ContextId, SandboxId};
 
-/// Label the bridge puts on the sandboxes it creates, with the session number as value.
+/// Label the bridge puts on the sandboxes it creates; the value is `<bridge pid>-<session number>`.
 pub const SESSION_LABEL: &str = "mcp-bridge-session";
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
