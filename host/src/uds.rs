@@ -93,7 +93,8 @@ async fn dial_unix(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
     tokio::net::UnixStream::connect(path).await
 }
 
-/// Whether `e` (a channel error) comes from a daemon that did not answer the handshake in time.
+/// Whether `e` (a channel error) means the daemon did not answer in time: a silent handshake or
+/// the request's deadline expiring.
 pub fn is_silent_daemon(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -101,6 +102,11 @@ pub fn is_silent_daemon(e: &(dyn std::error::Error + 'static)) -> bool {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return true;
             }
+        }
+        // The client's grpc-timeout travels on to the daemon's channel, which may give up a
+        // moment before the proxy's own timer does.
+        if err.downcast_ref::<tonic::TimeoutExpired>().is_some() {
+            return true;
         }
         if matches!(
             err.downcast_ref::<agent_runtime_proto::auth::HandshakeError>(),

@@ -134,14 +134,16 @@ async fn sandbox_has_no_network_runs_as_1000_on_a_read_only_root() {
     let inspect = docker(&[
         "inspect",
         "--format",
-        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Init}} {{.Config.User}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{index .Config.Labels \"agent-runtime.managed\"}}",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Init}} {{.Config.User}} {{.HostConfig.CapDrop}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}} {{.HostConfig.LogConfig.Type}} {{index .Config.Labels \"agent-runtime.managed\"}}",
         &id,
     ])
     .expect("docker inspect");
     assert_eq!(
         inspect.trim(),
-        "536870912 536870912 1000000000 512 none true true 1000:1000 [ALL] [no-new-privileges] true"
+        "536870912 536870912 1000000000 512 none true true 0:0 [ALL] [SETUID SETGID KILL DAC_OVERRIDE] [no-new-privileges] none true"
     );
+    // The container starts the daemon as root with four capabilities; user code runs as 1000
+    // with none (user code's view is checked in the test above).
     // The pids limit holds.
     let out = host
         .exec(

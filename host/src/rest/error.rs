@@ -71,6 +71,12 @@ impl RestError {
     /// Maps a status from the host or a sandbox onto the REST codes.
     pub fn from_status(s: &tonic::Status) -> Self {
         let message = s.message().to_owned();
+        if deadline_passed(s) {
+            return Self::timeout(format!(
+                "the sandbox did not answer within the call's deadline ({message}): it may be \
+                 overloaded or stopped; retry, or delete the context"
+            ));
+        }
         match s.code() {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
                 Self::bad_request(message)
@@ -95,6 +101,19 @@ impl RestError {
             _ => Self::internal(message),
         }
     }
+}
+
+/// Whether the call's own deadline ran out: tonic reports its client-side deadline as CANCELLED
+/// with a `TimeoutExpired` source, not as DEADLINE_EXCEEDED.
+fn deadline_passed(s: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl From<crate::error::HostError> for RestError {
@@ -125,5 +144,25 @@ impl IntoResponse for RestError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_deadline_is_a_timeout() {
+        let s = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(s.code(), Code::Cancelled);
+        assert_eq!(RestError::from_status(&s).code, "TIMEOUT");
+        assert_eq!(
+            RestError::from_status(&tonic::Status::cancelled("client went away")).code,
+            "INTERNAL"
+        );
+        assert_eq!(
+            RestError::from_status(&tonic::Status::deadline_exceeded("slow")).code,
+            "TIMEOUT"
+        );
     }
 }

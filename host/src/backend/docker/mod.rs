@@ -426,7 +426,12 @@ impl Backend for DockerBackend {
                 id,
                 container_id: c.id.unwrap_or_default(),
                 image: c.image.unwrap_or_default(),
-                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                // A paused container (an operator's `docker pause`) is alive: its calls time out
+                // until it is unpaused, but nothing of it is lost.
+                running: c
+                    .state
+                    .map(|s| matches!(s.to_string().as_str(), "running" | "paused"))
+                    .unwrap_or(false),
                 limits,
                 created_at,
                 expires_at,
