@@ -99,6 +99,12 @@ impl ToolError {
     /// Maps a gRPC status of call `rpc` (e.g. "BrowserPress") to a message a model can act on.
     pub fn from_status(rpc: &str, status: &Status) -> Self {
         let msg = status.message();
+        if deadline_passed(status) {
+            return Self::Timeout(format!(
+                "{rpc} got no answer within its deadline ({msg}): the sandbox may be overloaded \
+                 or stopped; retry with a short code_run, or destroy it and use a new one"
+            ));
+        }
         match status.code() {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
                 Self::BadRequest(format!("{msg} (fix the arguments and call again)"))
@@ -132,6 +138,19 @@ impl ToolError {
     }
 }
 
+/// Whether the call's own deadline ran out: tonic reports its client-side deadline as CANCELLED
+/// with a `TimeoutExpired` source, not as DEADLINE_EXCEEDED.
+fn deadline_passed(s: &Status) -> bool {
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 impl From<HostError> for ToolError {
     fn from(e: HostError) -> Self {
         Self::Unavailable(format!(
@@ -161,4 +180,20 @@ pub enum ServeError {
     /// The MCP transport failed.
     #[error("MCP {0}")]
     Mcp(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_deadline_is_a_timeout() {
+        let s = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(ToolError::from_status("ReadFile", &s).code(), "TIMEOUT");
+        let other = Status::cancelled("client went away");
+        assert_eq!(
+            ToolError::from_status("ReadFile", &other).code(),
+            "INTERNAL"
+        );
+    }
 }
