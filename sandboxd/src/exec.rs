@@ -370,7 +370,9 @@ pub(crate) fn new_run_id() -> String {
     format!("run-{}", hex::encode(bytes))
 }
 
-/// The program text in a temporary file, removed when the run is over.
+/// The program text in a temporary file, removed when the run is over. It is created as the
+/// sandbox user (who runs it), under a random name with O_EXCL, so nothing planted in /tmp is
+/// followed or reused.
 struct Script(PathBuf);
 
 impl Script {

@@ -128,7 +128,7 @@ async fn contexts_keep_state_stream_rich_results_and_survive_timeouts() {
     let mut client = host.sandbox().await;
 
     let hello = client
-        .hello(with_id(&sb, HelloRequest {}))
+        .hello(with_id(&sb, HelloRequest::default()))
         .await
         .expect("hello")
         .into_inner();
