@@ -530,15 +530,12 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
     assert_eq!(v["code"], "CONTEXT_NOT_FOUND");
 
     // The frozen context fails by its deadline (timeout 1 s + a 10 s margin), not never:
-    // TIMEOUT, or whatever error the host gives once it has noticed the daemon is gone.
+    // TIMEOUT, or the host's "dead" once it has noticed the daemon no longer answers.
     let started = Instant::now();
     let (status, v) = execute(&host, &frozen_id, "print(1)", Some(1.0)).await;
     let failed_in = started.elapsed();
-    assert!(
-        status.is_client_error() || status.is_server_error(),
-        "{status} {v}"
-    );
-    assert!(v["error"].is_string(), "{status} {v}");
+    let dead = v["error"].as_str().is_some_and(|e| e.contains("dead"));
+    assert!(v["code"] == "TIMEOUT" || dead, "{status} {v}");
     eprintln!(
         "execute in the frozen context: {status} {} after {failed_in:?}",
         v["code"]
