@@ -219,7 +219,7 @@ impl Manager {
 
     /// Creates a sandbox and waits until its daemon answers.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         memory: &str,
         cpu: f64,
         timeout_s: u64,
@@ -231,7 +231,7 @@ impl Manager {
 
     /// Like `create`; `prewarm_kernel` starts a spare Python kernel in it right away.
     pub async fn create_with(
-        &self,
+        self: &Arc<Self>,
         memory: &str,
         cpu: f64,
         timeout_s: u64,
@@ -243,7 +243,39 @@ impl Manager {
     }
 
     /// Like `create_with`, owned by `owner` (a token name).
+    ///
+    /// The work runs in its own task, bounded by the ready timeout: a caller that goes away
+    /// mid-create (a client hanging up drops its handler) neither leaves a record stuck in
+    /// `creating` nor a container nobody knows the id of — the task finishes and destroys what
+    /// it made when nobody is left to take it.
     pub async fn create_as(
+        self: &Arc<Self>,
+        owner: &str,
+        memory: &str,
+        cpu: f64,
+        timeout_s: u64,
+        labels: HashMap<String, String>,
+        prewarm_kernel: bool,
+    ) -> Result<SandboxRecord, HostError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let (owner, memory) = (owner.to_owned(), memory.to_owned());
+        tokio::spawn(async move {
+            let result = this
+                .create_now(&owner, &memory, cpu, timeout_s, labels, prewarm_kernel)
+                .await;
+            if let Err(Ok(record)) = tx.send(result) {
+                tracing::info!(sandbox_id = %record.id, "the caller went away during create: destroying");
+                if let Err(e) = this.destroy(&record.id).await {
+                    tracing::warn!(sandbox_id = %record.id, error = %e, "cannot destroy an unclaimed sandbox");
+                }
+            }
+        });
+        rx.await
+            .map_err(|_| HostError::Backend("the create task stopped unexpectedly".into()))?
+    }
+
+    async fn create_now(
         &self,
         owner: &str,
         memory: &str,
