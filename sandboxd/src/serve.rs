@@ -64,46 +64,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
         tracing::info!(%bound, "serving gRPC on TCP");
+        let incoming = authenticated(TcpListenerStream::new(listener), identity.clone());
         let router = router(service.clone()).await?;
-        let stop = stop.clone();
-        let incoming = TcpListenerStream::new(listener);
-        match identity.clone() {
-            Some(id) => servers.spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(
-                        authenticated(incoming, id),
-                        stop.cancelled_owned(),
-                    )
-                    .await
-            }),
-            None => servers.spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-            }),
-        };
+        servers
+            .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
     if let Socket::On(path) = &args.socket {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
+        let incoming = authenticated(UnixListenerStream::new(listener), identity.clone());
         let router = router(service.clone()).await?;
-        let stop = stop.clone();
-        let incoming = UnixListenerStream::new(listener);
-        match identity.clone() {
-            Some(id) => servers.spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(
-                        authenticated(incoming, id),
-                        stop.cancelled_owned(),
-                    )
-                    .await
-            }),
-            None => servers.spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-            }),
-        };
+        servers
+            .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
