@@ -1,6 +1,6 @@
 //! One-shot runs of python, shell and node code, streamed as they happen.
 //!
-//! A run is one session (see `procs`): the interpreter reads the code from a temporary file, its
+//! A run is one session (see `processes`): the interpreter reads the code from a temporary file, its
 //! stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a client
 //! that goes away or daemon shutdown kill all of the run's processes — its session, its tree, and
 //! what it left behind after `setsid` or a double fork (see `tree`). Output past the cap is read and
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::paths::Workspace;
 use crate::tree::Tree;
-use crate::{oom, procs};
+use crate::{oom, processes};
 
 /// Timeout when the request gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,7 +122,7 @@ impl ExecSpec {
         let language = Language::parse(&req.language)?;
         let cwd = workspace.resolve_or_root(&req.cwd)?;
         // Checked as the sandbox user; `cwd/.` also needs the search permission entering takes.
-        match crate::privs::as_user(|| std::fs::metadata(cwd.join(".")))? {
+        match crate::privileges::as_user(|| std::fs::metadata(cwd.join(".")))? {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(Error::invalid(format!(
@@ -290,7 +290,7 @@ impl Exec {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        procs::isolate(&mut cmd);
+        processes::isolate(&mut cmd);
 
         let oom_before = oom::kill_count();
         let mut child = cmd
@@ -388,7 +388,7 @@ impl Script {
                 .open(&path)?;
             std::io::Write::write_all(&mut file, code.as_bytes())
         };
-        let written = crate::privs::as_user(|| {
+        let written = crate::privileges::as_user(|| {
             let written = write();
             if written.is_err() {
                 let _ = std::fs::remove_file(&path);
@@ -412,7 +412,7 @@ impl Script {
 
 impl Drop for Script {
     fn drop(&mut self) {
-        let _ = crate::privs::as_user(|| std::fs::remove_file(&self.0));
+        let _ = crate::privileges::as_user(|| std::fs::remove_file(&self.0));
     }
 }
 

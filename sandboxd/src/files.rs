@@ -1,7 +1,7 @@
 //! Whole-file and directory operations: ReadFile, WriteFile, ListDir, Stat, Remove, MakeDir.
 //!
 //! The work is blocking filesystem I/O plus hashing, so each call runs on the blocking pool, as
-//! the sandbox user (`privs::as_user`): the daemon's own privileges never reach a file the user
+//! the sandbox user (`privileges::as_user`): the daemon's own privileges never reach a file the user
 //! could not touch, and what it creates belongs to the user. Reads take regular files only, so a
 //! FIFO or a device can never block a call.
 
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::paths::Workspace;
-use crate::privs;
+use crate::privileges;
 
 /// Largest file ReadFile returns (WriteFile and ReadFile messages must fit the 80 MiB limit).
 pub const READ_LIMIT: u64 = 64 * 1024 * 1024;
@@ -280,12 +280,12 @@ impl Files {
     }
 }
 
-/// Runs blocking filesystem work off the async threads, as the sandbox user (`privs::as_user`):
+/// Runs blocking filesystem work off the async threads, as the sandbox user (`privileges::as_user`):
 /// every use is on behalf of a caller.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(move || privs::as_user(work)?)
+    tokio::task::spawn_blocking(move || privileges::as_user(work)?)
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
@@ -414,7 +414,7 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {
             // Maybe dropped outside the worker that made it: removed as the user all the same.
-            let _ = privs::as_user(|| fs::remove_file(&self.path));
+            let _ = privileges::as_user(|| fs::remove_file(&self.path));
         }
     }
 }

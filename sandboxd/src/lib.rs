@@ -4,18 +4,18 @@
 pub mod browser;
 pub mod cli;
 pub mod contexts;
+pub mod daemon;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod oom;
 pub mod paths;
-pub mod privs;
-pub mod procs;
-pub mod serve;
-pub mod server;
+pub mod privileges;
+pub mod processes;
+pub mod service;
 pub mod transfer;
 pub mod tree;
 
+pub use daemon::run;
 pub use error::{Error, Result};
-pub use serve::run;

@@ -1,12 +1,12 @@
 //! `sandboxd` binary: parse flags, set up logging, separate the daemon from user code, run until a
-//! shutdown signal. Started as `node` it is the Playwright driver shim instead (see `privs`).
+//! shutdown signal. Started as `node` it is the Playwright driver shim instead (see `privileges`).
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // Started as `node` (the driver shim): become the sandbox user and run the real Node.
-    if sandboxd::privs::is_driver_shim() {
-        let err = sandboxd::privs::exec_driver_node();
+    if sandboxd::privileges::is_driver_shim() {
+        let err = sandboxd::privileges::exec_driver_node();
         eprintln!("sandboxd (driver shim): error: {err}");
         return std::process::ExitCode::from(127);
     }
@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     // Before any thread exists: setgroups applies to the whole process.
-    match sandboxd::privs::harden_daemon() {
+    match sandboxd::privileges::harden_daemon() {
         Ok(Some(user)) => tracing::info!(uid = user.uid, gid = user.gid, "user code runs as"),
         Ok(None) => {}
         Err(e) => {

@@ -3,13 +3,13 @@
 //! Relative paths resolve under the workspace; absolute paths are used as given. There is no
 //! confinement here on purpose: the container is the boundary, and the OS's permission errors are
 //! the real ones — for the sandbox user, since every access to a resolved path runs through
-//! `privs::as_user` (sandboxd itself is root in the container). Resolution is lexical; the one
+//! `privileges::as_user` (sandboxd itself is root in the container). Resolution is lexical; the one
 //! lookup here, in [`Workspace::is_root`], also runs as the user.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::privs;
+use crate::privileges;
 
 /// The workspace directory (`/workspace` in the container).
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ impl Workspace {
             return true;
         }
         let canonical =
-            privs::as_user(|| (std::fs::canonicalize(path), std::fs::canonicalize(&self.0)));
+            privileges::as_user(|| (std::fs::canonicalize(path), std::fs::canonicalize(&self.0)));
         match canonical {
             Ok((Ok(a), Ok(b))) => a == b,
             _ => false,

@@ -3,7 +3,7 @@
 //! Both sides hand chunks between the gRPC stream and a blocking-pool worker (which does the file
 //! I/O and the hashing) over small bounded channels, so a 200 MiB transfer holds a few chunks at a
 //! time, never the file. Paths are opened and files created as the sandbox user (`files::blocking`
-//! runs its work through `privs::as_user`); Download takes regular files only.
+//! runs its work through `privileges::as_user`); Download takes regular files only.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

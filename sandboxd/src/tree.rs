@@ -50,7 +50,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::procs::{self, Proc};
+use crate::processes::{self, Proc};
 
 /// How often runs' processes are recorded while a run is in progress (at most: a scan that takes
 /// long waits ten times its own length before the next, so tracking costs at most a tenth of a core).
@@ -134,13 +134,13 @@ impl Tree {
 
     /// Records a run whose leader (a child tokio waits for, in its own session) has `leader` as pid.
     pub fn run_started(&self, leader: i32) {
-        let me = procs::process(leader);
+        let me = processes::process(leader);
         let started = me.map_or_else(now_ticks, |p| p.start);
         let mut members = HashMap::new();
         if let Some(p) = me {
             members.insert(p.pid, p.start);
         }
-        let procs: Vec<Proc> = procs::all_processes().collect();
+        let procs: Vec<Proc> = processes::all_processes().collect();
         let spawned = pidfd_children();
         if let Ok(mut state) = self.state.lock() {
             let owners = owners(self.own, self.own_sid, &procs, &state, &spawned);
@@ -192,7 +192,7 @@ impl Tree {
             }
         }
         for round in 0..KILL_ROUNDS {
-            let procs: Vec<Proc> = procs::all_processes().collect();
+            let procs: Vec<Proc> = processes::all_processes().collect();
             let spawned = pidfd_children();
             let (live, zombies) = {
                 let Ok(mut state) = self.state.lock() else {
@@ -203,7 +203,7 @@ impl Tree {
                 doomed(&state, &leaders, everything_unowned, &procs, &owners)
             };
             // Zombies first: the pids go back to the pool while we still kill.
-            procs::reap(
+            processes::reap(
                 &zombies
                     .iter()
                     .filter(|p| p.ppid == self.own && !leaders.contains(&p.pid))
@@ -249,7 +249,7 @@ impl Tree {
 
     /// Records who owns what.
     fn scan(&self) {
-        let procs: Vec<Proc> = procs::all_processes().collect();
+        let procs: Vec<Proc> = processes::all_processes().collect();
         let spawned = pidfd_children();
         if let Ok(mut state) = self.state.lock() {
             let owners = owners(self.own, self.own_sid, &procs, &state, &spawned);
@@ -259,7 +259,7 @@ impl Tree {
 
     /// Reaps adopted zombies seen in the previous pass; true when some wait for the next one.
     fn reap(&self) -> bool {
-        let zombies: Vec<i32> = procs::all_processes()
+        let zombies: Vec<i32> = processes::all_processes()
             .filter(|p| p.ppid == self.own && p.is_zombie())
             .map(|p| p.pid)
             .collect();
@@ -282,7 +282,7 @@ impl Tree {
             .into_iter()
             .filter(|pid| !protected.contains(pid))
             .partition(|pid| state.zombies.contains(pid));
-        procs::reap(&ripe);
+        processes::reap(&ripe);
         state.zombies = fresh.iter().copied().collect();
         !fresh.is_empty()
     }

@@ -551,7 +551,7 @@ impl Browser {
                 )));
             }
             // Looked at as the sandbox user; the driver, which reads the file, runs as that user.
-            let is_file = crate::privs::as_user(|| path.is_file())
+            let is_file = crate::privileges::as_user(|| path.is_file())
                 .map_err(|e| BrowserError::Launch(e.to_string()))?;
             if !is_file {
                 return Err(BrowserError::invalid(format!(

@@ -197,11 +197,11 @@ impl Shared {
     }
 }
 
-/// Runs file work on the blocking pool as the sandbox user (`privs::as_user`).
+/// Runs file work on the blocking pool as the sandbox user (`privileges::as_user`).
 async fn as_user_blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
-    let done = tokio::task::spawn_blocking(move || crate::privs::as_user(work)).await;
+    let done = tokio::task::spawn_blocking(move || crate::privileges::as_user(work)).await;
     match done {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(std::io::Error::new(

@@ -93,11 +93,11 @@ pub struct Launched {
 }
 
 /// Starts the driver, Chromium, a context and its first tab. With `SANDBOXD_RUN_AS` the driver
-/// must be the shim that drops to the sandbox user (`privs`), so neither it nor Chromium runs as
+/// must be the shim that drops to the sandbox user (`privileges`), so neither it nor Chromium runs as
 /// root; a driver that is not is refused.
 pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
     if let Ok((node, _)) = playwright_rs::server::driver::get_driver_executable() {
-        crate::privs::check_driver(&node).map_err(BrowserError::Launch)?;
+        crate::privileges::check_driver(&node).map_err(BrowserError::Launch)?;
     }
     let playwright = Playwright::launch()
         .await

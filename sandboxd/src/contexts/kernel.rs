@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::{privs, procs};
+use crate::{privileges, processes};
 
 /// How long a kernel may take to answer its first kernel_info_request.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,7 +71,7 @@ impl Live {
             .map(|mut l| l.drain().collect())
             .unwrap_or_default();
         let pids: Vec<i32> = live.iter().map(|(pid, _)| *pid).collect();
-        procs::kill_sessions_blocking(&pids);
+        processes::kill_sessions_blocking(&pids);
         for (_, dir) in live {
             let _ = remove_dir(&dir);
         }
@@ -91,7 +91,7 @@ struct Process {
 impl Drop for Process {
     fn drop(&mut self) {
         // The session is killed even after the leader exited: its children may live on.
-        procs::kill_session(self.pid);
+        processes::kill_session(self.pid);
         self.tasks.cancel();
         self.live.remove(self.pid);
         if let Err(e) = remove_dir(&self.dir) {
@@ -180,7 +180,7 @@ impl Kernel {
         // The directory and the connection file belong to the sandbox user, who runs the kernel
         // (and binds its sockets there); made as that user, nothing planted in /tmp is followed
         // with the daemon's rights.
-        privs::as_user(|| {
+        privileges::as_user(|| {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
             std::fs::DirBuilder::new()
@@ -205,7 +205,7 @@ impl Kernel {
         let written = serde_json::to_vec(&info)
             .map_err(|e| Error::Internal(format!("encoding the kernel connection file: {e}")))
             .and_then(|json| {
-                privs::as_user(|| {
+                privileges::as_user(|| {
                     use std::os::unix::fs::OpenOptionsExt;
                     let mut f = std::fs::OpenOptions::new()
                         .write(true)
@@ -236,7 +236,7 @@ impl Kernel {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        procs::isolate(&mut cmd);
+        processes::isolate(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(source) => {
@@ -611,7 +611,7 @@ fn parent_in(m: &JupyterMessage, ids: &HashSet<String>) -> bool {
 
 /// Removes a kernel directory as the sandbox user who owns it (symlinks in it are not followed).
 fn remove_dir(dir: &Path) -> std::io::Result<()> {
-    privs::as_user(|| std::fs::remove_dir_all(dir))
+    privileges::as_user(|| std::fs::remove_dir_all(dir))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()))?
 }
 

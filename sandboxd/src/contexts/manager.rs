@@ -11,9 +11,9 @@ use agent_runtime_proto::v1::{CreateContextRequest, RunCodeRequest};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::cell;
 use super::context::{Context, ContextId};
 use super::kernel::{self, Kernel, Live};
-use super::run;
 use crate::error::{Error, Result};
 use crate::exec::{timeout_from, Emitter, EventStream};
 use crate::paths::Workspace;
@@ -219,7 +219,7 @@ impl Contexts {
         let (events, stream) = Emitter::channel();
         let contexts = self.clone();
         tokio::spawn(async move {
-            run::drive(&contexts, &context, &req.code, timeout, events).await;
+            cell::drive(&contexts, &context, &req.code, timeout, events).await;
         });
         Ok(stream)
     }
@@ -253,7 +253,7 @@ impl Contexts {
         // Kill the kernel first, so that a cell that is running ends now instead of at its timeout.
         if let Some(w) = context.watch() {
             if !w.exited.is_cancelled() {
-                crate::procs::kill_session(w.pid);
+                crate::processes::kill_session(w.pid);
             }
         }
         let mut slot = context.kernel.lock().await;

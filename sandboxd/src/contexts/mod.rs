@@ -1,13 +1,13 @@
 //! Contexts: stateful Python sessions, each a real Jupyter kernel (ipykernel) driven over IPC
 //! sockets, with one spare kernel started ahead so that creating a context is fast.
 
+mod cell;
 mod context;
 mod kernel;
 mod manager;
 pub mod output;
-mod run;
 
+pub use cell::INTERRUPT_GRACE;
 pub use context::ContextId;
 pub use kernel::kernels_root;
 pub use manager::{Contexts, MAX_CONTEXTS, PREWARM_ENV};
-pub use run::INTERRUPT_GRACE;

@@ -5,7 +5,7 @@
 //! all user code runs as. Then:
 //! - the daemon is not dumpable and has another uid than user code, so user code can neither
 //!   signal, stop, ptrace nor read the memory or environment of it;
-//! - every child drops to that user before exec ([`drop_to`], from `procs::isolate`), and the
+//! - every child drops to that user before exec ([`drop_to`], from `processes::isolate`), and the
 //!   Playwright driver (and so Chromium) is started through a `node` symlink to sandboxd that
 //!   drops before it execs the real Node ([`is_driver_shim`], [`exec_driver_node`]);
 //! - every file access made for a caller runs with the thread's fsuid/fsgid set to that user
@@ -31,7 +31,7 @@ const SHIM_NAME: &str = "node";
 
 /// What can go wrong with privileges.
 #[derive(Debug, thiserror::Error)]
-pub enum PrivsError {
+pub enum PrivilegesError {
     /// `SANDBOXD_RUN_AS` does not read as `uid:gid`.
     #[error(
         "SANDBOXD_RUN_AS={value:?} is not valid: {reason}; give the sandbox user as UID:GID \
@@ -69,8 +69,8 @@ pub enum PrivsError {
     Config(String),
 }
 
-impl From<PrivsError> for crate::error::Error {
-    fn from(err: PrivsError) -> Self {
+impl From<PrivilegesError> for crate::error::Error {
+    fn from(err: PrivilegesError) -> Self {
         crate::error::Error::Internal(format!("privilege separation: {err}"))
     }
 }
@@ -86,8 +86,8 @@ pub struct RunAs {
 
 impl RunAs {
     /// Parses `uid:gid`; both must be numbers other than 0 (root) and 4294967295 (-1).
-    pub fn parse(value: &str) -> Result<Self, PrivsError> {
-        let malformed = |reason| PrivsError::Malformed {
+    pub fn parse(value: &str) -> Result<Self, PrivilegesError> {
+        let malformed = |reason| PrivilegesError::Malformed {
             value: value.to_owned(),
             reason,
         };
@@ -95,7 +95,7 @@ impl RunAs {
             .trim()
             .split_once(':')
             .ok_or_else(|| malformed("there is no ':' between uid and gid"))?;
-        let id = |s: &str| -> Result<u32, PrivsError> {
+        let id = |s: &str| -> Result<u32, PrivilegesError> {
             let s = s.trim();
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(malformed("uid and gid must be decimal numbers"));
@@ -118,14 +118,14 @@ impl RunAs {
 static USER: OnceLock<Result<Option<RunAs>, String>> = OnceLock::new();
 
 /// The user file access and children switch to, `None` when they keep the daemon's ids.
-pub fn user() -> Result<Option<RunAs>, PrivsError> {
+pub fn user() -> Result<Option<RunAs>, PrivilegesError> {
     USER.get_or_init(|| decide(std::env::var_os(RUN_AS_ENV)).map_err(|e| e.to_string()))
         .clone()
-        .map_err(PrivsError::Config)
+        .map_err(PrivilegesError::Config)
 }
 
 /// What `SANDBOXD_RUN_AS` means for a daemon with our effective uid.
-fn decide(value: Option<OsString>) -> Result<Option<RunAs>, PrivsError> {
+fn decide(value: Option<OsString>) -> Result<Option<RunAs>, PrivilegesError> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -142,7 +142,7 @@ fn decide(value: Option<OsString>) -> Result<Option<RunAs>, PrivsError> {
         // Started as the user already (the image run without the host's override).
         Ok(None)
     } else {
-        Err(PrivsError::NotRoot {
+        Err(PrivilegesError::NotRoot {
             uid: user.uid,
             gid: user.gid,
             euid,
@@ -153,10 +153,10 @@ fn decide(value: Option<OsString>) -> Result<Option<RunAs>, PrivsError> {
 /// Called first thing in the daemon, before any thread starts: makes the daemon undumpable
 /// (always), and with `SANDBOXD_RUN_AS` drops the daemon's supplementary groups (so file access
 /// as the user is checked against the user's groups only) and checks that it can switch.
-pub fn harden_daemon() -> Result<Option<RunAs>, PrivsError> {
+pub fn harden_daemon() -> Result<Option<RunAs>, PrivilegesError> {
     // SAFETY: prctl with PR_SET_DUMPABLE only changes a flag of this process.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(PrivsError::Syscall {
+        return Err(PrivilegesError::Syscall {
             op: "make sandboxd undumpable (prctl PR_SET_DUMPABLE)",
             source: io::Error::last_os_error(),
         });
@@ -165,7 +165,7 @@ pub fn harden_daemon() -> Result<Option<RunAs>, PrivsError> {
     if user.is_some() {
         // SAFETY: setgroups with an empty list only changes this process's credentials.
         if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
-            return Err(PrivsError::Syscall {
+            return Err(PrivilegesError::Syscall {
                 op: "drop sandboxd's supplementary groups (setgroups)",
                 source: io::Error::last_os_error(),
             });
@@ -240,7 +240,7 @@ struct CapData {
 /// creates or removes is checked (and owned) as if user code did it. `work` must be synchronous:
 /// the ids belong to the thread, so an `.await` inside would hand them to other tasks. Without a
 /// user to switch to it just runs `work`; when the switch fails `work` does not run at all.
-pub fn as_user<T>(work: impl FnOnce() -> T) -> Result<T, PrivsError> {
+pub fn as_user<T>(work: impl FnOnce() -> T) -> Result<T, PrivilegesError> {
     match user()? {
         None => Ok(work()),
         Some(user) => {
@@ -258,7 +258,7 @@ struct FsIds {
 }
 
 impl FsIds {
-    fn switch(user: RunAs) -> Result<Self, PrivsError> {
+    fn switch(user: RunAs) -> Result<Self, PrivilegesError> {
         // setfsuid/setfsgid return the previous id whether or not they succeeded; asking with an
         // invalid id (-1) changes nothing and returns the current one, which tells success.
         // SAFETY: per-thread credential system calls; no memory is touched.
@@ -271,7 +271,7 @@ impl FsIds {
         if current_fsids() != (user.uid, user.gid) {
             // Dropping `previous` puts back what there was.
             drop(previous);
-            return Err(PrivsError::Syscall {
+            return Err(PrivilegesError::Syscall {
                 op: "switch file access to the sandbox user (setfsuid/setfsgid; sandboxd needs \
                      CAP_SETUID and CAP_SETGID)",
                 source: io::Error::from_raw_os_error(libc::EPERM),

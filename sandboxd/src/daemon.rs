@@ -1,5 +1,5 @@
-//! Serving: the `Sandbox` service plus health and reflection, on TCP and a unix socket, until
-//! SIGTERM or SIGINT.
+//! The daemon's life: listeners (TCP and the unix socket, each behind the host's handshake), the
+//! `Sandbox` service beside health and reflection, and an orderly shutdown on SIGTERM or SIGINT.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -18,7 +18,7 @@ use crate::exec::Exec;
 use crate::files::Files;
 use crate::identity::{authenticated, Identity};
 use crate::paths::Workspace;
-use crate::server::SandboxService;
+use crate::service::SandboxService;
 
 /// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
 pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::privs;
+use crate::privileges;
 
 /// Makes the child a session leader with a lower CPU priority that the OOM killer picks first, so
 /// the daemon stays responsive and survives whatever the user's code does; with
-/// `SANDBOXD_RUN_AS` the child then drops to the sandbox user (see `privs`) and enters its working
+/// `SANDBOXD_RUN_AS` the child then drops to the sandbox user (see `privileges`) and enters its working
 /// directory again as that user. A child that cannot drop is not started.
 pub fn isolate(cmd: &mut Command) {
-    let user = privs::user().map_err(|e| e.to_string());
+    let user = privileges::user().map_err(|e| e.to_string());
     // std enters the working directory before pre_exec, still as root: the child enters it again
     // after the drop, so a directory the user may not enter fails the spawn instead of becoming
     // the user's cwd.
@@ -32,7 +32,7 @@ pub fn isolate(cmd: &mut Command) {
     });
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // calls are allowed. It calls setsid, prctl, open, write, close, setpriority, the credential
-    // calls of `privs::drop_to` and chdir — all async-signal-safe system calls — takes no locks,
+    // calls of `privileges::drop_to` and chdir — all async-signal-safe system calls — takes no locks,
     // allocates nothing (the error cases build an io::Error from an errno or a static kind), and
     // uses only static C strings and the CString made before the fork.
     unsafe {
@@ -55,7 +55,7 @@ pub fn isolate(cmd: &mut Command) {
             let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             match &user {
                 Ok(None) => return Ok(()),
-                Ok(Some(user)) => privs::drop_to(*user)?,
+                Ok(Some(user)) => privileges::drop_to(*user)?,
                 Err(_) => return Err(std::io::ErrorKind::PermissionDenied.into()),
             }
             match &cwd {
