@@ -4,8 +4,8 @@
 //! stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a client
 //! that goes away or daemon shutdown kill all of the run's processes — its session, its tree, and
 //! what it left behind after `setsid` or a double fork (see `tree`). Output past the cap is read and
-//! dropped, never buffered; a bounded channel makes a slow client slow the reading down instead of
-//! growing memory.
+//! dropped, never buffered (`run_limits`); a bounded channel makes a slow client slow the reading
+//! down instead of growing memory (`run_events`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,35 +15,23 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use agent_runtime_proto::v1::{exec_event::Event, ExecEvent, ExecExit, ExecRequest};
-use rand::RngCore;
+use agent_runtime_proto::v1::{exec_event::Event, ExecExit, ExecRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStderr, ChildStdout, Command};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::paths::Workspace;
+use crate::run_events::{EventSender, EventStream, KillReason};
+use crate::run_limits::{timeout_from, OutputCap, DEFAULT_MAX_OUTPUT};
 use crate::tree::Tree;
 use crate::{oom, processes};
 
-/// Timeout when the request gives none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest timeout a request may ask for, in seconds.
-pub const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
-/// Per-stream output cap when the request gives none.
-pub const DEFAULT_MAX_OUTPUT: u64 = 10 * 1024 * 1024;
 /// Largest chunk read from a pipe (and so the largest output event).
 const CHUNK: usize = 64 * 1024;
 /// How long output is still collected after the program itself exited, for background processes
 /// that inherited its pipes and may never close them.
 const LINGER: Duration = Duration::from_millis(250);
-/// Events buffered towards the client; with `CHUNK` this bounds a run's memory to about 1 MiB.
-const EVENT_BUFFER: usize = 16;
-
-/// The stream of events one run produces.
-pub type EventStream = ReceiverStream<Result<ExecEvent, tonic::Status>>;
 
 /// A language Exec can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,38 +161,6 @@ impl ExecSpec {
     }
 }
 
-/// A request's timeout: 0 is the default, anything else must lie in (0, 3600] seconds.
-pub(crate) fn timeout_from(seconds: f64) -> Result<Duration> {
-    if seconds == 0.0 {
-        return Ok(DEFAULT_TIMEOUT);
-    }
-    if !seconds.is_finite() || !(0.0..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
-        return Err(Error::invalid(format!(
-            "timeout_seconds must be between 0 (default {}) and {MAX_TIMEOUT_SECONDS}, got {seconds}",
-            DEFAULT_TIMEOUT.as_secs()
-        )));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// Why a session was killed by us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KillReason {
-    Timeout,
-    Cancelled,
-    Oom,
-}
-
-impl KillReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Cancelled => "cancelled",
-            Self::Oom => "oom",
-        }
-    }
-}
-
 /// One run's session: its id (the leader's pid) and, once we killed it, why.
 struct Session {
     sid: i32,
@@ -273,8 +229,8 @@ impl Exec {
     /// Validates and starts a run; its events arrive on the returned stream.
     pub async fn start(&self, req: ExecRequest) -> Result<EventStream> {
         let spec = ExecSpec::from_request(req, &self.workspace)?;
-        let run_id = new_run_id();
-        let script = Script::write(&run_id, spec.language, &spec.code)?;
+        let (events, stream) = EventSender::channel();
+        let script = Script::write(events.run_id(), spec.language, &spec.code)?;
 
         let program = spec.language.program();
         let mut cmd = Command::new(program);
@@ -310,7 +266,7 @@ impl Exec {
         });
         self.tree.run_started(session.sid);
         self.sessions.add(session.clone());
-        tracing::info!(run_id, pid, language = program, cwd = %spec.cwd.display(), "exec started");
+        tracing::info!(run_id = events.run_id(), pid, language = program, cwd = %spec.cwd.display(), "exec started");
 
         let stdin = child.stdin.take().map(|mut pipe| {
             let data = spec.stdin;
@@ -319,14 +275,8 @@ impl Exec {
                 let _ = pipe.write_all(&data).await;
             })
         });
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let run = Run {
-            events: Emitter {
-                tx,
-                run_id,
-                seq: 0,
-                open: true,
-            },
+            events,
             session,
             sessions: self.sessions.clone(),
             background: self.background.clone(),
@@ -343,7 +293,7 @@ impl Exec {
                 task.abort();
             }
         });
-        Ok(ReceiverStream::new(rx))
+        Ok(stream)
     }
 
     /// Kills every run's processes (and every orphan nobody owns) and stops the background
@@ -361,13 +311,6 @@ impl Exec {
         self.tree.kill_runs(&leaders, true);
         self.background.cancel();
     }
-}
-
-/// A fresh `run-…` id for one call's events.
-pub(crate) fn new_run_id() -> String {
-    let mut bytes = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("run-{}", hex::encode(bytes))
 }
 
 /// The program text in a temporary file, removed when the run is over. It is created as the
@@ -416,63 +359,11 @@ impl Drop for Script {
     }
 }
 
-/// Numbers and sends a run's events; one per run, so `seq` follows production order.
-pub(crate) struct Emitter {
-    tx: mpsc::Sender<Result<ExecEvent, tonic::Status>>,
-    run_id: String,
-    seq: u64,
-    /// False once the client has gone away.
-    open: bool,
-}
-
-impl Emitter {
-    /// An emitter for a new run and the stream its events arrive on.
-    pub(crate) fn channel() -> (Self, EventStream) {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let emitter = Self {
-            tx,
-            run_id: new_run_id(),
-            seq: 0,
-            open: true,
-        };
-        (emitter, ReceiverStream::new(rx))
-    }
-
-    /// The run's id.
-    pub(crate) fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// Resolves once the client has gone away.
-    pub(crate) async fn closed(&self) {
-        self.tx.closed().await
-    }
-
-    /// Sends one event, waiting while the client is behind; false when the client is gone.
-    pub(crate) async fn send(&mut self, event: Event) -> bool {
-        if !self.open {
-            return false;
-        }
-        self.seq += 1;
-        let event = ExecEvent {
-            run_id: self.run_id.clone(),
-            seq: self.seq,
-            event: Some(event),
-        };
-        self.open = self.tx.send(Ok(event)).await.is_ok();
-        self.open
-    }
-}
-
 /// One output pipe and its accounting against the cap.
 struct Output<R> {
     pipe: Option<R>,
     buf: Vec<u8>,
-    cap: u64,
-    /// Bytes the program wrote.
-    total: u64,
-    /// Bytes forwarded to the client.
-    sent: u64,
+    cap: OutputCap,
 }
 
 impl<R: AsyncRead + Unpin> Output<R> {
@@ -480,9 +371,7 @@ impl<R: AsyncRead + Unpin> Output<R> {
         Self {
             pipe,
             buf: vec![0; CHUNK],
-            cap,
-            total: 0,
-            sent: 0,
+            cap: OutputCap::new(cap),
         }
     }
 
@@ -497,15 +386,7 @@ impl<R: AsyncRead + Unpin> Output<R> {
 
     /// Accounts for `n` bytes just read and returns those that fit under the cap.
     fn admit(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.total += n as u64;
-        let room = self.cap.saturating_sub(self.sent);
-        let take = (n as u64).min(room) as usize;
-        self.sent += take as u64;
-        (take > 0).then(|| self.buf[..take].to_vec())
-    }
-
-    fn truncated(&self) -> bool {
-        self.total > self.sent
+        self.cap.admit(&self.buf[..n])
     }
 }
 
@@ -519,7 +400,7 @@ async fn discard<R: AsyncRead + Unpin>(pipe: Option<R>) {
 
 /// Everything one run needs after it started.
 struct Run {
-    events: Emitter,
+    events: EventSender,
     session: Arc<Session>,
     sessions: Arc<Sessions>,
     background: CancellationToken,
@@ -581,8 +462,8 @@ impl Run {
                     lingered = true;
                     break;
                 },
-                () = self.events.tx.closed(), if self.events.open && status.is_none() => {
-                    self.events.open = false;
+                () = self.events.closed(), if self.events.is_open() && status.is_none() => {
+                    self.events.client_gone();
                     self.session.kill(KillReason::Cancelled);
                 },
             }
@@ -610,7 +491,7 @@ impl Run {
 
         let exit = self.exit(status, ended_at.unwrap_or_else(Instant::now));
         tracing::info!(
-            run_id = self.events.run_id,
+            run_id = self.events.run_id(),
             code = exit.code,
             killed = exit.killed,
             reason = exit.reason,
@@ -622,7 +503,7 @@ impl Run {
 
     /// Forwards output; a client gone while the program still runs gets the program killed.
     async fn send_output(&mut self, event: Event, program_exited: bool) {
-        if !self.events.open {
+        if !self.events.is_open() {
             return;
         }
         if !self.events.send(event).await && !program_exited {
@@ -659,10 +540,10 @@ impl Run {
                 .map(KillReason::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            stdout_truncated: self.stdout.truncated(),
-            stderr_truncated: self.stderr.truncated(),
-            stdout_bytes: self.stdout.total,
-            stderr_bytes: self.stderr.total,
+            stdout_truncated: self.stdout.cap.truncated(),
+            stderr_truncated: self.stderr.cap.truncated(),
+            stdout_bytes: self.stdout.cap.total(),
+            stderr_bytes: self.stderr.cap.total(),
             state_lost: false,
         }
     }
@@ -685,20 +566,12 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_default_and_are_bounded() {
-        assert_eq!(timeout_from(0.0).ok(), Some(DEFAULT_TIMEOUT));
-        assert_eq!(timeout_from(1.5).ok(), Some(Duration::from_millis(1500)));
-        assert!(timeout_from(-1.0).is_err());
-        assert!(timeout_from(3600.5).is_err());
-        assert!(timeout_from(f64::NAN).is_err());
-    }
-
-    #[test]
-    fn output_past_the_cap_is_counted_not_kept() {
+    fn pipe_output_past_the_cap_is_counted_not_kept() {
         let mut out: Output<ChildStdout> = Output::new(None, 10);
-        assert_eq!(out.admit(6).map(|b| b.len()), Some(6));
-        assert_eq!(out.admit(6).map(|b| b.len()), Some(4));
+        out.buf[..6].copy_from_slice(b"abcdef");
+        assert_eq!(out.admit(6).as_deref(), Some(&b"abcdef"[..]));
+        assert_eq!(out.admit(6).as_deref(), Some(&b"abcd"[..]));
         assert_eq!(out.admit(6), None);
-        assert_eq!((out.total, out.sent, out.truncated()), (18, 10, true));
+        assert_eq!((out.cap.total(), out.cap.truncated()), (18, true));
     }
 }

@@ -13,6 +13,8 @@ pub mod oom;
 pub mod paths;
 pub mod privileges;
 pub mod processes;
+pub mod run_events;
+pub mod run_limits;
 pub mod service;
 pub mod transfer;
 pub mod tree;

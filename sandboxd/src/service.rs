@@ -18,8 +18,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::browser::Browser;
 use crate::contexts::Contexts;
-use crate::exec::{EventStream, Exec};
+use crate::exec::Exec;
 use crate::files::Files;
+use crate::run_events::EventStream;
 use crate::transfer::{self, DownloadStream};
 
 /// What this daemon can do, reported by Hello.

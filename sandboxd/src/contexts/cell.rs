@@ -19,8 +19,9 @@ use super::context::Context;
 use super::kernel::{parent_is, Incoming};
 use super::manager::Contexts;
 use super::output;
-use crate::exec::{Emitter, DEFAULT_MAX_OUTPUT};
 use crate::oom;
+use crate::run_events::{EventSender, KillReason};
+use crate::run_limits::{OutputCap, DEFAULT_MAX_OUTPUT};
 
 /// How long a kernel has to stop after SIGINT before it is killed and replaced.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
@@ -34,49 +35,15 @@ const NO_REPLY: &str = "the kernel finished this code without replying (it faile
 const RESTARTED_AFTER_INTERRUPT: &str = "the kernel did not respond to the interrupt and was \
      restarted: variables and imports are lost\n";
 
-/// Why a run was stopped by us.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Timeout,
-    Cancelled,
-}
-
-impl Stop {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Per-stream byte accounting against the output cap.
-#[derive(Default)]
-struct Counted {
-    total: u64,
-    sent: u64,
-}
-
-impl Counted {
-    /// The part of `text` that still fits under the cap.
-    fn admit(&mut self, text: &str) -> Option<Vec<u8>> {
-        let bytes = text.as_bytes();
-        self.total += bytes.len() as u64;
-        let room = DEFAULT_MAX_OUTPUT.saturating_sub(self.sent);
-        let take = (bytes.len() as u64).min(room) as usize;
-        self.sent += take as u64;
-        (take > 0).then(|| bytes[..take].to_vec())
-    }
-}
-
 /// State of one run.
 struct Run<'a> {
     context: &'a Context,
-    events: Emitter,
-    stdout: Counted,
-    stderr: Counted,
+    events: EventSender,
+    stdout: OutputCap,
+    stderr: OutputCap,
     started: Instant,
-    stopped: Option<Stop>,
+    /// Why we stopped the cell (timeout or cancelled), if we did.
+    stopped: Option<KillReason>,
     state_lost: bool,
     failed: bool,
     /// The kernel was killed by the out-of-memory killer.
@@ -89,7 +56,7 @@ pub async fn drive(
     context: &Context,
     code: &str,
     timeout: Duration,
-    events: Emitter,
+    events: EventSender,
 ) {
     // One cell at a time per context: wait for ours, unless the caller leaves first.
     let mut slot = tokio::select! {
@@ -106,8 +73,8 @@ pub async fn drive(
     let mut run = Run {
         context,
         events,
-        stdout: Counted::default(),
-        stderr: Counted::default(),
+        stdout: OutputCap::new(DEFAULT_MAX_OUTPUT),
+        stderr: OutputCap::new(DEFAULT_MAX_OUTPUT),
         started: Instant::now(),
         stopped: None,
         state_lost: false,
@@ -185,11 +152,11 @@ impl Run<'_> {
             let incoming = tokio::select! {
                 incoming = kernel.recv() => incoming,
                 () = tokio::time::sleep_until(deadline), if may_stop => {
-                    self.stop(kernel, Stop::Timeout, &mut escalate_at);
+                    self.stop(kernel, KillReason::Timeout, &mut escalate_at);
                     continue;
                 }
                 () = self.events.closed(), if may_stop => {
-                    self.stop(kernel, Stop::Cancelled, &mut escalate_at);
+                    self.stop(kernel, KillReason::Cancelled, &mut escalate_at);
                     continue;
                 }
                 () = sleep_until_opt(reply_by) => {
@@ -207,7 +174,7 @@ impl Run<'_> {
                     return true;
                 }
                 () = self.context.deleted.cancelled() => {
-                    self.stopped.get_or_insert(Stop::Cancelled);
+                    self.stopped.get_or_insert(KillReason::Cancelled);
                     self.failed = true;
                     self.stderr_text("the context was deleted while the code ran\n").await;
                     return false;
@@ -218,7 +185,7 @@ impl Run<'_> {
                     self.failed = true;
                     self.state_lost = true;
                     if self.context.is_restarting() {
-                        self.stopped.get_or_insert(Stop::Cancelled);
+                        self.stopped.get_or_insert(KillReason::Cancelled);
                         self.stderr_text("the context was restarted while the code ran: variables and imports are lost\n").await;
                     } else {
                         let oom =
@@ -269,8 +236,8 @@ impl Run<'_> {
                     None
                 }
                 Content::StreamContent(s) => match s.name {
-                    Stdio::Stdout => self.stdout.admit(&s.text).map(Event::Stdout),
-                    Stdio::Stderr => self.stderr.admit(&s.text).map(Event::Stderr),
+                    Stdio::Stdout => self.stdout.admit(s.text.as_bytes()).map(Event::Stdout),
+                    Stdio::Stderr => self.stderr.admit(s.text.as_bytes()).map(Event::Stderr),
                 },
                 Content::ExecuteResult(r) => Some(Event::Result(output::rich_result(
                     &serde_json::to_value(&r.data).unwrap_or_default(),
@@ -296,7 +263,7 @@ impl Run<'_> {
             };
             if let Some(event) = event {
                 if !self.events.send(event).await && escalate_at.is_none() {
-                    self.stop(kernel, Stop::Cancelled, &mut escalate_at);
+                    self.stop(kernel, KillReason::Cancelled, &mut escalate_at);
                 }
             }
         }
@@ -307,7 +274,7 @@ impl Run<'_> {
     fn stop(
         &mut self,
         kernel: &super::kernel::Kernel,
-        why: Stop,
+        why: KillReason,
         escalate_at: &mut Option<TokioInstant>,
     ) {
         tracing::info!(context_id = %self.context.id, reason = why.as_str(), "interrupting the kernel");
@@ -325,19 +292,19 @@ impl Run<'_> {
     /// Sends the exit event.
     async fn finish(&mut self) {
         let reason = if self.oom {
-            "oom"
+            KillReason::Oom.as_str()
         } else {
-            self.stopped.map(Stop::as_str).unwrap_or_default()
+            self.stopped.map(KillReason::as_str).unwrap_or_default()
         };
         let exit = ExecExit {
             code: i32::from(self.failed || self.stopped.is_some()),
             killed: !reason.is_empty(),
             duration_ms: self.started.elapsed().as_millis() as u64,
             reason: reason.to_owned(),
-            stdout_truncated: self.stdout.total > self.stdout.sent,
-            stderr_truncated: self.stderr.total > self.stderr.sent,
-            stdout_bytes: self.stdout.total,
-            stderr_bytes: self.stderr.total,
+            stdout_truncated: self.stdout.truncated(),
+            stderr_truncated: self.stderr.truncated(),
+            stdout_bytes: self.stdout.total(),
+            stderr_bytes: self.stderr.total(),
             state_lost: self.state_lost,
         };
         tracing::info!(

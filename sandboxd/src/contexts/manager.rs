@@ -15,8 +15,9 @@ use super::cell;
 use super::context::{Context, ContextId};
 use super::kernel::{self, Kernel, Live};
 use crate::error::{Error, Result};
-use crate::exec::{timeout_from, Emitter, EventStream};
 use crate::paths::Workspace;
+use crate::run_events::{EventSender, EventStream};
+use crate::run_limits::timeout_from;
 
 /// Most contexts one sandbox may have (each kernel takes 50-80 MB).
 pub const MAX_CONTEXTS: usize = 16;
@@ -216,7 +217,7 @@ impl Contexts {
         let context = self.get(&req.context_id)?;
         let timeout = timeout_from(req.timeout_seconds)?;
         check_code(&req.code)?;
-        let (events, stream) = Emitter::channel();
+        let (events, stream) = EventSender::channel();
         let contexts = self.clone();
         tokio::spawn(async move {
             cell::drive(&contexts, &context, &req.code, timeout, events).await;
