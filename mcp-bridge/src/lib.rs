@@ -4,6 +4,7 @@
 //! per tool family; `session` owns what one MCP session created; `host_conn` finds (or starts)
 //! the host; `results` shapes tool results and errors.
 
+pub mod call;
 pub mod cli;
 pub mod error;
 pub mod host_conn;

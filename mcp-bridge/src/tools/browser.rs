@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::{
-    BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserClickRequest, BrowserDialogRequest,
-    BrowserEvaluateRequest, BrowserEvent, BrowserGotoRequest, BrowserHoverRequest,
-    BrowserNavigateRequest, BrowserPressRequest, BrowserScreenshotRequest, BrowserScrollRequest,
-    BrowserSelectOptionRequest, BrowserSnapshotRequest, BrowserTabsRequest, BrowserTarget,
-    BrowserTypeRequest, BrowserUploadFileRequest, BrowserWaitRequest,
+    BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserAriaSnapshotResponse,
+    BrowserClickRequest, BrowserClickResponse, BrowserDialogRequest, BrowserEvaluateRequest,
+    BrowserEvaluateResponse, BrowserEvent, BrowserGotoRequest, BrowserHoverRequest,
+    BrowserNavigateRequest, BrowserPage, BrowserPressRequest, BrowserScreenshotRequest,
+    BrowserScreenshotResponse, BrowserScrollRequest, BrowserSelectOptionRequest,
+    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTabsRequest, BrowserTabsResponse,
+    BrowserTarget, BrowserTypeRequest, BrowserUploadFileRequest, BrowserWaitRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -18,10 +19,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::call::{Reply, SandboxRef};
 use crate::error::ToolError;
-use crate::host_conn::{with_sandbox, HostChannel, RUN_MARGIN};
-use crate::ids::SandboxId;
-use crate::results::{insert_if, json_ok, json_with_images, respond, Outcome, ToolResult};
+use crate::host_conn::RUN_MARGIN;
+use crate::results::{insert_if, json_ok, json_with_images, Outcome, ToolResult};
 use crate::server::Bridge;
 
 /// An element: a ref from browser_snapshot, or a CSS selector.
@@ -67,22 +68,13 @@ impl Target {
     }
 }
 
-/// Only the sandbox.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-pub struct NoArgs {
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
-}
-
 /// Arguments of browser_goto.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GotoArgs {
     /// The URL (http(s)://, or file:///workspace/… for files in the sandbox).
     pub url: String,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of element tools (click, hover).
@@ -90,9 +82,8 @@ pub struct GotoArgs {
 pub struct ElementArgs {
     #[serde(flatten)]
     target: Target,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_type.
@@ -102,9 +93,8 @@ pub struct TypeArgs {
     target: Target,
     /// The text to type (replaces the field's value).
     pub text: String,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_aria_snapshot.
@@ -113,9 +103,8 @@ pub struct AriaArgs {
     /// Most characters to return (default 20000).
     #[serde(default)]
     pub max_chars: Option<u32>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_press.
@@ -126,9 +115,8 @@ pub struct PressArgs {
     /// Optional element to focus first.
     #[serde(flatten)]
     target: Target,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_scroll.
@@ -143,9 +131,8 @@ pub struct ScrollArgs {
     /// Pixels down (both 0: one screen down).
     #[serde(default)]
     pub dy: Option<i32>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Where browser_navigate goes.
@@ -160,14 +147,23 @@ pub enum NavAction {
     Reload,
 }
 
+impl NavAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Back => "back",
+            Self::Forward => "forward",
+            Self::Reload => "reload",
+        }
+    }
+}
+
 /// Arguments of browser_navigate.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct NavigateArgs {
     /// "back", "forward" or "reload".
     pub action: NavAction,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_wait.
@@ -188,9 +184,8 @@ pub struct WaitArgs {
     /// Give up after this many seconds (default 30).
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_select_option.
@@ -200,9 +195,8 @@ pub struct SelectArgs {
     target: Target,
     /// Option values or labels to select.
     pub values: Vec<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_evaluate.
@@ -213,9 +207,8 @@ pub struct EvaluateArgs {
     /// Optional element passed to the function.
     #[serde(flatten)]
     target: Target,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// What browser_tabs does.
@@ -232,6 +225,17 @@ pub enum TabAction {
     Close,
 }
 
+impl TabAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::List => "list",
+            Self::New => "new",
+            Self::Select => "select",
+            Self::Close => "close",
+        }
+    }
+}
+
 /// Arguments of browser_tabs.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct TabsArgs {
@@ -243,9 +247,8 @@ pub struct TabsArgs {
     /// URL for new.
     #[serde(default)]
     pub url: Option<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_dialog.
@@ -256,9 +259,8 @@ pub struct DialogArgs {
     /// The answer to a prompt().
     #[serde(default)]
     pub prompt_text: Option<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_upload_file.
@@ -268,9 +270,8 @@ pub struct UploadArgs {
     target: Target,
     /// Files in the sandbox (relative to /workspace).
     pub paths: Vec<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of browser_screenshot.
@@ -279,78 +280,243 @@ pub struct ScreenshotArgs {
     /// The whole page instead of the viewport.
     #[serde(default)]
     pub full_page: bool,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Deadline of a browser call: the sandbox's own navigation timeout (30 s) plus a margin, so
 /// the sandbox's error, which says what timed out, arrives first.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A browser request with its deadline.
-fn browser_call<T>(sb: &SandboxId, msg: T) -> Result<tonic::Request<T>, ToolError> {
-    let mut req = with_sandbox(sb, msg)?;
-    req.set_timeout(BROWSER_DEADLINE + RUN_MARGIN);
-    Ok(req)
+fn browser_deadline<T>(_: &T) -> Duration {
+    Duration::from_secs(30) + RUN_MARGIN
 }
 
-fn events_json(events: &[BrowserEvent]) -> Value {
-    Value::Array(
-        events
-            .iter()
-            .map(|e| json!({ "kind": e.kind, "message": e.message }))
-            .collect(),
-    )
+/// browser_wait may wait up to its own timeout (or `seconds`) before answering.
+fn wait_deadline(r: &BrowserWaitRequest) -> Duration {
+    let timeout = if r.timeout_seconds > 0.0 {
+        r.timeout_seconds
+    } else {
+        30.0
+    };
+    Duration::from_secs_f64(r.seconds.max(timeout).clamp(0.0, 3600.0)) + RUN_MARGIN
+}
+
+crate::call::rpc! {
+    BrowserGotoRequest => BrowserPage { browser_goto, "BrowserGoto", deadline: browser_deadline }
+    BrowserClickRequest => BrowserClickResponse {
+        browser_click, "BrowserClick", deadline: browser_deadline
+    }
+    BrowserTypeRequest => BrowserPage { browser_type, "BrowserType", deadline: browser_deadline }
+    BrowserSnapshotRequest => BrowserSnapshotResponse {
+        browser_snapshot, "BrowserSnapshot", deadline: browser_deadline
+    }
+    BrowserAriaSnapshotRequest => BrowserAriaSnapshotResponse {
+        browser_aria_snapshot, "BrowserAriaSnapshot", deadline: browser_deadline
+    }
+    BrowserPressRequest => BrowserActionResponse {
+        browser_press, "BrowserPress", deadline: browser_deadline
+    }
+    BrowserScrollRequest => BrowserActionResponse {
+        browser_scroll, "BrowserScroll", deadline: browser_deadline
+    }
+    BrowserNavigateRequest => BrowserActionResponse {
+        browser_navigate, "BrowserNavigate", deadline: browser_deadline
+    }
+    BrowserWaitRequest => BrowserActionResponse {
+        browser_wait, "BrowserWait", deadline: wait_deadline
+    }
+    BrowserSelectOptionRequest => BrowserActionResponse {
+        browser_select_option, "BrowserSelectOption", deadline: browser_deadline
+    }
+    BrowserHoverRequest => BrowserActionResponse {
+        browser_hover, "BrowserHover", deadline: browser_deadline
+    }
+    BrowserEvaluateRequest => BrowserEvaluateResponse {
+        browser_evaluate, "BrowserEvaluate", deadline: browser_deadline
+    }
+    BrowserTabsRequest => BrowserTabsResponse {
+        browser_tabs, "BrowserTabs", deadline: browser_deadline
+    }
+    BrowserDialogRequest => BrowserActionResponse {
+        browser_dialog, "BrowserDialog", deadline: browser_deadline
+    }
+    BrowserUploadFileRequest => BrowserActionResponse {
+        browser_upload_file, "BrowserUploadFile", deadline: browser_deadline
+    }
+    BrowserScreenshotRequest => BrowserScreenshotResponse {
+        browser_screenshot, "BrowserScreenshot", deadline: browser_deadline
+    }
 }
 
 /// `v` plus `events` when something happened (a dialog, a popup, a download, a restart).
 fn with_events(mut v: Value, events: &[BrowserEvent]) -> Value {
-    insert_if(&mut v, !events.is_empty(), "events", events_json(events));
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "kind": e.kind, "message": e.message }))
+        .collect();
+    insert_if(&mut v, !events.is_empty(), "events", Value::Array(events));
     v
 }
 
 /// `{url, title}`, plus `events` when something happened.
-fn page_json(url: String, title: String, events: &[BrowserEvent]) -> Value {
-    with_events(json!({ "url": url, "title": title }), events)
+impl Reply for BrowserPage {
+    fn reply(self) -> Outcome {
+        json_ok(with_events(
+            json!({ "url": self.url, "title": self.title }),
+            &self.events,
+        ))
+    }
 }
 
-fn action_json(r: BrowserActionResponse) -> Value {
-    with_events(
-        json!({ "url": r.url, "title": r.title, "navigated": r.navigated }),
-        &r.events,
-    )
+/// `{url, title, navigated}`, plus `events`.
+impl Reply for BrowserActionResponse {
+    fn reply(self) -> Outcome {
+        json_ok(with_events(
+            json!({ "url": self.url, "title": self.title, "navigated": self.navigated }),
+            &self.events,
+        ))
+    }
 }
 
-fn status(rpc: &'static str) -> impl Fn(tonic::Status) -> ToolError {
-    move |s| ToolError::from_status(rpc, &s)
+/// The same shape as [`BrowserActionResponse`].
+impl Reply for BrowserClickResponse {
+    fn reply(self) -> Outcome {
+        BrowserActionResponse {
+            url: self.url,
+            title: self.title,
+            navigated: self.navigated,
+            settled: self.settled,
+            events: self.events,
+        }
+        .reply()
+    }
+}
+
+/// `{url, title, screenshot, text, elements}`, and the screenshot as an image block.
+impl Reply for BrowserSnapshotResponse {
+    fn reply(self) -> Outcome {
+        let png = self.screenshot.clone();
+        json_with_images(
+            with_events(
+                json!({
+                    "url": self.url,
+                    "title": self.title,
+                    "screenshot": self.screenshot,
+                    "text": self.text,
+                    "elements": self.elements,
+                }),
+                &self.events,
+            ),
+            vec![png],
+        )
+    }
+}
+
+/// `{url, title, snapshot}`, plus `truncated` and `total_chars` when cut.
+impl Reply for BrowserAriaSnapshotResponse {
+    fn reply(self) -> Outcome {
+        let mut v = json!({ "url": self.url, "title": self.title, "snapshot": self.snapshot });
+        insert_if(&mut v, self.truncated, "truncated", json!(true));
+        insert_if(
+            &mut v,
+            self.truncated,
+            "total_chars",
+            json!(self.total_chars),
+        );
+        json_ok(with_events(v, &self.events))
+    }
+}
+
+/// `{result, url, title}`: the result as JSON when it parses, else as text.
+impl Reply for BrowserEvaluateResponse {
+    fn reply(self) -> Outcome {
+        let result: Value =
+            serde_json::from_str(&self.result_json).unwrap_or(Value::String(self.result_json));
+        json_ok(with_events(
+            json!({ "result": result, "url": self.url, "title": self.title }),
+            &self.events,
+        ))
+    }
+}
+
+/// `{tabs: [{index, url, title, active}]}`.
+impl Reply for BrowserTabsResponse {
+    fn reply(self) -> Outcome {
+        let tabs: Vec<Value> = self
+            .tabs
+            .iter()
+            .map(
+                |t| json!({ "index": t.index, "url": t.url, "title": t.title, "active": t.active }),
+            )
+            .collect();
+        json_ok(with_events(json!({ "tabs": tabs }), &self.events))
+    }
+}
+
+/// `{url, title, width, height}`; the PNG goes out as an image block only (repeating it as
+/// base64 text would waste tokens).
+impl Reply for BrowserScreenshotResponse {
+    fn reply(self) -> Outcome {
+        json_with_images(
+            with_events(
+                json!({ "url": self.url, "title": self.title, "width": self.width,
+                        "height": self.height }),
+                &self.events,
+            ),
+            vec![self.png],
+        )
+    }
+}
+
+/// `text` trimmed, or a bad request saying what to give.
+fn non_empty(text: String, hint: &str) -> Result<String, ToolError> {
+    if text.trim().is_empty() {
+        return Err(ToolError::BadRequest(hint.to_owned()));
+    }
+    Ok(text)
 }
 
 #[tool_router(router = browser_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(description = "Open a URL in the sandbox's browser.")]
     async fn browser_goto(&self, Parameters(a): Parameters<GotoArgs>) -> ToolResult {
-        respond(self.goto(a).await)
+        let url = non_empty(
+            a.url,
+            "url is empty: give a full URL such as https://example.com/",
+        );
+        let req = url.map(|url| BrowserGotoRequest {
+            url,
+            timeout_seconds: 0.0,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Click an element by ref_id (from browser_snapshot) or CSS selector.")]
     async fn browser_click(&self, Parameters(a): Parameters<ElementArgs>) -> ToolResult {
-        respond(self.click(a).await)
+        let req = a.target.required().map(|t| BrowserClickRequest {
+            selector: t.selector,
+            ref_id: t.ref_id,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(
         description = "Type text into a field by ref_id (from browser_snapshot) or CSS selector."
     )]
     async fn browser_type(&self, Parameters(a): Parameters<TypeArgs>) -> ToolResult {
-        respond(self.type_text(a).await)
+        let req = a.target.required().map(|t| BrowserTypeRequest {
+            selector: t.selector,
+            ref_id: t.ref_id,
+            text: a.text,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(
         description = "The page now: url, title, text, interactive elements with refs ([ref_1] button \"OK\") and a screenshot.",
         annotations(read_only_hint = true)
     )]
-    async fn browser_snapshot(&self, Parameters(a): Parameters<NoArgs>) -> ToolResult {
-        respond(self.snapshot(a).await)
+    async fn browser_snapshot(&self, Parameters(a): Parameters<SandboxRef>) -> ToolResult {
+        self.answer(&a, Ok(BrowserSnapshotRequest {})).await
     }
 
     #[tool(
@@ -358,57 +524,124 @@ impl Bridge {
         annotations(read_only_hint = true)
     )]
     async fn browser_aria_snapshot(&self, Parameters(a): Parameters<AriaArgs>) -> ToolResult {
-        respond(self.aria(a).await)
+        let req = BrowserAriaSnapshotRequest {
+            max_chars: a.max_chars.unwrap_or(0),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "Press a key or chord, on an element or the page.")]
     async fn browser_press(&self, Parameters(a): Parameters<PressArgs>) -> ToolResult {
-        respond(self.press(a).await)
+        let key = non_empty(a.key, "key is empty: give e.g. \"Enter\" or \"Control+a\"");
+        let req = key.map(|key| BrowserPressRequest {
+            target: a.target.optional(),
+            key,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Scroll the page by dx/dy pixels, or an element into view.")]
     async fn browser_scroll(&self, Parameters(a): Parameters<ScrollArgs>) -> ToolResult {
-        respond(self.scroll(a).await)
+        let req = BrowserScrollRequest {
+            target: a.target.optional(),
+            dx: a.dx.unwrap_or(0),
+            dy: a.dy.unwrap_or(0),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "Go back, forward, or reload.")]
     async fn browser_navigate(&self, Parameters(a): Parameters<NavigateArgs>) -> ToolResult {
-        respond(self.navigate(a).await)
+        let req = BrowserNavigateRequest {
+            action: a.action.as_str().into(),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "Wait for text to appear or vanish, for the URL, or for seconds.")]
     async fn browser_wait(&self, Parameters(a): Parameters<WaitArgs>) -> ToolResult {
-        respond(self.wait(a).await)
+        let given = [
+            a.text.is_some(),
+            a.text_gone.is_some(),
+            a.url.is_some(),
+            a.seconds.is_some(),
+        ];
+        let req = if given.iter().filter(|g| **g).count() == 1 {
+            Ok(BrowserWaitRequest {
+                text: a.text.unwrap_or_default(),
+                text_gone: a.text_gone.unwrap_or_default(),
+                url: a.url.unwrap_or_default(),
+                seconds: a.seconds.unwrap_or(0.0),
+                timeout_seconds: a.timeout.unwrap_or(0.0),
+            })
+        } else {
+            Err(ToolError::BadRequest(
+                "give exactly one of text, text_gone, url or seconds".into(),
+            ))
+        };
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Select options of a <select> by value or label.")]
     async fn browser_select_option(&self, Parameters(a): Parameters<SelectArgs>) -> ToolResult {
-        respond(self.select(a).await)
+        let req = a.target.required().map(|t| BrowserSelectOptionRequest {
+            target: Some(t),
+            values: a.values,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Move the mouse over an element.")]
     async fn browser_hover(&self, Parameters(a): Parameters<ElementArgs>) -> ToolResult {
-        respond(self.hover(a).await)
+        let req = a
+            .target
+            .required()
+            .map(|t| BrowserHoverRequest { target: Some(t) });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Evaluate JavaScript in the page; returns the result as JSON.")]
     async fn browser_evaluate(&self, Parameters(a): Parameters<EvaluateArgs>) -> ToolResult {
-        respond(self.evaluate(a).await)
+        let req = BrowserEvaluateRequest {
+            expression: a.expression,
+            target: a.target.optional(),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "List, open, select or close browser tabs.")]
     async fn browser_tabs(&self, Parameters(a): Parameters<TabsArgs>) -> ToolResult {
-        respond(self.tabs(a).await)
+        let req = BrowserTabsRequest {
+            action: a.action.as_str().into(),
+            index: a.index,
+            url: a.url.unwrap_or_default(),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "Accept or dismiss the confirm()/prompt() dialog the page waits on.")]
     async fn browser_dialog(&self, Parameters(a): Parameters<DialogArgs>) -> ToolResult {
-        respond(self.dialog(a).await)
+        let req = BrowserDialogRequest {
+            accept: a.accept,
+            prompt_text: a.prompt_text.unwrap_or_default(),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(description = "Set the files of an <input type=file> from sandbox paths.")]
     async fn browser_upload_file(&self, Parameters(a): Parameters<UploadArgs>) -> ToolResult {
-        respond(self.upload(a).await)
+        let req = a.target.required().and_then(|t| {
+            if a.paths.is_empty() {
+                return Err(ToolError::BadRequest(
+                    "paths is empty: give files in the sandbox (write them with file_write)".into(),
+                ));
+            }
+            Ok(BrowserUploadFileRequest {
+                target: Some(t),
+                paths: a.paths,
+            })
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(
@@ -416,328 +649,9 @@ impl Bridge {
         annotations(read_only_hint = true)
     )]
     async fn browser_screenshot(&self, Parameters(a): Parameters<ScreenshotArgs>) -> ToolResult {
-        respond(self.screenshot(a).await)
-    }
-}
-
-impl Bridge {
-    async fn browser(
-        &self,
-        sandbox_id: Option<&str>,
-    ) -> Result<(SandboxId, SandboxClient<HostChannel>), ToolError> {
-        let sandbox = self.session.resolve(sandbox_id).await?;
-        let client = self.session.host().sandbox().await?;
-        Ok((sandbox, client))
-    }
-
-    async fn goto(&self, a: GotoArgs) -> Outcome {
-        if a.url.trim().is_empty() {
-            return Err(ToolError::BadRequest(
-                "url is empty: give a full URL such as https://example.com/".into(),
-            ));
-        }
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserGotoRequest {
-            url: a.url,
-            timeout_seconds: 0.0,
-        };
-        let r = c
-            .browser_goto(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserGoto"))?
-            .into_inner();
-        json_ok(page_json(r.url, r.title, &r.events))
-    }
-
-    async fn click(&self, a: ElementArgs) -> Outcome {
-        let t = a.target.required()?;
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserClickRequest {
-            selector: t.selector,
-            ref_id: t.ref_id,
-        };
-        let r = c
-            .browser_click(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserClick"))?
-            .into_inner();
-        json_ok(with_events(
-            json!({ "url": r.url, "title": r.title, "navigated": r.navigated }),
-            &r.events,
-        ))
-    }
-
-    async fn type_text(&self, a: TypeArgs) -> Outcome {
-        let t = a.target.required()?;
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserTypeRequest {
-            selector: t.selector,
-            ref_id: t.ref_id,
-            text: a.text,
-        };
-        let r = c
-            .browser_type(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserType"))?
-            .into_inner();
-        json_ok(page_json(r.url, r.title, &r.events))
-    }
-
-    async fn snapshot(&self, a: NoArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let r = c
-            .browser_snapshot(browser_call(&sb, BrowserSnapshotRequest {})?)
-            .await
-            .map_err(status("BrowserSnapshot"))?
-            .into_inner();
-        let png = r.screenshot.clone();
-        json_with_images(
-            with_events(
-                json!({
-                    "url": r.url,
-                    "title": r.title,
-                    "screenshot": r.screenshot,
-                    "text": r.text,
-                    "elements": r.elements,
-                }),
-                &r.events,
-            ),
-            vec![png],
-        )
-    }
-
-    async fn aria(&self, a: AriaArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserAriaSnapshotRequest {
-            max_chars: a.max_chars.unwrap_or(0),
-        };
-        let r = c
-            .browser_aria_snapshot(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserAriaSnapshot"))?
-            .into_inner();
-        let mut v = json!({ "url": r.url, "title": r.title, "snapshot": r.snapshot });
-        insert_if(&mut v, r.truncated, "truncated", json!(true));
-        insert_if(&mut v, r.truncated, "total_chars", json!(r.total_chars));
-        json_ok(with_events(v, &r.events))
-    }
-
-    async fn press(&self, a: PressArgs) -> Outcome {
-        if a.key.trim().is_empty() {
-            return Err(ToolError::BadRequest(
-                "key is empty: give e.g. \"Enter\" or \"Control+a\"".into(),
-            ));
-        }
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserPressRequest {
-            target: a.target.optional(),
-            key: a.key,
-        };
-        let r = c
-            .browser_press(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserPress"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn scroll(&self, a: ScrollArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserScrollRequest {
-            target: a.target.optional(),
-            dx: a.dx.unwrap_or(0),
-            dy: a.dy.unwrap_or(0),
-        };
-        let r = c
-            .browser_scroll(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserScroll"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn navigate(&self, a: NavigateArgs) -> Outcome {
-        let action = match a.action {
-            NavAction::Back => "back",
-            NavAction::Forward => "forward",
-            NavAction::Reload => "reload",
-        };
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserNavigateRequest {
-            action: action.into(),
-        };
-        let r = c
-            .browser_navigate(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserNavigate"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn wait(&self, a: WaitArgs) -> Outcome {
-        let given = [
-            a.text.is_some(),
-            a.text_gone.is_some(),
-            a.url.is_some(),
-            a.seconds.is_some(),
-        ]
-        .iter()
-        .filter(|g| **g)
-        .count();
-        if given != 1 {
-            return Err(ToolError::BadRequest(
-                "give exactly one of text, text_gone, url or seconds".into(),
-            ));
-        }
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserWaitRequest {
-            text: a.text.unwrap_or_default(),
-            text_gone: a.text_gone.unwrap_or_default(),
-            url: a.url.unwrap_or_default(),
-            seconds: a.seconds.unwrap_or(0.0),
-            timeout_seconds: a.timeout.unwrap_or(0.0),
-        };
-        // It may wait up to its own timeout (or `seconds`) before answering.
-        let waits = req.seconds.max(if req.timeout_seconds > 0.0 {
-            req.timeout_seconds
-        } else {
-            30.0
-        });
-        let mut call = browser_call(&sb, req)?;
-        call.set_timeout(Duration::from_secs_f64(waits.clamp(0.0, 3600.0)) + RUN_MARGIN);
-        let r = c
-            .browser_wait(call)
-            .await
-            .map_err(status("BrowserWait"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn select(&self, a: SelectArgs) -> Outcome {
-        let t = a.target.required()?;
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserSelectOptionRequest {
-            target: Some(t),
-            values: a.values,
-        };
-        let r = c
-            .browser_select_option(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserSelectOption"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn hover(&self, a: ElementArgs) -> Outcome {
-        let t = a.target.required()?;
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserHoverRequest { target: Some(t) };
-        let r = c
-            .browser_hover(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserHover"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn evaluate(&self, a: EvaluateArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserEvaluateRequest {
-            expression: a.expression,
-            target: a.target.optional(),
-        };
-        let r = c
-            .browser_evaluate(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserEvaluate"))?
-            .into_inner();
-        let result: Value =
-            serde_json::from_str(&r.result_json).unwrap_or(Value::String(r.result_json));
-        json_ok(with_events(
-            json!({ "result": result, "url": r.url, "title": r.title }),
-            &r.events,
-        ))
-    }
-
-    async fn tabs(&self, a: TabsArgs) -> Outcome {
-        let action = match a.action {
-            TabAction::List => "list",
-            TabAction::New => "new",
-            TabAction::Select => "select",
-            TabAction::Close => "close",
-        };
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserTabsRequest {
-            action: action.into(),
-            index: a.index,
-            url: a.url.unwrap_or_default(),
-        };
-        let r = c
-            .browser_tabs(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserTabs"))?
-            .into_inner();
-        let tabs: Vec<Value> = r
-            .tabs
-            .iter()
-            .map(
-                |t| json!({ "index": t.index, "url": t.url, "title": t.title, "active": t.active }),
-            )
-            .collect();
-        json_ok(with_events(json!({ "tabs": tabs }), &r.events))
-    }
-
-    async fn dialog(&self, a: DialogArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserDialogRequest {
-            accept: a.accept,
-            prompt_text: a.prompt_text.unwrap_or_default(),
-        };
-        let r = c
-            .browser_dialog(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserDialog"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn upload(&self, a: UploadArgs) -> Outcome {
-        let t = a.target.required()?;
-        if a.paths.is_empty() {
-            return Err(ToolError::BadRequest(
-                "paths is empty: give files in the sandbox (write them with file_write)".into(),
-            ));
-        }
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
-        let req = BrowserUploadFileRequest {
-            target: Some(t),
-            paths: a.paths,
-        };
-        let r = c
-            .browser_upload_file(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserUploadFile"))?
-            .into_inner();
-        json_ok(action_json(r))
-    }
-
-    async fn screenshot(&self, a: ScreenshotArgs) -> Outcome {
-        let (sb, mut c) = self.browser(a.sandbox_id.as_deref()).await?;
         let req = BrowserScreenshotRequest {
             full_page: a.full_page,
         };
-        let r = c
-            .browser_screenshot(browser_call(&sb, req)?)
-            .await
-            .map_err(status("BrowserScreenshot"))?
-            .into_inner();
-        // The PNG goes out as an image block only; repeating it as base64 text would waste tokens.
-        json_with_images(
-            with_events(
-                json!({ "url": r.url, "title": r.title, "width": r.width, "height": r.height }),
-                &r.events,
-            ),
-            vec![r.png],
-        )
+        self.answer(&a.sandbox, Ok(req)).await
     }
 }

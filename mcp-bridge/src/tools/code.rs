@@ -1,15 +1,19 @@
 //! code_run: a one-shot python, shell or node run, output streamed as it is produced.
 
-use agent_runtime_proto::v1::ExecRequest;
+use std::time::Duration;
+
+use agent_runtime_proto::v1::{ExecEvent, ExecRequest};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
+use tonic::Streaming;
 
+use crate::call::{Rpc, SandboxRef};
 use crate::error::ToolError;
-use crate::host_conn::{run_deadline, with_sandbox};
+use crate::host_conn::run_deadline;
 use crate::results::{insert_if, json_ok, respond, Outcome, ToolResult};
 use crate::server::Bridge;
 use crate::tools::stream::collect;
@@ -46,9 +50,8 @@ pub struct CodeRunArgs {
     /// Seconds before the run is killed (default 30, max 3600).
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 #[tool_router(router = code_tools, vis = "pub(crate)")]
@@ -67,26 +70,16 @@ impl Bridge {
 
 impl Bridge {
     async fn do_code_run(&self, args: CodeRunArgs, ctx: RequestContext<RoleServer>) -> Outcome {
-        let timeout = valid_timeout(args.timeout)?;
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let mut req = with_sandbox(
-            &sandbox,
-            ExecRequest {
-                language: args.language.as_str().to_owned(),
-                code: args.code,
-                timeout_seconds: timeout,
-                ..Default::default()
-            },
-        )?;
-        let deadline = run_deadline(timeout);
-        let until = tokio::time::Instant::now() + deadline;
-        req.set_timeout(deadline);
-        let stream = client
-            .exec(req)
-            .await
-            .map_err(|s| ToolError::from_status("code_run", &s))?
-            .into_inner();
+        let req = ExecRequest {
+            language: args.language.as_str().to_owned(),
+            code: args.code,
+            timeout_seconds: valid_timeout(args.timeout)?,
+            ..Default::default()
+        };
+        // Creating the sandbox on first use does not count against the run's deadline.
+        let sandbox = self.session.resolve(args.sandbox.id()).await?;
+        let until = tokio::time::Instant::now() + req.deadline();
+        let stream = self.call_in(&sandbox, req).await?;
         let out = collect(self, &ctx, "code_run", stream, until).await?;
         let exit = out.exit.clone().ok_or_else(|| {
             ToolError::Internal("the run ended without an exit status; run it again".into())
@@ -113,6 +106,14 @@ impl Bridge {
         );
         json_ok(value)
     }
+}
+
+crate::call::rpc! {
+    ExecRequest => Streaming<ExecEvent> { exec, "code_run", deadline: exec_deadline }
+}
+
+fn exec_deadline(r: &ExecRequest) -> Duration {
+    run_deadline(r.timeout_seconds)
 }
 
 /// Checks a timeout argument (seconds); 0 means the default.

@@ -1,9 +1,11 @@
 //! Stateful Python contexts (Jupyter kernels): create_context, run_code, list_contexts,
 //! stop_context, restart_context.
 
+use std::time::Duration;
+
 use agent_runtime_proto::v1::{
-    Context, CreateContextRequest, DeleteContextRequest, ListContextsRequest,
-    RestartContextRequest, RunCodeRequest,
+    Context, CreateContextRequest, DeleteContextRequest, DeleteContextResponse, ExecEvent,
+    ListContextsRequest, ListContextsResponse, RestartContextRequest, RunCodeRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
@@ -11,10 +13,11 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tonic::Code;
+use tonic::{Code, Streaming};
 
+use crate::call::{Reply, Rpc, SandboxRef};
 use crate::error::ToolError;
-use crate::host_conn::{run_deadline, with_sandbox};
+use crate::host_conn::run_deadline;
 use crate::ids::{ContextId, SandboxId};
 use crate::results::{
     insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult,
@@ -33,9 +36,8 @@ pub struct CreateContextArgs {
     /// "python" (the only one today).
     #[serde(default)]
     pub language: Option<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of run_code.
@@ -99,6 +101,29 @@ impl Bridge {
     }
 }
 
+crate::call::rpc! {
+    CreateContextRequest => Context { create_context, "create_context" }
+    RunCodeRequest => Streaming<ExecEvent> {
+        run_code, "run_code", deadline: run_code_deadline, error: context_error
+    }
+    ListContextsRequest => ListContextsResponse { list_contexts, "list_contexts" }
+    DeleteContextRequest => DeleteContextResponse {
+        delete_context, "stop_context", error: context_error
+    }
+    RestartContextRequest => Context { restart_context, "restart_context", error: context_error }
+}
+
+fn run_code_deadline(r: &RunCodeRequest) -> Duration {
+    run_deadline(r.timeout_seconds)
+}
+
+/// `{context_id, name, language, status, created_at}`.
+impl Reply for Context {
+    fn reply(self) -> Outcome {
+        json_ok(context_json(&self))
+    }
+}
+
 fn context_json(c: &Context) -> Value {
     json!({
         "context_id": c.context_id,
@@ -126,20 +151,13 @@ impl Bridge {
                 "language {language:?} is not supported: contexts run \"python\""
             )));
         }
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let ctx = client
-            .create_context(with_sandbox(
-                &sandbox,
-                CreateContextRequest {
-                    language,
-                    name: args.name.unwrap_or_default(),
-                    cwd: String::new(),
-                },
-            )?)
-            .await
-            .map_err(|s| ToolError::from_status("create_context", &s))?
-            .into_inner();
+        let req = CreateContextRequest {
+            language,
+            name: args.name.unwrap_or_default(),
+            cwd: String::new(),
+        };
+        let sandbox = self.session.resolve(args.sandbox.id()).await?;
+        let ctx = self.call_in(&sandbox, req).await?;
         self.session
             .add_context(ContextId::new(ctx.context_id.clone()), sandbox.clone());
         let mut value = context_json(&ctx);
@@ -151,23 +169,13 @@ impl Bridge {
         let timeout = valid_timeout(args.timeout)?;
         let id = ContextId::new(args.context_id);
         let sandbox = self.session.context_sandbox(&id, None)?;
-        let mut client = self.session.host().sandbox().await?;
-        let mut req = with_sandbox(
-            &sandbox,
-            RunCodeRequest {
-                context_id: id.as_str().to_owned(),
-                code: args.code,
-                timeout_seconds: timeout,
-            },
-        )?;
-        let deadline = run_deadline(timeout);
-        let until = tokio::time::Instant::now() + deadline;
-        req.set_timeout(deadline);
-        let stream = client
-            .run_code(req)
-            .await
-            .map_err(|s| context_error("run_code", &s))?
-            .into_inner();
+        let req = RunCodeRequest {
+            context_id: id.as_str().to_owned(),
+            code: args.code,
+            timeout_seconds: timeout,
+        };
+        let until = tokio::time::Instant::now() + req.deadline();
+        let stream = self.call_in(&sandbox, req).await?;
         let out = match collect(self, &ctx, "run_code", stream, until).await {
             Err(ToolError::NotFound(_)) => return Err(ToolError::ContextNotFound),
             other => other?,
@@ -215,12 +223,7 @@ impl Bridge {
         };
         let mut items = Vec::new();
         for sandbox in sandboxes {
-            let mut client = self.session.host().sandbox().await?;
-            let list = client
-                .list_contexts(with_sandbox(&sandbox, ListContextsRequest {})?)
-                .await
-                .map_err(|s| ToolError::from_status("list_contexts", &s))?
-                .into_inner();
+            let list = self.call_in(&sandbox, ListContextsRequest {}).await?;
             items.extend(list.contexts.iter().map(context_json));
         }
         json_array_ok("contexts", items)
@@ -229,17 +232,10 @@ impl Bridge {
     async fn do_stop_context(&self, args: ContextArgs) -> Outcome {
         let id = ContextId::new(args.context_id);
         let sandbox = self.session.context_sandbox(&id, None)?;
-        let mut client = self.session.host().sandbox().await?;
-        let r = client
-            .delete_context(with_sandbox(
-                &sandbox,
-                DeleteContextRequest {
-                    context_id: id.as_str().to_owned(),
-                },
-            )?)
-            .await
-            .map_err(|s| context_error("stop_context", &s))?
-            .into_inner();
+        let req = DeleteContextRequest {
+            context_id: id.as_str().to_owned(),
+        };
+        let r = self.call_in(&sandbox, req).await?;
         self.session.forget_context(&id);
         json_ok(json!({ "success": r.success }))
     }
@@ -247,17 +243,9 @@ impl Bridge {
     async fn do_restart_context(&self, args: ContextArgs) -> Outcome {
         let id = ContextId::new(args.context_id);
         let sandbox = self.session.context_sandbox(&id, None)?;
-        let mut client = self.session.host().sandbox().await?;
-        let ctx = client
-            .restart_context(with_sandbox(
-                &sandbox,
-                RestartContextRequest {
-                    context_id: id.as_str().to_owned(),
-                },
-            )?)
-            .await
-            .map_err(|s| context_error("restart_context", &s))?
-            .into_inner();
-        json_ok(context_json(&ctx))
+        let req = RestartContextRequest {
+            context_id: id.as_str().to_owned(),
+        };
+        self.call_in(&sandbox, req).await?.reply()
     }
 }

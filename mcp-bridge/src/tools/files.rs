@@ -1,7 +1,10 @@
 //! Files in the sandbox: file_read, file_write, file_list, file_remove. Relative paths resolve
 //! under /workspace (sandboxd does that).
 
-use agent_runtime_proto::v1::{ListDirRequest, ReadFileRequest, RemoveRequest, WriteFileRequest};
+use agent_runtime_proto::v1::{
+    ListDirRequest, ListDirResponse, ReadFileRequest, ReadFileResponse, RemoveRequest,
+    RemoveResponse, WriteFileRequest, WriteFileResponse,
+};
 use base64::Engine as _;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -9,9 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::call::{Reply, SandboxRef};
 use crate::error::ToolError;
-use crate::host_conn::with_sandbox;
-use crate::results::{insert_if, json_ok, respond, Outcome, ToolResult};
+use crate::results::{insert_if, json_ok, Outcome, ToolResult};
 use crate::server::Bridge;
 
 /// Arguments of file_read.
@@ -19,9 +22,8 @@ use crate::server::Bridge;
 pub struct ReadArgs {
     /// File path; relative paths are under /workspace.
     pub path: String,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of file_write.
@@ -31,9 +33,8 @@ pub struct WriteArgs {
     pub path: String,
     /// The text to write (replaces the file).
     pub content: String,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of file_list.
@@ -42,9 +43,8 @@ pub struct ListArgs {
     /// Directory (default /workspace).
     #[serde(default)]
     pub path: Option<String>,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 /// Arguments of file_remove.
@@ -55,9 +55,8 @@ pub struct RemoveArgs {
     /// Required to remove a non-empty directory.
     #[serde(default)]
     pub recursive: bool,
-    /// Sandbox id; optional while the session has one.
-    #[serde(default)]
-    pub sandbox_id: Option<String>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
 }
 
 #[tool_router(router = file_tools, vis = "pub(crate)")]
@@ -66,103 +65,79 @@ impl Bridge {
         description = "Read a file from the sandbox. Binary files come back base64 (encoding: \"base64\").",
         annotations(read_only_hint = true)
     )]
-    async fn file_read(&self, Parameters(args): Parameters<ReadArgs>) -> ToolResult {
-        respond(self.do_read(args).await)
+    async fn file_read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
+        let req = need_path(a.path).map(|path| ReadFileRequest { path, max_bytes: 0 });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(description = "Write a text file in the sandbox, replacing it.")]
-    async fn file_write(&self, Parameters(args): Parameters<WriteArgs>) -> ToolResult {
-        respond(self.do_write(args).await)
+    async fn file_write(&self, Parameters(a): Parameters<WriteArgs>) -> ToolResult {
+        let req = need_path(a.path).map(|path| WriteFileRequest {
+            path,
+            content: a.content.into_bytes(),
+            mode: 0,
+            append: false,
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(
         description = "List a directory in the sandbox (default /workspace).",
         annotations(read_only_hint = true)
     )]
-    async fn file_list(&self, Parameters(args): Parameters<ListArgs>) -> ToolResult {
-        respond(self.do_list_dir(args).await)
+    async fn file_list(&self, Parameters(a): Parameters<ListArgs>) -> ToolResult {
+        let req = ListDirRequest {
+            path: a.path.unwrap_or_default(),
+            include_hidden: false,
+        };
+        self.answer(&a.sandbox, Ok(req)).await
     }
 
     #[tool(
         description = "Delete a file or directory in the sandbox.",
         annotations(destructive_hint = true)
     )]
-    async fn file_remove(&self, Parameters(args): Parameters<RemoveArgs>) -> ToolResult {
-        respond(self.do_remove(args).await)
+    async fn file_remove(&self, Parameters(a): Parameters<RemoveArgs>) -> ToolResult {
+        let req = need_path(a.path).map(|path| RemoveRequest {
+            path,
+            recursive: a.recursive,
+        });
+        self.answer(&a.sandbox, req).await
     }
 }
 
-fn need_path(p: &str) -> Result<(), ToolError> {
-    if p.trim().is_empty() {
-        return Err(ToolError::BadRequest(
-            "path is empty: give a file path such as notes.txt or /workspace/notes.txt".into(),
-        ));
-    }
-    Ok(())
+crate::call::rpc! {
+    ReadFileRequest => ReadFileResponse { read_file, "file_read" }
+    WriteFileRequest => WriteFileResponse { write_file, "file_write" }
+    ListDirRequest => ListDirResponse { list_dir, "file_list" }
+    RemoveRequest => RemoveResponse { remove, "file_remove" }
 }
 
-impl Bridge {
-    async fn do_read(&self, args: ReadArgs) -> Outcome {
-        need_path(&args.path)?;
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let r = client
-            .read_file(with_sandbox(
-                &sandbox,
-                ReadFileRequest {
-                    path: args.path,
-                    max_bytes: 0,
-                },
-            )?)
-            .await
-            .map_err(|s| ToolError::from_status("file_read", &s))?
-            .into_inner();
-        let value = match String::from_utf8(r.content) {
-            Ok(text) => json!({ "content": text, "size": r.size }),
+/// `{content, size}`; a file that is not UTF-8 comes back base64 with `encoding: "base64"`.
+impl Reply for ReadFileResponse {
+    fn reply(self) -> Outcome {
+        json_ok(match String::from_utf8(self.content) {
+            Ok(text) => json!({ "content": text, "size": self.size }),
             Err(e) => json!({
                 "content": base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
-                "size": r.size,
+                "size": self.size,
                 "encoding": "base64",
             }),
-        };
-        json_ok(value)
+        })
     }
+}
 
-    async fn do_write(&self, args: WriteArgs) -> Outcome {
-        need_path(&args.path)?;
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let r = client
-            .write_file(with_sandbox(
-                &sandbox,
-                WriteFileRequest {
-                    path: args.path,
-                    content: args.content.into_bytes(),
-                    mode: 0,
-                    append: false,
-                },
-            )?)
-            .await
-            .map_err(|s| ToolError::from_status("file_write", &s))?
-            .into_inner();
-        json_ok(json!({ "success": true, "path": r.path }))
+/// `{success, path}`.
+impl Reply for WriteFileResponse {
+    fn reply(self) -> Outcome {
+        json_ok(json!({ "success": true, "path": self.path }))
     }
+}
 
-    async fn do_list_dir(&self, args: ListArgs) -> Outcome {
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let r = client
-            .list_dir(with_sandbox(
-                &sandbox,
-                ListDirRequest {
-                    path: args.path.unwrap_or_default(),
-                    include_hidden: false,
-                },
-            )?)
-            .await
-            .map_err(|s| ToolError::from_status("file_list", &s))?
-            .into_inner();
-        let items: Vec<Value> = r
+/// `{items: [{name, type: "file" | "directory", size?}]}`, plus `truncated` when cut.
+impl Reply for ListDirResponse {
+    fn reply(self) -> Outcome {
+        let items: Vec<Value> = self
             .entries
             .iter()
             .map(|e| {
@@ -177,25 +152,24 @@ impl Bridge {
             })
             .collect();
         let mut value = json!({ "items": items });
-        insert_if(&mut value, r.truncated, "truncated", json!(true));
+        insert_if(&mut value, self.truncated, "truncated", json!(true));
         json_ok(value)
     }
+}
 
-    async fn do_remove(&self, args: RemoveArgs) -> Outcome {
-        need_path(&args.path)?;
-        let sandbox = self.session.resolve(args.sandbox_id.as_deref()).await?;
-        let mut client = self.session.host().sandbox().await?;
-        let r = client
-            .remove(with_sandbox(
-                &sandbox,
-                RemoveRequest {
-                    path: args.path,
-                    recursive: args.recursive,
-                },
-            )?)
-            .await
-            .map_err(|s| ToolError::from_status("file_remove", &s))?
-            .into_inner();
-        json_ok(json!({ "success": r.success }))
+/// `{success}`.
+impl Reply for RemoveResponse {
+    fn reply(self) -> Outcome {
+        json_ok(json!({ "success": self.success }))
     }
+}
+
+/// `path`, unless it is empty.
+fn need_path(path: String) -> Result<String, ToolError> {
+    if path.trim().is_empty() {
+        return Err(ToolError::BadRequest(
+            "path is empty: give a file path such as notes.txt or /workspace/notes.txt".into(),
+        ));
+    }
+    Ok(path)
 }
