@@ -1,0 +1,70 @@
+//! What every `Sandbox`-service call carries: the `sandbox-id` metadata naming the sandbox the
+//! host forwards it to, and message size limits that fit the largest file the protocol moves.
+
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::metadata::MetadataValue;
+
+use crate::ids::SandboxId;
+
+/// Largest gRPC message either way: a whole-file read or write (64 MiB) plus room for the rest
+/// of the message. sandboxd, the host and every client use this one value.
+pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
+
+// ReadFile's cap (64 MiB, sandbox.proto) and room for the other fields fit in one message.
+const _: () = assert!(MAX_MESSAGE_BYTES > (64 << 20) + (1 << 20));
+
+/// A request for `message` addressed to `sandbox` (the `sandbox-id` metadata set).
+pub fn with_sandbox<T>(message: T, sandbox: &SandboxId) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    set_sandbox(&mut request, sandbox);
+    request
+}
+
+/// Addresses an already built request to `sandbox`, replacing any earlier `sandbox-id`.
+pub fn set_sandbox<T>(request: &mut tonic::Request<T>, sandbox: &SandboxId) {
+    // A parsed id is `prefix-` and hex digits, always a valid ASCII metadata value.
+    if let Ok(value) = MetadataValue::try_from(sandbox.as_str()) {
+        request.metadata_mut().insert(SANDBOX_ID_HEADER, value);
+    }
+}
+
+/// A `Sandbox`-service client over `channel` whose messages may be [`MAX_MESSAGE_BYTES`] long.
+pub fn sandbox_client<T>(channel: T) -> SandboxClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    SandboxClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_the_sandbox_id() {
+        let id = SandboxId::parse("sb-3f2").map(|id| with_sandbox((), &id));
+        let stamped = id
+            .as_ref()
+            .and_then(|r| r.metadata().get(SANDBOX_ID_HEADER));
+        assert_eq!(stamped.and_then(|v| v.to_str().ok()), Some("sb-3f2"));
+    }
+
+    #[test]
+    fn restamping_replaces() {
+        let (Some(a), Some(b)) = (SandboxId::parse("sb-a"), SandboxId::parse("sb-b")) else {
+            panic!("ids parse");
+        };
+        let mut r = with_sandbox((), &a);
+        set_sandbox(&mut r, &b);
+        let all: Vec<_> = r.metadata().get_all(SANDBOX_ID_HEADER).iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].to_str().ok(), Some("sb-b"));
+    }
+}
