@@ -1,4 +1,5 @@
-//! What a browser call can fail with, in words an agent can act on.
+//! What a browser call can fail with, in words an agent can act on. Every reading of a
+//! Playwright message happens here, so a driver upgrade that rewords one breaks a test here.
 
 /// A browser failure; the message is what the caller reads.
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +51,87 @@ pub enum BrowserError {
     Playwright(String),
 }
 
+/// What Playwright says when the browser, its page or its driver is gone.
+const CRASHED: [&str; 5] = [
+    "Target crashed",
+    "Browser has been closed",
+    "browser has disconnected",
+    "Target page, context or browser has been closed",
+    "Channel closed",
+];
+/// Chromium's prefix for a page that did not load (`net::ERR_CONNECTION_REFUSED`).
+const NET_ERROR: &str = "net::ERR_";
+/// A key name Playwright does not know.
+const UNKNOWN_KEY: &str = "Unknown key";
+/// The page or its context closed while a script ran (not a fault of the script).
+const CLOSED: &str = "has been closed";
+/// Fill on an element that is not an input, textarea or contenteditable.
+const NOT_FILLABLE: &str = "not an <input>";
+/// The call-log line naming the element that covers the target.
+const COVERED: &str = "intercepts pointer events";
+
 impl BrowserError {
     /// An invalid-argument error from anything printable.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
     }
+
+    /// When this error says the browser crashed or was closed: the error the caller gets instead,
+    /// saying that the next call starts it anew (the caller marks it for that restart).
+    pub(super) fn as_crash(&self) -> Option<Self> {
+        match self {
+            Self::Playwright(m) if CRASHED.iter().any(|d| m.contains(d)) => {
+                Some(Self::Playwright(format!(
+                    "{m}; the browser crashed or was closed: the next browser call starts it anew"
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// A failed goto: a network error is the caller's (sandboxes have no network) and says what
+    /// does load.
+    pub(super) fn for_goto(self, url: &str) -> Self {
+        match self {
+            Self::Playwright(m) if m.contains(NET_ERROR) => Self::invalid(format!(
+                "{url} did not load ({}); sandboxes have no network: open pages served inside \
+                 the sandbox on 127.0.0.1, or file:// paths",
+                m.split_whitespace()
+                    .find(|w| w.starts_with(NET_ERROR))
+                    .unwrap_or("network error")
+            )),
+            other => other,
+        }
+    }
+
+    /// A failed key press: an unknown key name is the caller's, with the names that work.
+    pub(super) fn for_press(self) -> Self {
+        match self {
+            Self::Playwright(m) if m.contains(UNKNOWN_KEY) => Self::invalid(format!(
+                "{m}; use Playwright key names such as Enter, Tab, ArrowDown, Escape, Backspace, \
+                 Control+a"
+            )),
+            other => other,
+        }
+    }
+
+    /// A failed evaluate: the script's own error is the caller's, without our wrapper's stack; a
+    /// page that closed meanwhile stays the browser's.
+    pub(super) fn for_script(self) -> Self {
+        match self {
+            Self::Playwright(m) if !m.contains(CLOSED) => {
+                let head = m.split(" at ").next().unwrap_or(&m).trim().to_string();
+                Self::invalid(format!("the script failed: {head}"))
+            }
+            other => other,
+        }
+    }
+}
+
+/// True when a fill failed because the element takes no text that way (a button, a custom
+/// widget): typing after a click is the fallback.
+pub(super) fn cannot_fill(message: &str) -> bool {
+    message.contains(NOT_FILLABLE)
 }
 
 impl From<playwright_rs::Error> for BrowserError {
@@ -63,10 +140,7 @@ impl From<playwright_rs::Error> for BrowserError {
         let mut text = tidy(&full);
         // Playwright retries until the timeout when another element covers the target; its
         // call log names that element, which is what the agent needs to know.
-        if let Some(cover) = full
-            .lines()
-            .find(|l| l.contains("intercepts pointer events"))
-        {
+        if let Some(cover) = full.lines().find(|l| l.contains(COVERED)) {
             let cover = cover.trim().trim_start_matches("- ").trim();
             text = format!(
                 "{text}; {cover}: the element is covered; close or move what covers it, \
@@ -150,6 +224,130 @@ mod tests {
             "{m}"
         );
         assert!(matches!(b, BrowserError::Timeout(_)));
+    }
+
+    /// A Playwright error as the driver reports a failed call.
+    fn server_error(message: &str) -> BrowserError {
+        playwright_rs::Error::ServerError(message.into()).into()
+    }
+
+    #[test]
+    fn timeouts_are_found_in_the_message_too() {
+        let b = server_error("page.goto: Timeout 30000ms exceeded.\nCall log:\n  - navigating");
+        assert!(
+            matches!(&b, BrowserError::Timeout(m) if m == "page.goto: Timeout 30000ms exceeded."),
+            "{b:?}"
+        );
+        let s: tonic::Status = b.into();
+        assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
+        assert!(matches!(
+            server_error("locator.click: Element is detached"),
+            BrowserError::Playwright(m) if m == "locator.click: Element is detached"
+        ));
+    }
+
+    #[test]
+    fn every_crash_message_marks_a_restart() {
+        for message in [
+            "page.goto: Target crashed",
+            "browserContext.newPage: Browser has been closed",
+            "browser has disconnected",
+            "locator.click: Target page, context or browser has been closed",
+        ] {
+            let crashed = server_error(message).as_crash();
+            assert!(
+                matches!(&crashed, Some(BrowserError::Playwright(m)) if m.starts_with(message) && m.ends_with("the next browser call starts it anew")),
+                "{message}: {crashed:?}"
+            );
+        }
+        let closed: BrowserError = playwright_rs::Error::ChannelClosed.into();
+        assert!(closed.as_crash().is_some(), "{closed:?}");
+        assert!(server_error("locator.click: Element is detached")
+            .as_crash()
+            .is_none());
+        assert!(BrowserError::Timeout("Target crashed".into())
+            .as_crash()
+            .is_none());
+    }
+
+    #[test]
+    fn a_page_that_did_not_load_is_the_callers_and_says_what_loads() {
+        let b = server_error("page.goto: net::ERR_CONNECTION_REFUSED at http://example.com/")
+            .for_goto("http://example.com/");
+        let BrowserError::InvalidArgument(m) = &b else {
+            panic!("{b:?}");
+        };
+        assert!(m.starts_with("http://example.com/ did not load (net::ERR_CONNECTION_REFUSED); sandboxes have no network"), "{m}");
+        assert!(matches!(
+            server_error("page.goto: Target crashed").for_goto("http://x/"),
+            BrowserError::Playwright(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_the_callers_and_name_the_keys_that_work() {
+        let b = server_error("keyboard.press: Unknown key: \"Entr\"").for_press();
+        assert!(
+            matches!(&b, BrowserError::InvalidArgument(m) if m.starts_with("keyboard.press: Unknown key: \"Entr\"; use Playwright key names such as Enter")),
+            "{b:?}"
+        );
+        assert!(matches!(
+            BrowserError::NoDialog.for_press(),
+            BrowserError::NoDialog
+        ));
+    }
+
+    #[test]
+    fn script_errors_are_the_callers_without_our_stack() {
+        let b = server_error("ReferenceError: nope is not defined at eval (eval at <anonymous>) at UtilityScript.evaluate").for_script();
+        assert!(
+            matches!(&b, BrowserError::InvalidArgument(m) if m == "the script failed: ReferenceError: nope is not defined"),
+            "{b:?}"
+        );
+        let closed = server_error(
+            "Execution context was destroyed: Target page, context or browser has been closed",
+        )
+        .for_script();
+        assert!(matches!(closed, BrowserError::Playwright(_)), "{closed:?}");
+    }
+
+    #[test]
+    fn only_elements_that_take_no_fill_fall_back_to_typing() {
+        assert!(cannot_fill("Error: locator.fill: Error: Element is not an <input>, <textarea> or [contenteditable] element"));
+        assert!(!cannot_fill("locator.fill: Timeout 5000ms exceeded."));
+    }
+
+    #[test]
+    fn each_error_has_its_status_code() {
+        let codes = [
+            (BrowserError::invalid("x"), tonic::Code::InvalidArgument),
+            (
+                BrowserError::UnknownRef("ref_9".into()),
+                tonic::Code::NotFound,
+            ),
+            (
+                BrowserError::NoMatch {
+                    selector: "#a".into(),
+                    waited_ms: 5000,
+                },
+                tonic::Code::NotFound,
+            ),
+            (
+                BrowserError::StaleRef("ref_1".into()),
+                tonic::Code::FailedPrecondition,
+            ),
+            (BrowserError::DialogOpen, tonic::Code::FailedPrecondition),
+            (BrowserError::NoDialog, tonic::Code::FailedPrecondition),
+            (
+                BrowserError::Timeout("t".into()),
+                tonic::Code::DeadlineExceeded,
+            ),
+            (BrowserError::Launch("l".into()), tonic::Code::Unavailable),
+            (BrowserError::Playwright("p".into()), tonic::Code::Internal),
+        ];
+        for (err, code) in codes {
+            assert_eq!(tonic::Status::from(err).code(), code);
+        }
     }
 
     #[test]

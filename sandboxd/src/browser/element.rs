@@ -1,0 +1,160 @@
+//! Calls that act on one element, named by a ref or a selector: click, type, hover, select an
+//! option, give a file input its files.
+
+use agent_runtime_proto::v1 as pb;
+use playwright_rs::{ClickOptions, FillOptions, HoverOptions, SelectOption};
+use serde::Deserialize;
+
+use super::error::{self, BrowserError, Result};
+use super::js;
+use super::refs::Target;
+use super::session::Browser;
+use super::settle::ACTION_TIMEOUT_MS;
+
+impl Browser {
+    /// Clicks an element.
+    pub async fn click(&self, req: pb::BrowserClickRequest) -> Result<pb::BrowserClickResponse> {
+        let target = Target::from_fields(&req.selector, &req.ref_id)?;
+        let turn = self.turn().await?;
+        let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        let options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
+        let r = self
+            .act(turn, async move { locator.click(Some(options)).await })
+            .await?;
+        Ok(pb::BrowserClickResponse {
+            url: r.url,
+            title: r.title,
+            navigated: r.navigated,
+            settled: r.settled,
+            events: r.events,
+        })
+    }
+
+    /// Replaces an input's text (or types into any other focusable element).
+    pub async fn type_text(&self, req: pb::BrowserTypeRequest) -> Result<pb::BrowserPage> {
+        let target = Target::from_fields(&req.selector, &req.ref_id)?;
+        let turn = self.turn().await?;
+        let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        let page = turn.page.clone();
+        let text = req.text;
+        let r = self
+            .act(turn, async move {
+                let options = FillOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
+                match locator.fill(&text, Some(options)).await {
+                    Err(e) if error::cannot_fill(&e.to_string()) => {
+                        locator.click(None).await?;
+                        page.keyboard().type_text(&text, None).await
+                    }
+                    other => other,
+                }
+            })
+            .await?;
+        Ok(pb::BrowserPage {
+            url: r.url,
+            title: r.title,
+            settled: r.settled,
+            events: r.events,
+        })
+    }
+
+    /// Moves the mouse over an element.
+    pub async fn hover(&self, req: pb::BrowserHoverRequest) -> Result<pb::BrowserActionResponse> {
+        let target = Target::required(req.target.as_ref())?;
+        let turn = self.turn().await?;
+        let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        let options = HoverOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
+        self.act(turn, async move { locator.hover(Some(options)).await })
+            .await
+    }
+
+    /// Selects options of a `<select>` by value or label.
+    pub async fn select_option(
+        &self,
+        req: pb::BrowserSelectOptionRequest,
+    ) -> Result<pb::BrowserActionResponse> {
+        if req.values.is_empty() {
+            return Err(BrowserError::invalid(
+                "give the option values or labels to select",
+            ));
+        }
+        let target = Target::required(req.target.as_ref())?;
+        let turn = self.turn().await?;
+        let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        #[derive(Deserialize)]
+        struct Found {
+            error: Option<String>,
+            #[serde(default)]
+            values: Vec<Option<String>>,
+            #[serde(default)]
+            labels: Vec<String>,
+        }
+        let found: Found = locator
+            .evaluate(js::OPTION_VALUES, Some(&req.values))
+            .await?;
+        if let Some(error) = found.error {
+            return Err(BrowserError::invalid(error));
+        }
+        let mut values = Vec::new();
+        for (wanted, value) in req.values.iter().zip(found.values) {
+            match value {
+                Some(v) => values.push(SelectOption::Value(v)),
+                None => {
+                    return Err(BrowserError::invalid(format!(
+                        "the select has no option {wanted:?}; its options are {:?}",
+                        found.labels
+                    )))
+                }
+            }
+        }
+        self.act(turn, async move {
+            locator
+                .select_option_multiple(&values, None)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Gives an `<input type=file>` files from the workspace.
+    pub async fn upload_file(
+        &self,
+        req: pb::BrowserUploadFileRequest,
+        workspace: &crate::paths::Workspace,
+    ) -> Result<pb::BrowserActionResponse> {
+        if req.paths.is_empty() {
+            return Err(BrowserError::invalid(
+                "give the paths of the files to upload",
+            ));
+        }
+        let mut files = Vec::new();
+        for raw in &req.paths {
+            let path = workspace
+                .resolve(raw)
+                .map_err(|e| BrowserError::invalid(e.to_string()))?;
+            if !path.starts_with(workspace.root()) {
+                return Err(BrowserError::invalid(format!(
+                    "{raw} is outside {}; uploads come from the workspace",
+                    workspace.root().display()
+                )));
+            }
+            // Looked at as the sandbox user; the driver, which reads the file, runs as that user.
+            let is_file = crate::privileges::as_user(|| path.is_file())
+                .map_err(|e| BrowserError::Launch(e.to_string()))?;
+            if !is_file {
+                return Err(BrowserError::invalid(format!(
+                    "{} is not a file; write it first (file_write) or check the path",
+                    path.display()
+                )));
+            }
+            files.push(path);
+        }
+        let target = Target::required(req.target.as_ref())?;
+        let turn = self.turn().await?;
+        let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        self.act(turn, async move {
+            let refs: Vec<&std::path::PathBuf> = files.iter().collect();
+            locator.set_input_files_multiple(&refs, None).await
+        })
+        .await
+    }
+}
