@@ -5,6 +5,8 @@ use axum::Json;
 use http::StatusCode;
 use tonic::Code;
 
+use super::api::ErrorBody;
+
 /// An error as the REST API reports it.
 #[derive(Debug)]
 pub struct RestError {
@@ -129,8 +131,11 @@ impl RestError {
     }
 
     /// The JSON body: `{"error": "...", "code": "..."}`.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self.message, "code": self.code })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.message.clone(),
+            code: self.code.to_owned(),
+        }
     }
 }
 

@@ -1,0 +1,68 @@
+//! Calls from REST to a sandbox: each with the `sandbox-id` metadata and a deadline, awaited no
+//! longer than that deadline (a daemon that accepted a call and then stopped must not hold the
+//! caller).
+
+use std::future::Future;
+use std::time::Duration;
+
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::SANDBOX_ID_HEADER;
+use tonic::transport::Channel;
+
+use super::error::RestError;
+use crate::ids::SandboxId;
+use crate::sandboxes::Manager;
+
+/// Deadline of a call without a timeout of its own (DESIGN.md §3.3).
+pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline of CreateContext: a kernel may have to boot when no spare one is ready.
+pub const CREATE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A client for `sandbox`'s daemon.
+pub fn client(manager: &Manager, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
+    Ok(SandboxClient::new(manager.channel(sandbox)?)
+        .max_decoding_message_size(80 << 20)
+        .max_encoding_message_size(80 << 20))
+}
+
+/// A request to `sandbox` with the `sandbox-id` metadata and `deadline`.
+pub fn req<T>(sandbox: &SandboxId, msg: T, deadline: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = sandbox.as_str().parse() {
+        r.metadata_mut().insert(SANDBOX_ID_HEADER, v);
+    }
+    r.set_timeout(deadline);
+    r
+}
+
+/// Awaits a call to `sandbox` for at most `deadline`.
+pub async fn within<T>(
+    deadline: Duration,
+    sandbox: &SandboxId,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, RestError> {
+    within_mapped(deadline, sandbox, call, RestError::from_status).await
+}
+
+/// [`within`], with the sandbox's error statuses mapped by `map`.
+pub async fn within_mapped<T>(
+    deadline: Duration,
+    sandbox: &SandboxId,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    map: impl FnOnce(&tonic::Status) -> RestError,
+) -> Result<T, RestError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(map(&s)),
+        Err(_) => Err(no_answer(sandbox, deadline)),
+    }
+}
+
+/// TIMEOUT for a sandbox silent past `deadline`.
+pub fn no_answer(sandbox: &SandboxId, deadline: Duration) -> RestError {
+    RestError::timeout(format!(
+        "sandbox {sandbox} did not answer within {} s: it may be overloaded or stopped; retry, \
+         or delete the context",
+        deadline.as_secs_f64()
+    ))
+}
