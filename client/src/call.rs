@@ -3,10 +3,10 @@
 
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::SANDBOX_ID_HEADER;
-use tonic::codegen::{Body, Bytes, StdError};
 use tonic::metadata::MetadataValue;
 
 use crate::ids::SandboxId;
+use crate::rpc::Transport;
 
 /// Largest gRPC message either way: a whole-file read or write (64 MiB) plus room for the rest
 /// of the message. sandboxd, the host and every client use this one value.
@@ -31,13 +31,7 @@ pub fn set_sandbox<T>(request: &mut tonic::Request<T>, sandbox: &SandboxId) {
 }
 
 /// A `Sandbox`-service client over `channel` whose messages may be [`MAX_MESSAGE_BYTES`] long.
-pub fn sandbox_client<T>(channel: T) -> SandboxClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
+pub fn sandbox_client<T: Transport>(channel: T) -> SandboxClient<T> {
     SandboxClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)

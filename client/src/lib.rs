@@ -6,6 +6,7 @@
 //! - [`outcome`]: `RunOutcome`, an `ExecEvent` stream folded with one definition of success;
 //! - [`code`]: `ErrorCode` and the one gRPC status → error code table;
 //! - [`limits`]: the exec/context run timeout check;
+//! - [`rpc`]: `SandboxRpc`/`SandboxesRpc`, each request type tied once to its client method;
 //! - [`sets`]: the closed sets the proto carries as strings, as enums.
 
 pub mod call;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod outcome;
+pub mod rpc;
 pub mod sets;
 
 pub use call::{sandbox_client, set_sandbox, with_sandbox, MAX_MESSAGE_BYTES};
@@ -22,6 +24,7 @@ pub use error::ClientError;
 pub use ids::{ContextId, RunId, SandboxId};
 pub use limits::{run_timeout, DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT};
 pub use outcome::{output_of, traceback_text, RunOutcome, MODEL_OUTPUT_CAP};
+pub use rpc::{SandboxRpc, SandboxesRpc, Transport};
 pub use sets::{
     ContextStatus, DialogType, EventKind, ExitReason, FileType, Language, NavigateAction,
     OutputStream, SandboxStatus, Settled, TabAction,

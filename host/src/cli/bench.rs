@@ -3,17 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use agent_runtime_proto::v1::exec_event::Event;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_client::{Language, RunOutcome};
 use agent_runtime_proto::v1::{
     CreateSandboxRequest, DestroySandboxRequest, ExecRequest, PoolStatusRequest,
 };
-use agent_runtime_proto::SANDBOX_ID_HEADER;
 use anyhow::Context as _;
-use tonic::transport::Channel;
 
-use super::token::{with_token, HostChannel};
+use super::call::{sandbox_id, status_err, Host};
 
 /// Bench options.
 #[derive(Debug, clap::Args)]
@@ -49,41 +45,23 @@ pub(super) fn ms(d: Duration) -> f64 {
 /// Runs the benchmark and prints a table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let n = args.n.max(1);
-    let channel = Channel::from_shared(args.addr.clone())?
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "no host at {}: start `agent-runtime serve` first",
-                args.addr
-            )
-        })?;
-    let channel = with_token(channel)?;
-    let mut sandboxes = SandboxesClient::new(channel.clone());
-    let image = sandboxes
-        .pool_status(PoolStatusRequest {})
-        .await?
-        .into_inner()
-        .image;
+    let host = Host::connect(&args.addr).await?;
+    let image = host.call(PoolStatusRequest {}).await?.image;
 
     let mut create = Vec::with_capacity(n);
     let mut exec = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let info = sandboxes
-            .create(CreateSandboxRequest::default())
-            .await?
-            .into_inner();
+        let info = host.call(CreateSandboxRequest::default()).await?;
         create.push(t.elapsed());
         let t = Instant::now();
-        let out = echo(&channel, &info.sandbox_id).await?;
+        let out = echo(&host, &info.sandbox_id).await?;
         exec.push(t.elapsed());
         anyhow::ensure!(out == "hi\n", "echo printed {out:?}");
-        sandboxes
-            .destroy(DestroySandboxRequest {
-                sandbox_id: info.sandbox_id,
-            })
-            .await?;
+        host.call(DestroySandboxRequest {
+            sandbox_id: info.sandbox_id,
+        })
+        .await?;
     }
 
     let mut docker = Vec::with_capacity(n);
@@ -131,7 +109,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         rest_bench(rest, n).await?;
     }
     if args.browser {
-        super::browser_bench::run(&channel, n).await?;
+        super::browser_bench::run(&host, n).await?;
     }
     Ok(0)
 }
@@ -206,22 +184,17 @@ async fn rest_bench(base: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn echo(channel: &HostChannel, id: &str) -> anyhow::Result<String> {
-    let mut req = tonic::Request::new(ExecRequest {
-        language: "shell".into(),
-        code: "echo hi".into(),
-        ..Default::default()
-    });
-    req.metadata_mut().insert(SANDBOX_ID_HEADER, id.parse()?);
-    let mut stream = SandboxClient::new(channel.clone())
-        .exec(req)
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(ev) = stream.message().await? {
-        if let Some(Event::Stdout(b)) = ev.event {
-            out.extend_from_slice(&b);
-        }
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+async fn echo(host: &Host, id: &str) -> anyhow::Result<String> {
+    let stream = host
+        .in_sandbox(sandbox_id(id)?)
+        .call(ExecRequest {
+            language: Language::Shell.to_string(),
+            code: "echo hi".into(),
+            ..Default::default()
+        })
+        .await?;
+    let out = RunOutcome::collect(stream, usize::MAX)
+        .await
+        .map_err(status_err)?;
+    Ok(out.stdout)
 }

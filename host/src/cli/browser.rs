@@ -1,14 +1,13 @@
 //! `agent-runtime browser ...`: the sandbox's browser from a shell, over gRPC through the host.
 
-use super::token::HostChannel;
+use agent_runtime_client::rpc::SandboxRpc;
+use agent_runtime_client::{NavigateAction, SandboxId, TabAction};
 use agent_runtime_proto::v1 as pb;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::Subcommand;
 
-use super::context::with_sandbox;
-use super::sandbox::{connect, status_err};
+use super::call::{Host, InSandbox};
 
 /// Browser subcommands. Targets are a ref from `snapshot` (ref_3) or a CSS selector.
 #[derive(Debug, Subcommand)]
@@ -61,7 +60,8 @@ pub enum BrowserCommand {
     /// Back, forward or reload.
     Navigate {
         /// back | forward | reload
-        action: String,
+        #[arg(value_enum)]
+        action: NavigateAction,
     },
     /// Wait for text to appear.
     Wait {
@@ -76,8 +76,8 @@ pub enum BrowserCommand {
     /// List tabs, or: new [URL], select N, close [N].
     Tabs {
         /// list | new | select | close
-        #[arg(default_value = "list")]
-        action: String,
+        #[arg(value_enum, default_value_t = TabAction::List)]
+        action: TabAction,
         /// The tab index (select, close) or URL (new).
         arg: Option<String>,
     },
@@ -121,213 +121,196 @@ fn print_events(events: &[pb::BrowserEvent]) {
     }
 }
 
-fn print_action(r: &pb::BrowserActionResponse) {
-    println!("{}  {:?}", r.url, r.title);
-    if r.navigated || !r.settled.is_empty() {
-        println!(
-            "({}{})",
-            if r.navigated { "navigated; " } else { "" },
-            r.settled
-        );
-    }
-    print_events(&r.events);
+/// How a browser response prints.
+trait Show {
+    fn show(&self);
 }
 
-/// Runs one browser subcommand against `sandbox`.
-pub async fn run(cmd: BrowserCommand, addr: &str, sandbox: &str) -> anyhow::Result<i32> {
-    let channel: HostChannel = connect(addr).await?;
-    let mut c = SandboxClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    match cmd {
-        BrowserCommand::Goto { url } => {
-            let r = c
-                .browser_goto(with_sandbox(
-                    sandbox,
+impl Show for pb::BrowserPage {
+    fn show(&self) {
+        println!("{}  {:?}", self.url, self.title);
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserActionResponse {
+    fn show(&self) {
+        action_lines(&self.url, &self.title, self.navigated, &self.settled);
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserClickResponse {
+    fn show(&self) {
+        action_lines(&self.url, &self.title, self.navigated, &self.settled);
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserSnapshotResponse {
+    fn show(&self) {
+        println!(
+            "{}  {:?}\n\n{}\n\n{}",
+            self.url, self.title, self.text, self.elements
+        );
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserAriaSnapshotResponse {
+    fn show(&self) {
+        println!("{}  {:?}\n{}", self.url, self.title, self.snapshot);
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserEvaluateResponse {
+    fn show(&self) {
+        println!("{}", self.result_json);
+        print_events(&self.events);
+    }
+}
+
+impl Show for pb::BrowserTabsResponse {
+    fn show(&self) {
+        for t in &self.tabs {
+            let mark = if t.active { "*" } else { " " };
+            println!("{mark}{}  {}  {:?}", t.index, t.url, t.title);
+        }
+        print_events(&self.events);
+    }
+}
+
+fn action_lines(url: &str, title: &str, navigated: bool, settled: &str) {
+    println!("{url}  {title:?}");
+    if navigated || !settled.is_empty() {
+        println!("({}{settled})", if navigated { "navigated; " } else { "" });
+    }
+}
+
+/// The one call path: call, then print the response.
+async fn show<R>(s: &InSandbox, req: R) -> anyhow::Result<R::Response>
+where
+    R: SandboxRpc,
+    R::Response: Show,
+{
+    let r = s.call(req).await?;
+    r.show();
+    Ok(r)
+}
+
+impl BrowserCommand {
+    /// Runs the command in the sandbox `s` calls into.
+    async fn run(self, s: &InSandbox) -> anyhow::Result<()> {
+        match self {
+            Self::Goto { url } => {
+                show(
+                    s,
                     pb::BrowserGotoRequest {
                         url,
                         ..Default::default()
                     },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}  {:?}", r.url, r.title);
-            print_events(&r.events);
-        }
-        BrowserCommand::Snapshot { screenshot } => {
-            let r = c
-                .browser_snapshot(with_sandbox(sandbox, pb::BrowserSnapshotRequest {})?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}  {:?}\n\n{}\n\n{}", r.url, r.title, r.text, r.elements);
-            print_events(&r.events);
-            if let Some(path) = screenshot {
-                save_png(&path, &r.screenshot)?;
+                )
+                .await?;
             }
-        }
-        BrowserCommand::Aria { max_chars } => {
-            let r = c
-                .browser_aria_snapshot(with_sandbox(
-                    sandbox,
-                    pb::BrowserAriaSnapshotRequest { max_chars },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}  {:?}\n{}", r.url, r.title, r.snapshot);
-            print_events(&r.events);
-        }
-        BrowserCommand::Click { target: t } => {
-            let t = target(&t);
-            let r = c
-                .browser_click(with_sandbox(
-                    sandbox,
-                    pb::BrowserClickRequest {
-                        selector: t.selector,
-                        ref_id: t.ref_id,
-                    },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            print_action(&pb::BrowserActionResponse {
-                url: r.url,
-                title: r.title,
-                navigated: r.navigated,
-                settled: r.settled,
-                events: r.events,
-            });
-        }
-        BrowserCommand::Type { target: t, text } => {
-            let t = target(&t);
-            let r = c
-                .browser_type(with_sandbox(
-                    sandbox,
+            Self::Snapshot { screenshot } => {
+                let r = show(s, pb::BrowserSnapshotRequest {}).await?;
+                if let Some(path) = screenshot {
+                    save_png(&path, &r.screenshot)?;
+                }
+            }
+            Self::Aria { max_chars } => {
+                show(s, pb::BrowserAriaSnapshotRequest { max_chars }).await?;
+            }
+            Self::Click { target: t } => {
+                let t = target(&t);
+                let (selector, ref_id) = (t.selector, t.ref_id);
+                show(s, pb::BrowserClickRequest { selector, ref_id }).await?;
+            }
+            Self::Type { target: t, text } => {
+                let t = target(&t);
+                let (selector, ref_id) = (t.selector, t.ref_id);
+                show(
+                    s,
                     pb::BrowserTypeRequest {
-                        selector: t.selector,
-                        ref_id: t.ref_id,
+                        selector,
+                        ref_id,
                         text,
                     },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}  {:?}", r.url, r.title);
-            print_events(&r.events);
-        }
-        BrowserCommand::Press { key, on } => {
-            let r = c
-                .browser_press(with_sandbox(
-                    sandbox,
-                    pb::BrowserPressRequest {
-                        target: on.as_deref().map(target),
-                        key,
-                    },
-                )?)
-                .await
-                .map_err(status_err)?;
-            print_action(r.get_ref());
-        }
-        BrowserCommand::Select { target: t, values } => {
-            let r = c
-                .browser_select_option(with_sandbox(
-                    sandbox,
-                    pb::BrowserSelectOptionRequest {
-                        target: Some(target(&t)),
-                        values,
-                    },
-                )?)
-                .await
-                .map_err(status_err)?;
-            print_action(r.get_ref());
-        }
-        BrowserCommand::Navigate { action } => {
-            let r = c
-                .browser_navigate(with_sandbox(
-                    sandbox,
-                    pb::BrowserNavigateRequest { action },
-                )?)
-                .await
-                .map_err(status_err)?;
-            print_action(r.get_ref());
-        }
-        BrowserCommand::Wait { text } => {
-            let r = c
-                .browser_wait(with_sandbox(
-                    sandbox,
+                )
+                .await?;
+            }
+            Self::Press { key, on } => {
+                let target = on.as_deref().map(target);
+                show(s, pb::BrowserPressRequest { target, key }).await?;
+            }
+            Self::Select { target: t, values } => {
+                let target = Some(target(&t));
+                show(s, pb::BrowserSelectOptionRequest { target, values }).await?;
+            }
+            Self::Navigate { action } => {
+                let action = action.to_string();
+                show(s, pb::BrowserNavigateRequest { action }).await?;
+            }
+            Self::Wait { text } => {
+                show(
+                    s,
                     pb::BrowserWaitRequest {
                         text,
                         ..Default::default()
                     },
-                )?)
-                .await
-                .map_err(status_err)?;
-            print_action(r.get_ref());
-        }
-        BrowserCommand::Eval { expression } => {
-            let r = c
-                .browser_evaluate(with_sandbox(
-                    sandbox,
+                )
+                .await?;
+            }
+            Self::Eval { expression } => {
+                show(
+                    s,
                     pb::BrowserEvaluateRequest {
                         expression,
                         target: None,
                     },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}", r.result_json);
-            print_events(&r.events);
-        }
-        BrowserCommand::Tabs { action, arg } => {
-            let mut m = pb::BrowserTabsRequest {
-                action: action.clone(),
-                ..Default::default()
-            };
-            match (action.as_str(), arg) {
-                ("new", Some(url)) => m.url = url,
-                (_, Some(n)) => m.index = Some(n.parse().context("the tab index is a number")?),
-                _ => {}
+                )
+                .await?;
             }
-            let r = c
-                .browser_tabs(with_sandbox(sandbox, m)?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            for t in &r.tabs {
-                let mark = if t.active { "*" } else { " " };
-                println!("{mark}{}  {}  {:?}", t.index, t.url, t.title);
+            Self::Tabs { action, arg } => {
+                let mut m = pb::BrowserTabsRequest {
+                    action: action.to_string(),
+                    ..Default::default()
+                };
+                match (action, arg) {
+                    (TabAction::New, Some(url)) => m.url = url,
+                    (_, Some(n)) => {
+                        m.index = Some(n.parse().context("the tab index is a number")?);
+                    }
+                    _ => {}
+                }
+                show(s, m).await?;
             }
-            print_events(&r.events);
-        }
-        BrowserCommand::Dialog { dismiss, text } => {
-            let r = c
-                .browser_dialog(with_sandbox(
-                    sandbox,
+            Self::Dialog { dismiss, text } => {
+                let (accept, prompt_text) = (!dismiss, text);
+                show(
+                    s,
                     pb::BrowserDialogRequest {
-                        accept: !dismiss,
-                        prompt_text: text,
+                        accept,
+                        prompt_text,
                     },
-                )?)
-                .await
-                .map_err(status_err)?;
-            print_action(r.get_ref());
+                )
+                .await?;
+            }
+            Self::Screenshot { file, full_page } => {
+                let r = s.call(pb::BrowserScreenshotRequest { full_page }).await?;
+                save_png(&file, &r.png)?;
+                println!("{} ({} x {})", file.display(), r.width, r.height);
+            }
         }
-        BrowserCommand::Screenshot { file, full_page } => {
-            let r = c
-                .browser_screenshot(with_sandbox(
-                    sandbox,
-                    pb::BrowserScreenshotRequest { full_page },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            save_png(&file, &r.png)?;
-            println!("{} ({} x {})", file.display(), r.width, r.height);
-        }
+        Ok(())
     }
+}
+
+/// Runs one browser subcommand against `sandbox`.
+pub async fn run(cmd: BrowserCommand, addr: &str, sandbox: SandboxId) -> anyhow::Result<i32> {
+    let s = Host::connect(addr).await?.in_sandbox(sandbox);
+    cmd.run(&s).await?;
     Ok(0)
 }
 

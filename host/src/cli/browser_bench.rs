@@ -3,13 +3,10 @@
 
 use std::time::Instant;
 
-use super::token::HostChannel;
 use agent_runtime_proto::v1 as pb;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 
 use super::bench::{ms, pct};
-use super::context::with_sandbox;
+use super::call::{sandbox_id, Host};
 
 /// A page like the ones agents read: navigation, an article, a form, a table of links.
 fn page() -> String {
@@ -39,83 +36,56 @@ fn page() -> String {
 }
 
 /// Measures and prints the browser table.
-pub async fn run(channel: &HostChannel, n: usize) -> anyhow::Result<()> {
-    let mut sandboxes = SandboxesClient::new(channel.clone());
-    let mut client = SandboxClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+pub async fn run(host: &Host, n: usize) -> anyhow::Result<()> {
     let html = page();
     let cold_samples = n.clamp(1, 5);
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut sizes = None;
     for round in 0..cold_samples {
-        let id = sandboxes
-            .create(pb::CreateSandboxRequest::default())
+        let id = host
+            .call(pb::CreateSandboxRequest::default())
             .await?
-            .into_inner()
             .sandbox_id;
         let result = async {
-            client
-                .write_file(with_sandbox(
-                    &id,
-                    pb::WriteFileRequest {
-                        path: "bench.html".into(),
-                        content: html.clone().into_bytes(),
-                        ..Default::default()
-                    },
-                )?)
-                .await?;
-            let goto = |url: &str| {
-                with_sandbox(
-                    &id,
-                    pb::BrowserGotoRequest {
-                        url: url.into(),
-                        ..Default::default()
-                    },
-                )
+            let s = host.in_sandbox(sandbox_id(&id)?);
+            s.call(pb::WriteFileRequest {
+                path: "bench.html".into(),
+                content: html.clone().into_bytes(),
+                ..Default::default()
+            })
+            .await?;
+            let goto = |url: &str| pb::BrowserGotoRequest {
+                url: url.into(),
+                ..Default::default()
             };
             let t = Instant::now();
-            client.browser_goto(goto("about:blank")?).await?;
+            s.call(goto("about:blank")).await?;
             cold.push(t.elapsed());
             let samples = if round == 0 { n } else { 0 };
             for _ in 0..samples {
                 let t = Instant::now();
-                client
-                    .browser_goto(goto("file:///workspace/bench.html")?)
-                    .await?;
-                let snap = client
-                    .browser_snapshot(with_sandbox(&id, pb::BrowserSnapshotRequest {})?)
-                    .await?
-                    .into_inner();
+                s.call(goto("file:///workspace/bench.html")).await?;
+                let snap = s.call(pb::BrowserSnapshotRequest {}).await?;
                 warm.push(t.elapsed());
                 if sizes.is_none() {
-                    let measure = |expr: &str| {
-                        with_sandbox(
-                            &id,
-                            pb::BrowserEvaluateRequest {
-                                expression: expr.into(),
-                                target: None,
-                            },
-                        )
+                    let measure = |expr: &str| pb::BrowserEvaluateRequest {
+                        expression: expr.into(),
+                        target: None,
                     };
-                    let text: usize = client
-                        .browser_evaluate(measure("document.body.innerText.length")?)
+                    let text: usize = s
+                        .call(measure("document.body.innerText.length"))
                         .await?
-                        .into_inner()
                         .result_json
                         .parse()?;
-                    let dom: usize = client
-                        .browser_evaluate(measure("document.documentElement.outerHTML.length")?)
+                    let dom: usize = s
+                        .call(measure("document.documentElement.outerHTML.length"))
                         .await?
-                        .into_inner()
                         .result_json
                         .parse()?;
-                    let outline = client
-                        .browser_aria_snapshot(with_sandbox(
-                            &id,
-                            pb::BrowserAriaSnapshotRequest { max_chars: 0 },
-                        )?)
-                        .await?
-                        .into_inner();
+                    let outline = s
+                        .call(pb::BrowserAriaSnapshotRequest { max_chars: 0 })
+                        .await?;
                     sizes = Some((
                         snap.text.chars().count(),
                         snap.elements.chars().count(),
@@ -128,11 +98,10 @@ pub async fn run(channel: &HostChannel, n: usize) -> anyhow::Result<()> {
             anyhow::Ok(())
         }
         .await;
-        sandboxes
-            .destroy(pb::DestroySandboxRequest {
-                sandbox_id: id.clone(),
-            })
-            .await?;
+        host.call(pb::DestroySandboxRequest {
+            sandbox_id: id.clone(),
+        })
+        .await?;
         result?;
     }
     cold.sort();

@@ -1,18 +1,12 @@
 //! `agent-runtime context create|run|ls|rm`: stateful Python contexts in a sandbox, over gRPC.
 
-use std::io::Write;
-
-use super::token::HostChannel;
-use agent_runtime_proto::v1::exec_event::Event;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_client::{Language, SandboxId};
 use agent_runtime_proto::v1::{
     Context, CreateContextRequest, DeleteContextRequest, ListContextsRequest, RunCodeRequest,
 };
-use agent_runtime_proto::SANDBOX_ID_HEADER;
-use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::sandbox::{connect, status_err};
+use super::call::{stream_run, Host};
 
 /// Context subcommands.
 #[derive(Debug, Subcommand)]
@@ -47,21 +41,6 @@ pub enum ContextCommand {
     },
 }
 
-pub(crate) fn with_sandbox<T>(sandbox: &str, msg: T) -> anyhow::Result<tonic::Request<T>> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        SANDBOX_ID_HEADER,
-        sandbox
-            .parse()
-            .context("sandbox id is not valid metadata")?,
-    );
-    Ok(r)
-}
-
-fn client(channel: HostChannel) -> SandboxClient<HostChannel> {
-    SandboxClient::new(channel).max_decoding_message_size(80 << 20)
-}
-
 fn line(c: &Context) -> String {
     format!(
         "{:<18} {:<8} {:<20} {}",
@@ -70,32 +49,24 @@ fn line(c: &Context) -> String {
 }
 
 /// Runs a context subcommand against `sandbox`.
-pub async fn run(cmd: ContextCommand, addr: &str, sandbox: &str) -> anyhow::Result<i32> {
-    let mut c = client(connect(addr).await?);
+pub async fn run(cmd: ContextCommand, addr: &str, sandbox: SandboxId) -> anyhow::Result<i32> {
+    let s = Host::connect(addr).await?.in_sandbox(sandbox);
     match cmd {
         ContextCommand::Create { name, cwd } => {
-            let ctx = c
-                .create_context(with_sandbox(
-                    sandbox,
-                    CreateContextRequest {
-                        language: "python".into(),
-                        name,
-                        cwd,
-                    },
-                )?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
+            let ctx = s
+                .call(CreateContextRequest {
+                    language: Language::Python.to_string(),
+                    name,
+                    cwd,
+                })
+                .await?;
             println!("{}", ctx.context_id);
             Ok(0)
         }
         ContextCommand::Ls => {
-            let list = c
-                .list_contexts(with_sandbox(sandbox, ListContextsRequest {})?)
-                .await
-                .map_err(status_err)?;
+            let list = s.call(ListContextsRequest {}).await?;
             println!("{:<18} {:<8} {:<20} CREATED", "CONTEXT", "STATUS", "NAME");
-            for ctx in list.into_inner().contexts {
+            for ctx in list.contexts {
                 println!("{}", line(&ctx));
             }
             Ok(0)
@@ -103,18 +74,15 @@ pub async fn run(cmd: ContextCommand, addr: &str, sandbox: &str) -> anyhow::Resu
         ContextCommand::Rm { contexts } => {
             let mut code = 0;
             for id in contexts {
-                match c
-                    .delete_context(with_sandbox(
-                        sandbox,
-                        DeleteContextRequest {
-                            context_id: id.clone(),
-                        },
-                    )?)
+                match s
+                    .try_call(DeleteContextRequest {
+                        context_id: id.clone(),
+                    })
                     .await
                 {
                     Ok(_) => println!("{id}"),
-                    Err(s) => {
-                        eprintln!("agent-runtime: {}", s.message());
+                    Err(st) => {
+                        eprintln!("agent-runtime: {}", st.message());
                         code = 1;
                     }
                 }
@@ -126,58 +94,24 @@ pub async fn run(cmd: ContextCommand, addr: &str, sandbox: &str) -> anyhow::Resu
             timeout,
             code,
         } => {
-            let req = RunCodeRequest {
-                context_id: context,
-                code: code.join(" "),
-                timeout_seconds: timeout.unwrap_or(0.0),
-            };
-            let mut stream = c
-                .run_code(with_sandbox(sandbox, req)?)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            let mut failed = false;
-            while let Some(ev) = stream.message().await.map_err(status_err)? {
-                match ev.event {
-                    Some(Event::Stdout(b)) => {
-                        out.write_all(&b)?;
-                        out.flush()?;
-                    }
-                    Some(Event::Stderr(b)) => {
-                        err.write_all(&b)?;
-                        err.flush()?;
-                    }
-                    Some(Event::Result(r)) => {
-                        if let Some(text) = r.data.get("text/plain") {
-                            println!("{text}");
-                        }
-                        let other: Vec<&String> =
-                            r.data.keys().filter(|k| *k != "text/plain").collect();
-                        if !other.is_empty() {
-                            eprintln!("agent-runtime: rich output not shown: {other:?}");
-                        }
-                    }
-                    Some(Event::Error(e)) => {
-                        failed = true;
-                        eprintln!("{}", e.traceback.join("\n"));
-                    }
-                    Some(Event::Exit(x)) => {
-                        if x.killed {
-                            eprintln!(
-                                "agent-runtime: interrupted ({}) after {} ms",
-                                x.reason, x.duration_ms
-                            );
-                        }
-                        if x.state_lost {
-                            eprintln!("agent-runtime: the kernel was restarted: its state is lost");
-                        }
-                        return Ok(if failed || x.killed { 1 } else { 0 });
-                    }
-                    None => {}
-                }
+            let stream = s
+                .call(RunCodeRequest {
+                    context_id: context,
+                    code: code.join(" "),
+                    timeout_seconds: timeout.unwrap_or(0.0),
+                })
+                .await?;
+            let (outcome, x) = stream_run(stream).await?;
+            if x.killed {
+                eprintln!(
+                    "agent-runtime: interrupted ({}) after {} ms",
+                    x.reason, x.duration_ms
+                );
             }
-            anyhow::bail!("the stream ended without an exit event")
+            if x.state_lost {
+                eprintln!("agent-runtime: the kernel was restarted: its state is lost");
+            }
+            Ok(if outcome.success() { 0 } else { 1 })
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod browser;
 pub mod browser_bench;
+pub mod call;
 pub mod context;
 pub mod image;
 pub mod sandbox;
@@ -240,12 +241,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// The sandbox a context or browser command works on; clap cannot require a global flag.
-fn require_sandbox(sandbox: &str) -> anyhow::Result<&str> {
+fn require_sandbox(sandbox: &str) -> anyhow::Result<agent_runtime_client::SandboxId> {
     if sandbox.trim().is_empty() {
         anyhow::bail!(
             "say which sandbox: --sandbox sb-... (or AGENT_RUNTIME_SANDBOX); \
              `agent-runtime sandbox ls` lists them"
         );
     }
-    Ok(sandbox)
+    call::sandbox_id(sandbox)
 }

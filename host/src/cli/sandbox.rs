@@ -1,20 +1,16 @@
 //! `agent-runtime sandbox create|ls|rm|exec`: a thin client of a running host.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
-use agent_runtime_proto::v1::exec_event::Event;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_client::Language;
 use agent_runtime_proto::v1::{
     CreateSandboxRequest, DestroySandboxRequest, ExecRequest, ListSandboxesRequest, SandboxInfo,
 };
-use agent_runtime_proto::SANDBOX_ID_HEADER;
 use anyhow::Context as _;
 use clap::Subcommand;
-use tonic::transport::Channel;
 
-use super::token::{with_token, HostChannel};
+use super::call::{sandbox_id, stream_run, Host};
 
 /// Sandbox subcommands.
 #[derive(Debug, Subcommand)]
@@ -53,9 +49,9 @@ pub enum SandboxCommand {
     Exec {
         /// Sandbox id.
         id: String,
-        /// Language of the code: shell, python or node.
-        #[arg(short, long, default_value = "shell")]
-        language: String,
+        /// Language of the code.
+        #[arg(short, long, value_enum, default_value_t = Language::Shell)]
+        language: Language,
         /// Seconds before the command is killed.
         #[arg(long)]
         timeout: Option<f64>,
@@ -80,26 +76,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
-/// Connects to the host at `addr`.
-pub async fn connect(addr: &str) -> anyhow::Result<HostChannel> {
-    let channel = Channel::from_shared(addr.to_owned())
-        .with_context(|| format!("bad host address {addr:?}"))?
-        .connect()
-        .await
-        .with_context(|| {
-            format!("no agent-runtime host answers at {addr}: start one with `agent-runtime serve`")
-        })?;
-    with_token(channel)
-}
-
-/// A gRPC status as a CLI error.
-pub fn status_err(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
-}
-
 /// Runs a sandbox subcommand.
 pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
-    let channel = connect(addr).await?;
+    let host = Host::connect(addr).await?;
     match cmd {
         SandboxCommand::Create {
             memory,
@@ -108,16 +87,14 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             labels,
             json,
         } => {
-            let info = SandboxesClient::new(channel)
-                .create(CreateSandboxRequest {
+            let info = host
+                .call(CreateSandboxRequest {
                     memory: memory.unwrap_or_default(),
                     cpu: cpu.unwrap_or(0.0),
                     timeout_seconds: timeout.unwrap_or(0),
                     labels: labels.into_iter().collect(),
                 })
-                .await
-                .map_err(status_err)?
-                .into_inner();
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&info_json(&info))?);
             } else {
@@ -126,12 +103,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             Ok(0)
         }
         SandboxCommand::Ls { json } => {
-            let list = SandboxesClient::new(channel)
-                .list(ListSandboxesRequest {})
-                .await
-                .map_err(status_err)?
-                .into_inner()
-                .sandboxes;
+            let list = host.call(ListSandboxesRequest {}).await?.sandboxes;
             if json {
                 let all: Vec<_> = list.iter().map(info_json).collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
@@ -155,11 +127,10 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             Ok(0)
         }
         SandboxCommand::Rm { ids } => {
-            let mut client = SandboxesClient::new(channel);
             let mut code = 0;
             for id in ids {
-                match client
-                    .destroy(DestroySandboxRequest {
+                match host
+                    .try_call(DestroySandboxRequest {
                         sandbox_id: id.clone(),
                     })
                     .await
@@ -188,7 +159,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                     .read_to_end(&mut stdin)
                     .context("reading stdin")?;
             }
-            let code = if language == "shell" && command.len() > 1 {
+            let code = if language == Language::Shell && command.len() > 1 {
                 command
                     .iter()
                     .map(|w| shell_quote(w))
@@ -198,7 +169,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                 command.join(" ")
             };
             let req = ExecRequest {
-                language,
+                language: language.to_string(),
                 code,
                 stdin,
                 env: env.into_iter().collect::<HashMap<_, _>>(),
@@ -206,50 +177,23 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                 timeout_seconds: timeout.unwrap_or(0.0),
                 max_output_bytes: 0,
             };
-            exec(channel, &id, req).await
+            let stream = host.in_sandbox(sandbox_id(&id)?).call(req).await?;
+            let (_, x) = stream_run(stream).await?;
+            if x.stdout_truncated || x.stderr_truncated {
+                eprintln!(
+                    "agent-runtime: output truncated ({} bytes stdout, {} bytes stderr produced)",
+                    x.stdout_bytes, x.stderr_bytes
+                );
+            }
+            if x.killed {
+                eprintln!(
+                    "agent-runtime: killed ({}) after {} ms",
+                    x.reason, x.duration_ms
+                );
+            }
+            Ok(x.code.clamp(0, 255))
         }
     }
-}
-
-async fn exec(channel: HostChannel, id: &str, req: ExecRequest) -> anyhow::Result<i32> {
-    let mut request = tonic::Request::new(req);
-    request.metadata_mut().insert(
-        SANDBOX_ID_HEADER,
-        id.parse().context("sandbox id is not valid metadata")?,
-    );
-    let mut stream = SandboxClient::new(channel)
-        .exec(request)
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    let mut out = std::io::stdout();
-    let mut err = std::io::stderr();
-    while let Some(ev) = stream.message().await.map_err(status_err)? {
-        match ev.event {
-            Some(Event::Stdout(b)) => {
-                out.write_all(&b)?;
-                out.flush()?;
-            }
-            Some(Event::Stderr(b)) => {
-                err.write_all(&b)?;
-                err.flush()?;
-            }
-            Some(Event::Exit(x)) => {
-                if x.stdout_truncated || x.stderr_truncated {
-                    eprintln!("agent-runtime: output truncated ({} bytes stdout, {} bytes stderr produced)", x.stdout_bytes, x.stderr_bytes);
-                }
-                if x.killed {
-                    eprintln!(
-                        "agent-runtime: killed ({}) after {} ms",
-                        x.reason, x.duration_ms
-                    );
-                }
-                return Ok(x.code.clamp(0, 255));
-            }
-            Some(Event::Result(_)) | Some(Event::Error(_)) | None => {}
-        }
-    }
-    anyhow::bail!("the stream ended without an exit event")
 }
 
 /// Quotes a word for bash.

@@ -1,0 +1,159 @@
+//! One call path for every RPC: each request type knows, once, the client method that carries
+//! it and what it answers, so a front end writes one generic `call<R: SandboxRpc>` (stamping the
+//! sandbox, setting its deadline, mapping its errors) instead of one body per method.
+//!
+//! Upload is left out: its request is a stream, not a message.
+
+use std::future::Future;
+
+use agent_runtime_proto::v1 as pb;
+use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::{Status, Streaming};
+
+/// A channel the generated clients can call through and whose calls can be sent to another task
+/// (a tonic `Channel`, possibly wrapped in an interceptor).
+pub trait Transport:
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<StdError>,
+        ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: tonic::client::GrpcService<
+            tonic::body::Body,
+            Error: Into<StdError>,
+            ResponseBody: Body<Data = Bytes, Error: Into<StdError> + Send> + Send + 'static,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A request of the `Sandbox` service (served by sandboxd, forwarded by the host).
+pub trait SandboxRpc: Sized + Send + 'static {
+    /// What the call answers (a `Streaming` for Exec, RunCode and Download).
+    type Response: Send + 'static;
+    /// The gRPC method, as error messages name it ("BrowserGoto").
+    const METHOD: &'static str;
+
+    /// Sends `request` on `client`.
+    fn send<T: Transport>(
+        client: SandboxClient<T>,
+        request: tonic::Request<Self>,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
+}
+
+/// A request of the host's `Sandboxes` (lifecycle) service.
+pub trait SandboxesRpc: Sized + Send + 'static {
+    /// What the call answers.
+    type Response: Send + 'static;
+    /// The gRPC method, as error messages name it ("Create").
+    const METHOD: &'static str;
+
+    /// Sends `request` on `client`.
+    fn send<T: Transport>(
+        client: SandboxesClient<T>,
+        request: tonic::Request<Self>,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
+}
+
+macro_rules! rpcs {
+    ($trait:ident, $client:ident { $($req:ty => $resp:ty { $method:ident, $name:literal },)* }) => {$(
+        impl $trait for $req {
+            type Response = $resp;
+            const METHOD: &'static str = $name;
+
+            fn send<T: Transport>(
+                mut client: $client<T>,
+                request: tonic::Request<Self>,
+            ) -> impl Future<Output = Result<tonic::Response<$resp>, Status>> + Send {
+                async move { client.$method(request).await }
+            }
+        }
+    )*};
+}
+
+rpcs!(SandboxRpc, SandboxClient {
+    pb::HelloRequest => pb::HelloResponse { hello, "Hello" },
+    pb::ExecRequest => Streaming<pb::ExecEvent> { exec, "Exec" },
+    pb::RunCodeRequest => Streaming<pb::ExecEvent> { run_code, "RunCode" },
+    pb::CreateContextRequest => pb::Context { create_context, "CreateContext" },
+    pb::ListContextsRequest => pb::ListContextsResponse { list_contexts, "ListContexts" },
+    pb::DeleteContextRequest => pb::DeleteContextResponse { delete_context, "DeleteContext" },
+    pb::RestartContextRequest => pb::Context { restart_context, "RestartContext" },
+    pb::InterruptRequest => pb::InterruptResponse { interrupt, "Interrupt" },
+    pb::ReadFileRequest => pb::ReadFileResponse { read_file, "ReadFile" },
+    pb::WriteFileRequest => pb::WriteFileResponse { write_file, "WriteFile" },
+    pb::ListDirRequest => pb::ListDirResponse { list_dir, "ListDir" },
+    pb::StatRequest => pb::FileInfo { stat, "Stat" },
+    pb::RemoveRequest => pb::RemoveResponse { remove, "Remove" },
+    pb::MakeDirRequest => pb::FileInfo { make_dir, "MakeDir" },
+    pb::DownloadRequest => Streaming<pb::DownloadChunk> { download, "Download" },
+    pb::BrowserGotoRequest => pb::BrowserPage { browser_goto, "BrowserGoto" },
+    pb::BrowserClickRequest => pb::BrowserClickResponse { browser_click, "BrowserClick" },
+    pb::BrowserTypeRequest => pb::BrowserPage { browser_type, "BrowserType" },
+    pb::BrowserSnapshotRequest => pb::BrowserSnapshotResponse {
+        browser_snapshot, "BrowserSnapshot"
+    },
+    pb::BrowserAriaSnapshotRequest => pb::BrowserAriaSnapshotResponse {
+        browser_aria_snapshot, "BrowserAriaSnapshot"
+    },
+    pb::BrowserPressRequest => pb::BrowserActionResponse { browser_press, "BrowserPress" },
+    pb::BrowserScrollRequest => pb::BrowserActionResponse { browser_scroll, "BrowserScroll" },
+    pb::BrowserNavigateRequest => pb::BrowserActionResponse {
+        browser_navigate, "BrowserNavigate"
+    },
+    pb::BrowserWaitRequest => pb::BrowserActionResponse { browser_wait, "BrowserWait" },
+    pb::BrowserSelectOptionRequest => pb::BrowserActionResponse {
+        browser_select_option, "BrowserSelectOption"
+    },
+    pb::BrowserHoverRequest => pb::BrowserActionResponse { browser_hover, "BrowserHover" },
+    pb::BrowserEvaluateRequest => pb::BrowserEvaluateResponse {
+        browser_evaluate, "BrowserEvaluate"
+    },
+    pb::BrowserTabsRequest => pb::BrowserTabsResponse { browser_tabs, "BrowserTabs" },
+    pb::BrowserDialogRequest => pb::BrowserActionResponse { browser_dialog, "BrowserDialog" },
+    pb::BrowserUploadFileRequest => pb::BrowserActionResponse {
+        browser_upload_file, "BrowserUploadFile"
+    },
+    pb::BrowserScreenshotRequest => pb::BrowserScreenshotResponse {
+        browser_screenshot, "BrowserScreenshot"
+    },
+});
+
+rpcs!(SandboxesRpc, SandboxesClient {
+    pb::CreateSandboxRequest => pb::SandboxInfo { create, "Create" },
+    pb::GetSandboxRequest => pb::SandboxInfo { get, "Get" },
+    pb::ListSandboxesRequest => pb::ListSandboxesResponse { list, "List" },
+    pb::DestroySandboxRequest => pb::DestroySandboxResponse { destroy, "Destroy" },
+    pb::ExtendTimeoutRequest => pb::SandboxInfo { extend_timeout, "ExtendTimeout" },
+    pb::PoolStatusRequest => pb::PoolStatusResponse { pool_status, "PoolStatus" },
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method<R: SandboxRpc>(_: &R) -> &'static str {
+        R::METHOD
+    }
+
+    fn is_transport<T: Transport>() {}
+
+    #[test]
+    fn requests_name_their_method() {
+        assert_eq!(method(&pb::BrowserGotoRequest::default()), "BrowserGoto");
+        assert_eq!(method(&pb::ExecRequest::default()), "Exec");
+        assert_eq!(<pb::CreateSandboxRequest as SandboxesRpc>::METHOD, "Create");
+        is_transport::<tonic::transport::Channel>();
+    }
+}
