@@ -1,26 +1,33 @@
 //! `agent-runtime serve`: builds what is missing, adopts earlier sandboxes, runs the reaper and
-//! serves gRPC until SIGINT/SIGTERM.
+//! serves gRPC until SIGINT/SIGTERM. The same wiring runs in tests as an [`InProcessHost`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_runtime_proto::auth::Secret;
 use agent_runtime_proto::v1::sandboxes_server::SandboxesServer;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 
+use crate::auth::Gate;
 use crate::backend::docker::{DockerBackend, DockerConfig};
 use crate::backend::Backend;
 use crate::config;
 use crate::error::HostError;
 use crate::grpc::lifecycle::Lifecycle;
 use crate::grpc::proxy::SandboxProxy;
+use crate::ids::SandboxId;
 use crate::limits::Caps;
+use crate::rest::auth::BasicAuth;
 use crate::sandboxes::{Manager, ManagerConfig};
 
 /// How long in-flight calls may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a new sandbox may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything `serve` needs.
 #[derive(Clone, Debug)]
@@ -154,7 +161,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             image: image.clone(),
             max_sandboxes: opts.max_sandboxes,
             caps: opts.caps.clone(),
-            ready_timeout: Duration::from_secs(30),
+            ready_timeout: READY_TIMEOUT,
             warm_target: if opts.rest_listen.is_some() {
                 opts.warm_contexts
             } else {
@@ -171,17 +178,79 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         "took over sandboxes of an earlier host; checking them in the background"
     );
 
-    let stop = CancellationToken::new();
-    // A sandbox that does not answer must never keep the ports closed: probe after opening.
-    let adoption = tokio::spawn({
-        let manager = manager.clone();
-        async move { manager.probe_adopted(adopted).await }
-    });
-    let exit_watch = tokio::spawn(manager.clone().run_exit_watch(stop.clone()));
-    let gate = crate::auth::Gate::new(opts.tokens.clone());
-    let reaper = tokio::spawn(manager.clone().run_reaper(opts.reap_interval, stop.clone()));
-    let warm_pool = tokio::spawn(manager.clone().run_warm_pool(stop.clone()));
+    let grpc = tokio::net::TcpListener::bind(opts.grpc_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.grpc_listen))?;
+    // Tests and scripts read this line to learn the port when asked for port 0.
+    eprintln!(
+        "agent-runtime: gRPC listening on {} (image {image}, instance {})",
+        grpc.local_addr()?,
+        opts.instance
+    );
+    let rest = match opts.rest_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr} for REST: {e} (pass --rest-listen to change it)"
+                )
+            })?;
+            eprintln!(
+                "agent-runtime: REST listening on {}",
+                listener.local_addr()?
+            );
+            Some((listener, opts.basic_auth.clone()))
+        }
+        None => None,
+    };
 
+    let stop = CancellationToken::new();
+    // Idle exit (for hosts mcp-bridge starts): every call counts as activity.
+    let activity = Arc::new(IdleClock::new());
+    let idle_watch = idle_exit.map(|after| {
+        tokio::spawn(watch_idle(
+            manager.clone(),
+            activity.clone(),
+            after,
+            stop.clone(),
+        ))
+    });
+    let signals = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        }
+    });
+    let served = run(Wiring {
+        manager: manager.clone(),
+        adopted,
+        gate: Gate::new(opts.tokens.clone()),
+        grpc,
+        rest,
+        reap_interval: opts.reap_interval,
+        activity,
+        grace: SHUTDOWN_GRACE,
+        stop,
+    })
+    .await;
+    if let Some(w) = idle_watch {
+        let _ = w.await;
+    }
+    let _ = signals.await;
+    served?;
+    if opts.cleanup_on_exit {
+        manager.destroy_all().await;
+    }
+    eprintln!("agent-runtime: stopped");
+    Ok(())
+}
+
+/// A host's gRPC services over `manager`: health, reflection v1 and v1alpha (grpcurl 1.8 asks
+/// v1alpha), `Sandboxes` behind `gate`'s interceptor, and the forwarding `Sandbox` proxy, which
+/// checks `gate` itself.
+pub async fn grpc_routes(manager: &Arc<Manager>, gate: &Gate) -> anyhow::Result<Routes> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SandboxesServer<Lifecycle>>()
@@ -200,99 +269,246 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(agent_runtime_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-
-    let listener = tokio::net::TcpListener::bind(opts.grpc_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.grpc_listen))?;
-    let bound = listener.local_addr()?;
-    // Tests and scripts read this line to learn the port when asked for port 0.
-    eprintln!(
-        "agent-runtime: gRPC listening on {bound} (image {image}, instance {})",
-        opts.instance
-    );
-
-    let rest = match opts.rest_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {addr} for REST: {e} (pass --rest-listen to change it)"
-                )
-            })?;
-            eprintln!(
-                "agent-runtime: REST listening on {}",
-                listener.local_addr()?
-            );
-            Some(tokio::spawn(crate::rest::serve(
-                listener,
-                manager.clone(),
-                opts.basic_auth.clone(),
-                stop.clone(),
-            )))
-        }
-        None => None,
-    };
-
-    // Idle exit (for hosts mcp-bridge starts): every call counts as activity.
-    let activity = Arc::new(IdleClock::new());
-    let idle_watch = idle_exit.map(|after| {
-        tokio::spawn(watch_idle(
-            manager.clone(),
-            activity.clone(),
-            after,
-            stop.clone(),
-        ))
-    });
-    let touch = activity.clone();
-
-    let shutdown = stop.clone();
-    let idle_stop = stop.clone();
-    let server = tonic::transport::Server::builder()
-        .trace_fn(move |_req| {
-            touch.touch();
-            tracing::Span::none()
-        })
-        .add_service(health_service)
+    Ok(Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SandboxesServer::with_interceptor(
             Lifecycle::new(manager.clone(), gate.clone()),
             gate.interceptor(),
         ))
-        .add_service(SandboxProxy::new(manager.clone(), gate.clone()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .add_service(SandboxProxy::new(manager.clone(), gate.clone())))
+}
+
+/// A host whose manager exists (and has adopted) and whose ports are bound.
+struct Wiring {
+    manager: Arc<Manager>,
+    /// Sandboxes `adopt` recorded, to probe now that the ports are open.
+    adopted: Vec<SandboxId>,
+    gate: Gate,
+    grpc: tokio::net::TcpListener,
+    rest: Option<(tokio::net::TcpListener, Option<BasicAuth>)>,
+    reap_interval: Duration,
+    /// Touched by every gRPC call.
+    activity: Arc<IdleClock>,
+    /// How long open calls may run on once `stop` is cancelled.
+    grace: Duration,
+    stop: CancellationToken,
+}
+
+/// Runs the host's jobs (adoption probes, exit watch, reaper, warm pool) and servers (gRPC,
+/// REST) until `stop` is cancelled, then stops them all. Shared by `serve` and
+/// [`InProcessHost`], so tests run the very wiring the binary does.
+async fn run(w: Wiring) -> anyhow::Result<()> {
+    let Wiring {
+        manager,
+        adopted,
+        gate,
+        grpc,
+        rest,
+        reap_interval,
+        activity,
+        grace,
+        stop,
+    } = w;
+    // A sandbox that does not answer must never keep the ports closed: probe after opening.
+    let adoption = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.probe_adopted(adopted).await }
+    });
+    let exit_watch = tokio::spawn(manager.clone().run_exit_watch(stop.clone()));
+    let reaper = tokio::spawn(manager.clone().run_reaper(reap_interval, stop.clone()));
+    let warm_pool = tokio::spawn(manager.clone().run_warm_pool(stop.clone()));
+    let rest = rest.map(|(listener, auth)| {
+        tokio::spawn(crate::rest::serve(
+            listener,
+            manager.clone(),
+            auth,
+            stop.clone(),
+        ))
+    });
+
+    let served = match grpc_routes(&manager, &gate).await {
+        Ok(routes) => {
+            let shutdown = stop.clone();
+            let server = tonic::transport::Server::builder()
+                .trace_fn(move |_req| {
+                    activity.touch();
+                    tracing::Span::none()
+                })
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                    shutdown.cancelled().await
+                });
+            // Graceful shutdown waits for every connection to close; clients that keep idle
+            // channels open would hold the host forever, so in-flight calls get a bounded grace.
+            let grace_over = stop.clone();
             tokio::select! {
-                () = shutdown_signal() => {}
-                () = idle_stop.cancelled() => {}
+                r = server => r.map_err(anyhow::Error::from),
+                () = async move {
+                    grace_over.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                } => {
+                    tracing::warn!("connections still open after {}s: stopping anyway", grace.as_secs_f64());
+                    Ok(())
+                }
             }
-            shutdown.cancel();
-        });
-    // Graceful shutdown waits for every connection to close; clients that keep idle channels
-    // open would hold the host forever, so in-flight calls get a bounded grace period.
-    let grace = stop.clone();
-    tokio::select! {
-        r = server => r?,
-        () = async move {
-            grace.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::warn!("connections still open after {}s: stopping anyway", SHUTDOWN_GRACE.as_secs()),
-    }
+        }
+        Err(e) => Err(e),
+    };
 
     stop.cancel();
-    if let Some(w) = idle_watch {
-        let _ = w.await;
-    }
     let _ = reaper.await;
     let _ = warm_pool.await;
     let _ = exit_watch.await;
     adoption.abort();
     if let Some(rest) = rest {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, rest).await;
+        let _ = tokio::time::timeout(grace, rest).await;
     }
-    if opts.cleanup_on_exit {
-        manager.destroy_all().await;
+    served
+}
+
+/// Settings of an [`InProcessHost`]: the host without Docker, for tests.
+#[derive(Clone, Debug)]
+pub struct InProcessOptions {
+    /// Cap on concurrent sandboxes. Default 8.
+    pub max_sandboxes: usize,
+    /// Largest limits a caller may ask for. Default [`Caps::default`].
+    pub caps: Caps,
+    /// Most memory all sandboxes together may be given. Default 64 GiB.
+    pub memory_budget: u64,
+    /// Tokens gRPC callers must present; `None` (default) = everyone is anonymous.
+    pub tokens: Option<crate::auth::Tokens>,
+    /// Serve the REST API too. Default true.
+    pub rest: bool,
+    /// Credentials the REST API requires. Default none.
+    pub basic_auth: Option<BasicAuth>,
+    /// Warm sandboxes kept for REST contexts. Default 0.
+    pub warm_contexts: usize,
+    /// How often the reaper runs. Default 1 s.
+    pub reap_interval: Duration,
+    /// How long a new sandbox may take to answer. Default 30 s.
+    pub ready_timeout: Duration,
+    /// The key sandbox secrets derive from; `None` (default) = a fresh one. Pass the previous
+    /// host's [`InProcessHost::host_key`] to restart over the same backend.
+    pub host_key: Option<Secret>,
+    /// How long open calls may run on at shutdown. Default 1 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for InProcessOptions {
+    fn default() -> Self {
+        Self {
+            max_sandboxes: 8,
+            caps: Caps::default(),
+            memory_budget: 64 * 1024 * 1024 * 1024,
+            tokens: None,
+            rest: true,
+            basic_auth: None,
+            warm_contexts: 0,
+            reap_interval: Duration::from_secs(1),
+            ready_timeout: READY_TIMEOUT,
+            host_key: None,
+            shutdown_grace: Duration::from_secs(1),
+        }
     }
-    eprintln!("agent-runtime: stopped");
-    Ok(())
+}
+
+/// A host running inside the test process over any [`Backend`] (usually
+/// [`crate::backend::local::LocalBackend`]), on 127.0.0.1 with ephemeral ports, with the same
+/// wiring as `agent-runtime serve`: adoption, exit watch, reaper, warm pool, gRPC (health,
+/// reflection, `Sandboxes` with the token gate, the forwarding proxy) and REST.
+pub struct InProcessHost {
+    /// The gRPC address.
+    pub grpc: SocketAddr,
+    /// The REST address, when REST is on.
+    pub rest: Option<SocketAddr>,
+    /// The manager behind both.
+    pub manager: Arc<Manager>,
+    /// The key its sandbox secrets derive from.
+    pub host_key: Secret,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcessHost {
+    /// Builds the manager over `backend`, adopts what the backend already runs, opens the ports
+    /// and starts everything; returns once the ports accept connections.
+    pub async fn start(backend: Arc<dyn Backend>, opts: InProcessOptions) -> anyhow::Result<Self> {
+        let host_key = match opts.host_key {
+            Some(key) => key,
+            None => Secret::generate()?,
+        };
+        let image = backend.ensure_image(false, &|_: &str| {}).await?;
+        let manager = Arc::new(Manager::new(
+            backend,
+            ManagerConfig {
+                image,
+                max_sandboxes: opts.max_sandboxes,
+                caps: opts.caps,
+                ready_timeout: opts.ready_timeout,
+                warm_target: if opts.rest { opts.warm_contexts } else { 0 },
+                memory_budget: opts.memory_budget,
+                host_key: host_key.clone(),
+            },
+        ));
+        let (adopted, _removed) = manager.adopt().await?;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let grpc = tokio::net::TcpListener::bind(loopback).await?;
+        let grpc_addr = grpc.local_addr()?;
+        let (rest, rest_addr) = if opts.rest {
+            let listener = tokio::net::TcpListener::bind(loopback).await?;
+            let addr = listener.local_addr()?;
+            (Some((listener, opts.basic_auth)), Some(addr))
+        } else {
+            (None, None)
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(Wiring {
+            manager: manager.clone(),
+            adopted,
+            gate: Gate::new(opts.tokens),
+            grpc,
+            rest,
+            reap_interval: opts.reap_interval,
+            activity: Arc::new(IdleClock::new()),
+            grace: opts.shutdown_grace,
+            stop: stop.clone(),
+        }));
+        Ok(Self {
+            grpc: grpc_addr,
+            rest: rest_addr,
+            manager,
+            host_key,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The gRPC address as a URL: `http://127.0.0.1:PORT`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// The REST base URL, `http://127.0.0.1:PORT`, when REST is on.
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest.map(|a| format!("http://{a}"))
+    }
+
+    /// Stops the servers and jobs and waits for them. Sandboxes stay with the backend, as
+    /// with `serve` without `--cleanup-on-exit`, so a new host over it adopts them.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcessHost {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// Total physical memory in bytes (0 when unknown).

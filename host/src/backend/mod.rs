@@ -1,7 +1,9 @@
 //! The seam between the orchestrator and whatever runs containers. Docker is the first backend;
-//! nothing outside `backend::docker` knows about Docker.
+//! nothing outside `backend::docker` knows about Docker. `backend::local` runs bare sandboxd
+//! processes instead, for tests without Docker.
 
 pub mod docker;
+pub mod local;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{caller_of, Caller, Gate};
 use crate::error::HostError;
 use crate::ids::SandboxId;
-use crate::sandboxes::{Manager, SandboxRecord};
+use crate::sandboxes::{CreateSpec, Manager, SandboxRecord};
 
 /// Implements `agent_runtime.v1.Sandboxes` on top of the manager. Every call sees only the
 /// caller's own sandboxes when the host has tokens (`crate::auth`).
@@ -73,14 +73,14 @@ impl Sandboxes for Lifecycle {
         let r = req.into_inner();
         let record = self
             .manager
-            .create_as(
-                &caller.0,
-                &r.memory,
-                r.cpu,
-                r.timeout_seconds,
-                r.labels,
-                false,
-            )
+            .create(CreateSpec {
+                owner: caller.0,
+                memory: r.memory,
+                cpu: r.cpu,
+                timeout_s: r.timeout_seconds,
+                labels: r.labels,
+                prewarm_kernel: false,
+            })
             .await?;
         Ok(Response::new(to_info(&record)))
     }

@@ -1,0 +1,280 @@
+//! Creating a sandbox: checks, a slot reserved under the cap and the memory budget before the
+//! backend is asked, then the wait until its daemon answers and proves its secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tonic::transport::Channel;
+
+use super::manager::{Entry, Manager};
+use super::probe::{probe, Probe};
+use super::record::{SandboxRecord, SandboxStatus, ANONYMOUS};
+use crate::backend::SandboxSpec;
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::limits::Limits;
+
+/// Most caller labels on one sandbox.
+const MAX_LABELS: usize = 16;
+/// Longest label key or value.
+const MAX_LABEL_LEN: usize = 128;
+/// How often a starting sandbox's socket is tried.
+const READY_POLL: Duration = Duration::from_millis(5);
+
+/// What a caller asks for. Every field's zero value means the host's default, so
+/// `CreateSpec::default()` is an anonymous 512 MiB, 1-core, one-hour sandbox without labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateSpec {
+    /// Who owns it: a token name. Default [`ANONYMOUS`].
+    pub owner: String,
+    /// Memory limit as users write it (`"512m"`, `"1g"`); empty = 512 MiB.
+    pub memory: String,
+    /// CPU cores, possibly fractional; 0 = one core.
+    pub cpu: f64,
+    /// Lifetime in seconds; 0 = 3600.
+    pub timeout_s: u64,
+    /// Caller labels (at most 16; keys of letters, digits, `-`, `_`, `.`).
+    pub labels: HashMap<String, String>,
+    /// Start a spare Python kernel right away, so the first context is quick. Default false.
+    pub prewarm_kernel: bool,
+}
+
+impl Default for CreateSpec {
+    fn default() -> Self {
+        Self {
+            owner: ANONYMOUS.to_owned(),
+            memory: String::new(),
+            cpu: 0.0,
+            timeout_s: 0,
+            labels: HashMap::new(),
+            prewarm_kernel: false,
+        }
+    }
+}
+
+impl CreateSpec {
+    /// The default spec owned by `owner`.
+    pub fn owned_by(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Manager {
+    /// Creates a sandbox and waits until its daemon answers.
+    ///
+    /// The work runs in its own task, bounded by the ready timeout: a caller that goes away
+    /// mid-create (a client hanging up drops its handler) neither leaves a record stuck in
+    /// `creating` nor a container nobody knows the id of — the task finishes and destroys what
+    /// it made when nobody is left to take it.
+    pub async fn create(self: &Arc<Self>, spec: CreateSpec) -> Result<SandboxRecord, HostError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.create_now(spec).await;
+            if let Err(Ok(record)) = tx.send(result) {
+                tracing::info!(sandbox_id = %record.id, "the caller went away during create: destroying");
+                if let Err(e) = this.destroy(&record.id).await {
+                    tracing::warn!(sandbox_id = %record.id, error = %e, "cannot destroy an unclaimed sandbox");
+                }
+            }
+        });
+        rx.await
+            .map_err(|_| HostError::Backend("the create task stopped unexpectedly".into()))?
+    }
+
+    /// [`Manager::create`] with positional arguments, owned by [`ANONYMOUS`]; kept for callers
+    /// not yet moved to [`CreateSpec`].
+    pub async fn create_with(
+        self: &Arc<Self>,
+        memory: &str,
+        cpu: f64,
+        timeout_s: u64,
+        labels: HashMap<String, String>,
+        prewarm_kernel: bool,
+    ) -> Result<SandboxRecord, HostError> {
+        self.create(CreateSpec {
+            memory: memory.to_owned(),
+            cpu,
+            timeout_s,
+            labels,
+            prewarm_kernel,
+            ..CreateSpec::default()
+        })
+        .await
+    }
+
+    async fn create_now(&self, spec: CreateSpec) -> Result<SandboxRecord, HostError> {
+        let started = Instant::now();
+        let limits =
+            Limits::from_request(&spec.memory, spec.cpu, spec.timeout_s, &self.config.caps)?;
+        check_labels(&spec.labels)?;
+        let id = SandboxId::generate();
+        let created_at = Utc::now();
+        let expires_at =
+            created_at + chrono::Duration::from_std(limits.timeout).unwrap_or_default();
+        let record = SandboxRecord {
+            id: id.clone(),
+            container_id: String::new(),
+            image: self.config.image.clone(),
+            limits,
+            created_at,
+            expires_at,
+            labels: spec.labels,
+            status: SandboxStatus::Creating,
+            startup_ms: 0,
+            adopted: false,
+            owner: spec.owner,
+            dead_reason: None,
+        };
+        self.reserve(&record)?;
+        match self.start(record, started, spec.prewarm_kernel).await {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                self.lock().remove(&id);
+                if let Err(cleanup) = self.backend.destroy(&id).await {
+                    tracing::warn!(sandbox_id = %id, error = %cleanup, "cleanup after failed create");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Records `record` (`creating`) if a slot and its memory fit, in one step under the lock,
+    /// so concurrent creates cannot overshoot the cap or the budget.
+    fn reserve(&self, record: &SandboxRecord) -> Result<(), HostError> {
+        let mut entries = self.lock();
+        let live: Vec<&Entry> = entries.values().filter(|e| e.record.holds_slot()).collect();
+        if live.len() >= self.config.max_sandboxes {
+            return Err(HostError::TooManySandboxes(live.len()));
+        }
+        let in_use: u64 = live.iter().map(|e| e.record.limits.memory_bytes).sum();
+        if in_use + record.limits.memory_bytes > self.config.memory_budget {
+            return Err(HostError::MemoryBudget {
+                in_use,
+                sandboxes: live.len(),
+                requested: record.limits.memory_bytes,
+                budget: self.config.memory_budget,
+            });
+        }
+        entries.insert(
+            record.id.clone(),
+            Entry {
+                record: record.clone(),
+                channel: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        mut record: SandboxRecord,
+        started: Instant,
+        prewarm_kernel: bool,
+    ) -> Result<SandboxRecord, HostError> {
+        let spec = SandboxSpec {
+            id: record.id.clone(),
+            image: record.image.clone(),
+            limits: record.limits.clone(),
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            labels: record.labels.clone(),
+            prewarm_kernel,
+            secret: self.secret(&record.id),
+            owner: record.owner.clone(),
+        };
+        record.container_id = self.backend.create(&spec).await?;
+        let channel = self
+            .wait_ready(&record.id, self.config.ready_timeout)
+            .await?;
+        record.status = SandboxStatus::Running;
+        record.startup_ms = started.elapsed().as_millis() as u64;
+        let mut entries = self.lock();
+        // Destroyed while starting: the destroyer already removed the container.
+        let Some(entry) = entries.get_mut(&record.id) else {
+            return Err(HostError::SandboxNotFound(record.id.to_string()));
+        };
+        entry.record = record.clone();
+        entry.channel = Some(channel);
+        tracing::info!(sandbox_id = %record.id, startup_ms = record.startup_ms, "sandbox ready");
+        Ok(record)
+    }
+
+    /// Polls the daemon's unix socket until it answers health and speaks our protocol.
+    async fn wait_ready(&self, id: &SandboxId, timeout: Duration) -> Result<Channel, HostError> {
+        let endpoint = self.backend.endpoint(id);
+        let deadline = Instant::now() + timeout;
+        let mut last_error = String::from("no answer");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(HostError::NotReady {
+                    id: id.to_string(),
+                    reason: format!("no answer within {}s ({last_error})", timeout.as_secs()),
+                });
+            }
+            if !self.lock().contains_key(id) {
+                return Err(HostError::SandboxNotFound(id.to_string()));
+            }
+            match probe(&endpoint, &self.secret(id), id).await {
+                Ok(channel) => return Ok(channel),
+                Err(Probe::Retry(e)) => last_error = e,
+                Err(Probe::Fatal(e)) => {
+                    return Err(HostError::NotReady {
+                        id: id.to_string(),
+                        reason: e,
+                    });
+                }
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+}
+
+fn check_labels(labels: &HashMap<String, String>) -> Result<(), HostError> {
+    if labels.len() > MAX_LABELS {
+        return Err(HostError::InvalidArgument(format!(
+            "at most {MAX_LABELS} labels per sandbox"
+        )));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok || k.len() > MAX_LABEL_LEN || v.len() > MAX_LABEL_LEN {
+            return Err(HostError::InvalidArgument(format!(
+                "label {k:?}: keys use letters, digits, '-', '_' and '.'; keys and values at most {MAX_LABEL_LEN} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_spec_is_anonymous_and_all_defaults() {
+        let spec = CreateSpec::default();
+        assert_eq!(spec.owner, ANONYMOUS);
+        assert!(spec.memory.is_empty() && spec.labels.is_empty() && !spec.prewarm_kernel);
+        assert_eq!((spec.cpu, spec.timeout_s), (0.0, 0));
+        assert_eq!(CreateSpec::owned_by("alice").owner, "alice");
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        assert!(check_labels(&HashMap::from([("a.b-c_1".into(), "v".into())])).is_ok());
+        assert!(check_labels(&HashMap::from([("a b".into(), "v".into())])).is_err());
+        assert!(check_labels(&HashMap::from([("".into(), "v".into())])).is_err());
+        let many = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(check_labels(&many).is_err());
+    }
+}

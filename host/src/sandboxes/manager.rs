@@ -1,0 +1,187 @@
+//! The manager's records: one entry per sandbox (record and channel), the queries on them,
+//! extend and destroy.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use agent_runtime_proto::auth::Secret;
+use chrono::Utc;
+use tonic::transport::Channel;
+
+use super::record::SandboxRecord;
+use crate::backend::Backend;
+use crate::error::HostError;
+use crate::ids::SandboxId;
+use crate::limits::Caps;
+
+/// Settings of the manager.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// Image new sandboxes run.
+    pub image: String,
+    /// Most sandboxes at once.
+    pub max_sandboxes: usize,
+    /// Largest limits a caller may ask for.
+    pub caps: Caps,
+    /// How long a new sandbox may take to answer.
+    pub ready_timeout: Duration,
+    /// Sandboxes with a started Python kernel kept ready for REST contexts.
+    pub warm_target: usize,
+    /// Most memory all sandboxes together may be given, in bytes.
+    pub memory_budget: u64,
+    /// The key every sandbox's secret is derived from.
+    pub host_key: Secret,
+}
+
+/// One sandbox as the manager holds it.
+pub(super) struct Entry {
+    pub(super) record: SandboxRecord,
+    /// Set once the daemon answered (and proved its secret); cleared when it dies.
+    pub(super) channel: Option<Channel>,
+}
+
+/// Owns the sandboxes of one host.
+pub struct Manager {
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) config: ManagerConfig,
+    entries: Mutex<HashMap<SandboxId, Entry>>,
+    /// Ready sandboxes not yet handed out, oldest first.
+    warm: Mutex<VecDeque<SandboxId>>,
+    /// Wakes the warm-pool filler after a sandbox was taken.
+    pub(super) warm_taken: tokio::sync::Notify,
+}
+
+impl Manager {
+    /// A manager with no sandboxes yet; call `adopt` to take over those an earlier host left.
+    pub fn new(backend: Arc<dyn Backend>, config: ManagerConfig) -> Self {
+        Self {
+            backend,
+            config,
+            entries: Mutex::new(HashMap::new()),
+            warm: Mutex::new(VecDeque::new()),
+            warm_taken: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<SandboxId, Entry>> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is one
+        // insert or remove), so a poisoned lock is still safe to use.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn warm_lock(&self) -> MutexGuard<'_, VecDeque<SandboxId>> {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The secret sandbox `id`'s daemon proves on every connection.
+    pub(super) fn secret(&self, id: &SandboxId) -> Secret {
+        Secret::derive(&self.config.host_key, id.as_str())
+    }
+
+    /// The configured cap on concurrent sandboxes.
+    pub fn max_sandboxes(&self) -> usize {
+        self.config.max_sandboxes
+    }
+
+    /// Free slots under the cap (dead sandboxes hold none).
+    pub fn free_slots(&self) -> usize {
+        let live = self
+            .lock()
+            .values()
+            .filter(|e| e.record.holds_slot())
+            .count();
+        self.config.max_sandboxes.saturating_sub(live)
+    }
+
+    /// Image new sandboxes get.
+    pub fn image(&self) -> &str {
+        &self.config.image
+    }
+
+    /// One sandbox.
+    pub fn get(&self, id: &SandboxId) -> Result<SandboxRecord, HostError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.record.clone())
+            .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))
+    }
+
+    /// All sandboxes, oldest first (warm ones waiting in the pool are not listed).
+    pub fn list(&self) -> Vec<SandboxRecord> {
+        let warm: Vec<SandboxId> = self.warm_lock().iter().cloned().collect();
+        let mut all: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| !warm.contains(&e.record.id))
+            .map(|e| e.record.clone())
+            .collect();
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all
+    }
+
+    /// The channel to a running sandbox's daemon.
+    pub fn channel(&self, id: &SandboxId) -> Result<Channel, HostError> {
+        let entries = self.lock();
+        let entry = entries
+            .get(id)
+            .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+        if let Some(reason) = &entry.record.dead_reason {
+            return Err(HostError::Dead {
+                id: id.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        entry.channel.clone().ok_or_else(|| HostError::NotReady {
+            id: id.to_string(),
+            reason: "it is still starting; retry in a moment".into(),
+        })
+    }
+
+    /// Sets a sandbox's expiry to now + `timeout_s`.
+    pub async fn extend(&self, id: &SandboxId, timeout_s: u64) -> Result<SandboxRecord, HostError> {
+        if timeout_s == 0 || Duration::from_secs(timeout_s) > self.config.caps.max_timeout {
+            return Err(HostError::InvalidArgument(format!(
+                "timeout_seconds must be between 1 and {}",
+                self.config.caps.max_timeout.as_secs()
+            )));
+        }
+        let expires_at = Utc::now() + chrono::Duration::seconds(timeout_s as i64);
+        let record = {
+            let mut entries = self.lock();
+            let entry = entries
+                .get_mut(id)
+                .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+            entry.record.expires_at = expires_at;
+            entry.record.clone()
+        };
+        self.backend.set_expiry(id, expires_at).await?;
+        Ok(record)
+    }
+
+    /// Destroys a sandbox: container, processes and files.
+    pub async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
+        self.warm_lock().retain(|w| w != id);
+        if self.lock().remove(id).is_none() {
+            return Err(HostError::SandboxNotFound(id.to_string()));
+        }
+        self.backend.destroy(id).await?;
+        tracing::info!(sandbox_id = %id, "sandbox destroyed");
+        Ok(())
+    }
+
+    /// Destroys every sandbox (used by `serve --cleanup-on-exit`).
+    pub async fn destroy_all(&self) {
+        let ids: Vec<SandboxId> = self.lock().keys().cloned().collect();
+        let all = ids.iter().map(|id| async move {
+            if let Err(e) = self.destroy(id).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "could not destroy sandbox");
+            }
+        });
+        futures::future::join_all(all).await;
+    }
+}

@@ -1,0 +1,72 @@
+//! What the host knows about one sandbox.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::SandboxId;
+use crate::limits::Limits;
+
+/// Owner of sandboxes made without a token (all of them when the host has no tokens).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Label of sandboxes made for REST contexts (the warm pool makes them too).
+pub const CONTEXT_OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
+
+/// Lifecycle state of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxStatus {
+    /// Container starting, daemon not yet answering.
+    Creating,
+    /// Ready for calls.
+    Running,
+    /// Its daemon or container is gone; calls fail until it is destroyed. Holds no slot.
+    Dead,
+}
+
+impl SandboxStatus {
+    /// The status as the API reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// What the host knows about one sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxRecord {
+    /// Its id.
+    pub id: SandboxId,
+    /// Backend handle.
+    pub container_id: String,
+    /// Image it runs.
+    pub image: String,
+    /// Its limits.
+    pub limits: Limits,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When the reaper destroys it.
+    pub expires_at: DateTime<Utc>,
+    /// Caller labels.
+    pub labels: HashMap<String, String>,
+    /// Lifecycle state.
+    pub status: SandboxStatus,
+    /// Milliseconds from request to ready (0 for adopted sandboxes).
+    pub startup_ms: u64,
+    /// Taken over from an earlier host rather than created by this one.
+    pub adopted: bool,
+    /// Who owns it: the name of the token that created it, or [`ANONYMOUS`].
+    pub owner: String,
+    /// Why it is dead, when it is.
+    pub dead_reason: Option<String>,
+}
+
+impl SandboxRecord {
+    /// Whether it counts against the cap and the memory budget (dead sandboxes do not).
+    pub fn holds_slot(&self) -> bool {
+        self.status != SandboxStatus::Dead
+    }
+}
