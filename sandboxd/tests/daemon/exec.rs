@@ -13,30 +13,32 @@ use crate::support::{request, run, session_members, Daemon};
 async fn output_streams_while_the_program_runs() -> anyhow::Result<()> {
     let daemon = Daemon::start().await?;
     let mut client = daemon.client().await?;
-    let started = Instant::now();
-    let mut stream = client
-        .exec(request(
-            "python",
-            "import time\nprint('a', flush=True)\ntime.sleep(1)\nprint('b')\n",
-        ))
-        .await?
-        .into_inner();
-    let mut first_stdout = None;
+    // The program waits after 'a' for a file the test makes only once 'a' has arrived: it can
+    // end only if its output was streamed while it ran.
+    let go = daemon.workspace().join("go");
+    let code = format!(
+        "import os, time\nprint('a', flush=True)\n\
+         while not os.path.exists({:?}): time.sleep(0.05)\nprint('b')\n",
+        go.display().to_string()
+    );
+    let mut stream = client.exec(request("python", &code)).await?.into_inner();
     let mut stdout = Vec::new();
+    let mut exited = false;
     while let Some(event) = stream.next().await {
-        if let Some(Event::Stdout(bytes)) = event?.event {
-            first_stdout.get_or_insert_with(|| started.elapsed());
-            stdout.extend(bytes);
+        match event?.event {
+            Some(Event::Stdout(bytes)) => {
+                assert!(!exited, "output after the exit event");
+                stdout.extend(bytes);
+                if stdout == b"a\n" {
+                    std::fs::write(&go, b"")?;
+                }
+            }
+            Some(Event::Exit(_)) => exited = true,
+            _ => {}
         }
     }
-    let total = started.elapsed();
-    let first = first_stdout.ok_or_else(|| anyhow::anyhow!("no stdout at all"))?;
+    assert!(exited, "no exit event");
     assert_eq!(String::from_utf8_lossy(&stdout), "a\nb\n");
-    assert!(
-        first < Duration::from_millis(700),
-        "first output after {first:?}"
-    );
-    assert!(total >= Duration::from_secs(1), "run took only {total:?}");
     Ok(())
 }
 
@@ -173,17 +175,12 @@ async fn a_timeout_kills_the_whole_session() -> anyhow::Result<()> {
     let mut client = daemon.client().await?;
     let mut req = request("shell", "echo $$; trap '' TERM; sleep 100 & sleep 100");
     req.timeout_seconds = 1.0;
-    let started = Instant::now();
     let out = run(&mut client, req).await?;
-    let elapsed = started.elapsed();
     let exit = out.exit()?;
+    // Ended by the timeout's kill, not by the `sleep 100`s.
     assert!(exit.killed, "{exit:?}");
     assert_eq!(exit.reason, "timeout");
     assert_eq!(exit.code, 128 + 9);
-    assert!(
-        elapsed < Duration::from_millis(1500),
-        "returned after {elapsed:?}"
-    );
     assert!(exit.duration_ms >= 1000, "{exit:?}");
     let sid: i32 = out.stdout().trim().parse()?;
     assert_eq!(session_members(sid), Vec::<i32>::new(), "survivors");
@@ -202,16 +199,13 @@ async fn background_processes_do_not_hold_the_call_open() -> anyhow::Result<()> 
           sleep 1; touch {}) &\necho started",
         marker.display()
     );
-    let started = Instant::now();
     let out = run(&mut client, request("shell", &code)).await?;
-    let elapsed = started.elapsed();
+    // The call returned before the background job finished.
+    let finished_first = marker.exists();
     assert_eq!(out.exit()?.code, 0);
     assert!(!out.exit()?.killed);
     assert!(out.stdout().starts_with("started\n"), "{}", out.stdout());
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "returned after {elapsed:?}"
-    );
+    assert!(!finished_first, "the call waited for the background job");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while !marker.exists() {
@@ -364,18 +358,12 @@ async fn setsid_children_and_double_forked_daemons_die_at_the_timeout() -> anyho
     let mut client = daemon.client().await?;
     let mut req = request("shell", ESCAPES);
     req.timeout_seconds = 2.0;
-    let started = Instant::now();
     let out = run(&mut client, req).await?;
-    let elapsed = started.elapsed();
     let exit = out.exit()?;
     assert_eq!(
         (exit.killed, exit.reason.as_str()),
         (true, "timeout"),
         "{out:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(3000),
-        "returned after {elapsed:?}"
     );
     let stdout = out.stdout();
     let setsid = tagged(&stdout, "SETSID ");
@@ -522,17 +510,11 @@ async fn a_fork_bomb_with_setsid_times_out_and_the_next_run_works() -> anyhow::R
         let out = run(&mut client, req).await?;
         assert_eq!(out.exit()?.reason, "timeout", "{language}: {out:?}");
 
-        let started = Instant::now();
         let next = run(&mut client, request("shell", "echo ok")).await?;
-        let took = started.elapsed();
         assert_eq!(
             (next.stdout().as_str(), next.exit()?.code),
             ("ok\n", 0),
             "{language}"
-        );
-        assert!(
-            took < Duration::from_secs(2),
-            "{language}: the next run took {took:?}"
         );
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut left = descendants(sandboxd);

@@ -111,19 +111,18 @@ async fn only_the_host_handshake_reaches_the_service() -> anyhow::Result<()> {
     assert!(secret.verify_hello(&nonce, ID, &hello.proof));
 
     // Plain gRPC (a process in the sandbox knocking on the port) gets nothing.
-    let t = Instant::now();
     let plain = async {
         let mut c = SandboxClient::new(channel(port, None, ID).await?);
         let mut req = tonic::Request::new(HelloRequest::default());
         req.set_timeout(Duration::from_secs(3));
         anyhow::Ok(c.hello(req).await?)
     };
+    // The outer timeout only stops a client left hanging; refused or hung, it was not served.
     let refused = tokio::time::timeout(Duration::from_secs(10), plain).await;
     assert!(
         !matches!(refused, Ok(Ok(_))),
         "a client without the handshake was served"
     );
-    assert!(t.elapsed() < Duration::from_secs(10));
 
     // The wrong secret, or the right one for another sandbox, fails the handshake.
     let other = Secret::generate()?;
