@@ -2,71 +2,38 @@
 //! status onto them. Messages and HTTP statuses stay with each front end; the code is decided
 //! here.
 
-use std::fmt;
-use std::str::FromStr;
-
 use tonic::{Code, Status};
 
-use crate::error::ClientError;
+use crate::sets::closed_set;
 
-/// An error code as MCP results and REST bodies carry it (`"code": "TIMEOUT"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
-pub enum ErrorCode {
-    /// The arguments cannot work (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE).
-    BadRequest,
-    /// Something named does not exist (NOT_FOUND).
-    NotFound,
-    /// The context named does not exist (NOT_FOUND of a context call).
-    ContextNotFound,
-    /// The call ran out of time (DEADLINE_EXCEEDED, or the client's own deadline).
-    Timeout,
-    /// A limit was reached: the host's cap, the pool, a size (RESOURCE_EXHAUSTED).
-    ResourceExhausted,
-    /// Policy or credentials refused it (PERMISSION_DENIED, UNAUTHENTICATED).
-    PermissionDenied,
-    /// A front end's own credentials check failed (REST Basic auth); no gRPC status maps here.
-    Unauthorized,
-    /// The sandbox does not offer this call (UNIMPLEMENTED).
-    Unimplemented,
-    /// A front end could not reach the host at all; no gRPC status maps here.
-    Unavailable,
-    /// Anything else, UNAVAILABLE and a plain CANCELLED included.
-    Internal,
-}
+closed_set!(
+    /// An error code as MCP results and REST bodies carry it (`"code": "TIMEOUT"`).
+    ErrorCode, "error code" {
+        /// The arguments cannot work (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE).
+        BadRequest = "BAD_REQUEST",
+        /// Something named does not exist (NOT_FOUND).
+        NotFound = "NOT_FOUND",
+        /// The context named does not exist (NOT_FOUND of a context call).
+        ContextNotFound = "CONTEXT_NOT_FOUND",
+        /// The call ran out of time (DEADLINE_EXCEEDED, or the client's own deadline).
+        Timeout = "TIMEOUT",
+        /// A limit was reached: the host's cap, the pool, a size (RESOURCE_EXHAUSTED).
+        ResourceExhausted = "RESOURCE_EXHAUSTED",
+        /// Policy or credentials refused it (PERMISSION_DENIED, UNAUTHENTICATED).
+        PermissionDenied = "PERMISSION_DENIED",
+        /// A front end's own credentials check failed (REST Basic auth); no gRPC status maps
+        /// here.
+        Unauthorized = "UNAUTHORIZED",
+        /// The sandbox does not offer this call (UNIMPLEMENTED).
+        Unimplemented = "UNIMPLEMENTED",
+        /// A front end could not reach the host at all; no gRPC status maps here.
+        Unavailable = "UNAVAILABLE",
+        /// Anything else, UNAVAILABLE and a plain CANCELLED included.
+        Internal = "INTERNAL",
+    }
+);
 
 impl ErrorCode {
-    /// Every code.
-    pub const ALL: &'static [Self] = &[
-        Self::BadRequest,
-        Self::NotFound,
-        Self::ContextNotFound,
-        Self::Timeout,
-        Self::ResourceExhausted,
-        Self::PermissionDenied,
-        Self::Unauthorized,
-        Self::Unimplemented,
-        Self::Unavailable,
-        Self::Internal,
-    ];
-
-    /// The code as the wire carries it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "BAD_REQUEST",
-            Self::NotFound => "NOT_FOUND",
-            Self::ContextNotFound => "CONTEXT_NOT_FOUND",
-            Self::Timeout => "TIMEOUT",
-            Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Self::PermissionDenied => "PERMISSION_DENIED",
-            Self::Unauthorized => "UNAUTHORIZED",
-            Self::Unimplemented => "UNIMPLEMENTED",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::Internal => "INTERNAL",
-        }
-    }
-
     /// The code of a failed call: the one status → code table of every front end.
     pub fn from_status(status: &Status) -> Self {
         if deadline_passed(status) {
@@ -115,28 +82,6 @@ pub fn deadline_passed(status: &Status) -> bool {
         source = e.source();
     }
     false
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ErrorCode {
-    type Err = ClientError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| ClientError::UnknownValue {
-                set: "error code",
-                value: s.to_owned(),
-                expected: crate::sets::one_of(Self::ALL.iter().map(|c| c.as_str())),
-            })
-    }
 }
 
 #[cfg(test)]

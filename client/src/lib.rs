@@ -6,7 +6,7 @@
 //! - [`outcome`]: `RunOutcome`, an `ExecEvent` stream folded with one definition of success;
 //! - [`code`]: `ErrorCode` and the one gRPC status → error code table;
 //! - [`limits`]: the exec/context run timeout check;
-//! - [`rpc`]: `SandboxRpc`/`SandboxesRpc`, each request type tied once to its client method;
+//! - [`rpc`]: `Rpc`, each request type tied once to its service, method and response;
 //! - [`sets`]: the closed sets the proto carries as strings, as enums.
 
 pub mod call;
@@ -24,7 +24,7 @@ pub use error::ClientError;
 pub use ids::{ContextId, RunId, SandboxId};
 pub use limits::{run_timeout, DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT};
 pub use outcome::{output_of, traceback_text, RunOutcome, MODEL_OUTPUT_CAP};
-pub use rpc::{SandboxRpc, SandboxesRpc, Transport};
+pub use rpc::{Rpc, SandboxRpc, SandboxesRpc, Transport};
 pub use sets::{
     ContextStatus, DialogType, EventKind, ExitReason, FileType, Language, NavigateAction,
     OutputStream, SandboxStatus, Settled, TabAction,

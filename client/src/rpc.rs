@@ -7,10 +7,11 @@
 use std::future::Future;
 
 use agent_runtime_proto::v1 as pb;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use tonic::codegen::{Body, Bytes, StdError};
 use tonic::{Status, Streaming};
+
+use crate::call::sandbox_client;
 
 /// A channel the generated clients can call through and whose calls can be sent to another task
 /// (a tonic `Channel`, possibly wrapped in an interceptor).
@@ -38,51 +39,71 @@ impl<T> Transport for T where
 {
 }
 
-/// A request of the `Sandbox` service (served by sandboxd, forwarded by the host).
-pub trait SandboxRpc: Sized + Send + 'static {
+/// A gRPC service of the protocol.
+pub trait Service {
+    /// Its full name.
+    const NAME: &'static str;
+}
+
+/// The `Sandbox` service: served by sandboxd, forwarded by the host by `sandbox-id`.
+#[derive(Debug)]
+pub enum Sandbox {}
+
+impl Service for Sandbox {
+    const NAME: &'static str = "agent_runtime.v1.Sandbox";
+}
+
+/// The host's `Sandboxes` (lifecycle) service.
+#[derive(Debug)]
+pub enum Sandboxes {}
+
+impl Service for Sandboxes {
+    const NAME: &'static str = "agent_runtime.v1.Sandboxes";
+}
+
+/// A request message of the protocol: the service and method that carry it, and its answer.
+pub trait Rpc: Sized + Send + 'static {
+    /// The service it belongs to.
+    type Service: Service;
     /// What the call answers (a `Streaming` for Exec, RunCode and Download).
     type Response: Send + 'static;
     /// The gRPC method, as error messages name it ("BrowserGoto").
     const METHOD: &'static str;
 
-    /// Sends `request` on `client`.
+    /// Sends `request` over `channel` (for the `Sandbox` service with [`sandbox_client`]'s
+    /// message limits).
     fn send<T: Transport>(
-        client: SandboxClient<T>,
+        channel: T,
         request: tonic::Request<Self>,
     ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
 }
 
-/// A request of the host's `Sandboxes` (lifecycle) service.
-pub trait SandboxesRpc: Sized + Send + 'static {
-    /// What the call answers.
-    type Response: Send + 'static;
-    /// The gRPC method, as error messages name it ("Create").
-    const METHOD: &'static str;
+/// A request of the `Sandbox` service.
+pub trait SandboxRpc: Rpc<Service = Sandbox> {}
+impl<R: Rpc<Service = Sandbox>> SandboxRpc for R {}
 
-    /// Sends `request` on `client`.
-    fn send<T: Transport>(
-        client: SandboxesClient<T>,
-        request: tonic::Request<Self>,
-    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
-}
+/// A request of the `Sandboxes` service.
+pub trait SandboxesRpc: Rpc<Service = Sandboxes> {}
+impl<R: Rpc<Service = Sandboxes>> SandboxesRpc for R {}
 
 macro_rules! rpcs {
-    ($trait:ident, $client:ident { $($req:ty => $resp:ty { $method:ident, $name:literal },)* }) => {$(
-        impl $trait for $req {
+    ($service:ty, $client:path { $($req:ty => $resp:ty { $method:ident, $name:literal },)* }) => {$(
+        impl Rpc for $req {
+            type Service = $service;
             type Response = $resp;
             const METHOD: &'static str = $name;
 
             fn send<T: Transport>(
-                mut client: $client<T>,
+                channel: T,
                 request: tonic::Request<Self>,
             ) -> impl Future<Output = Result<tonic::Response<$resp>, Status>> + Send {
-                async move { client.$method(request).await }
+                async move { $client(channel).$method(request).await }
             }
         }
     )*};
 }
 
-rpcs!(SandboxRpc, SandboxClient {
+rpcs!(Sandbox, sandbox_client {
     pb::HelloRequest => pb::HelloResponse { hello, "Hello" },
     pb::ExecRequest => Streaming<pb::ExecEvent> { exec, "Exec" },
     pb::RunCodeRequest => Streaming<pb::ExecEvent> { run_code, "RunCode" },
@@ -130,7 +151,7 @@ rpcs!(SandboxRpc, SandboxClient {
     },
 });
 
-rpcs!(SandboxesRpc, SandboxesClient {
+rpcs!(Sandboxes, SandboxesClient::new {
     pb::CreateSandboxRequest => pb::SandboxInfo { create, "Create" },
     pb::GetSandboxRequest => pb::SandboxInfo { get, "Get" },
     pb::ListSandboxesRequest => pb::ListSandboxesResponse { list, "List" },
@@ -153,7 +174,11 @@ mod tests {
     fn requests_name_their_method() {
         assert_eq!(method(&pb::BrowserGotoRequest::default()), "BrowserGoto");
         assert_eq!(method(&pb::ExecRequest::default()), "Exec");
-        assert_eq!(<pb::CreateSandboxRequest as SandboxesRpc>::METHOD, "Create");
+        assert_eq!(<pb::CreateSandboxRequest as Rpc>::METHOD, "Create");
+        assert_eq!(
+            <<pb::ExecRequest as Rpc>::Service as Service>::NAME,
+            Sandbox::NAME
+        );
         is_transport::<tonic::transport::Channel>();
     }
 }

@@ -2,11 +2,6 @@
 //! `as_str`/`Display`/`FromStr` over the wire spelling, serde under the same names, and — behind
 //! features — `schemars::JsonSchema` and `clap::ValueEnum`.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::error::ClientError;
-
 /// "a", "a or b", "a, b or c".
 pub(crate) fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.collect();
@@ -49,24 +44,24 @@ macro_rules! closed_set {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = ClientError;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::error::ClientError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::ALL
                     .iter()
                     .copied()
                     .find(|v| v.as_str() == s)
-                    .ok_or_else(|| ClientError::UnknownValue {
+                    .ok_or_else(|| $crate::error::ClientError::UnknownValue {
                         set: $what,
                         value: s.to_owned(),
-                        expected: one_of(Self::ALL.iter().map(|v| v.as_str())),
+                        expected: $crate::sets::one_of(Self::ALL.iter().map(|v| v.as_str())),
                     })
             }
         }
@@ -78,6 +73,7 @@ macro_rules! closed_set {
         }
     };
 }
+pub(crate) use closed_set;
 
 closed_set!(
     /// Which output stream a chunk of a run came from (also the NDJSON `type` of REST's lines).
@@ -231,6 +227,9 @@ closed_set!(
 
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+    use std::str::FromStr;
+
     use super::*;
 
     fn round_trips<T>(all: &[T])

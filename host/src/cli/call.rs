@@ -6,10 +6,8 @@
 use std::io::Write;
 
 use agent_runtime_client::rpc::{SandboxRpc, SandboxesRpc};
-use agent_runtime_client::{sandbox_client, traceback_text, with_sandbox, RunOutcome, SandboxId};
+use agent_runtime_client::{traceback_text, with_sandbox, OutputStream, RunOutcome, SandboxId};
 use agent_runtime_proto::v1::exec_event::Event;
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use agent_runtime_proto::v1::ExecEvent;
 use anyhow::Context as _;
 use tonic::transport::Channel;
@@ -46,12 +44,9 @@ impl Host {
 
     /// Calls the host's `Sandboxes` service; the status is kept for callers that go on.
     pub async fn try_call<R: SandboxesRpc>(&self, req: R) -> Result<R::Response, tonic::Status> {
-        R::send(
-            SandboxesClient::new(self.channel.clone()),
-            tonic::Request::new(req),
-        )
-        .await
-        .map(tonic::Response::into_inner)
+        R::send(self.channel.clone(), tonic::Request::new(req))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Calls the host's `Sandboxes` service.
@@ -62,7 +57,7 @@ impl Host {
     /// Calls into `sandbox` (`sandbox-id` metadata; the host forwards the call).
     pub fn in_sandbox(&self, sandbox: SandboxId) -> InSandbox {
         InSandbox {
-            client: sandbox_client(self.channel.clone()),
+            channel: self.channel.clone(),
             sandbox,
         }
     }
@@ -71,7 +66,7 @@ impl Host {
 /// Calls addressed to one sandbox.
 #[derive(Clone)]
 pub struct InSandbox {
-    client: SandboxClient<HostChannel>,
+    channel: HostChannel,
     sandbox: SandboxId,
 }
 
@@ -83,7 +78,7 @@ impl InSandbox {
 
     /// Calls the sandbox; the status is kept for callers that go on.
     pub async fn try_call<R: SandboxRpc>(&self, req: R) -> Result<R::Response, tonic::Status> {
-        R::send(self.client.clone(), with_sandbox(req, &self.sandbox))
+        R::send(self.channel.clone(), with_sandbox(req, &self.sandbox))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -111,8 +106,8 @@ pub async fn stream_run(
     while let Some(ev) = stream.message().await.map_err(status_err)? {
         if let Some((which, bytes)) = outcome.add(&ev) {
             let sink: &mut dyn Write = match which {
-                agent_runtime_client::OutputStream::Stdout => &mut out,
-                agent_runtime_client::OutputStream::Stderr => &mut err,
+                OutputStream::Stdout => &mut out,
+                OutputStream::Stderr => &mut err,
             };
             sink.write_all(bytes)?;
             sink.flush()?;
