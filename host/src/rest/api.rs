@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use agent_runtime_client::{ContextStatus, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -70,27 +71,14 @@ fn language() -> Object {
 }
 
 fn context_status() -> Object {
-    one_of(&CONTEXT_STATUSES, "The kernel's state.", None)
+    let states: Vec<&str> = ContextStatus::ALL.iter().map(|c| c.as_str()).collect();
+    one_of(&states, "The kernel's state.", None)
 }
 
 fn error_code() -> Object {
-    one_of(&ERROR_CODES, "What kind of error.", None)
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    one_of(&codes, "What kind of error.", None)
 }
-
-/// The states sandboxd reports for a context.
-const CONTEXT_STATUSES: [&str; 4] = ["active", "busy", "restarting", "dead"];
-
-/// The codes of REST errors.
-const ERROR_CODES: [&str; 8] = [
-    "CONTEXT_NOT_FOUND",
-    "BAD_REQUEST",
-    "TIMEOUT",
-    "INTERNAL",
-    "RESOURCE_EXHAUSTED",
-    "PERMISSION_DENIED",
-    "UNAUTHORIZED",
-    "NOT_FOUND",
-];
 
 /// Body of `POST /api/v1/contexts/{id}/execute`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -241,7 +229,7 @@ pub enum StreamLine {
         error: String,
         /// What kind of error.
         #[schema(schema_with = error_code)]
-        code: String,
+        code: ErrorCode,
     },
     /// An event this host does not know.
     Unknown,
@@ -255,5 +243,5 @@ pub struct ErrorBody {
     pub error: String,
     /// What kind of error.
     #[schema(schema_with = error_code)]
-    pub code: String,
+    pub code: ErrorCode,
 }

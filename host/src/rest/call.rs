@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use agent_runtime_client::{sandbox_client, with_sandbox};
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::SANDBOX_ID_HEADER;
 use tonic::transport::Channel;
 
 use super::error::RestError;
@@ -20,17 +20,12 @@ pub const CREATE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A client for `sandbox`'s daemon.
 pub fn client(manager: &Manager, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
-    Ok(SandboxClient::new(manager.channel(sandbox)?)
-        .max_decoding_message_size(80 << 20)
-        .max_encoding_message_size(80 << 20))
+    Ok(sandbox_client(manager.channel(sandbox)?))
 }
 
 /// A request to `sandbox` with the `sandbox-id` metadata and `deadline`.
 pub fn req<T>(sandbox: &SandboxId, msg: T, deadline: Duration) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Ok(v) = sandbox.as_str().parse() {
-        r.metadata_mut().insert(SANDBOX_ID_HEADER, v);
-    }
+    let mut r = with_sandbox(msg, sandbox);
     r.set_timeout(deadline);
     r
 }

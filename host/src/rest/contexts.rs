@@ -17,7 +17,7 @@ use super::call::{req, within, within_mapped, CALL_DEADLINE, CREATE_DEADLINE};
 use super::discovery::{Contexts, Location};
 use super::error::RestError;
 use crate::ids::SandboxId;
-use crate::sandboxes::{ANONYMOUS, CONTEXT_OWNER_LABEL as OWNER_LABEL};
+use crate::sandboxes::{CreateSpec, ANONYMOUS, CONTEXT_OWNER_LABEL as OWNER_LABEL};
 
 /// The body, or BAD_REQUEST saying what is wrong with it.
 pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, RestError> {
@@ -48,7 +48,6 @@ fn view(c: &Context, sandbox: &SandboxId) -> ContextView {
     (status = 429, description = "RESOURCE_EXHAUSTED: the host's sandbox cap or memory budget \
         is reached", body = ErrorBody),
     (status = 500, description = "INTERNAL", body = ErrorBody),
-    (status = 503, description = "INTERNAL: the sandbox is unreachable", body = ErrorBody),
 ))]
 pub async fn create(
     State(state): State<Arc<Contexts>>,
@@ -85,7 +84,12 @@ pub async fn create(
             Some(warm) => (warm.id, true),
             None => {
                 let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
-                let made = manager.create_with("", 0.0, 0, labels, false).await?;
+                let made = manager
+                    .create(CreateSpec {
+                        labels,
+                        ..CreateSpec::default()
+                    })
+                    .await?;
                 (made.id, true)
             }
         },
@@ -161,7 +165,6 @@ responses(
     (status = 404, description = "CONTEXT_NOT_FOUND", body = ErrorBody),
     (status = 408, description = "TIMEOUT: the sandbox did not answer in time", body = ErrorBody),
     (status = 500, description = "INTERNAL", body = ErrorBody),
-    (status = 503, description = "INTERNAL: the sandbox is unreachable", body = ErrorBody),
 ))]
 pub async fn get(
     State(state): State<Arc<Contexts>>,
@@ -185,7 +188,6 @@ responses(
     (status = 404, description = "CONTEXT_NOT_FOUND", body = ErrorBody),
     (status = 408, description = "TIMEOUT: the sandbox did not answer in time", body = ErrorBody),
     (status = 500, description = "INTERNAL", body = ErrorBody),
-    (status = 503, description = "INTERNAL: the sandbox is unreachable", body = ErrorBody),
 ))]
 pub async fn delete(
     State(state): State<Arc<Contexts>>,

@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_runtime_client::{run_timeout, RunOutcome};
 use agent_runtime_proto::v1::exec_event::Event;
-use agent_runtime_proto::v1::{ExecEvent, RunCodeRequest};
+use agent_runtime_proto::v1::{ExecError, ExecEvent, RichResult, RunCodeRequest};
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -19,10 +20,6 @@ use super::contexts::json_body;
 use super::discovery::Contexts;
 use super::error::RestError;
 
-/// Default execution timeout in seconds (§3.2).
-const DEFAULT_TIMEOUT_S: f64 = 30.0;
-/// Longest execution timeout.
-const MAX_TIMEOUT_S: f64 = 3600.0;
 /// What an execution's deadline adds to its timeout: sandboxd enforces the timeout (and may
 /// restart the kernel after it); the deadline only guards against a daemon that hangs.
 const RUN_MARGIN: Duration = Duration::from_secs(10);
@@ -43,7 +40,6 @@ request_body = ExecuteBody, responses(
         interrupted; the message says whether its state was kept), or the sandbox did not \
         answer in time", body = ErrorBody),
     (status = 500, description = "INTERNAL", body = ErrorBody),
-    (status = 503, description = "INTERNAL: the sandbox is unreachable", body = ErrorBody),
 ))]
 pub async fn execute(
     State(state): State<Arc<Contexts>>,
@@ -52,23 +48,20 @@ pub async fn execute(
     body: Result<Json<ExecuteBody>, JsonRejection>,
 ) -> Result<Response, RestError> {
     let body = json_body(body)?;
-    let timeout = body.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
-    if !timeout.is_finite() || timeout <= 0.0 || timeout > MAX_TIMEOUT_S {
-        return Err(RestError::bad_request(format!(
-            "timeout must be between 0 and {MAX_TIMEOUT_S} seconds"
-        )));
-    }
+    // Absent or 0: the default (§3.2).
+    let timeout = run_timeout(body.timeout.unwrap_or(0.0))
+        .map_err(|e| RestError::bad_request(e.to_string()))?;
     let at = state.locate(&id).await?;
     // The sandbox enforces the timeout; this deadline (for the whole stream, not only its
     // start) guards against a daemon that hangs.
-    let deadline = Duration::from_secs_f64(timeout) + RUN_MARGIN;
+    let deadline = timeout + RUN_MARGIN;
     let until = tokio::time::Instant::now() + deadline;
     let request = req(
         &at.sandbox,
         RunCodeRequest {
             context_id: id.clone(),
             code: body.code,
-            timeout_seconds: timeout,
+            timeout_seconds: timeout.as_secs_f64(),
         },
         deadline,
     );
@@ -88,86 +81,60 @@ pub async fn execute(
             .into_response());
     }
 
-    let mut out = Collected::default();
+    let mut out = RunOutcome::new();
     loop {
         let next = tokio::time::timeout_at(until, stream.message())
             .await
             .map_err(|_| no_answer(&at.sandbox, deadline))?
             .map_err(|s| RestError::from_status(&s))?;
         let Some(ev) = next else { break };
-        out.add(ev);
+        out.add(&ev);
     }
-    if out.killed && out.reason == "timeout" {
-        let kept = if out.state_lost {
+    if out.timed_out() {
+        let kept = if out.state_lost() {
             "the kernel ignored the interrupt and was restarted: its state is lost"
         } else {
             "the execution was interrupted; the context keeps its state"
         };
         return Err(RestError::timeout(format!(
-            "execution timed out after {timeout} s: {kept}"
+            "execution timed out after {} s: {kept}",
+            timeout.as_secs_f64()
         )));
     }
+    let (success, stderr) = (out.success(), out.stderr_with_traceback());
+    let (execution_time, state_lost) = (out.duration().as_secs_f64(), out.state_lost());
     Ok(Json(ExecuteResult {
-        success: out.error.is_none() && !out.killed,
+        success,
         output: Output {
             stdout: out.stdout,
-            stderr: out.stderr,
+            stderr,
         },
-        execution_time: out.duration_ms as f64 / 1000.0,
-        results: out.results,
-        error: out.error,
-        state_lost: out.state_lost,
+        execution_time,
+        results: out.results.into_iter().map(rich_output).collect(),
+        error: out.error.map(run_error),
+        state_lost,
     })
     .into_response())
 }
 
-/// What one execution produced.
-#[derive(Default)]
-struct Collected {
-    stdout: String,
-    stderr: String,
-    results: Vec<RichOutput>,
-    error: Option<RunError>,
-    killed: bool,
-    reason: String,
-    state_lost: bool,
-    duration_ms: u64,
-}
-
-impl Collected {
-    fn add(&mut self, ev: ExecEvent) {
-        match ev.event {
-            Some(Event::Stdout(b)) => self.stdout.push_str(&String::from_utf8_lossy(&b)),
-            Some(Event::Stderr(b)) => self.stderr.push_str(&String::from_utf8_lossy(&b)),
-            Some(Event::Result(r)) => self.results.push(RichOutput {
-                data: r.data,
-                is_main_result: r.is_main_result,
-            }),
-            Some(Event::Error(e)) => {
-                if !self.stderr.is_empty() && !self.stderr.ends_with('\n') {
-                    self.stderr.push('\n');
-                }
-                self.stderr.push_str(&e.traceback.join("\n"));
-                self.stderr.push('\n');
-                self.error = Some(RunError {
-                    name: e.name,
-                    value: e.value,
-                    traceback: e.traceback,
-                });
-            }
-            Some(Event::Exit(x)) => {
-                self.killed = x.killed;
-                self.reason = x.reason;
-                self.state_lost = x.state_lost;
-                self.duration_ms = x.duration_ms;
-            }
-            None => {}
-        }
+fn rich_output(r: RichResult) -> RichOutput {
+    RichOutput {
+        data: r.data,
+        is_main_result: r.is_main_result,
     }
 }
 
-/// One streamed event as an NDJSON line.
-fn event_line(ev: ExecEvent) -> StreamLine {
+fn run_error(e: ExecError) -> RunError {
+    RunError {
+        name: e.name,
+        value: e.value,
+        traceback: e.traceback,
+    }
+}
+
+/// One streamed event as an NDJSON line; `ended` is the fold of the events so far (this one
+/// included), which decides the `done` line's success.
+fn event_line(ev: ExecEvent, ended: &RunOutcome) -> StreamLine {
     let Some(event) = ev.event else {
         return StreamLine::Unknown;
     };
@@ -178,18 +145,31 @@ fn event_line(ev: ExecEvent) -> StreamLine {
         Event::Stderr(b) => StreamLine::Stderr {
             data: String::from_utf8_lossy(&b).into_owned(),
         },
-        Event::Result(r) => StreamLine::Result {
-            data: r.data,
-            is_main_result: r.is_main_result,
-        },
-        Event::Error(e) => StreamLine::Error {
-            name: e.name,
-            value: e.value,
-            traceback: e.traceback,
-        },
+        Event::Result(r) => {
+            let RichOutput {
+                data,
+                is_main_result,
+            } = rich_output(r);
+            StreamLine::Result {
+                data,
+                is_main_result,
+            }
+        }
+        Event::Error(e) => {
+            let RunError {
+                name,
+                value,
+                traceback,
+            } = run_error(e);
+            StreamLine::Error {
+                name,
+                value,
+                traceback,
+            }
+        }
         Event::Exit(x) => StreamLine::Done {
-            success: !x.killed && x.code == 0,
-            execution_time: x.duration_ms as f64 / 1000.0,
+            success: ended.success(),
+            execution_time: ended.duration().as_secs_f64(),
             killed: x.killed,
             reason: x.reason,
             state_lost: x.state_lost,
@@ -215,19 +195,27 @@ fn stream_lines(
     late: RestError,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, Infallible>> + Send {
     let late = Arc::new(failed(&late));
-    futures::stream::unfold(Some(stream), move |state| {
+    // The fold keeps no output (the lines carry it) and no rich results: only what decides
+    // success.
+    let ended = RunOutcome::with_cap(0);
+    futures::stream::unfold(Some((stream, ended)), move |state| {
         let late = late.clone();
         async move {
-            let mut stream = state?;
+            let (mut stream, mut ended) = state?;
             let line = match tokio::time::timeout_at(until, stream.message()).await {
-                Ok(Ok(Some(ev))) => event_line(ev),
+                Ok(Ok(Some(ev))) => {
+                    if !matches!(ev.event, Some(Event::Result(_))) {
+                        ended.add(&ev);
+                    }
+                    event_line(ev, &ended)
+                }
                 Ok(Ok(None)) => return None,
                 Ok(Err(s)) => {
                     return Some((Ok(ndjson(&failed(&RestError::from_status(&s)))), None))
                 }
                 Err(_) => return Some((Ok(ndjson(&late)), None)),
             };
-            Some((Ok(ndjson(&line)), Some(stream)))
+            Some((Ok(ndjson(&line)), Some((stream, ended))))
         }
     })
 }

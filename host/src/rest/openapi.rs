@@ -15,10 +15,9 @@ pub fn base() -> OpenApi {
         .title("Agent Runtime REST API")
         .version("1.0.0")
         .description(Some(
-            "Stateful Python contexts (Jupyter kernels) in sandboxes. Errors are {\"error\": \
-             string, \"code\": string}, the code one of CONTEXT_NOT_FOUND, BAD_REQUEST, TIMEOUT, \
-             INTERNAL, RESOURCE_EXHAUSTED, PERMISSION_DENIED, UNAUTHORIZED or NOT_FOUND (no such \
-             endpoint). HTTP Basic authentication when the host is started with credentials.",
+            "Stateful Python contexts (Jupyter kernels) in sandboxes. Every error is \
+             {\"error\": string, \"code\": string} (the Error schema lists the codes). HTTP \
+             Basic authentication when the host is started with credentials.",
         ))
         .build();
     let components = ComponentsBuilder::new()
