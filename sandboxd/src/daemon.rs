@@ -17,8 +17,8 @@ use crate::contexts::{Contexts, PREWARM_ENV};
 use crate::exec::Exec;
 use crate::files::Files;
 use crate::identity::{authenticated, Identity};
-use crate::paths::Workspace;
 use crate::service::SandboxService;
+use crate::workspace::Workspace;
 
 /// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
 pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;

@@ -1,11 +1,11 @@
 //! One-shot runs of python, shell and node code, streamed as they happen.
 //!
-//! A run is one session (see `processes`): the interpreter reads the code from a temporary file, its
-//! stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a client
-//! that goes away or daemon shutdown kill all of the run's processes — its session, its tree, and
-//! what it left behind after `setsid` or a double fork (see `tree`). Output past the cap is read and
-//! dropped, never buffered (`run_limits`); a bounded channel makes a slow client slow the reading
-//! down instead of growing memory (`run_events`).
+//! A run is one session (see `processes`): the interpreter reads the code from a temporary file,
+//! its stdout and stderr are read concurrently in chunks and sent on at once, and a timeout, a
+//! client that goes away or daemon shutdown kill all of the run's processes — its session, its
+//! tree, and what it left behind after `setsid` or a double fork (see `process_tree`). Output past
+//! the cap is read and dropped, never buffered (`run_limits`); a bounded channel makes a slow
+//! client slow the reading down instead of growing memory (`run_events`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,10 +21,10 @@ use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::paths::Workspace;
+use crate::process_tree::Tree;
 use crate::run_events::{EventSender, EventStream, KillReason};
 use crate::run_limits::{timeout_from, OutputCap, DEFAULT_MAX_OUTPUT};
-use crate::tree::Tree;
+use crate::workspace::Workspace;
 use crate::{oom, processes};
 
 /// Largest chunk read from a pipe (and so the largest output event).
@@ -215,8 +215,8 @@ pub struct Exec {
 
 impl Exec {
     /// An Exec that runs code in `workspace`; `background` stops its leftover pipe drainers and
-    /// the process tracker. This makes the daemon a child subreaper (see `tree`), so it is made
-    /// once, at start.
+    /// the process tracker. This makes the daemon a child subreaper (see `process_tree`), so it is
+    /// made once, at start.
     pub fn new(workspace: Workspace, background: CancellationToken) -> Self {
         Self {
             workspace,
@@ -307,7 +307,7 @@ impl Exec {
         leaders.extend(self.tree.runs());
         leaders.sort_unstable();
         leaders.dedup();
-        // On this thread, not the blocking pool: see `tree`.
+        // On this thread, not the blocking pool: see `process_tree`.
         self.tree.kill_runs(&leaders, true);
         self.background.cancel();
     }

@@ -14,8 +14,8 @@ use agent_runtime_proto::v1::{FileInfo, ListDirResponse, ReadFileResponse, Write
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::paths::Workspace;
 use crate::privileges;
+use crate::workspace::Workspace;
 
 /// Largest file ReadFile returns (WriteFile and ReadFile messages must fit the 80 MiB limit).
 pub const READ_LIMIT: u64 = 64 * 1024 * 1024;

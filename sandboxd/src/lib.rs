@@ -10,14 +10,14 @@ pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod oom;
-pub mod paths;
 pub mod privileges;
+pub mod process_tree;
 pub mod processes;
 pub mod run_events;
 pub mod run_limits;
 pub mod service;
 pub mod transfer;
-pub mod tree;
+pub mod workspace;
 
 pub use daemon::run;
 pub use error::{Error, Result};

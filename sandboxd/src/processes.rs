@@ -3,7 +3,8 @@
 //! Each run's interpreter calls `setsid()` before exec, so the run is one session whose id is the
 //! leader's pid. Killing the process group catches ordinary children; scanning `/proc` for the
 //! session id also catches those that moved to another process group (job control, `setpgid`).
-//! Processes that left the session (`setsid`, a double fork) are found by `tree`, which kills runs.
+//! Processes that left the session (`setsid`, a double fork) are found by `process_tree`, which
+//! kills runs.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStringExt;
@@ -71,7 +72,7 @@ pub fn isolate(cmd: &mut Command) {
 /// Kills every process of the given sessions, and every process below one of them (children that
 /// called `setsid`) and in those processes' sessions, with SIGKILL, blocking until none is left (or
 /// a few rounds have passed, for processes forked while we were scanning). Runs are killed by
-/// `tree`, which also finds what double-forked away; this is for kernels.
+/// `process_tree`, which also finds what double-forked away; this is for kernels.
 pub fn kill_sessions_blocking(sids: &[i32]) {
     // Never our own session, nor init's.
     // SAFETY: getsid(0) only reads the calling process's session id.
@@ -100,7 +101,7 @@ pub fn kill_sessions_blocking(sids: &[i32]) {
         let doomed = family(&procs, &sids, own);
         // Reaped at once, so that their process slots are free again (a fork bomb's zombies would
         // otherwise still fill the pids limit when the caller's next command starts). sandboxd is
-        // a child subreaper (see `tree`), so every orphan here is its child; the leaders
+        // a child subreaper (see `process_tree`), so every orphan here is its child; the leaders
         // themselves are children tokio waits for and are left to it.
         let zombies: Vec<i32> = doomed
             .iter()

@@ -119,7 +119,7 @@ impl Browser {
     pub async fn upload_file(
         &self,
         req: pb::BrowserUploadFileRequest,
-        workspace: &crate::paths::Workspace,
+        workspace: &crate::workspace::Workspace,
     ) -> Result<pb::BrowserActionResponse> {
         if req.paths.is_empty() {
             return Err(BrowserError::invalid(

@@ -15,9 +15,9 @@ use super::cell;
 use super::context::{Context, ContextId};
 use super::kernel::{self, Kernel, Live};
 use crate::error::{Error, Result};
-use crate::paths::Workspace;
 use crate::run_events::{EventSender, EventStream};
 use crate::run_limits::timeout_from;
+use crate::workspace::Workspace;
 
 /// Most contexts one sandbox may have (each kernel takes 50-80 MB).
 pub const MAX_CONTEXTS: usize = 16;
