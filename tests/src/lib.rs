@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use agent_runtime_client::{sandbox_client, with_sandbox, RunOutcome, SandboxId, Transport};
 use agent_runtime_proto::v1::exec_event::Event;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use agent_runtime_proto::v1::{
-    CreateSandboxRequest, DestroySandboxRequest, ExecEvent, ExecExit, ExecRequest,
+    CreateSandboxRequest, DestroySandboxRequest, ExecError, ExecEvent, ExecExit, ExecRequest,
+    GetSandboxRequest, ReadFileRequest, RichResult, RunCodeRequest, WriteFileRequest,
 };
-use agent_runtime_proto::SANDBOX_ID_HEADER;
 use anyhow::{anyhow, bail, Context as _};
 use tonic::transport::Channel;
 
@@ -193,9 +194,7 @@ impl Host {
 
     /// A sandbox-service client (pass `sandbox-id` with [`with_id`]).
     pub async fn sandbox(&self) -> SandboxClient<Channel> {
-        SandboxClient::new(self.channel().await)
-            .max_decoding_message_size(80 << 20)
-            .max_encoding_message_size(80 << 20)
+        sandbox_client(self.channel().await)
     }
 
     /// Creates a sandbox with default limits; returns its id.
@@ -270,63 +269,363 @@ impl Drop for Host {
     }
 }
 
-/// Wraps a message with the `sandbox-id` metadata.
+/// Wraps a message with the `sandbox-id` metadata (the client layer's [`with_sandbox`]); `id`
+/// must be a well-formed sandbox id.
 pub fn with_id<T>(id: &str, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.metadata_mut()
-        .insert(SANDBOX_ID_HEADER, id.parse().expect("ascii id"));
-    req
+    let sandbox = SandboxId::parse(id).unwrap_or_else(|| panic!("{id:?} is not a sandbox id"));
+    with_sandbox(msg, &sandbox)
 }
 
-/// What one exec produced.
+/// What one Exec or RunCode streamed, folded by the client layer's [`RunOutcome`] (kept whole in
+/// `outcome`: `error`, `success()`, `timed_out()`…), with its text and results at hand and the
+/// exit event a finished run always has.
 #[derive(Debug, Default)]
 pub struct ExecOutcome {
-    /// All stdout bytes, as text.
+    /// All stdout, as text.
     pub stdout: String,
-    /// All stderr bytes, as text.
+    /// All stderr, as text.
     pub stderr: String,
+    /// Rich results (RunCode), in order.
+    pub results: Vec<RichResult>,
     /// The exit event.
     pub exit: ExecExit,
-    /// Every event, with the time since the call started.
-    pub events: Vec<(Duration, ExecEvent)>,
-    /// Wall time of the whole call.
+    /// Every event, in order.
+    pub events: Vec<ExecEvent>,
+    /// The client layer's fold of the events.
+    pub outcome: RunOutcome,
+    /// Wall time of the whole call, for benchmarks' numbers; tests assert order, not this.
     pub elapsed: Duration,
 }
 
-/// Runs an exec request and collects the stream.
+impl ExecOutcome {
+    /// Every error event, in order (the fold keeps the last as `outcome.error`).
+    pub fn errors(&self) -> Vec<&ExecError> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(Event::Error(err)) => Some(err),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// How long a run may go without ending before a test calls it hung (runs in the tests time out
+/// within a minute; this only stops a stuck test).
+const RUN_GUARD: Duration = Duration::from_secs(300);
+
+/// An Exec or RunCode stream being read: wait for an event that proves the run reached a point,
+/// act, then [`Run::finish`].
+pub struct Run {
+    stream: tonic::Streaming<ExecEvent>,
+    started: Instant,
+    outcome: RunOutcome,
+    events: Vec<ExecEvent>,
+}
+
+impl Run {
+    fn new(stream: tonic::Streaming<ExecEvent>, started: Instant) -> Self {
+        Self {
+            stream,
+            started,
+            outcome: RunOutcome::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads and folds the next event; `None` at the end of the stream. Panics on an event after
+    /// the exit event or an empty event (the protocol forbids both).
+    pub async fn next(&mut self) -> Result<Option<&ExecEvent>, tonic::Status> {
+        let Some(ev) = self.stream.message().await? else {
+            return Ok(None);
+        };
+        assert!(
+            self.outcome.exit.is_none(),
+            "an event after the exit event: {ev:?}"
+        );
+        assert!(ev.event.is_some(), "an empty event");
+        self.outcome.add(&ev);
+        self.events.push(ev);
+        Ok(self.events.last())
+    }
+
+    /// Reads until the stdout so far contains `needle`: the run has reached that point. Fails the
+    /// test when the run ends (or fails, or hangs) first.
+    pub async fn until_stdout(&mut self, needle: &str) {
+        let wait = async {
+            while !self.outcome.stdout.contains(needle) {
+                match self.next().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!(
+                        "the run ended without printing {needle:?}: {:?}",
+                        self.outcome
+                    ),
+                    Err(s) => panic!("the run failed before printing {needle:?}: {s:?}"),
+                }
+            }
+        };
+        hang_guard(RUN_GUARD, &format!("waiting for {needle:?}"), wait).await;
+    }
+
+    /// The fold of the events read so far.
+    pub fn so_far(&self) -> &RunOutcome {
+        &self.outcome
+    }
+
+    /// Reads the rest of the stream. Panics unless exactly one exit event came, or as hung.
+    pub async fn finish(mut self) -> Result<ExecOutcome, tonic::Status> {
+        let rest = async {
+            while self.next().await?.is_some() {}
+            Ok::<_, tonic::Status>(())
+        };
+        hang_guard(RUN_GUARD, "the rest of the run", rest).await?;
+        let exit = self.outcome.exit.clone().unwrap_or_else(|| {
+            panic!("the stream ended without an exit event: {:?}", self.outcome)
+        });
+        Ok(ExecOutcome {
+            stdout: self.outcome.stdout.clone(),
+            stderr: self.outcome.stderr.clone(),
+            results: self.outcome.results.clone(),
+            exit,
+            events: self.events,
+            outcome: self.outcome,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// Starts an Exec; read it with [`Run`].
+pub async fn start_exec<T: Transport>(
+    client: &mut SandboxClient<T>,
+    id: &str,
+    req: ExecRequest,
+) -> Result<Run, tonic::Status> {
+    let started = Instant::now();
+    let stream = client.exec(with_id(id, req)).await?.into_inner();
+    Ok(Run::new(stream, started))
+}
+
+/// Starts a RunCode in a context; read it with [`Run`].
+pub async fn start_run_code<T: Transport>(
+    client: &mut SandboxClient<T>,
+    sandbox: &str,
+    context: &str,
+    code: &str,
+    timeout_s: f64,
+) -> Result<Run, tonic::Status> {
+    let started = Instant::now();
+    let req = RunCodeRequest {
+        context_id: context.into(),
+        code: code.into(),
+        timeout_seconds: timeout_s,
+    };
+    let stream = client.run_code(with_id(sandbox, req)).await?.into_inner();
+    Ok(Run::new(stream, started))
+}
+
+/// Runs an exec request and collects the stream (errors carry the status's code name).
 pub async fn exec_with(
     client: &mut SandboxClient<Channel>,
     id: &str,
     req: ExecRequest,
 ) -> anyhow::Result<ExecOutcome> {
-    let started = Instant::now();
-    let mut stream = client
-        .exec(with_id(id, req))
+    let run = start_exec(client, id, req)
         .await
-        .map_err(|s| anyhow!("{s:?}"))?
-        .into_inner();
-    let mut out = ExecOutcome::default();
-    let mut got_exit = false;
-    while let Some(ev) = stream.message().await.map_err(|s| anyhow!("{s:?}"))? {
-        match &ev.event {
-            Some(Event::Stdout(b)) => out.stdout.push_str(&String::from_utf8_lossy(b)),
-            Some(Event::Stderr(b)) => out.stderr.push_str(&String::from_utf8_lossy(b)),
-            Some(Event::Exit(x)) => {
-                if got_exit {
-                    bail!("two exit events");
-                }
-                got_exit = true;
-                out.exit = x.clone();
-            }
-            _ => {}
+        .map_err(|s| anyhow!("{s:?}"))?;
+    run.finish().await.map_err(|s| anyhow!("{s:?}"))
+}
+
+/// Runs code in a context and collects the stream.
+pub async fn run_code(
+    client: &mut SandboxClient<Channel>,
+    sandbox: &str,
+    context: &str,
+    code: &str,
+    timeout_s: f64,
+) -> Result<ExecOutcome, tonic::Status> {
+    start_run_code(client, sandbox, context, code, timeout_s)
+        .await?
+        .finish()
+        .await
+}
+
+/// Which of several concurrent things finished first: each calls [`Order::done`] when it ends,
+/// and the test asserts the order (never how long anything took).
+#[derive(Debug, Default)]
+pub struct Order(Mutex<Vec<&'static str>>);
+
+impl Order {
+    /// Records that `what` has finished.
+    pub fn done(&self, what: &'static str) {
+        self.0.lock().expect("order lock").push(what);
+    }
+
+    /// Whether `what` has finished yet.
+    pub fn has(&self, what: &str) -> bool {
+        self.0.lock().expect("order lock").contains(&what)
+    }
+
+    /// What finished, in order.
+    pub fn seen(&self) -> Vec<&'static str> {
+        self.0.lock().expect("order lock").clone()
+    }
+}
+
+/// Panics with "hung" when `fut` is not done within `limit`: a guard that stops a stuck test,
+/// not a check of speed.
+pub async fn hang_guard<F: std::future::Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} hung (no answer in {limit:?})"),
+    }
+}
+
+impl Host {
+    /// Runs shell code, failing the test (with the host log) when the call fails or hangs.
+    pub async fn sh(&self, id: &str, code: &str) -> ExecOutcome {
+        self.must_exec(id, "shell", code).await
+    }
+
+    /// Runs Python and parses the one JSON object it prints.
+    pub async fn py_json(&self, id: &str, code: &str) -> serde_json::Value {
+        let out = self.must_exec(id, "python", code).await;
+        serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", out.stdout, out.stderr))
+    }
+
+    async fn must_exec(&self, id: &str, language: &str, code: &str) -> ExecOutcome {
+        match tokio::time::timeout(Duration::from_secs(90), self.exec(id, language, code, 60.0))
+            .await
+        {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => panic!(
+                "{language} in {id} failed: {e}\ncode: {code}\nhost log:\n{}",
+                self.log()
+            ),
+            Err(_) => panic!(
+                "{language} in {id} hung for 90 s (did user code stop sandboxd?)\ncode: {code}\nhost log:\n{}",
+                self.log()
+            ),
         }
-        out.events.push((started.elapsed(), ev));
     }
-    out.elapsed = started.elapsed();
-    if !got_exit {
-        bail!("stream ended without an exit event");
+
+    /// Reads a whole file through the host, as a client would (no client deadline: the host's
+    /// own applies); a guard fails the test if it hangs.
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, tonic::Status> {
+        let req = ReadFileRequest {
+            path: path.into(),
+            max_bytes: 0,
+        };
+        let call = async { self.sandbox().await.read_file(with_id(id, req)).await };
+        hang_guard(
+            Duration::from_secs(90),
+            &format!("ReadFile {path} in {id}"),
+            call,
+        )
+        .await
+        .map(|r| r.into_inner().content)
     }
-    Ok(out)
+
+    /// Writes a whole file through the host; fails the test on an error.
+    pub async fn write_file(&self, id: &str, path: &str, content: &[u8]) {
+        let req = WriteFileRequest {
+            path: path.into(),
+            content: content.to_vec(),
+            ..Default::default()
+        };
+        self.sandbox()
+            .await
+            .write_file(with_id(id, req))
+            .await
+            .unwrap_or_else(|s| panic!("WriteFile {path} in {id}: {s:?}"));
+    }
+
+    /// A sandbox's status as `Get` reports it, or the error code.
+    pub async fn status(&self, id: &str) -> Result<String, tonic::Code> {
+        self.sandboxes()
+            .await
+            .get(GetSandboxRequest {
+                sandbox_id: id.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .map_err(|s| s.code())
+    }
+
+    /// Polls `Get` until `done` holds; fails the test as hung, naming
+    /// `what` was awaited and the last status, when two minutes pass first (a guard against
+    /// waiting forever, not a speed check).
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Result<String, tonic::Code>) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.status(id).await;
+            if done(&s) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("hung waiting for {id} to be {what}: Get still says {s:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The host pid of a container's sandboxd (the child of Docker's init).
+pub fn daemon_host_pid(container: &str) -> i32 {
+    let init = docker(&["inspect", "-f", "{{.State.Pid}}", container]).expect("inspect pid");
+    let init = init.trim();
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .expect("children of the container's init");
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sandboxd")
+        })
+        .unwrap_or_else(|| panic!("no sandboxd under {container}'s init ({children})"))
+}
+
+/// A sandbox whose daemon is stopped (SIGSTOP from the host, as user code could once do from
+/// inside): Docker sees a running container, the daemon answers nothing. Continued on drop.
+pub struct Stopped(i32);
+
+impl Stopped {
+    /// Stops the daemon of sandbox `container`.
+    pub fn new(container: &str) -> Self {
+        let pid = daemon_host_pid(container);
+        // SAFETY: plain kill(2) on a pid read from /proc a moment ago.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2), continuing the process stopped above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// A `docker pause`d sandbox, unpaused on drop (however the test ends).
+pub struct Paused(String);
+
+impl Paused {
+    /// Pauses the container of sandbox `id`.
+    pub fn new(id: &str) -> Self {
+        docker(&["pause", id]).expect("docker pause");
+        Self(id.to_owned())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = docker(&["unpause", &self.0]);
+    }
 }
 
 /// Runs the docker CLI and returns stdout.
@@ -392,9 +691,11 @@ impl Host {
 
     /// A sandbox-service client that authenticates with `token` (pass `sandbox-id` with [`with_id`]).
     pub async fn sandbox_as(&self, token: Option<&str>) -> SandboxClient<AuthedChannel> {
-        SandboxClient::with_interceptor(self.channel().await, Bearer(token.map(str::to_owned)))
-            .max_decoding_message_size(80 << 20)
-            .max_encoding_message_size(80 << 20)
+        let authed = tonic::service::interceptor::InterceptedService::new(
+            self.channel().await,
+            Bearer(token.map(str::to_owned)),
+        );
+        sandbox_client(authed)
     }
 
     /// The host's `grpc.health.v1.Health/Check` status for the whole server (1 = SERVING).
