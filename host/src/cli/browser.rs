@@ -320,3 +320,35 @@ fn save_png(path: &std::path::Path, b64: &str) -> anyhow::Result<()> {
         .context("the screenshot is not base64")?;
     std::fs::write(path, png).with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::target;
+    use crate::cli::Cli;
+
+    #[test]
+    fn refs_and_selectors() {
+        assert_eq!(target("ref_3").ref_id, "ref_3");
+        assert_eq!(target("12").ref_id, "12");
+        let css = target("#search input");
+        assert_eq!(
+            (css.selector.as_str(), css.ref_id.as_str()),
+            ("#search input", "")
+        );
+    }
+
+    #[test]
+    fn actions_are_closed_sets() {
+        let parse = |args: &[&str]| {
+            let all = ["agent-runtime", "browser", "-s", "sb-1"];
+            Cli::try_parse_from(all.iter().chain(args)).is_ok()
+        };
+        assert!(parse(&["navigate", "back"]));
+        assert!(!parse(&["navigate", "up"]));
+        assert!(parse(&["tabs"]));
+        assert!(parse(&["tabs", "new", "http://127.0.0.1/"]));
+        assert!(!parse(&["tabs", "open"]));
+    }
+}
