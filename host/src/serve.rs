@@ -14,6 +14,7 @@ use tonic::service::Routes;
 
 use crate::auth::Gate;
 use crate::backend::docker::{DockerBackend, DockerConfig};
+use crate::backend::local::LocalBackend;
 use crate::backend::Backend;
 use crate::config;
 use crate::error::HostError;
@@ -482,6 +483,14 @@ impl InProcessHost {
             stop,
             task: Some(task),
         })
+    }
+
+    /// A host over a fresh [`LocalBackend`] (sandboxd processes; see its doc for where the
+    /// binary is found); the backend is returned too, to kill or stop daemons.
+    pub async fn local(opts: InProcessOptions) -> anyhow::Result<(Self, Arc<LocalBackend>)> {
+        let backend = Arc::new(LocalBackend::new()?);
+        let host = Self::start(backend.clone(), opts).await?;
+        Ok((host, backend))
     }
 
     /// The gRPC address as a URL: `http://127.0.0.1:PORT`.
