@@ -1,19 +1,18 @@
 //! The one path every `Sandbox`-service call takes: pick the sandbox, stamp its id, set the
 //! call's deadline, call the host, map a failure to a [`ToolError`], and (for most tools) shape
-//! the reply. Each request type says once, through [`rpc!`], which method carries it,
-//! the name its errors use, and when its deadline or its NOT_FOUND differ from the default.
+//! the reply. The client layer ties each request type to its method ([`SandboxRpc`]); [`calls!`]
+//! adds, once per type, the name its errors use and when its deadline or its NOT_FOUND differ
+//! from the default.
 
-use std::future::Future;
 use std::time::Duration;
 
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
+use agent_runtime_client::{with_sandbox, Rpc, SandboxId, SandboxRpc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tonic::Status;
 
 use crate::error::ToolError;
-use crate::host_conn::{with_sandbox, HostChannel, DEFAULT_DEADLINE};
-use crate::ids::SandboxId;
+use crate::host_conn::DEFAULT_DEADLINE;
 use crate::results::{respond, Outcome, ToolResult};
 use crate::server::Bridge;
 
@@ -32,12 +31,11 @@ impl SandboxRef {
     }
 }
 
-/// A request of the `Sandbox` service, as the bridge sends it.
-pub trait Rpc: Sized + Send + 'static {
-    /// What the call answers.
-    type Response: Send;
-    /// The name its error messages use.
-    const NAME: &'static str;
+/// A request of the `Sandbox` service as the bridge sends it: the client layer's
+/// [`SandboxRpc`] (which method carries it) plus the bridge's deadline and error mapping.
+pub trait Call: SandboxRpc {
+    /// The name its error messages use (a tool's name where a model knows it better).
+    const NAME: &'static str = <Self as Rpc>::METHOD;
 
     /// How long the call may take.
     fn deadline(&self) -> Duration {
@@ -48,12 +46,6 @@ pub trait Rpc: Sized + Send + 'static {
     fn error(status: &Status) -> ToolError {
         ToolError::from_status(Self::NAME, status)
     }
-
-    /// Sends the request on `client`.
-    fn send(
-        client: SandboxClient<HostChannel>,
-        request: tonic::Request<Self>,
-    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send;
 }
 
 /// A response a tool returns as it is: its JSON shape (DESIGN.md §3.1).
@@ -62,58 +54,46 @@ pub trait Reply {
     fn reply(self) -> Outcome;
 }
 
-/// Implements [`Rpc`] for request types: `Request => Response { method, "name" }`, optionally
-/// followed by `, deadline: f` (`fn(&Request) -> Duration`) and `, error: g`
-/// (`fn(&str, &Status) -> ToolError`).
-macro_rules! rpc {
-    ($($req:ty => $resp:ty { $method:ident, $name:literal
-        $(, deadline: $deadline:path)? $(, error: $error:path)? $(,)? })*) => {$(
-        impl $crate::call::Rpc for $req {
-            type Response = $resp;
-            const NAME: &'static str = $name;
+/// Implements [`Call`] for request types: `Request { name: "…", deadline: f, error: g, }`, each
+/// part optional (in that order, each with its comma): the name errors use (default: the gRPC
+/// method), `fn(&Request) -> Duration`, and `fn(&str, &Status) -> ToolError`.
+macro_rules! calls {
+    ($($req:ty { $(name: $name:literal,)? $(deadline: $deadline:path,)? $(error: $error:path,)? })*) => {$(
+        impl $crate::call::Call for $req {
+            $(const NAME: &'static str = $name;)?
             $(fn deadline(&self) -> ::std::time::Duration {
                 $deadline(self)
             })?
             $(fn error(status: &::tonic::Status) -> $crate::error::ToolError {
-                $error(Self::NAME, status)
+                $error(<Self as $crate::call::Call>::NAME, status)
             })?
-            fn send(
-                mut client: ::agent_runtime_proto::v1::sandbox_client::SandboxClient<
-                    $crate::host_conn::HostChannel,
-                >,
-                request: ::tonic::Request<Self>,
-            ) -> impl ::std::future::Future<
-                Output = Result<::tonic::Response<$resp>, ::tonic::Status>,
-            > + Send {
-                async move { client.$method(request).await }
-            }
         }
     )*};
 }
-pub(crate) use rpc;
+pub(crate) use calls;
 
 impl Bridge {
     /// Calls `req` in the sandbox `at` names (or the session's own, created on first need).
-    pub(crate) async fn call<R: Rpc>(
+    pub(crate) async fn call<R: Call>(
         &self,
         at: &SandboxRef,
         req: R,
-    ) -> Result<R::Response, ToolError> {
+    ) -> Result<<R as Rpc>::Response, ToolError> {
         let sandbox = self.session.resolve(at.id()).await?;
         self.call_in(&sandbox, req).await
     }
 
     /// Calls `req` in `sandbox`, with the request's deadline.
-    pub(crate) async fn call_in<R: Rpc>(
+    pub(crate) async fn call_in<R: Call>(
         &self,
         sandbox: &SandboxId,
         req: R,
-    ) -> Result<R::Response, ToolError> {
-        let client = self.session.host().sandbox().await?;
+    ) -> Result<<R as Rpc>::Response, ToolError> {
+        let channel = self.session.host().channel().await?;
         let deadline = req.deadline();
-        let mut request = with_sandbox(sandbox, req)?;
+        let mut request = with_sandbox(req, sandbox);
         request.set_timeout(deadline);
-        R::send(client, request)
+        <R as Rpc>::send(channel, request)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|s| R::error(&s))
@@ -123,8 +103,8 @@ impl Bridge {
     /// not) is called in the sandbox `at` names, and the response shaped.
     pub(crate) async fn answer<R>(&self, at: &SandboxRef, req: Result<R, ToolError>) -> ToolResult
     where
-        R: Rpc,
-        R::Response: Reply,
+        R: Call,
+        <R as Rpc>::Response: Reply,
     {
         respond(match req {
             Ok(req) => self.call(at, req).await.and_then(Reply::reply),

@@ -1,6 +1,7 @@
 //! Errors of the bridge: host connection failures and tool failures (which become `isError`
 //! tool results, never protocol errors).
 
+use agent_runtime_client::{deadline_passed, ErrorCode};
 use tonic::{Code, Status};
 
 /// Finding, starting or reaching the host failed.
@@ -82,73 +83,109 @@ pub enum ToolError {
 
 impl ToolError {
     /// The spec's error code (DESIGN.md §3.3).
-    pub fn code(&self) -> &'static str {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::ContextNotFound => "CONTEXT_NOT_FOUND",
-            Self::BadRequest(_) => "BAD_REQUEST",
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::Timeout(_) => "TIMEOUT",
-            Self::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
-            Self::PermissionDenied(_) => "PERMISSION_DENIED",
-            Self::Unimplemented(_) => "UNIMPLEMENTED",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
+            Self::ContextNotFound => ErrorCode::ContextNotFound,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Self::Unimplemented(_) => ErrorCode::Unimplemented,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    /// Maps a gRPC status of call `rpc` (e.g. "BrowserPress") to a message a model can act on.
-    pub fn from_status(rpc: &str, status: &Status) -> Self {
-        let msg = status.message();
-        if deadline_passed(status) {
-            return Self::Timeout(format!(
-                "{rpc} got no answer within its deadline ({msg}): the sandbox may be overloaded \
-                 or stopped; retry with a short code_run, or destroy it and use a new one"
-            ));
+    /// The code as results carry it (`"TIMEOUT"`).
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The error of `code` with `message` (a code no tool reports is INTERNAL).
+    fn with_code(code: ErrorCode, message: String) -> Self {
+        match code {
+            ErrorCode::ContextNotFound => Self::ContextNotFound,
+            ErrorCode::BadRequest => Self::BadRequest(message),
+            ErrorCode::NotFound => Self::NotFound(message),
+            ErrorCode::Timeout => Self::Timeout(message),
+            ErrorCode::ResourceExhausted => Self::ResourceExhausted(message),
+            ErrorCode::PermissionDenied => Self::PermissionDenied(message),
+            ErrorCode::Unimplemented => Self::Unimplemented(message),
+            ErrorCode::Unavailable => Self::Unavailable(message),
+            ErrorCode::Unauthorized | ErrorCode::Internal => Self::Internal(message),
         }
-        match status.code() {
-            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-                Self::BadRequest(format!("{msg} (fix the arguments and call again)"))
-            }
-            Code::NotFound => Self::NotFound(format!(
-                "{msg} (check the id or path; file_list and sandbox_list show what exists)"
-            )),
-            Code::DeadlineExceeded => Self::Timeout(format!(
-                "{msg} (it took too long: pass a larger timeout or do less per call)"
-            )),
-            Code::ResourceExhausted => Self::ResourceExhausted(format!(
-                "{msg} (a limit was reached: destroy sandboxes you no longer need or ask for less)"
-            )),
-            Code::Unauthenticated => Self::PermissionDenied(format!(
-                "the Agent Runtime host refused the bridge's credentials ({msg}): start the \
-                 bridge with AGENT_RUNTIME_TOKEN set to a token from the host's --token-file"
-            )),
-            Code::PermissionDenied => Self::PermissionDenied(format!(
-                "{msg} (the sandbox policy forbids this; do it another way)"
-            )),
-            Code::Unimplemented => Self::Unimplemented(format!(
-                "{rpc} is not implemented by this sandbox yet ({msg}); use another tool \
-                 (e.g. code_run) to reach the goal"
-            )),
-            Code::Unavailable => Self::Unavailable(format!(
-                "the Agent Runtime host is unavailable ({msg}); retry in a few seconds"
-            )),
-            Code::Cancelled => Self::Internal(format!("{rpc} was cancelled: {msg}")),
-            _ => Self::Internal(format!("{rpc} failed: {msg}")),
+    }
+
+    /// A failed call `rpc` (e.g. "BrowserPress"): the code from the one status table
+    /// ([`ErrorCode::from_status`]), or UNAVAILABLE when the host itself could not be reached;
+    /// the message says what a model can do next.
+    pub fn from_status(rpc: &str, status: &Status) -> Self {
+        let code = if host_unreachable(status) {
+            ErrorCode::Unavailable
+        } else {
+            ErrorCode::from_status(status)
+        };
+        Self::with_code(code, message(rpc, code, status))
+    }
+
+    /// A failed call about one context: NOT_FOUND is CONTEXT_NOT_FOUND (the context, or its
+    /// sandbox, is gone).
+    pub fn from_context_status(rpc: &str, status: &Status) -> Self {
+        match Self::from_status(rpc, status) {
+            e if e.error_code() == ErrorCode::NotFound => Self::ContextNotFound,
+            e => e,
         }
     }
 }
 
-/// Whether the call's own deadline ran out: tonic reports its client-side deadline as CANCELLED
-/// with a `TimeoutExpired` source, not as DEADLINE_EXCEEDED.
-fn deadline_passed(s: &Status) -> bool {
-    let mut source = std::error::Error::source(s);
-    while let Some(e) = source {
-        if e.is::<tonic::TimeoutExpired>() {
-            return true;
+/// What a failed call's result says: what happened and what to do.
+fn message(rpc: &str, code: ErrorCode, status: &Status) -> String {
+    let msg = status.message();
+    match (code, status.code()) {
+        (ErrorCode::Timeout, _) if deadline_passed(status) => format!(
+            "{rpc} got no answer within its deadline ({msg}): the sandbox may be overloaded or \
+             stopped; retry with a short code_run, or destroy it and use a new one"
+        ),
+        (ErrorCode::Timeout, _) => {
+            format!("{msg} (it took too long: pass a larger timeout or do less per call)")
         }
-        source = e.source();
+        (ErrorCode::BadRequest, _) => format!("{msg} (fix the arguments and call again)"),
+        (ErrorCode::NotFound, _) => {
+            format!("{msg} (check the id or path; file_list and sandbox_list show what exists)")
+        }
+        (ErrorCode::ResourceExhausted, _) => format!(
+            "{msg} (a limit was reached: destroy sandboxes you no longer need or ask for less)"
+        ),
+        (ErrorCode::PermissionDenied, Code::Unauthenticated) => format!(
+            "the Agent Runtime host refused the bridge's credentials ({msg}): start the bridge \
+             with AGENT_RUNTIME_TOKEN set to a token from the host's --token-file"
+        ),
+        (ErrorCode::PermissionDenied, _) => {
+            format!("{msg} (the sandbox policy forbids this; do it another way)")
+        }
+        (ErrorCode::Unimplemented, _) => format!(
+            "{rpc} is not implemented by this sandbox yet ({msg}); use another tool (e.g. \
+             code_run) to reach the goal"
+        ),
+        (ErrorCode::Unavailable, _) => {
+            format!("the Agent Runtime host is unavailable ({msg}); retry in a few seconds")
+        }
+        (_, Code::Unavailable) => {
+            format!(
+                "{rpc} failed: {msg} (it may be starting or restarting; retry in a few seconds)"
+            )
+        }
+        (_, Code::Cancelled) => format!("{rpc} was cancelled: {msg}"),
+        _ => format!("{rpc} failed: {msg}"),
     }
-    false
+}
+
+/// Whether the bridge's own channel failed to reach the host (connection refused, reset): an
+/// UNAVAILABLE that tonic made locally from a transport error. The same code arriving from the
+/// host (a sandbox not ready) carries no source, and the one table reads it as INTERNAL.
+fn host_unreachable(s: &Status) -> bool {
+    s.code() == Code::Unavailable && std::error::Error::source(s).is_some()
 }
 
 impl From<HostError> for ToolError {
@@ -195,5 +232,48 @@ mod tests {
             ToolError::from_status("ReadFile", &other).code(),
             "INTERNAL"
         );
+    }
+
+    #[test]
+    fn codes_come_from_the_one_table() {
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+            Code::Unavailable,
+            Code::Internal,
+        ] {
+            let s = Status::new(code, "x");
+            assert_eq!(
+                ToolError::from_status("Exec", &s).error_code(),
+                ErrorCode::from_status(&s),
+                "{code:?}"
+            );
+        }
+        let nf = Status::not_found("no context ctx-1");
+        let e = ToolError::from_context_status("run_code", &nf);
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("CONTEXT_NOT_FOUND", "Context not found")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_answer_is_unavailable() {
+        // Nothing listens on port 1: the channel itself fails.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let mut client = agent_runtime_proto::v1::sandboxes_client::SandboxesClient::new(channel);
+        let status = client
+            .pool_status(agent_runtime_proto::v1::PoolStatusRequest {})
+            .await
+            .err()
+            .unwrap_or_else(|| Status::ok("answered"));
+        let e = ToolError::from_status("PoolStatus", &status);
+        assert_eq!(e.code(), "UNAVAILABLE", "{status:?}");
+        assert!(e.to_string().contains("retry in a few seconds"), "{e}");
     }
 }

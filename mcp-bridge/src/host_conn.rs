@@ -12,20 +12,17 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use agent_runtime_client::{run_timeout, sandbox_client, MAX_MESSAGE_BYTES, MAX_RUN_TIMEOUT};
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
 use agent_runtime_proto::v1::PoolStatusRequest;
-use agent_runtime_proto::SANDBOX_ID_HEADER;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{HostError, ToolError};
-use crate::ids::SandboxId;
 
-/// Largest gRPC message either way (files up to 64 MiB, screenshots).
-const MAX_MESSAGE: usize = 80 << 20;
 /// How long a probe waits for the host.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a started host may take to answer (it may build the sandbox image first).
@@ -137,22 +134,21 @@ impl HostConn {
     /// neither wait for a host to start nor start one.
     pub fn sandboxes_now(&self) -> SandboxesClient<HostChannel> {
         SandboxesClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// A sandbox-service client (requests need [`with_sandbox`]), after making sure a host answers.
-    pub async fn sandbox(&self) -> Result<SandboxClient<HostChannel>, ToolError> {
+    /// The channel to the host (every call through [`HostAuth`]), after making sure a host
+    /// answers.
+    pub async fn channel(&self) -> Result<HostChannel, ToolError> {
         self.ensure().await?;
-        Ok(self.sandbox_now())
+        Ok(self.channel.clone())
     }
 
-    /// A sandbox-service client without checking for (or starting) a host (see
-    /// [`Self::sandboxes_now`]).
+    /// A sandbox-service client (requests need the `sandbox-id`) without checking for (or
+    /// starting) a host, for cleanup (see [`Self::sandboxes_now`]).
     pub fn sandbox_now(&self) -> SandboxClient<HostChannel> {
-        SandboxClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        sandbox_client(self.channel.clone())
     }
 
     /// Forgets that the host answered, so the next call checks (and maybe starts one) again.
@@ -361,24 +357,9 @@ impl Drop for HostLock {
     }
 }
 
-/// A run's deadline: its timeout in seconds (0: the default 30 s) plus [`RUN_MARGIN`].
+/// A run's deadline: its timeout in seconds (0: the default) plus [`RUN_MARGIN`].
 pub fn run_deadline(timeout_s: f64) -> Duration {
-    let t = if timeout_s > 0.0 { timeout_s } else { 30.0 };
-    Duration::from_secs_f64(t.min(3600.0)) + RUN_MARGIN
-}
-
-/// Wraps a message with the `sandbox-id` metadata the host routes by (and, unless the caller
-/// sets another, the default deadline).
-pub fn with_sandbox<T>(id: &SandboxId, msg: T) -> Result<tonic::Request<T>, ToolError> {
-    let mut req = tonic::Request::new(msg);
-    let value = id.as_str().parse().map_err(|_| {
-        ToolError::BadRequest(format!(
-            "invalid sandbox_id {:?}: use an id sandbox_create returned (sb-…)",
-            id.as_str()
-        ))
-    })?;
-    req.metadata_mut().insert(SANDBOX_ID_HEADER, value);
-    Ok(req)
+    run_timeout(timeout_s).unwrap_or(MAX_RUN_TIMEOUT) + RUN_MARGIN
 }
 
 #[cfg(test)]

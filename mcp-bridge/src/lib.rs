@@ -9,7 +9,6 @@ pub mod cli;
 pub mod error;
 pub mod host_conn;
 pub mod http;
-pub mod ids;
 pub mod results;
 pub mod schema;
 pub mod server;

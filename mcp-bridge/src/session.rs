@@ -21,9 +21,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use agent_runtime_client::{with_sandbox, ContextId, SandboxId};
+
 use crate::error::ToolError;
-use crate::host_conn::{with_sandbox, HostConn, CREATE_DEADLINE};
-use crate::ids::{ContextId, SandboxId};
+use crate::host_conn::{HostConn, CREATE_DEADLINE};
 
 /// Label the bridge puts on the sandboxes it creates; the value is `<bridge pid>-<session number>`.
 pub const SESSION_LABEL: &str = "mcp-bridge-session";
@@ -103,9 +104,11 @@ impl Session {
     /// `id` when this session created it; NOT_FOUND otherwise (sessions cannot reach each
     /// other's sandboxes, nor ones made over gRPC or REST).
     pub fn owned(&self, id: &str) -> Result<SandboxId, ToolError> {
-        let id = SandboxId::new(id);
-        if self.with_state(|s| s.sandboxes.contains(&id)) {
-            return Ok(id);
+        let id = id.trim();
+        if let Some(mine) =
+            SandboxId::parse(id).filter(|sb| self.with_state(|s| s.sandboxes.contains(sb)))
+        {
+            return Ok(mine);
         }
         Err(ToolError::NotFound(format!(
             "sandbox {id} is not one of this session's sandboxes: a session can use only the \
@@ -125,13 +128,13 @@ impl Session {
         mut req: CreateSandboxRequest,
     ) -> Result<SandboxInfo, ToolError> {
         let _gate = self.create_gate.lock().await;
-        self.create_locked(&mut req).await
+        Ok(self.create_locked(&mut req).await?.1)
     }
 
     async fn create_locked(
         &self,
         req: &mut CreateSandboxRequest,
-    ) -> Result<SandboxInfo, ToolError> {
+    ) -> Result<(SandboxId, SandboxInfo), ToolError> {
         let (count, closed) = self.with_state(|s| (s.sandboxes.len(), s.closed));
         if closed {
             return Err(ToolError::Unavailable("this MCP session has ended".into()));
@@ -153,7 +156,12 @@ impl Session {
             (self.host.clone(), self.state.clone(), self.id, req.clone());
         let task = self.tracker.spawn(async move {
             let info = create(&host, req).await?;
-            let id = SandboxId::new(info.sandbox_id.clone());
+            let id = SandboxId::parse(&info.sandbox_id).ok_or_else(|| {
+                ToolError::Internal(format!(
+                    "the host answered with an invalid sandbox id {:?}",
+                    info.sandbox_id
+                ))
+            })?;
             let orphan = locked(&state, |s| {
                 if s.closed {
                     true
@@ -168,7 +176,7 @@ impl Session {
                 return Err(ToolError::Unavailable("this MCP session has ended".into()));
             }
             tracing::info!(session, sandbox_id = %id, "sandbox created");
-            Ok(info)
+            Ok((id, info))
         });
         task.await
             .map_err(|e| ToolError::Internal(format!("sandbox create failed: {e}")))?
@@ -188,10 +196,10 @@ impl Session {
         if let Some(id) = self.only_sandbox()? {
             return Ok(id);
         }
-        let info = self
+        let (id, _) = self
             .create_locked(&mut CreateSandboxRequest::default())
             .await?;
-        Ok(SandboxId::new(info.sandbox_id))
+        Ok(id)
     }
 
     /// The session's sandbox when it has exactly one; an error when it has several.
@@ -338,14 +346,12 @@ async fn cleanup(
 ) {
     let mut calls = JoinSet::new();
     for (ctx, sb) in contexts {
-        let Ok(mut req) = with_sandbox(
-            &sb,
+        let mut req = with_sandbox(
             DeleteContextRequest {
                 context_id: ctx.as_str().to_owned(),
             },
-        ) else {
-            continue;
-        };
+            &sb,
+        );
         req.set_timeout(CLEANUP_DEADLINE);
         let mut client = host.sandbox_now();
         calls.spawn(async move {
@@ -470,16 +476,23 @@ mod tests {
         refused(s.owned(" sb-other "));
         refused(
             s.existing(Some("sb-other"))
-                .map(|o| o.unwrap_or(SandboxId::new(""))),
+                .and_then(|o| o.ok_or(ToolError::Internal("none".into()))),
         );
-        refused(s.context_sandbox(&ContextId::new("ctx-1"), Some("sb-other")));
+        let ctx = ContextId::parse("ctx-1").expect("a context id");
+        refused(s.context_sandbox(&ctx, Some("sb-other")));
 
-        locked(&s.state, |st| st.sandboxes.push(SandboxId::new("sb-mine")));
-        assert_eq!(
-            s.resolve(Some("sb-mine")).await.expect("own sandbox"),
-            SandboxId::new("sb-mine")
-        );
+        let mine = SandboxId::parse("sb-a1").expect("a sandbox id");
+        locked(&s.state, |st| st.sandboxes.push(mine.clone()));
+        assert_eq!(s.resolve(Some("sb-a1")).await.expect("own sandbox"), mine);
         refused(s.resolve(Some("sb-other")).await);
+        // A well-formed id of someone else's sandbox is refused alike.
+        match s.resolve(Some("sb-b2")).await {
+            Err(ToolError::NotFound(m)) => assert!(
+                m.starts_with("sandbox sb-b2 is not one of this session's sandboxes"),
+                "{m}"
+            ),
+            other => panic!("not refused: {other:?}"),
+        }
     }
 
     #[tokio::test]

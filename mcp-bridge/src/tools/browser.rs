@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use agent_runtime_client::{NavigateAction, TabAction};
 use agent_runtime_proto::v1::{
     BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserAriaSnapshotResponse,
     BrowserClickRequest, BrowserClickResponse, BrowserDialogRequest, BrowserEvaluateRequest,
@@ -135,33 +136,11 @@ pub struct ScrollArgs {
     sandbox: SandboxRef,
 }
 
-/// Where browser_navigate goes.
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NavAction {
-    /// History back.
-    Back,
-    /// History forward.
-    Forward,
-    /// Reload the page.
-    Reload,
-}
-
-impl NavAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Back => "back",
-            Self::Forward => "forward",
-            Self::Reload => "reload",
-        }
-    }
-}
-
 /// Arguments of browser_navigate.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct NavigateArgs {
     /// "back", "forward" or "reload".
-    pub action: NavAction,
+    pub action: NavigateAction,
     #[serde(flatten)]
     sandbox: SandboxRef,
 }
@@ -209,31 +188,6 @@ pub struct EvaluateArgs {
     target: Target,
     #[serde(flatten)]
     sandbox: SandboxRef,
-}
-
-/// What browser_tabs does.
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TabAction {
-    /// List tabs.
-    List,
-    /// Open a tab.
-    New,
-    /// Switch to a tab.
-    Select,
-    /// Close a tab.
-    Close,
-}
-
-impl TabAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::List => "list",
-            Self::New => "new",
-            Self::Select => "select",
-            Self::Close => "close",
-        }
-    }
 }
 
 /// Arguments of browser_tabs.
@@ -300,51 +254,23 @@ fn wait_deadline(r: &BrowserWaitRequest) -> Duration {
     Duration::from_secs_f64(r.seconds.max(timeout).clamp(0.0, 3600.0)) + RUN_MARGIN
 }
 
-crate::call::rpc! {
-    BrowserGotoRequest => BrowserPage { browser_goto, "BrowserGoto", deadline: browser_deadline }
-    BrowserClickRequest => BrowserClickResponse {
-        browser_click, "BrowserClick", deadline: browser_deadline
-    }
-    BrowserTypeRequest => BrowserPage { browser_type, "BrowserType", deadline: browser_deadline }
-    BrowserSnapshotRequest => BrowserSnapshotResponse {
-        browser_snapshot, "BrowserSnapshot", deadline: browser_deadline
-    }
-    BrowserAriaSnapshotRequest => BrowserAriaSnapshotResponse {
-        browser_aria_snapshot, "BrowserAriaSnapshot", deadline: browser_deadline
-    }
-    BrowserPressRequest => BrowserActionResponse {
-        browser_press, "BrowserPress", deadline: browser_deadline
-    }
-    BrowserScrollRequest => BrowserActionResponse {
-        browser_scroll, "BrowserScroll", deadline: browser_deadline
-    }
-    BrowserNavigateRequest => BrowserActionResponse {
-        browser_navigate, "BrowserNavigate", deadline: browser_deadline
-    }
-    BrowserWaitRequest => BrowserActionResponse {
-        browser_wait, "BrowserWait", deadline: wait_deadline
-    }
-    BrowserSelectOptionRequest => BrowserActionResponse {
-        browser_select_option, "BrowserSelectOption", deadline: browser_deadline
-    }
-    BrowserHoverRequest => BrowserActionResponse {
-        browser_hover, "BrowserHover", deadline: browser_deadline
-    }
-    BrowserEvaluateRequest => BrowserEvaluateResponse {
-        browser_evaluate, "BrowserEvaluate", deadline: browser_deadline
-    }
-    BrowserTabsRequest => BrowserTabsResponse {
-        browser_tabs, "BrowserTabs", deadline: browser_deadline
-    }
-    BrowserDialogRequest => BrowserActionResponse {
-        browser_dialog, "BrowserDialog", deadline: browser_deadline
-    }
-    BrowserUploadFileRequest => BrowserActionResponse {
-        browser_upload_file, "BrowserUploadFile", deadline: browser_deadline
-    }
-    BrowserScreenshotRequest => BrowserScreenshotResponse {
-        browser_screenshot, "BrowserScreenshot", deadline: browser_deadline
-    }
+crate::call::calls! {
+    BrowserGotoRequest { deadline: browser_deadline, }
+    BrowserClickRequest { deadline: browser_deadline, }
+    BrowserTypeRequest { deadline: browser_deadline, }
+    BrowserSnapshotRequest { deadline: browser_deadline, }
+    BrowserAriaSnapshotRequest { deadline: browser_deadline, }
+    BrowserPressRequest { deadline: browser_deadline, }
+    BrowserScrollRequest { deadline: browser_deadline, }
+    BrowserNavigateRequest { deadline: browser_deadline, }
+    BrowserWaitRequest { deadline: wait_deadline, }
+    BrowserSelectOptionRequest { deadline: browser_deadline, }
+    BrowserHoverRequest { deadline: browser_deadline, }
+    BrowserEvaluateRequest { deadline: browser_deadline, }
+    BrowserTabsRequest { deadline: browser_deadline, }
+    BrowserDialogRequest { deadline: browser_deadline, }
+    BrowserUploadFileRequest { deadline: browser_deadline, }
+    BrowserScreenshotRequest { deadline: browser_deadline, }
 }
 
 /// `v` plus `events` when something happened (a dialog, a popup, a download, a restart).

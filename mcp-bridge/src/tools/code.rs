@@ -2,43 +2,21 @@
 
 use std::time::Duration;
 
-use agent_runtime_proto::v1::{ExecEvent, ExecRequest};
+use agent_runtime_client::{run_timeout, Language};
+use agent_runtime_proto::v1::ExecRequest;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
-use tonic::Streaming;
 
-use crate::call::{Rpc, SandboxRef};
+use crate::call::{Call, SandboxRef};
 use crate::error::ToolError;
 use crate::host_conn::run_deadline;
 use crate::results::{insert_if, json_ok, respond, Outcome, ToolResult};
 use crate::server::Bridge;
 use crate::tools::stream::collect;
-
-/// A language code_run runs.
-#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    /// python3
-    Python,
-    /// bash
-    Shell,
-    /// Node.js
-    Node,
-}
-
-impl Language {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Python => "python",
-            Self::Shell => "shell",
-            Self::Node => "node",
-        }
-    }
-}
 
 /// Arguments of code_run.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -81,48 +59,39 @@ impl Bridge {
         let until = tokio::time::Instant::now() + req.deadline();
         let stream = self.call_in(&sandbox, req).await?;
         let out = collect(self, &ctx, "code_run", stream, until).await?;
-        let exit = out.exit.clone().ok_or_else(|| {
-            ToolError::Internal("the run ended without an exit status; run it again".into())
-        })?;
+        let Some(exit) = &out.exit else {
+            return Err(ToolError::Internal(
+                "the run ended without an exit status; run it again".into(),
+            ));
+        };
+        let (success, reason, truncated) = (out.success(), out.reason(), out.truncated());
         let mut value = json!({
-            "success": exit.code == 0 && !exit.killed,
+            "success": success,
             "exitCode": exit.code,
             "stdout": out.stdout,
             "stderr": out.stderr,
             "duration": exit.duration_ms,
             "killed": exit.killed,
         });
-        insert_if(
-            &mut value,
-            exit.killed && !exit.reason.is_empty(),
-            "reason",
-            json!(exit.reason),
-        );
-        insert_if(
-            &mut value,
-            exit.stdout_truncated || exit.stderr_truncated || out.dropped_bytes > 0,
-            "truncated",
-            json!(true),
-        );
+        if let Some(reason) = reason {
+            insert_if(&mut value, true, "reason", json!(reason.as_str()));
+        }
+        insert_if(&mut value, truncated, "truncated", json!(true));
         json_ok(value)
     }
 }
 
-crate::call::rpc! {
-    ExecRequest => Streaming<ExecEvent> { exec, "code_run", deadline: exec_deadline }
+crate::call::calls! {
+    ExecRequest { name: "code_run", deadline: exec_deadline, }
 }
 
 fn exec_deadline(r: &ExecRequest) -> Duration {
     run_deadline(r.timeout_seconds)
 }
 
-/// Checks a timeout argument (seconds); 0 means the default.
+/// Checks a timeout argument (seconds; none or 0: the default) with the one run-timeout check.
 pub fn valid_timeout(t: Option<f64>) -> Result<f64, ToolError> {
-    match t {
-        None => Ok(0.0),
-        Some(t) if t.is_finite() && (0.0..=3600.0).contains(&t) => Ok(t),
-        Some(t) => Err(ToolError::BadRequest(format!(
-            "timeout {t} is out of range: give seconds between 1 and 3600"
-        ))),
-    }
+    run_timeout(t.unwrap_or(0.0))
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| ToolError::BadRequest(e.to_string()))
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use agent_runtime_client::{traceback_text, ContextId, Language, SandboxId};
 use agent_runtime_proto::v1::{
-    Context, CreateContextRequest, DeleteContextRequest, DeleteContextResponse, ExecEvent,
-    ListContextsRequest, ListContextsResponse, RestartContextRequest, RunCodeRequest,
+    Context, CreateContextRequest, DeleteContextRequest, ListContextsRequest,
+    RestartContextRequest, RunCodeRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
@@ -13,12 +14,10 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tonic::{Code, Streaming};
 
-use crate::call::{Reply, Rpc, SandboxRef};
+use crate::call::{Call, Reply, SandboxRef};
 use crate::error::ToolError;
 use crate::host_conn::run_deadline;
-use crate::ids::{ContextId, SandboxId};
 use crate::results::{
     insert_if, json_array_ok, json_ok, json_with_images, respond, Outcome, ToolResult,
 };
@@ -101,16 +100,14 @@ impl Bridge {
     }
 }
 
-crate::call::rpc! {
-    CreateContextRequest => Context { create_context, "create_context" }
-    RunCodeRequest => Streaming<ExecEvent> {
-        run_code, "run_code", deadline: run_code_deadline, error: context_error
+crate::call::calls! {
+    CreateContextRequest { name: "create_context", }
+    RunCodeRequest {
+        name: "run_code", deadline: run_code_deadline, error: ToolError::from_context_status,
     }
-    ListContextsRequest => ListContextsResponse { list_contexts, "list_contexts" }
-    DeleteContextRequest => DeleteContextResponse {
-        delete_context, "stop_context", error: context_error
-    }
-    RestartContextRequest => Context { restart_context, "restart_context", error: context_error }
+    ListContextsRequest { name: "list_contexts", }
+    DeleteContextRequest { name: "stop_context", error: ToolError::from_context_status, }
+    RestartContextRequest { name: "restart_context", error: ToolError::from_context_status, }
 }
 
 fn run_code_deadline(r: &RunCodeRequest) -> Duration {
@@ -134,19 +131,17 @@ fn context_json(c: &Context) -> Value {
     })
 }
 
-/// In a context call, NOT_FOUND means the context (or its sandbox) is gone.
-fn context_error(rpc: &str, s: &tonic::Status) -> ToolError {
-    if s.code() == Code::NotFound {
-        ToolError::ContextNotFound
-    } else {
-        ToolError::from_status(rpc, s)
-    }
+/// A context id as given; one not of the form `ctx-<hex>` names no context.
+fn context_id(id: &str) -> Result<ContextId, ToolError> {
+    ContextId::parse(id).ok_or(ToolError::ContextNotFound)
 }
 
 impl Bridge {
     async fn do_create_context(&self, args: CreateContextArgs) -> Outcome {
-        let language = args.language.unwrap_or_else(|| "python".into());
-        if language != "python" {
+        let language = args
+            .language
+            .unwrap_or_else(|| Language::Python.as_str().into());
+        if !matches!(language.parse(), Ok(Language::Python)) {
             return Err(ToolError::BadRequest(format!(
                 "language {language:?} is not supported: contexts run \"python\""
             )));
@@ -158,8 +153,13 @@ impl Bridge {
         };
         let sandbox = self.session.resolve(args.sandbox.id()).await?;
         let ctx = self.call_in(&sandbox, req).await?;
-        self.session
-            .add_context(ContextId::new(ctx.context_id.clone()), sandbox.clone());
+        let id = ContextId::parse(&ctx.context_id).ok_or_else(|| {
+            ToolError::Internal(format!(
+                "the sandbox answered with an invalid context id {:?}",
+                ctx.context_id
+            ))
+        })?;
+        self.session.add_context(id, sandbox.clone());
         let mut value = context_json(&ctx);
         insert_if(&mut value, true, "sandbox_id", json!(sandbox.as_str()));
         json_ok(value)
@@ -167,7 +167,7 @@ impl Bridge {
 
     async fn do_run_code(&self, args: RunCodeArgs, ctx: RequestContext<RoleServer>) -> Outcome {
         let timeout = valid_timeout(args.timeout)?;
-        let id = ContextId::new(args.context_id);
+        let id = context_id(&args.context_id)?;
         let sandbox = self.session.context_sandbox(&id, None)?;
         let req = RunCodeRequest {
             context_id: id.as_str().to_owned(),
@@ -180,22 +180,19 @@ impl Bridge {
             Err(ToolError::NotFound(_)) => return Err(ToolError::ContextNotFound),
             other => other?,
         };
-        let exit = out.exit.clone().unwrap_or_default();
-        let mut images = Vec::new();
-        let mut texts = Vec::new();
-        for r in &out.results {
-            if let Some(png) = r.data.get("image/png") {
-                images.push(png.clone());
-            }
-            if let Some(t) = r.data.get("text/plain") {
-                texts.push(json!(t));
-            }
-        }
+        let texts: Vec<Value> = out.text_results().map(|t| json!(t)).collect();
+        let images: Vec<String> = out.images().map(str::to_owned).collect();
+        let error = out
+            .error
+            .as_ref()
+            .map(|e| json!({ "name": e.name, "value": e.value, "traceback": traceback_text(e) }));
+        let (success, killed, state_lost) = (out.success(), out.killed(), out.state_lost());
+        let execution_time = out.duration().as_secs_f64();
         let mut value = json!({
             "stdout": out.stdout,
             "stderr": out.stderr,
-            "success": out.error.is_none() && exit.code == 0 && !exit.killed,
-            "execution_time": exit.duration_ms as f64 / 1000.0,
+            "success": success,
+            "execution_time": execution_time,
         });
         insert_if(
             &mut value,
@@ -203,16 +200,11 @@ impl Bridge {
             "results",
             Value::Array(texts),
         );
-        if let Some(e) = &out.error {
-            insert_if(
-                &mut value,
-                true,
-                "error",
-                json!({ "name": e.name, "value": e.value, "traceback": e.traceback.join("\n") }),
-            );
+        if let Some(error) = error {
+            insert_if(&mut value, true, "error", error);
         }
-        insert_if(&mut value, exit.killed, "killed", json!(true));
-        insert_if(&mut value, exit.state_lost, "state_lost", json!(true));
+        insert_if(&mut value, killed, "killed", json!(true));
+        insert_if(&mut value, state_lost, "state_lost", json!(true));
         json_with_images(value, images)
     }
 
@@ -230,7 +222,7 @@ impl Bridge {
     }
 
     async fn do_stop_context(&self, args: ContextArgs) -> Outcome {
-        let id = ContextId::new(args.context_id);
+        let id = context_id(&args.context_id)?;
         let sandbox = self.session.context_sandbox(&id, None)?;
         let req = DeleteContextRequest {
             context_id: id.as_str().to_owned(),
@@ -241,7 +233,7 @@ impl Bridge {
     }
 
     async fn do_restart_context(&self, args: ContextArgs) -> Outcome {
-        let id = ContextId::new(args.context_id);
+        let id = context_id(&args.context_id)?;
         let sandbox = self.session.context_sandbox(&id, None)?;
         let req = RestartContextRequest {
             context_id: id.as_str().to_owned(),

@@ -1,6 +1,7 @@
 //! Files in the sandbox: file_read, file_write, file_list, file_remove. Relative paths resolve
 //! under /workspace (sandboxd does that).
 
+use agent_runtime_client::FileType;
 use agent_runtime_proto::v1::{
     ListDirRequest, ListDirResponse, ReadFileRequest, ReadFileResponse, RemoveRequest,
     RemoveResponse, WriteFileRequest, WriteFileResponse,
@@ -106,11 +107,11 @@ impl Bridge {
     }
 }
 
-crate::call::rpc! {
-    ReadFileRequest => ReadFileResponse { read_file, "file_read" }
-    WriteFileRequest => WriteFileResponse { write_file, "file_write" }
-    ListDirRequest => ListDirResponse { list_dir, "file_list" }
-    RemoveRequest => RemoveResponse { remove, "file_remove" }
+crate::call::calls! {
+    ReadFileRequest { name: "file_read", }
+    WriteFileRequest { name: "file_write", }
+    ListDirRequest { name: "file_list", }
+    RemoveRequest { name: "file_remove", }
 }
 
 /// `{content, size}`; a file that is not UTF-8 comes back base64 with `encoding: "base64"`.
@@ -141,11 +142,12 @@ impl Reply for ListDirResponse {
             .entries
             .iter()
             .map(|e| {
-                let kind = if e.r#type == "directory" {
-                    "directory"
-                } else {
-                    "file"
-                };
+                // §3.1 knows files and directories; a link or a device lists as a file.
+                let kind = match e.r#type.parse() {
+                    Ok(FileType::Directory) => FileType::Directory,
+                    _ => FileType::File,
+                }
+                .as_str();
                 let mut v = json!({ "name": e.name, "type": kind });
                 insert_if(&mut v, kind == "file", "size", json!(e.size));
                 v

@@ -1,5 +1,6 @@
 //! Sandbox lifecycle tools: sandbox_create, sandbox_destroy, sandbox_list.
 
+use agent_runtime_client::SandboxId;
 use agent_runtime_proto::v1::{CreateSandboxRequest, DestroySandboxRequest};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -8,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ToolError;
-use crate::ids::SandboxId;
 use crate::results::{json_ok, respond, Outcome, ToolResult};
 use crate::server::Bridge;
 
@@ -109,7 +109,7 @@ impl Bridge {
             .sandboxes;
         let items: Vec<Value> = all
             .into_iter()
-            .filter(|s| mine.contains(&SandboxId::new(s.sandbox_id.clone())))
+            .filter(|s| SandboxId::parse(&s.sandbox_id).is_some_and(|id| mine.contains(&id)))
             .map(|s| {
                 json!({
                     "sandbox_id": s.sandbox_id,

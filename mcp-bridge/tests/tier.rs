@@ -1,0 +1,716 @@
+//! The middle tier of the bridge: an rmcp client talks to a `Bridge` over an in-memory duplex,
+//! and the bridge to an in-process host whose sandboxes are real `sandboxd` processes on
+//! temporary sockets (`agent_runtime::backend::local`). No Docker; needs `cargo build -p
+//! sandboxd` (the local backend says so when it finds none). Every tool's result is checked
+//! against its DESIGN.md §3.1 shape — the text content parses to the same JSON as
+//! `structuredContent` — and every failure for its `isError` `{"error", "code"}`.
+//!
+//! Browser tools need Chromium and the image's Playwright driver, which the local backend lacks:
+//! here they must fail cleanly; their happy paths are the Docker e2e's (tests/e2e/mcp.rs).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_runtime::backend::local::LocalBackend;
+use agent_runtime::backend::Backend;
+use agent_runtime::ids::SandboxId;
+use agent_runtime::serve::{InProcessHost, InProcessOptions};
+use mcp_bridge::host_conn::{HostConn, SpawnPolicy};
+use mcp_bridge::server::Bridge;
+use mcp_bridge::session::{Session, SessionLimits};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use tokio_util::task::TaskTracker;
+
+/// Longest any one call may take before the test fails (a hang guard, not a measure).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Every code a tool result may carry.
+const CODES: &[&str] = &[
+    "BAD_REQUEST",
+    "NOT_FOUND",
+    "CONTEXT_NOT_FOUND",
+    "TIMEOUT",
+    "RESOURCE_EXHAUSTED",
+    "PERMISSION_DENIED",
+    "UNIMPLEMENTED",
+    "UNAVAILABLE",
+    "INTERNAL",
+];
+
+/// An in-process host over real sandboxd processes.
+struct Tier {
+    backend: Arc<LocalBackend>,
+    host: InProcessHost,
+}
+
+impl Tier {
+    async fn start() -> Self {
+        let backend = Arc::new(LocalBackend::new().unwrap_or_else(|e| panic!("{e}")));
+        let dyn_backend: Arc<dyn Backend> = backend.clone();
+        let opts = InProcessOptions {
+            rest: false,
+            ..InProcessOptions::default()
+        };
+        let host = InProcessHost::start(dyn_backend, opts)
+            .await
+            .unwrap_or_else(|e| panic!("in-process host: {e:#}"));
+        Self { backend, host }
+    }
+
+    /// A new MCP session on its own bridge, as an rmcp client sees it.
+    async fn session(&self, max_sandboxes: usize) -> Client {
+        let conn = HostConn::new(
+            &self.host.grpc_url(),
+            SpawnPolicy {
+                enabled: false,
+                binary: None,
+                idle_exit_secs: 1,
+            },
+        )
+        .expect("host address");
+        let session = Arc::new(Session::new(
+            Arc::new(conn),
+            SessionLimits { max_sandboxes },
+            TaskTracker::new(),
+        ));
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let bridge = Bridge::new(session.clone());
+        let server = tokio::spawn(async move {
+            let running = bridge.serve(server_io).await.expect("bridge handshake");
+            let _ = running.waiting().await;
+        });
+        let peer = ().serve(client_io).await.expect("client handshake");
+        Client {
+            peer,
+            session,
+            _server: server,
+        }
+    }
+}
+
+/// One MCP client with its session.
+struct Client {
+    peer: RunningService<RoleClient, ()>,
+    session: Arc<Session>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    /// Calls `tool`; a protocol error fails the test (tool failures are results).
+    async fn call(&self, tool: &'static str, args: Value) -> CallToolResult {
+        let Value::Object(args) = args else {
+            panic!("arguments must be an object");
+        };
+        let params = CallToolRequestParams::new(tool).with_arguments(args);
+        match tokio::time::timeout(PATIENCE, self.peer.call_tool(params)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("{tool}: protocol error {e}"),
+            Err(_) => panic!("{tool}: no answer within {PATIENCE:?}"),
+        }
+    }
+
+    /// Calls `tool` and returns its JSON, which must be a success.
+    async fn ok(&self, tool: &'static str, args: Value) -> Value {
+        let r = self.call(tool, args).await;
+        assert_ne!(r.is_error, Some(true), "{tool} failed: {}", text_of(&r));
+        json_of(tool, &r)
+    }
+
+    /// Calls `tool`, which must fail with `code`; returns the message.
+    async fn fails(&self, tool: &'static str, args: Value, code: &str) -> String {
+        let r = self.call(tool, args).await;
+        let (got, message) = error_of(tool, &r);
+        assert_eq!(got, code, "{tool}: {message}");
+        message
+    }
+
+    /// Ends the session (its sandboxes are destroyed) and the client.
+    async fn close(self) {
+        self.session.close().await;
+        let _ = self.peer.cancel().await;
+    }
+}
+
+/// The first text block.
+fn text_of(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// The result's JSON: the text content parses to it and equals `structuredContent` (an array
+/// in the text is `{key: array}` there). No text block carries image data.
+fn json_of(tool: &str, r: &CallToolResult) -> Value {
+    let text: Value = serde_json::from_str(&text_of(r))
+        .unwrap_or_else(|e| panic!("{tool}: text is not JSON ({e}): {}", text_of(r)));
+    let structured = r
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("{tool}: no structuredContent"));
+    match &text {
+        Value::Array(_) => {
+            let wrapped = structured
+                .as_object()
+                .map(|m| m.values().cloned().collect());
+            assert_eq!(
+                wrapped,
+                Some(vec![text.clone()]),
+                "{tool}: structured {structured}"
+            );
+        }
+        _ => assert_eq!(
+            text, structured,
+            "{tool}: text and structuredContent differ"
+        ),
+    }
+    let texts = r.content.iter().filter(|c| c.as_text().is_some()).count();
+    assert_eq!(texts, 1, "{tool}: one text block");
+    text
+}
+
+/// The code and message of a failed result: `isError`, and exactly `{"error", "code"}`.
+fn error_of(tool: &str, r: &CallToolResult) -> (String, String) {
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "{tool} should have failed: {}",
+        text_of(r)
+    );
+    let v = json_of(tool, r);
+    assert_eq!(
+        keys(&v),
+        keys(&json!({"error": "", "code": ""})),
+        "{tool}: error shape {v}"
+    );
+    let code = v["code"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        CODES.contains(&code.as_str()),
+        "{tool}: unknown code {code}"
+    );
+    let message = v["error"].as_str().unwrap_or_default().to_owned();
+    assert!(!message.is_empty(), "{tool}: empty message");
+    (code, message)
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `v` has exactly the keys `required` plus any of `optional`.
+fn has_keys(tool: &str, v: &Value, required: &[&str], optional: &[&str]) {
+    let got = keys(v);
+    for k in required {
+        assert!(got.contains(*k), "{tool}: no {k} in {v}");
+    }
+    for k in &got {
+        assert!(
+            required.contains(&k.as_str()) || optional.contains(&k.as_str()),
+            "{tool}: unexpected {k} in {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tools_list_over_mcp_is_the_golden_file() {
+    let tier = Tier::start().await;
+    let client = tier.session(4).await;
+    let tools = client.peer.list_all_tools().await.expect("tools/list");
+    let listed = serde_json::to_value(json!({ "tools": tools })).expect("JSON");
+    let golden: Value = serde_json::from_str(include_str!("golden/tools.json")).expect("golden");
+    assert_eq!(
+        listed, golden,
+        "tools/list over MCP differs from tests/golden/tools.json"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn sandbox_code_and_file_tools_answer_their_shapes() {
+    let tier = Tier::start().await;
+    let c = tier.session(4).await;
+
+    let created = c.ok("sandbox_create", json!({})).await;
+    has_keys("sandbox_create", &created, &["sandbox_id", "status"], &[]);
+    assert_eq!(created["status"], "running");
+    let id = created["sandbox_id"]
+        .as_str()
+        .expect("sandbox_id")
+        .to_owned();
+
+    let list = c.ok("sandbox_list", json!({})).await;
+    has_keys("sandbox_list", &list, &["sandboxes"], &[]);
+    let item = &list["sandboxes"][0];
+    has_keys(
+        "sandbox_list",
+        item,
+        &["sandbox_id", "status", "created_at", "expires_at"],
+        &[],
+    );
+    assert_eq!(item["sandbox_id"], id.as_str());
+
+    let run = c
+        .ok(
+            "code_run",
+            json!({"language": "python", "code": "print('hi')"}),
+        )
+        .await;
+    has_keys(
+        "code_run",
+        &run,
+        &[
+            "success", "exitCode", "stdout", "stderr", "duration", "killed",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (
+            &run["success"],
+            &run["exitCode"],
+            &run["stdout"],
+            &run["killed"]
+        ),
+        (&json!(true), &json!(0), &json!("hi\n"), &json!(false))
+    );
+    assert!(run["duration"].is_u64(), "{run}");
+
+    let failed = c
+        .ok(
+            "code_run",
+            json!({"language": "shell", "code": "echo oops >&2; exit 3", "sandbox_id": id}),
+        )
+        .await;
+    assert_eq!(
+        (&failed["success"], &failed["exitCode"], &failed["stderr"]),
+        (&json!(false), &json!(3), &json!("oops\n"))
+    );
+
+    let killed = c
+        .ok(
+            "code_run",
+            json!({"language": "shell", "code": "sleep 30", "timeout": 0.5}),
+        )
+        .await;
+    has_keys(
+        "code_run",
+        &killed,
+        &[
+            "success", "exitCode", "stdout", "stderr", "duration", "killed", "reason",
+        ],
+        &["truncated"],
+    );
+    assert_eq!(
+        (&killed["success"], &killed["killed"], &killed["reason"]),
+        (&json!(false), &json!(true), &json!("timeout"))
+    );
+
+    let written = c
+        .ok(
+            "file_write",
+            json!({"path": "notes/a.txt", "content": "héllo"}),
+        )
+        .await;
+    has_keys("file_write", &written, &["success", "path"], &[]);
+    assert_eq!(written["success"], true);
+    assert!(
+        written["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("notes/a.txt")),
+        "{written}"
+    );
+    let read = c.ok("file_read", json!({"path": "notes/a.txt"})).await;
+    assert_eq!(read, json!({"content": "héllo", "size": 6}));
+
+    c.ok(
+        "code_run",
+        json!({"language": "python", "code": "open('bin.dat','wb').write(bytes([0,255,1]))"}),
+    )
+    .await;
+    let binary = c.ok("file_read", json!({"path": "bin.dat"})).await;
+    assert_eq!(
+        binary,
+        json!({"content": "AP8B", "size": 3, "encoding": "base64"})
+    );
+
+    let listed = c.ok("file_list", json!({})).await;
+    has_keys("file_list", &listed, &["items"], &["truncated"]);
+    let items = listed["items"].as_array().expect("items");
+    assert!(
+        items.contains(&json!({"name": "notes", "type": "directory"})),
+        "{listed}"
+    );
+    assert!(
+        items.contains(&json!({"name": "bin.dat", "type": "file", "size": 3})),
+        "{listed}"
+    );
+    let sub = c.ok("file_list", json!({"path": "notes"})).await;
+    assert_eq!(
+        sub,
+        json!({"items": [{"name": "a.txt", "type": "file", "size": 6}]})
+    );
+
+    let removed = c
+        .ok("file_remove", json!({"path": "notes", "recursive": true}))
+        .await;
+    assert_eq!(removed, json!({"success": true}));
+    c.fails("file_read", json!({"path": "notes/a.txt"}), "NOT_FOUND")
+        .await;
+
+    let destroyed = c.ok("sandbox_destroy", json!({"sandbox_id": id})).await;
+    assert_eq!(destroyed, json!({"success": true}));
+    assert_eq!(
+        c.ok("sandbox_list", json!({})).await,
+        json!({"sandboxes": []})
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn context_tools_answer_their_shapes() {
+    let tier = Tier::start().await;
+    let c = tier.session(4).await;
+
+    let ctx = c
+        .ok(
+            "create_context",
+            json!({"name": "calc", "language": "python"}),
+        )
+        .await;
+    has_keys(
+        "create_context",
+        &ctx,
+        &[
+            "context_id",
+            "name",
+            "language",
+            "status",
+            "created_at",
+            "sandbox_id",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (&ctx["name"], &ctx["language"], &ctx["status"]),
+        (&json!("calc"), &json!("python"), &json!("active"))
+    );
+    let id = ctx["context_id"].as_str().expect("context_id").to_owned();
+
+    let set = c
+        .ok(
+            "run_code",
+            json!({"context_id": id, "code": "x = 41\nprint('set')"}),
+        )
+        .await;
+    has_keys(
+        "run_code",
+        &set,
+        &["stdout", "stderr", "success", "execution_time"],
+        &[],
+    );
+    assert_eq!(
+        (&set["stdout"], &set["success"]),
+        (&json!("set\n"), &json!(true))
+    );
+    assert!(set["execution_time"].is_f64(), "{set}");
+
+    let value = c
+        .ok("run_code", json!({"context_id": id, "code": "x + 1"}))
+        .await;
+    assert_eq!(value["results"], json!(["42"]), "{value}");
+
+    let raised = c
+        .ok("run_code", json!({"context_id": id, "code": "1/0"}))
+        .await;
+    has_keys(
+        "run_code",
+        &raised,
+        &["stdout", "stderr", "success", "execution_time", "error"],
+        &[],
+    );
+    assert_eq!(raised["success"], false);
+    assert_eq!(raised["error"]["name"], "ZeroDivisionError");
+    assert!(
+        raised["error"]["traceback"]
+            .as_str()
+            .is_some_and(|t| t.contains("1/0")),
+        "{raised}"
+    );
+
+    // A picture goes out as an image block, never as base64 in the text.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let code = format!(
+        "from IPython.display import display\ndisplay({{'image/png': '{png}', 'text/plain': 'dot'}}, raw=True)"
+    );
+    let r = c
+        .call("run_code", json!({"context_id": id, "code": code}))
+        .await;
+    let shown = json_of("run_code", &r);
+    assert_eq!(shown["results"], json!(["dot"]), "{shown}");
+    assert!(!text_of(&r).contains(png), "base64 in the text");
+    let images: Vec<_> = r.content.iter().filter_map(|c| c.as_image()).collect();
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        (images[0].data.as_str(), images[0].mime_type.as_str()),
+        (png, "image/png")
+    );
+
+    let r = c.call("list_contexts", json!({})).await;
+    let all = json_of("list_contexts", &r);
+    assert_eq!(
+        r.structured_content.as_ref().map(keys),
+        Some(BTreeSet::from(["contexts".to_owned()]))
+    );
+    let listed = all.as_array().expect("an array");
+    assert_eq!(listed.len(), 1, "{all}");
+    has_keys(
+        "list_contexts",
+        &listed[0],
+        &["context_id", "name", "language", "status", "created_at"],
+        &[],
+    );
+    assert_eq!(listed[0]["context_id"], id.as_str());
+
+    let restarted = c.ok("restart_context", json!({"context_id": id})).await;
+    has_keys(
+        "restart_context",
+        &restarted,
+        &["context_id", "name", "language", "status", "created_at"],
+        &[],
+    );
+    let after = c
+        .ok(
+            "run_code",
+            json!({"context_id": id, "code": "'x' in globals()"}),
+        )
+        .await;
+    assert_eq!(after["results"], json!(["False"]), "state is gone: {after}");
+
+    let stopped = c.ok("stop_context", json!({"context_id": id})).await;
+    assert_eq!(stopped, json!({"success": true}));
+    let gone = c
+        .fails(
+            "run_code",
+            json!({"context_id": id, "code": "1"}),
+            "CONTEXT_NOT_FOUND",
+        )
+        .await;
+    assert_eq!(gone, "Context not found");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn failures_carry_their_codes() {
+    let tier = Tier::start().await;
+    let c = tier.session(2).await;
+
+    // Before any sandbox exists: nothing is created for a call that cannot work.
+    for (tool, args) in [
+        ("run_code", json!({"context_id": "ctx-0a1", "code": "1"})),
+        ("stop_context", json!({"context_id": "ctx-0a1"})),
+        ("restart_context", json!({"context_id": "not-an-id"})),
+    ] {
+        let msg = c.fails(tool, args, "CONTEXT_NOT_FOUND").await;
+        assert_eq!(msg, "Context not found");
+    }
+    c.fails("sandbox_destroy", json!({}), "BAD_REQUEST").await;
+    c.fails(
+        "code_run",
+        json!({"language": "ruby", "code": "puts 1"}),
+        "BAD_REQUEST",
+    )
+    .await;
+    let timeout = c
+        .fails(
+            "code_run",
+            json!({"language": "python", "code": "1", "timeout": 7200}),
+            "BAD_REQUEST",
+        )
+        .await;
+    assert!(timeout.contains("3600"), "{timeout}");
+    c.fails("create_context", json!({"language": "r"}), "BAD_REQUEST")
+        .await;
+    c.fails("file_read", json!({}), "BAD_REQUEST").await;
+    c.fails("file_read", json!({"path": 5}), "BAD_REQUEST")
+        .await;
+    c.fails(
+        "file_write",
+        json!({"path": " ", "content": ""}),
+        "BAD_REQUEST",
+    )
+    .await;
+    c.fails("sandbox_create", json!({"cpu": -1}), "BAD_REQUEST")
+        .await;
+    assert_eq!(
+        c.ok("sandbox_list", json!({})).await,
+        json!({"sandboxes": []}),
+        "a refused call created no sandbox"
+    );
+
+    // With a sandbox: unknown names.
+    c.ok("code_run", json!({"language": "shell", "code": "true"}))
+        .await;
+    c.fails("file_read", json!({"path": "nope.txt"}), "NOT_FOUND")
+        .await;
+    c.fails(
+        "run_code",
+        json!({"context_id": "ctx-0a1", "code": "1"}),
+        "CONTEXT_NOT_FOUND",
+    )
+    .await;
+    c.fails(
+        "stop_context",
+        json!({"context_id": "ctx-0a1"}),
+        "CONTEXT_NOT_FOUND",
+    )
+    .await;
+
+    // Another session's sandbox does not exist for this one, whatever the tool.
+    let other = tier.session(2).await;
+    let theirs = other.ok("sandbox_create", json!({})).await["sandbox_id"].clone();
+    for (tool, args) in [
+        ("file_read", json!({"path": "a", "sandbox_id": theirs})),
+        (
+            "code_run",
+            json!({"language": "shell", "code": "true", "sandbox_id": theirs}),
+        ),
+        ("create_context", json!({"sandbox_id": theirs})),
+        ("list_contexts", json!({"sandbox_id": theirs})),
+        ("browser_snapshot", json!({"sandbox_id": theirs})),
+        ("sandbox_destroy", json!({"sandbox_id": theirs})),
+    ] {
+        let msg = c.fails(tool, args, "NOT_FOUND").await;
+        assert!(
+            msg.contains("is not one of this session's sandboxes"),
+            "{tool}: {msg}"
+        );
+    }
+    assert_eq!(
+        other.ok("sandbox_list", json!({})).await["sandboxes"][0]["sandbox_id"],
+        theirs,
+        "theirs is untouched"
+    );
+    other.close().await;
+
+    // Two sandboxes: which one must be said; a third is over the session's cap.
+    c.ok("sandbox_create", json!({})).await;
+    let which = c.fails("file_list", json!({}), "BAD_REQUEST").await;
+    assert!(which.contains("pass sandbox_id"), "{which}");
+    c.fails("sandbox_create", json!({}), "RESOURCE_EXHAUSTED")
+        .await;
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_stalled_sandbox_answers_timeout() {
+    let tier = Tier::start().await;
+    let c = tier.session(2).await;
+    let created = c.ok("sandbox_create", json!({})).await;
+    let id = SandboxId::parse(created["sandbox_id"].as_str().expect("id")).expect("parses");
+    assert!(tier.backend.signal(&id, libc::SIGSTOP), "daemon runs");
+    // The run's deadline is its timeout plus the bridge's margin; the daemon never answers.
+    let msg = c
+        .fails(
+            "code_run",
+            json!({"language": "shell", "code": "true", "timeout": 0.1}),
+            "TIMEOUT",
+        )
+        .await;
+    assert!(msg.contains("code_run"), "{msg}");
+    tier.backend.signal(&id, libc::SIGCONT);
+    c.close().await;
+}
+
+#[tokio::test]
+async fn browser_tools_fail_cleanly_without_a_browser() {
+    let tier = Tier::start().await;
+    let c = tier.session(2).await;
+    // Checked before any call: no target, nothing to type into, an empty key or URL.
+    for (tool, args) in [
+        ("browser_goto", json!({"url": " "})),
+        ("browser_click", json!({})),
+        ("browser_type", json!({"text": "x"})),
+        ("browser_press", json!({"key": ""})),
+        ("browser_wait", json!({})),
+        ("browser_wait", json!({"text": "a", "seconds": 1})),
+        ("browser_select_option", json!({"values": ["a"]})),
+        ("browser_hover", json!({"selector": ""})),
+        (
+            "browser_upload_file",
+            json!({"ref_id": "ref_1", "paths": []}),
+        ),
+        ("browser_navigate", json!({"action": "sideways"})),
+        ("browser_tabs", json!({"action": "shuffle"})),
+        ("browser_dialog", json!({})),
+    ] {
+        c.fails(tool, args, "BAD_REQUEST").await;
+    }
+    assert_eq!(
+        c.ok("sandbox_list", json!({})).await,
+        json!({"sandboxes": []}),
+        "a refused call created no sandbox"
+    );
+    // Valid calls reach sandboxd, which has no browser here: an error result naming the call
+    // (a browser that cannot start is INTERNAL in the one status table), never a crash; calls
+    // that need no page still check their arguments first.
+    let no_browser = "INTERNAL";
+    for (tool, args, code) in [
+        ("browser_goto", json!({"url": "about:blank"}), no_browser),
+        ("browser_click", json!({"ref_id": "ref_1"}), no_browser),
+        (
+            "browser_type",
+            json!({"selector": "#q", "text": "x"}),
+            no_browser,
+        ),
+        ("browser_snapshot", json!({}), no_browser),
+        (
+            "browser_aria_snapshot",
+            json!({"max_chars": 100}),
+            no_browser,
+        ),
+        ("browser_press", json!({"key": "Enter"}), no_browser),
+        ("browser_scroll", json!({"dy": 100}), no_browser),
+        ("browser_navigate", json!({"action": "reload"}), no_browser),
+        ("browser_wait", json!({"seconds": 0.1}), no_browser),
+        (
+            "browser_select_option",
+            json!({"selector": "select", "values": ["a"]}),
+            no_browser,
+        ),
+        ("browser_hover", json!({"selector": "a"}), no_browser),
+        (
+            "browser_evaluate",
+            json!({"expression": "1 + 1"}),
+            no_browser,
+        ),
+        ("browser_tabs", json!({"action": "list"}), no_browser),
+        ("browser_screenshot", json!({"full_page": true}), no_browser),
+        ("browser_dialog", json!({"accept": true}), "BAD_REQUEST"),
+        (
+            "browser_upload_file",
+            json!({"selector": "input", "paths": ["a.txt"]}),
+            "BAD_REQUEST",
+        ),
+    ] {
+        let r = c.call(tool, args).await;
+        let (got, message) = error_of(tool, &r);
+        assert_eq!(got, code, "{tool}: {message}");
+        if code == no_browser {
+            assert!(
+                message.contains("the browser did not start"),
+                "{tool}: {message}"
+            );
+        }
+        assert!(
+            r.content.iter().all(|b| b.as_image().is_none()),
+            "{tool}: an image in a failure"
+        );
+    }
+    c.close().await;
+}
