@@ -55,20 +55,6 @@ const EVENTS: &str = r#"<!doctype html><html><head><title>Events</title></head><
 <div style="height: 3000px"></div><p id="bottom">The end</p>
 </body></html>"#;
 
-async fn write(client: &mut SandboxClient<Channel>, id: &str, path: &str, content: &str) {
-    client
-        .write_file(with_id(
-            id,
-            pb::WriteFileRequest {
-                path: path.into(),
-                content: content.as_bytes().to_vec(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("write page");
-}
-
 async fn snapshot(client: &mut SandboxClient<Channel>, id: &str) -> pb::BrowserSnapshotResponse {
     client
         .browser_snapshot(with_id(id, pb::BrowserSnapshotRequest {}))
@@ -123,9 +109,12 @@ async fn reads_pages_and_acts_by_ref_across_forms_frames_shadow_dom_and_js_click
     let host = Host::start(&[]);
     let id = host.create().await;
     let mut c = host.sandbox().await;
-    write(&mut c, &id, "site/form.html", FORM).await;
-    write(&mut c, &id, "site/welcome.html", WELCOME).await;
-    write(&mut c, &id, "site/about.html", ABOUT).await;
+    host.write_file(&id, "site/form.html", FORM.as_bytes())
+        .await;
+    host.write_file(&id, "site/welcome.html", WELCOME.as_bytes())
+        .await;
+    host.write_file(&id, "site/about.html", ABOUT.as_bytes())
+        .await;
 
     let page = goto(&mut c, &id, "file:///workspace/site/form.html").await;
     assert_eq!(page.url, "file:///workspace/site/form.html");
@@ -479,9 +468,12 @@ async fn dialogs_popups_downloads_and_uploads_are_handled_and_reported() {
     let host = Host::start(&[]);
     let id = host.create().await;
     let mut c = host.sandbox().await;
-    write(&mut c, &id, "site/events.html", EVENTS).await;
-    write(&mut c, &id, "site/about.html", ABOUT).await;
-    write(&mut c, &id, "notes.txt", "some notes").await;
+    host.write_file(&id, "site/events.html", EVENTS.as_bytes())
+        .await;
+    host.write_file(&id, "site/about.html", ABOUT.as_bytes())
+        .await;
+    host.write_file(&id, "notes.txt", "some notes".as_bytes())
+        .await;
     goto(&mut c, &id, "/workspace/site/events.html").await;
 
     let click = |selector: &str| pb::BrowserClickRequest {
@@ -586,18 +578,11 @@ async fn dialogs_popups_downloads_and_uploads_are_handled_and_reported() {
         Some("/workspace/downloads/report.csv"),
         "{download:?}"
     );
-    let csv = c
-        .read_file(with_id(
-            &id,
-            pb::ReadFileRequest {
-                path: "downloads/report.csv".into(),
-                ..Default::default()
-            },
-        ))
+    let csv = host
+        .read_file(&id, "downloads/report.csv")
         .await
-        .expect("read download")
-        .into_inner();
-    assert_eq!(csv.content, b"a,b\n1,2\n");
+        .expect("read download");
+    assert_eq!(csv, b"a,b\n1,2\n");
 
     // Upload from the workspace.
     c.browser_upload_file(with_id(
@@ -811,7 +796,7 @@ async fn a_crashed_browser_restarts_on_the_next_call_and_leaves_no_zombies() {
     let host = Host::start(&[]);
     let id = host.create().await;
     let mut c = host.sandbox().await;
-    write(&mut c, &id, "about.html", ABOUT).await;
+    host.write_file(&id, "about.html", ABOUT.as_bytes()).await;
     // A kernel runs beside the browser, as agents use both (the 512 MiB default holds both).
     let ctx = c
         .create_context(with_id(

@@ -1,8 +1,8 @@
 //! Sandbox lifecycle: destroy, restart adoption, caps, the reaper, concurrency, errors.
 
-use std::time::Duration;
-
-use agent_runtime_e2e::{instance_containers, sandbox_dir, unique_instance, with_id, Host};
+use agent_runtime_e2e::{
+    instance_containers, sandbox_dir, unique_instance, wait_no_containers, with_id, Host,
+};
 use agent_runtime_proto::v1::{
     CreateSandboxRequest, ExecRequest, ExtendTimeoutRequest, GetSandboxRequest, HelloRequest,
     ListSandboxesRequest,
@@ -70,23 +70,20 @@ async fn a_restarted_host_finds_its_sandboxes() {
     let second = Host::start_instance(&instance, true, &[]);
     // The new host opens its ports at once and checks adopted sandboxes in the background:
     // `creating` until the daemon has proved who it is, then `running`.
-    let mut info = Default::default();
-    for _ in 0..200 {
-        info = second
-            .sandboxes()
-            .await
-            .get(GetSandboxRequest {
-                sandbox_id: id.clone(),
-            })
-            .await
-            .expect("adopted")
-            .into_inner();
-        if info.status != "creating" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let info: agent_runtime_proto::v1::SandboxInfo = info;
+    second
+        .wait_status(&id, "past creating (adopted)", |s| {
+            s.as_deref() != Ok("creating")
+        })
+        .await;
+    let info = second
+        .sandboxes()
+        .await
+        .get(GetSandboxRequest {
+            sandbox_id: id.clone(),
+        })
+        .await
+        .expect("adopted")
+        .into_inner();
     assert_eq!(info.status, "running");
     let expires = info.expires_at.clone();
     assert!(expires > info.created_at);
@@ -125,25 +122,20 @@ async fn cap_reaper_and_bad_requests() {
         err.message()
     );
 
-    // The reaper destroys it after its 2 s lifetime.
-    let mut gone = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let listed = sb
-            .list(ListSandboxesRequest {})
-            .await
-            .expect("list")
-            .into_inner();
-        if listed.sandboxes.is_empty() && instance_containers(&host.instance).is_empty() {
-            gone = true;
-            break;
-        }
-    }
-    assert!(
-        gone,
-        "sandbox {} or its container outlived its lifetime",
-        short.sandbox_id
-    );
+    // The reaper destroys it after its 2 s lifetime, with no call from anyone.
+    host.wait_status(
+        &short.sandbox_id,
+        "reaped at the end of its lifetime",
+        |s| s == &Err(Code::NotFound),
+    )
+    .await;
+    let listed = sb
+        .list(ListSandboxesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.sandboxes.is_empty(), "{listed:?}");
+    wait_no_containers(&host.instance, "the reaped sandbox's container to go");
 
     for bad in [
         CreateSandboxRequest {

@@ -652,6 +652,23 @@ pub fn instance_containers(instance: &str) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// Waits until an instance has no containers left (cleanup that happens after a call returns);
+/// fails the test as hung, naming `what` was awaited and the containers left, after two
+/// minutes (a guard against waiting forever, not a speed check).
+pub fn wait_no_containers(instance: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = instance_containers(instance);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("hung waiting for {what}: containers left {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The host directory of a sandbox (default state dir, as root).
 pub fn sandbox_dir(instance: &str, id: &str) -> PathBuf {
     let state = std::env::var_os("AGENT_RUNTIME_STATE_DIR")
