@@ -536,6 +536,68 @@ async fn a_killed_daemon_is_dead_over_grpc_and_frees_its_slot() {
 }
 
 #[tokio::test]
+async fn a_paused_daemon_meets_its_deadline_blocks_no_one_else_and_recovers() {
+    let (host, backend) = InProcessHost::local(InProcessOptions {
+        rest: false,
+        ..InProcessOptions::default()
+    })
+    .await
+    .expect("in-process host");
+    let ch = channel(&host).await;
+    let mut sandboxes = SandboxesClient::new(ch.clone());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let info = sandboxes
+            .create(CreateSandboxRequest::default())
+            .await
+            .expect("create");
+        ids.push(info.into_inner().sandbox_id);
+    }
+    let (stuck, fine) = (ids[0].clone(), ids[1].clone());
+    assert!(backend.pause_daemon(&SandboxId::parse(&stuck).expect("id")));
+    let stuck_call = tokio::spawn({
+        let ch = ch.clone();
+        let stuck = stuck.clone();
+        async move {
+            let mut req = to(HelloRequest { nonce: vec![1; 32] }, &stuck, None);
+            req.set_timeout(Duration::from_secs(1));
+            SandboxClient::new(ch).hello(req).await
+        }
+    });
+    assert_eq!(
+        forwarded_hello(&ch, &fine, None).await.expect("the other"),
+        fine
+    );
+    assert!(
+        !stuck_call.is_finished(),
+        "the other sandbox answered first"
+    );
+    let err = stuck_call.await.expect("task").expect_err("stuck");
+    // The host answers DEADLINE_EXCEEDED at the client's grpc-timeout; tonic's client enforces
+    // the same deadline itself (CANCELLED "Timeout expired"), and either may be first.
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    assert!(backend.resume_daemon(&SandboxId::parse(&stuck).expect("id")));
+    assert_eq!(
+        forwarded_hello(&ch, &stuck, None).await.expect("resumed"),
+        stuck
+    );
+    let record = host
+        .manager
+        .get(&SandboxId::parse(&stuck).expect("id"))
+        .expect("record");
+    assert_eq!(
+        record.status,
+        SandboxStatus::Running,
+        "a paused daemon is not dead"
+    );
+    host.manager.destroy_all().await;
+    host.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn tokens_authenticate_every_call_and_own_their_sandboxes() {
     const ALICE: &str = "alice-token-0123456789";
     const BOB: &str = "bob-token-0123456789ab";

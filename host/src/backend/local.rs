@@ -170,6 +170,17 @@ impl LocalBackend {
         self.signal(id, libc::SIGKILL)
     }
 
+    /// Stops a sandbox's daemon (SIGSTOP), as a stuck daemon or a paused container: it keeps
+    /// its socket and answers nothing until [`LocalBackend::resume_daemon`].
+    pub fn pause_daemon(&self, id: &SandboxId) -> bool {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    /// Lets a paused daemon run again (SIGCONT).
+    pub fn resume_daemon(&self, id: &SandboxId) -> bool {
+        self.signal(id, libc::SIGCONT)
+    }
+
     /// Makes creates wait (`true`) before they start anything, or lets them go (`false`).
     pub fn hold_creates(&self, hold: bool) {
         self.held.send_replace(hold);
