@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime::backend::local::LocalBackend;
-use agent_runtime::backend::Backend;
 use agent_runtime::ids::SandboxId;
 use agent_runtime::rest::auth::BasicAuth;
 use agent_runtime::rest::openapi;
@@ -23,7 +22,8 @@ use serde_json::{json, Value};
 /// A hang guard for each request, not a measure.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn backend() -> Arc<LocalBackend> {
+/// An in-process host over a fresh local backend, with REST on.
+async fn start(opts: InProcessOptions) -> (InProcessHost, Arc<LocalBackend>) {
     let python = std::process::Command::new("python3")
         .args(["-c", "import ipykernel"])
         .status();
@@ -31,14 +31,9 @@ fn backend() -> Arc<LocalBackend> {
         python.is_ok_and(|s| s.success()),
         "REST route tests run real Jupyter kernels: install ipykernel (`pip install ipykernel`)"
     );
-    Arc::new(LocalBackend::new().unwrap_or_else(|e| panic!("{e}")))
-}
-
-async fn host(backend: &Arc<LocalBackend>, opts: InProcessOptions) -> InProcessHost {
-    let backend: Arc<dyn Backend> = backend.clone();
-    InProcessHost::start(backend, opts)
+    InProcessHost::local(opts)
         .await
-        .expect("in-process host")
+        .unwrap_or_else(|e| panic!("in-process host: {e:#}"))
 }
 
 /// A REST client for one host that checks every answer against the OpenAPI document.
@@ -101,12 +96,12 @@ impl Rest {
     }
 
     async fn execute(&self, ctx: &str, code: &str) -> (StatusCode, Value) {
-        self.call(
-            Method::POST,
-            &format!("/api/v1/contexts/{ctx}/execute"),
-            Some(json!({ "code": code })),
-        )
-        .await
+        self.execute_body(ctx, json!({ "code": code })).await
+    }
+
+    async fn execute_body(&self, ctx: &str, body: Value) -> (StatusCode, Value) {
+        let path = format!("/api/v1/contexts/{ctx}/execute");
+        self.call(Method::POST, &path, Some(body)).await
     }
 
     /// The documented operation `path` matches, with its template.
@@ -187,8 +182,7 @@ impl Rest {
 
 #[tokio::test]
 async fn every_route_answers_in_its_documented_shape() {
-    let backend = backend();
-    let host = host(&backend, InProcessOptions::default()).await;
+    let (host, _backend) = start(InProcessOptions::default()).await;
     let rest = Rest::new(&host);
 
     let health = reqwest::get(format!("{}/health", rest.base))
@@ -309,8 +303,7 @@ async fn every_route_answers_in_its_documented_shape() {
 
 #[tokio::test]
 async fn every_error_code() {
-    let backend = backend();
-    let host = host(&backend, InProcessOptions::default()).await;
+    let (host, _backend) = start(InProcessOptions::default()).await;
     let rest = Rest::new(&host);
     let ctx = rest.create(json!({})).await["context_id"]
         .as_str()
@@ -318,28 +311,13 @@ async fn every_error_code() {
         .to_owned();
 
     let execute = format!("/api/v1/contexts/{ctx}/execute");
+    let create = "/api/v1/contexts";
     let bad: [(&str, &str, &str); 7] = [
-        ("/api/v1/contexts", "{not json", "JSON"),
-        (
-            "/api/v1/contexts",
-            r#"{"colour": "blue"}"#,
-            "unknown field `colour`",
-        ),
-        (
-            "/api/v1/contexts",
-            r#"{"language": "cobol"}"#,
-            "use \"python\"",
-        ),
-        (
-            "/api/v1/contexts",
-            r#"{"type": "notebook"}"#,
-            "use \"jupyter\"",
-        ),
-        (
-            "/api/v1/contexts",
-            r#"{"sandbox_id": "nope"}"#,
-            "not a sandbox id",
-        ),
+        (create, "{not json", "JSON"),
+        (create, r#"{"colour": "blue"}"#, "unknown field `colour`"),
+        (create, r#"{"language": "cobol"}"#, "use \"python\""),
+        (create, r#"{"type": "notebook"}"#, "use \"jupyter\""),
+        (create, r#"{"sandbox_id": "nope"}"#, "not a sandbox id"),
         (&execute, r#"{"code": 1}"#, "invalid type"),
         (
             &execute,
@@ -383,11 +361,7 @@ async fn every_error_code() {
     // TIMEOUT: the cell is interrupted and the context keeps its state.
     rest.execute(&ctx, "kept = 7").await;
     let (status, v) = rest
-        .call(
-            Method::POST,
-            &execute,
-            Some(json!({"code": "while True: pass", "timeout": 1})),
-        )
+        .execute_body(&ctx, json!({"code": "while True: pass", "timeout": 1}))
         .await;
     assert_eq!(
         (status, &v["code"]),
@@ -404,11 +378,7 @@ async fn every_error_code() {
     assert_eq!(v["output"]["stdout"], "7\n", "{v}");
     // A timeout of 0 is the default, not an error.
     let (status, v) = rest
-        .call(
-            Method::POST,
-            &execute,
-            Some(json!({"code": "1", "timeout": 0})),
-        )
+        .execute_body(&ctx, json!({"code": "1", "timeout": 0}))
         .await;
     assert_eq!(
         (status, &v["success"]),
@@ -422,7 +392,9 @@ async fn every_error_code() {
         LocalBackend::with_sandboxd("/nonexistent/sandboxd".into())
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let host = self::host(&broken, InProcessOptions::default()).await;
+    let host = InProcessHost::start(broken, InProcessOptions::default())
+        .await
+        .expect("in-process host");
     let rest = Rest::new(&host);
     let (status, v) = rest
         .call(Method::POST, "/api/v1/contexts", Some(json!({})))
@@ -437,14 +409,10 @@ async fn every_error_code() {
 
 #[tokio::test]
 async fn basic_auth_guards_the_api_but_not_health() {
-    let backend = backend();
-    let host = host(
-        &backend,
-        InProcessOptions {
-            basic_auth: Some(BasicAuth::parse("ann:s3cret").expect("credentials")),
-            ..InProcessOptions::default()
-        },
-    )
+    let (host, _backend) = start(InProcessOptions {
+        basic_auth: Some(BasicAuth::parse("ann:s3cret").expect("credentials")),
+        ..InProcessOptions::default()
+    })
     .await;
     let plain = Rest::new(&host);
     for rest in [Rest::new(&host), Rest::new(&host).with_auth("ann", "wrong")] {
@@ -480,8 +448,7 @@ async fn basic_auth_guards_the_api_but_not_health() {
 
 #[tokio::test]
 async fn rest_reaches_only_its_own_contexts_and_finds_them_after_a_restart() {
-    let backend = backend();
-    let first = host(&backend, InProcessOptions::default()).await;
+    let (first, backend) = start(InProcessOptions::default()).await;
     let rest = Rest::new(&first);
 
     // A sandbox made over gRPC (anonymous) may be named; one a token owns may not, with the
@@ -568,7 +535,9 @@ async fn rest_reaches_only_its_own_contexts_and_finds_them_after_a_restart() {
         host_key: Some(key),
         ..InProcessOptions::default()
     };
-    let second = host(&backend, opts).await;
+    let second = InProcessHost::start(backend, opts)
+        .await
+        .expect("in-process host");
     let rest = Rest::new(&second);
     // Adopted sandboxes are probed after the ports open; discovery asks running ones only.
     let own_sandbox = SandboxId::parse(own_sandbox.as_str()).expect("id");

@@ -7,7 +7,7 @@ use agent_runtime_client::{ContextStatus, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// Body of `POST /api/v1/contexts`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -244,4 +244,26 @@ pub struct ErrorBody {
     /// What kind of error.
     #[schema(schema_with = error_code)]
     pub code: ErrorCode,
+}
+
+/// The errors of a call about one context (describe, delete, execute).
+#[derive(IntoResponses)]
+pub enum ContextErrors {
+    /// BAD_REQUEST: the request cannot work (a malformed body, a value out of range, a dead
+    /// sandbox)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// UNAUTHORIZED: missing or wrong credentials
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// CONTEXT_NOT_FOUND
+    #[response(status = 404)]
+    ContextNotFound(ErrorBody),
+    /// TIMEOUT: the code ran past its timeout (the message says whether the context kept its
+    /// state), or the sandbox did not answer in time
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// INTERNAL
+    #[response(status = 500)]
+    Internal(ErrorBody),
 }

@@ -12,7 +12,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::api::{ContextView, CreateBody, Deleted, ErrorBody, CONTEXT_LANGUAGE, CONTEXT_TYPE};
+use super::api::{
+    ContextErrors, ContextView, CreateBody, Deleted, ErrorBody, CONTEXT_LANGUAGE, CONTEXT_TYPE,
+};
 use super::call::{req, within, within_mapped, CALL_DEADLINE, CREATE_DEADLINE};
 use super::discovery::{Contexts, Location};
 use super::error::RestError;
@@ -160,11 +162,7 @@ pub async fn list(State(state): State<Arc<Contexts>>) -> Json<Vec<ContextView>> 
 #[utoipa::path(get, path = "/contexts/{id}", operation_id = "getContext", params(("id" = String, Path, description = "The context's id")),
 responses(
     (status = 200, description = "Context", body = ContextView),
-    (status = 400, description = "BAD_REQUEST: the context's sandbox is dead", body = ErrorBody),
-    (status = 401, description = "UNAUTHORIZED: missing or wrong credentials", body = ErrorBody),
-    (status = 404, description = "CONTEXT_NOT_FOUND", body = ErrorBody),
-    (status = 408, description = "TIMEOUT: the sandbox did not answer in time", body = ErrorBody),
-    (status = 500, description = "INTERNAL", body = ErrorBody),
+    ContextErrors,
 ))]
 pub async fn get(
     State(state): State<Arc<Contexts>>,
@@ -183,11 +181,7 @@ pub async fn get(
 #[utoipa::path(delete, path = "/contexts/{id}", operation_id = "deleteContext", params(("id" = String, Path, description = "The context's id")),
 responses(
     (status = 200, description = "Deleted", body = Deleted),
-    (status = 400, description = "BAD_REQUEST: the context's sandbox is dead", body = ErrorBody),
-    (status = 401, description = "UNAUTHORIZED: missing or wrong credentials", body = ErrorBody),
-    (status = 404, description = "CONTEXT_NOT_FOUND", body = ErrorBody),
-    (status = 408, description = "TIMEOUT: the sandbox did not answer in time", body = ErrorBody),
-    (status = 500, description = "INTERNAL", body = ErrorBody),
+    ContextErrors,
 ))]
 pub async fn delete(
     State(state): State<Arc<Contexts>>,

@@ -14,7 +14,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::api::{ErrorBody, ExecuteBody, ExecuteResult, Output, RichOutput, RunError, StreamLine};
+use super::api::{
+    ContextErrors, ErrorBody, ExecuteBody, ExecuteResult, Output, RichOutput, RunError, StreamLine,
+};
 use super::call::{no_answer, req, within};
 use super::contexts::json_body;
 use super::discovery::Contexts;
@@ -32,14 +34,7 @@ request_body = ExecuteBody, responses(
         (ExecuteResult = "application/json"),
         (StreamLine = "application/x-ndjson"),
     )),
-    (status = 400, description = "BAD_REQUEST: a malformed body, a timeout out of range, the \
-        context's sandbox is dead", body = ErrorBody),
-    (status = 401, description = "UNAUTHORIZED: missing or wrong credentials", body = ErrorBody),
-    (status = 404, description = "CONTEXT_NOT_FOUND", body = ErrorBody),
-    (status = 408, description = "TIMEOUT: the code ran past its timeout (the kernel was \
-        interrupted; the message says whether its state was kept), or the sandbox did not \
-        answer in time", body = ErrorBody),
-    (status = 500, description = "INTERNAL", body = ErrorBody),
+    ContextErrors,
 ))]
 pub async fn execute(
     State(state): State<Arc<Contexts>>,
