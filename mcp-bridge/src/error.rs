@@ -221,6 +221,9 @@ pub enum ServeError {
 
 #[cfg(test)]
 mod tests {
+    use agent_runtime_client::Rpc;
+    use agent_runtime_proto::v1::PoolStatusRequest;
+
     use super::*;
 
     #[test]
@@ -266,9 +269,8 @@ mod tests {
     async fn a_host_that_does_not_answer_is_unavailable() {
         // Nothing listens on port 1: the channel itself fails.
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        let mut client = agent_runtime_proto::v1::sandboxes_client::SandboxesClient::new(channel);
-        let status = client
-            .pool_status(agent_runtime_proto::v1::PoolStatusRequest {})
+        let request = tonic::Request::new(PoolStatusRequest {});
+        let status = <PoolStatusRequest as Rpc>::send(channel, request)
             .await
             .err()
             .unwrap_or_else(|| Status::ok("answered"));

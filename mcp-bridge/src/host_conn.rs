@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use agent_runtime_client::{run_timeout, sandbox_client, MAX_MESSAGE_BYTES, MAX_RUN_TIMEOUT};
-use agent_runtime_proto::v1::sandbox_client::SandboxClient;
-use agent_runtime_proto::v1::sandboxes_client::SandboxesClient;
+use agent_runtime_client::{run_timeout, Rpc, SandboxesRpc, MAX_RUN_TIMEOUT};
 use agent_runtime_proto::v1::PoolStatusRequest;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -124,31 +122,31 @@ impl HostConn {
         &self.addr
     }
 
-    /// A lifecycle client, after making sure a host answers.
-    pub async fn sandboxes(&self) -> Result<SandboxesClient<HostChannel>, ToolError> {
-        self.ensure().await?;
-        Ok(self.sandboxes_now())
-    }
-
-    /// A lifecycle client without checking for (or starting) a host: for cleanup, which must
-    /// neither wait for a host to start nor start one.
-    pub fn sandboxes_now(&self) -> SandboxesClient<HostChannel> {
-        SandboxesClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
     /// The channel to the host (every call through [`HostAuth`]), after making sure a host
     /// answers.
     pub async fn channel(&self) -> Result<HostChannel, ToolError> {
         self.ensure().await?;
-        Ok(self.channel.clone())
+        Ok(self.channel_now())
     }
 
-    /// A sandbox-service client (requests need the `sandbox-id`) without checking for (or
-    /// starting) a host, for cleanup (see [`Self::sandboxes_now`]).
-    pub fn sandbox_now(&self) -> SandboxClient<HostChannel> {
-        sandbox_client(self.channel.clone())
+    /// The channel without checking for (or starting) a host: for cleanup, which must neither
+    /// wait for a host to start nor start one.
+    pub fn channel_now(&self) -> HostChannel {
+        self.channel.clone()
+    }
+
+    /// Calls `req` on the host's `Sandboxes` service within `deadline`, without checking for
+    /// (or starting) a host: [`Self::ensure`] first where one should be started.
+    pub async fn lifecycle<R: SandboxesRpc>(
+        &self,
+        req: R,
+        deadline: Duration,
+    ) -> Result<<R as Rpc>::Response, tonic::Status> {
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(deadline);
+        <R as Rpc>::send(self.channel_now(), request)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Forgets that the host answered, so the next call checks (and maybe starts one) again.
@@ -173,10 +171,8 @@ impl HostConn {
     }
 
     async fn probe(&self) -> Result<(), tonic::Status> {
-        let mut client = SandboxesClient::new(self.channel.clone());
-        let mut req = tonic::Request::new(PoolStatusRequest {});
-        req.set_timeout(PROBE_TIMEOUT);
-        match tokio::time::timeout(PROBE_TIMEOUT, client.pool_status(req)).await {
+        let probe = self.lifecycle(PoolStatusRequest {}, PROBE_TIMEOUT);
+        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
             // A host that refuses our credentials is there: calls will say why, and starting
             // another one on its address would only fail.
             Ok(Err(s))

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use agent_runtime_client::{with_sandbox, ContextId, SandboxId};
+use agent_runtime_client::{with_sandbox, ContextId, Rpc, SandboxId};
 
 use crate::error::ToolError;
 use crate::host_conn::{HostConn, CREATE_DEADLINE};
@@ -303,11 +303,9 @@ async fn create(host: &HostConn, req: CreateSandboxRequest) -> Result<SandboxInf
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut client = host.sandboxes().await?;
-        let mut call = tonic::Request::new(req.clone());
-        call.set_timeout(CREATE_DEADLINE);
-        match client.create(call).await {
-            Ok(r) => return Ok(r.into_inner()),
+        host.ensure().await?;
+        match host.lifecycle(req.clone(), CREATE_DEADLINE).await {
+            Ok(info) => return Ok(info),
             // The host may have exited while idle: start one again and retry once.
             Err(s) if s.code() == tonic::Code::Unavailable && attempt == 1 => {
                 host.mark_gone().await;
@@ -319,12 +317,11 @@ async fn create(host: &HostConn, req: CreateSandboxRequest) -> Result<SandboxInf
 
 /// Destroys a sandbox within [`CLEANUP_DEADLINE`], never starting a host to do it.
 async fn destroy(host: &HostConn, id: &SandboxId, session: u64) {
-    let mut req = tonic::Request::new(DestroySandboxRequest {
+    let req = DestroySandboxRequest {
         sandbox_id: id.as_str().to_owned(),
-    });
-    req.set_timeout(CLEANUP_DEADLINE);
-    let mut client = host.sandboxes_now();
-    let result = match tokio::time::timeout(CLEANUP_DEADLINE, client.destroy(req)).await {
+    };
+    let destroyed = host.lifecycle(req, CLEANUP_DEADLINE);
+    let result = match tokio::time::timeout(CLEANUP_DEADLINE, destroyed).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(s)) => Err(s.message().to_owned()),
         Err(_) => Err(format!("no answer within {}s", CLEANUP_DEADLINE.as_secs())),
@@ -353,9 +350,9 @@ async fn cleanup(
             &sb,
         );
         req.set_timeout(CLEANUP_DEADLINE);
-        let mut client = host.sandbox_now();
+        let stopped = <DeleteContextRequest as Rpc>::send(host.channel_now(), req);
         calls.spawn(async move {
-            let _ = tokio::time::timeout(CLEANUP_DEADLINE, client.delete_context(req)).await;
+            let _ = tokio::time::timeout(CLEANUP_DEADLINE, stopped).await;
         });
     }
     calls.join_all().await;

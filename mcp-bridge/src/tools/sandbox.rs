@@ -1,7 +1,7 @@
 //! Sandbox lifecycle tools: sandbox_create, sandbox_destroy, sandbox_list.
 
-use agent_runtime_client::SandboxId;
-use agent_runtime_proto::v1::{CreateSandboxRequest, DestroySandboxRequest};
+use agent_runtime_client::{Rpc, SandboxId, SandboxesRpc};
+use agent_runtime_proto::v1::{CreateSandboxRequest, DestroySandboxRequest, ListSandboxesRequest};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ToolError;
+use crate::host_conn::DEFAULT_DEADLINE;
 use crate::results::{json_ok, respond, Outcome, ToolResult};
 use crate::server::Bridge;
 
@@ -61,6 +62,20 @@ impl Bridge {
 }
 
 impl Bridge {
+    /// A `Sandboxes`-service call (starting a host when none answers); `name` is what its
+    /// errors call it.
+    async fn lifecycle<R: SandboxesRpc>(
+        &self,
+        name: &str,
+        req: R,
+    ) -> Result<<R as Rpc>::Response, ToolError> {
+        let host = self.session.host();
+        host.ensure().await?;
+        host.lifecycle(req, DEFAULT_DEADLINE)
+            .await
+            .map_err(|s| ToolError::from_status(name, &s))
+    }
+
     async fn do_create(&self, args: CreateArgs) -> Outcome {
         if let Some(cpu) = args.cpu {
             if !(cpu.is_finite() && cpu > 0.0) {
@@ -87,25 +102,19 @@ impl Bridge {
                 "this session has no sandbox: pass sandbox_id".into(),
             ));
         };
-        let mut client = self.session.host().sandboxes().await?;
-        client
-            .destroy(DestroySandboxRequest {
-                sandbox_id: id.as_str().to_owned(),
-            })
-            .await
-            .map_err(|s| ToolError::from_status("sandbox destroy", &s))?;
+        let req = DestroySandboxRequest {
+            sandbox_id: id.as_str().to_owned(),
+        };
+        self.lifecycle("sandbox destroy", req).await?;
         self.session.forget_sandbox(&id);
         json_ok(json!({ "success": true }))
     }
 
     async fn do_list(&self) -> Outcome {
         let mine = self.session.sandboxes();
-        let mut client = self.session.host().sandboxes().await?;
-        let all = client
-            .list(agent_runtime_proto::v1::ListSandboxesRequest {})
-            .await
-            .map_err(|s| ToolError::from_status("sandbox list", &s))?
-            .into_inner()
+        let all = self
+            .lifecycle("sandbox list", ListSandboxesRequest {})
+            .await?
             .sandboxes;
         let items: Vec<Value> = all
             .into_iter()
