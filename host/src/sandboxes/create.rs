@@ -87,27 +87,6 @@ impl Manager {
             .map_err(|_| HostError::Backend("the create task stopped unexpectedly".into()))?
     }
 
-    /// [`Manager::create`] with positional arguments, owned by [`ANONYMOUS`]; kept for callers
-    /// not yet moved to [`CreateSpec`].
-    pub async fn create_with(
-        self: &Arc<Self>,
-        memory: &str,
-        cpu: f64,
-        timeout_s: u64,
-        labels: HashMap<String, String>,
-        prewarm_kernel: bool,
-    ) -> Result<SandboxRecord, HostError> {
-        self.create(CreateSpec {
-            memory: memory.to_owned(),
-            cpu,
-            timeout_s,
-            labels,
-            prewarm_kernel,
-            ..CreateSpec::default()
-        })
-        .await
-    }
-
     async fn create_now(&self, spec: CreateSpec) -> Result<SandboxRecord, HostError> {
         let started = Instant::now();
         let limits =
