@@ -77,14 +77,11 @@ async fn spare_kernel(host: &Host, sandbox: &str, busy: &str) -> String {
 /// The command lines of the sandbox's ipykernel processes, and its kernel directories.
 async fn kernels(host: &Host, sandbox: &str) -> (Vec<String>, Vec<String>) {
     let out = host
-        .exec(
+        .sh(
             sandbox,
-            "shell",
             "ps -eo args; echo ---; ls /tmp/agent-runtime-kernels",
-            10.0,
         )
-        .await
-        .expect("ps");
+        .await;
     let (ps, dirs) = out.stdout.split_once("---\n").expect("separator");
     let procs = ps
         .lines()
@@ -361,9 +358,7 @@ async fn contexts_keep_state_stream_rich_results_and_survive_timeouts() {
     );
 
     // The second create takes the spare kernel, moved to the requested directory.
-    host.exec(&sb, "shell", "mkdir -p /workspace/sub", 10.0)
-        .await
-        .expect("mkdir");
+    host.sh(&sb, "mkdir -p /workspace/sub").await;
     let first_pid = ok(&mut client, &sb, &id, "import os; print(os.getpid())")
         .await
         .stdout;
@@ -646,11 +641,7 @@ async fn a_runs_timeout_never_touches_a_context_or_what_its_cells_started() {
     assert_eq!(out.exit.reason, "timeout", "{out:?}");
 
     // Everything the runs started is gone; the kernel and its cell's child are not.
-    let ps = host
-        .exec(&sb, "shell", "ps -eo pid=,args=", 10.0)
-        .await
-        .expect("ps")
-        .stdout;
+    let ps = host.sh(&sb, "ps -eo pid=,args=").await.stdout;
     let pids: Vec<&str> = ps
         .lines()
         .filter_map(|l| l.split_whitespace().next())

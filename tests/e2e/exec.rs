@@ -1,8 +1,6 @@
 //! Exec through the host: streaming, exit codes, timeouts, a daemon that stays in control.
 
-use std::time::Duration;
-
-use agent_runtime_e2e::{exec_with, hang_guard, start_exec, Host};
+use agent_runtime_e2e::{exec_with, start_exec, Host};
 use agent_runtime_proto::v1::exec_event::Event;
 use agent_runtime_proto::v1::ExecRequest;
 
@@ -56,10 +54,7 @@ async fn output_streams_before_the_run_ends() {
 async fn exit_codes_stderr_stdin_env_and_languages() {
     let host = Host::start(&[]);
     let id = host.create().await;
-    let out = host
-        .exec(&id, "shell", "echo out; echo err >&2; exit 3", 10.0)
-        .await
-        .expect("exec");
+    let out = host.sh(&id, "echo out; echo err >&2; exit 3").await;
     assert_eq!(
         (
             out.stdout.as_str(),
@@ -113,9 +108,7 @@ async fn exit_codes_stderr_stdin_env_and_languages() {
         .await
         .expect_err("cwd does not exist yet");
     assert!(err.to_string().contains("InvalidArgument"), "{err}");
-    host.exec(&id, "shell", "mkdir -p /workspace/sub", 10.0)
-        .await
-        .expect("mkdir");
+    host.sh(&id, "mkdir -p /workspace/sub").await;
     let out = exec_with(&mut client, &id, req).await.expect("exec");
     assert_eq!(out.stdout, "piped in\nhello from /workspace/sub\n");
 
@@ -143,14 +136,8 @@ async fn timeout_kills_the_whole_process_group() {
     // The foreground `sleep 300` never finished: the run's end was the timeout's kill.
     assert_eq!(out.exit.code, 128 + 9, "{:?}", out.exit);
     let left = host
-        .exec(
-            &id,
-            "shell",
-            "ps -eo comm= | grep -c '^sleep$' || true",
-            10.0,
-        )
-        .await
-        .expect("ps");
+        .sh(&id, "ps -eo comm= | grep -c '^sleep$' || true")
+        .await;
     assert_eq!(
         left.stdout.trim(),
         "0",
@@ -166,26 +153,14 @@ async fn daemon_answers_while_user_code_hogs_cpu_and_memory() {
     let hog = "for i in 1 2; do python3 -c 'while True: pass' cpu-hog & done\n\
                python3 -c \"import time\nb=bytearray(400*1024*1024)\nwhile True:\n  for i in range(0,len(b),4096): b[i]=1\n  time.sleep(0.01)\" mem-hog &\n\
                echo started";
-    let out = host
-        .exec(&id, "shell", hog, 10.0)
-        .await
-        .expect("start hogs");
+    let out = host.sh(&id, hog).await;
     assert_eq!(out.stdout, "started\n");
     // Each answer comes while the hogs still run (the same call sees them), and none hangs.
     for round in 0..5 {
-        let out = hang_guard(
-            Duration::from_secs(60),
-            "echo while the box is busy",
-            host.exec(
-                &id,
-                "shell",
-                // `[g]`: the pattern does not match this command's own text.
-                "echo hi; pgrep -fc 'cpu-ho[g]'; pgrep -fc 'mem-ho[g]'",
-                10.0,
-            ),
-        )
-        .await
-        .expect("echo");
+        // `[g]`: the pattern does not match this command's own text.
+        let out = host
+            .sh(&id, "echo hi; pgrep -fc 'cpu-ho[g]'; pgrep -fc 'mem-ho[g]'")
+            .await;
         let lines: Vec<&str> = out.stdout.lines().collect();
         assert_eq!(
             lines,

@@ -20,9 +20,7 @@ async fn destroy_leaves_no_container_and_no_directory() {
         dir.display()
     );
     assert_eq!(instance_containers(&host.instance).len(), 1);
-    host.exec(&id, "shell", "echo data > /workspace/f", 10.0)
-        .await
-        .expect("write");
+    host.sh(&id, "echo data > /workspace/f").await;
     host.destroy(&id).await;
     assert!(instance_containers(&host.instance).is_empty());
     assert!(!dir.exists(), "{} left behind", dir.display());
@@ -47,10 +45,7 @@ async fn a_restarted_host_finds_its_sandboxes() {
     let instance = unique_instance();
     let mut first = Host::start_instance(&instance, false, &[]);
     let id = first.create().await;
-    first
-        .exec(&id, "shell", "echo kept > /workspace/state", 10.0)
-        .await
-        .expect("write");
+    first.sh(&id, "echo kept > /workspace/state").await;
     first
         .sandboxes()
         .await
@@ -87,10 +82,7 @@ async fn a_restarted_host_finds_its_sandboxes() {
     assert_eq!(info.status, "running");
     let expires = info.expires_at.clone();
     assert!(expires > info.created_at);
-    let out = second
-        .exec(&id, "shell", "cat /workspace/state", 10.0)
-        .await
-        .expect("exec after restart");
+    let out = second.sh(&id, "cat /workspace/state").await;
     assert_eq!(out.stdout, "kept\n");
     drop(second);
     assert!(
