@@ -23,7 +23,7 @@ async fn ok(
     let ran = run_code(client, sandbox, context, code, 30.0)
         .await
         .unwrap_or_else(|s| panic!("RunCode {code:?} failed: {s:?}"));
-    assert_eq!(ran.exit.code, 0, "{code:?} failed: {ran:?}");
+    assert!(ran.outcome.success(), "{code:?} failed: {ran:?}");
     ran
 }
 

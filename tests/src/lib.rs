@@ -157,7 +157,7 @@ impl Host {
                 Err(_) => {
                     let _ = child.kill();
                     panic!(
-                        "host did not start; its log:\n{}",
+                        "host did not start (it exited, or hung for 120 s); its log:\n{}",
                         log.lock().map(|l| l.clone()).unwrap_or_default()
                     );
                 }
