@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_runtime::auth::Tokens;
 use agent_runtime::backend::local::LocalBackend;
 use agent_runtime::backend::Backend;
 use agent_runtime::ids::SandboxId;
@@ -49,11 +50,15 @@ struct Tier {
 
 impl Tier {
     async fn start() -> Self {
+        Self::start_with(InProcessOptions::default()).await
+    }
+
+    async fn start_with(opts: InProcessOptions) -> Self {
         let backend = Arc::new(LocalBackend::new().unwrap_or_else(|e| panic!("{e}")));
         let dyn_backend: Arc<dyn Backend> = backend.clone();
         let opts = InProcessOptions {
             rest: false,
-            ..InProcessOptions::default()
+            ..opts
         };
         let host = InProcessHost::start(dyn_backend, opts)
             .await
@@ -63,8 +68,13 @@ impl Tier {
 
     /// A new MCP session on its own bridge, as an rmcp client sees it.
     async fn session(&self, max_sandboxes: usize) -> Client {
+        Self::session_at(&self.host.grpc_url(), max_sandboxes).await
+    }
+
+    /// A new MCP session on its own bridge to the host at `url`.
+    async fn session_at(url: &str, max_sandboxes: usize) -> Client {
         let conn = HostConn::new(
-            &self.host.grpc_url(),
+            url,
             SpawnPolicy {
                 enabled: false,
                 binary: None,
@@ -625,6 +635,38 @@ async fn a_stalled_sandbox_answers_timeout() {
     assert!(msg.contains("code_run"), "{msg}");
     tier.backend.signal(&id, libc::SIGCONT);
     c.close().await;
+}
+
+#[tokio::test]
+async fn refusals_of_the_host_carry_their_codes() {
+    // A host that requires tokens refuses a bridge started without AGENT_RUNTIME_TOKEN.
+    let opts = InProcessOptions {
+        tokens: Some(Tokens::parse("alice:alice-token-0123456789").expect("tokens")),
+        ..InProcessOptions::default()
+    };
+    let guarded = Tier::start_with(opts).await;
+    let c = guarded.session(2).await;
+    let msg = c
+        .fails("sandbox_create", json!({}), "PERMISSION_DENIED")
+        .await;
+    assert!(msg.contains("AGENT_RUNTIME_TOKEN"), "{msg}");
+    c.close().await;
+
+    // A host that is gone (and may not be started: spawning is off) is UNAVAILABLE.
+    let Tier { backend, host } = Tier::start().await;
+    let url = host.grpc_url();
+    host.shutdown().await.expect("host stops");
+    let c = Tier::session_at(&url, 2).await;
+    let msg = c
+        .fails(
+            "code_run",
+            json!({"language": "shell", "code": "true"}),
+            "UNAVAILABLE",
+        )
+        .await;
+    assert!(msg.contains("no Agent Runtime host answers"), "{msg}");
+    c.close().await;
+    drop(backend);
 }
 
 #[tokio::test]
