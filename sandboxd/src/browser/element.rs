@@ -14,7 +14,7 @@ use super::settle::ACTION_TIMEOUT_MS;
 impl Browser {
     /// Clicks an element.
     pub async fn click(&self, req: pb::BrowserClickRequest) -> Result<pb::BrowserClickResponse> {
-        let target = Target::from_fields(&req.selector, &req.ref_id)?;
+        let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
         let options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
@@ -32,7 +32,7 @@ impl Browser {
 
     /// Replaces an input's text (or types into any other focusable element).
     pub async fn type_text(&self, req: pb::BrowserTypeRequest) -> Result<pb::BrowserPage> {
-        let target = Target::from_fields(&req.selector, &req.ref_id)?;
+        let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
         let page = turn.page.clone();

@@ -111,6 +111,7 @@ pub async fn document_token(page: &Page) -> Result<String> {
 }
 
 /// What an action is aimed at: a selector or a ref, exactly one.
+#[derive(Debug)]
 pub enum Target {
     /// A CSS (or Playwright) selector.
     Selector(String),
@@ -130,6 +131,38 @@ impl Target {
             (false, false) => Err(BrowserError::invalid(
                 "give either ref_id or selector, not both",
             )),
+        }
+    }
+
+    /// For Click and Type, which take `target` and, from before it, the flat `selector` and
+    /// `ref_id`: either names the element; both may, if they name the same one (a client that
+    /// also speaks to older daemons sends both).
+    pub fn from_request(
+        target: Option<&agent_runtime_proto::v1::BrowserTarget>,
+        selector: &str,
+        ref_id: &str,
+    ) -> Result<Self> {
+        let flat = if selector.trim().is_empty() && ref_id.trim().is_empty() {
+            None
+        } else {
+            Some(Self::from_fields(selector, ref_id)?)
+        };
+        match (Self::optional(target)?, flat) {
+            (Some(nested), Some(flat)) if !nested.same_as(&flat) => Err(BrowserError::invalid(
+                "target and the flat selector/ref_id name different elements; give one of them",
+            )),
+            (Some(target), _) | (None, Some(target)) => Ok(target),
+            // As before `target` existed.
+            (None, None) => Self::from_fields("", ""),
+        }
+    }
+
+    /// True when both name the same element the same way (`3` and `ref_3` are one ref).
+    fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Selector(a), Self::Selector(b)) => a == b,
+            (Self::Ref(a), Self::Ref(b)) => normalize(a) == normalize(b),
+            _ => false,
         }
     }
 
@@ -271,5 +304,36 @@ mod tests {
         ));
         assert!(Target::from_fields("", "").is_err());
         assert!(Target::from_fields("#a", "ref_1").is_err());
+    }
+
+    #[test]
+    fn click_and_type_take_a_target_or_the_flat_fields() {
+        use agent_runtime_proto::v1::BrowserTarget;
+        let target = |selector: &str, ref_id: &str| BrowserTarget {
+            selector: selector.into(),
+            ref_id: ref_id.into(),
+        };
+        let nested = Target::from_request(Some(&target("", "ref_4")), "", "");
+        assert!(matches!(nested, Ok(Target::Ref(r)) if r == "ref_4"));
+        let nested = Target::from_request(Some(&target("#go", "")), "", "");
+        assert!(matches!(nested, Ok(Target::Selector(s)) if s == "#go"));
+        // Older clients: the flat fields alone, or an empty target beside them.
+        let flat = Target::from_request(None, "", "ref_2");
+        assert!(matches!(flat, Ok(Target::Ref(r)) if r == "ref_2"));
+        let flat = Target::from_request(Some(&target("", "")), "#a", "");
+        assert!(matches!(flat, Ok(Target::Selector(s)) if s == "#a"));
+        // Both, naming the same element (also in another spelling of the ref).
+        let both = Target::from_request(Some(&target("", "ref_3")), "", "3");
+        assert!(matches!(both, Ok(Target::Ref(_))));
+        // Both, naming different elements; neither; two in one target.
+        let err = |r: Result<Target>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err(Target::from_request(Some(&target("#a", "")), "", "ref_1"))
+                .contains("name different elements")
+        );
+        assert!(err(Target::from_request(None, "", "")).starts_with("give a ref_id"));
+        assert!(
+            err(Target::from_request(Some(&target("#a", "ref_1")), "", "")).contains("not both")
+        );
     }
 }

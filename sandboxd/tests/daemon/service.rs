@@ -1,7 +1,8 @@
-//! Hello, health, reflection, and a browser call where no browser can start.
+//! Hello, health, reflection, and browser calls where no browser can start.
 
 use agent_runtime_proto::v1::{
-    BrowserSnapshotRequest, HelloRequest, ListContextsRequest, RunCodeRequest,
+    BrowserClickRequest, BrowserSnapshotRequest, BrowserTarget, BrowserTypeRequest, HelloRequest,
+    ListContextsRequest, RunCodeRequest,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -57,6 +58,83 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
         "a clear launch error"
     );
     assert!(client.hello(HelloRequest::default()).await.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn click_and_type_name_their_element_by_target_or_by_the_flat_fields() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    let target = |selector: &str, ref_id: &str| {
+        Some(BrowserTarget {
+            selector: selector.into(),
+            ref_id: ref_id.into(),
+        })
+    };
+    // A request that names its element gets as far as the browser, which cannot start here.
+    let accepted = [
+        BrowserClickRequest {
+            target: target("#go", ""),
+            ..Default::default()
+        },
+        BrowserClickRequest {
+            ref_id: "ref_1".into(),
+            ..Default::default()
+        },
+        BrowserClickRequest {
+            ref_id: "1".into(),
+            target: target("", "ref_1"),
+            ..Default::default()
+        },
+    ];
+    for req in accepted {
+        let err = client.browser_click(req.clone()).await.err();
+        assert_eq!(err.map(|e| e.code()), Some(Code::Unavailable), "{req:?}");
+    }
+    let typed = BrowserTypeRequest {
+        text: "Ada".into(),
+        target: target("input[name=name]", ""),
+        ..Default::default()
+    };
+    let err = client.browser_type(typed).await.err();
+    assert_eq!(err.map(|e| e.code()), Some(Code::Unavailable));
+
+    // One that names none, or two different ones, is refused before the browser is involved.
+    let refused = [
+        (BrowserClickRequest::default(), "give a ref_id"),
+        (
+            BrowserClickRequest {
+                target: target("", ""),
+                ..Default::default()
+            },
+            "give a ref_id",
+        ),
+        (
+            BrowserClickRequest {
+                selector: "#a".into(),
+                target: target("", "ref_2"),
+                ..Default::default()
+            },
+            "name different elements",
+        ),
+    ];
+    for (req, says) in refused {
+        let err = client.browser_click(req.clone()).await.err();
+        assert_eq!(
+            err.as_ref().map(|e| e.code()),
+            Some(Code::InvalidArgument),
+            "{req:?}"
+        );
+        assert!(err.is_some_and(|e| e.message().contains(says)), "{req:?}");
+    }
+    let typed = BrowserTypeRequest {
+        text: "Ada".into(),
+        ref_id: "ref_1".into(),
+        target: target("#b", ""),
+        ..Default::default()
+    };
+    let err = client.browser_type(typed).await.err();
+    assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument));
     Ok(())
 }
 
