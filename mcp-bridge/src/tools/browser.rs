@@ -421,6 +421,7 @@ impl Bridge {
         let req = a.target.required().map(|t| BrowserClickRequest {
             selector: t.selector,
             ref_id: t.ref_id,
+            target: None,
         });
         self.answer(&a.sandbox, req).await
     }
@@ -433,6 +434,7 @@ impl Bridge {
             selector: t.selector,
             ref_id: t.ref_id,
             text: a.text,
+            target: None,
         });
         self.answer(&a.sandbox, req).await
     }
