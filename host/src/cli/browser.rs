@@ -225,7 +225,15 @@ impl BrowserCommand {
             Self::Click { target: t } => {
                 let t = target(&t);
                 let (selector, ref_id) = (t.selector, t.ref_id);
-                show(s, pb::BrowserClickRequest { selector, ref_id, target: None }).await?;
+                show(
+                    s,
+                    pb::BrowserClickRequest {
+                        selector,
+                        ref_id,
+                        target: None,
+                    },
+                )
+                .await?;
             }
             Self::Type { target: t, text } => {
                 let t = target(&t);
