@@ -8,12 +8,8 @@ use tonic::metadata::MetadataValue;
 use crate::ids::SandboxId;
 use crate::rpc::Transport;
 
-/// Largest gRPC message either way: a whole-file read or write (64 MiB) plus room for the rest
-/// of the message. sandboxd, the host and every client use this one value.
-pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
-
-// ReadFile's cap (64 MiB, sandbox.proto) and room for the other fields fit in one message.
-const _: () = assert!(MAX_MESSAGE_BYTES > (64 << 20) + (1 << 20));
+/// Largest gRPC message either way; part of the protocol, so it lives in the proto crate.
+pub use agent_runtime_proto::MAX_MESSAGE_BYTES;
 
 /// A request for `message` addressed to `sandbox` (the `sandbox-id` metadata set).
 pub fn with_sandbox<T>(message: T, sandbox: &SandboxId) -> tonic::Request<T> {

@@ -16,5 +16,12 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Protocol name sandboxd reports in `Hello` and the host requires.
 pub const PROTOCOL: &str = "agent_runtime.v1";
 
+/// Largest gRPC message either way: a whole-file read or write (64 MiB, sandbox.proto) plus room
+/// for the rest of the message. sandboxd, the host and every client use this one value.
+pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
+
+// ReadFile's cap and room for the other fields fit in one message.
+const _: () = assert!(MAX_MESSAGE_BYTES > (64 << 20) + (1 << 20));
+
 /// Metadata key that names the sandbox a `Sandbox`-service call goes to.
 pub const SANDBOX_ID_HEADER: &str = "sandbox-id";

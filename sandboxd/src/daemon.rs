@@ -21,7 +21,7 @@ use crate::service::SandboxService;
 use crate::workspace::Workspace;
 
 /// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
-pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = agent_runtime_proto::MAX_MESSAGE_BYTES;
 /// How long shutdown waits for calls still in progress.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The service name health reports on.
