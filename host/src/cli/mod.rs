@@ -153,8 +153,17 @@ struct ServeArgs {
     reap_interval: u64,
     /// File of gRPC bearer tokens, one `NAME:TOKEN` per line; required to listen beyond
     /// loopback. Each token owns the sandboxes it creates.
-    #[arg(long, env = "AGENT_RUNTIME_TOKEN_FILE")]
+    #[arg(long, env = "AGENT_RUNTIME_TOKEN_FILE", conflicts_with = "tokens")]
     token_file: Option<PathBuf>,
+    /// The same tokens given in the environment (a Kubernetes secret, say): `NAME:TOKEN`
+    /// entries separated by newlines or commas. Never printed.
+    #[arg(
+        long,
+        env = "AGENT_RUNTIME_TOKENS",
+        hide_env_values = true,
+        hide = true
+    )]
+    tokens: Option<String>,
     /// Most memory all sandboxes together may be given (e.g. 16g); default: physical memory
     /// minus 2 GiB. Creates beyond it fail with RESOURCE_EXHAUSTED.
     #[arg(long, env = "AGENT_RUNTIME_MEMORY_BUDGET")]
@@ -201,12 +210,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 cleanup_on_exit: a.cleanup_on_exit,
                 reap_interval: Duration::from_secs(a.reap_interval.max(1)),
                 warm_contexts: a.warm_contexts,
-                tokens: a
-                    .token_file
-                    .as_deref()
-                    .map(crate::auth::Tokens::load)
-                    .transpose()
-                    .map_err(anyhow::Error::msg)?,
+                tokens: match (a.token_file.as_deref(), a.tokens.as_deref()) {
+                    (Some(file), _) => {
+                        Some(crate::auth::Tokens::load(file).map_err(anyhow::Error::msg)?)
+                    }
+                    (None, Some(list)) if !list.trim().is_empty() => Some(
+                        crate::auth::Tokens::parse(&list.replace(',', "\n"))
+                            .map_err(|e| anyhow::anyhow!("AGENT_RUNTIME_TOKENS: {e}"))?,
+                    ),
+                    _ => None,
+                },
                 memory_budget: a
                     .memory_budget
                     .as_deref()
