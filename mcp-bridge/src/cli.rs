@@ -9,6 +9,7 @@ use crate::error::ServeError;
 use crate::host_conn::{HostConn, SpawnPolicy};
 use crate::http::HttpOptions;
 use crate::session::SessionLimits;
+use agent_runtime_client::SandboxId;
 
 /// MCP server for Agent Runtime: every tool call becomes a gRPC call to the host.
 #[derive(Debug, clap::Parser)]
@@ -50,6 +51,21 @@ pub struct Cli {
     /// Print the `tools/list` result as JSON (and its size on stderr), then exit.
     #[arg(long)]
     pub list_tools: bool,
+    /// A sandbox made elsewhere (gRPC, the CLI) that every session may use besides its own;
+    /// repeatable. Sessions never destroy it.
+    #[arg(
+        long = "sandbox",
+        value_name = "ID",
+        env = "MCP_BRIDGE_SANDBOXES",
+        value_delimiter = ',',
+        value_parser = parse_sandbox
+    )]
+    pub sandboxes: Vec<SandboxId>,
+}
+
+fn parse_sandbox(value: &str) -> Result<SandboxId, String> {
+    SandboxId::parse(value.trim())
+        .ok_or_else(|| format!("{value:?} is not a sandbox id (sb- followed by hex digits)"))
 }
 
 /// Runs the bridge until its transport ends.
@@ -64,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), ServeError> {
     )?);
     let limits = SessionLimits {
         max_sandboxes: cli.max_sandboxes_per_session.max(1),
+        given: cli.sandboxes.clone(),
     };
     if cli.list_tools {
         return crate::stdio::print_tools(host, limits);

@@ -39,6 +39,9 @@ pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(10);
 pub struct SessionLimits {
     /// Most sandboxes one session may have at once.
     pub max_sandboxes: usize,
+    /// Sandboxes every session may use besides its own (`mcp-bridge --sandbox`): made
+    /// elsewhere, so never destroyed when a session ends.
+    pub given: Vec<SandboxId>,
 }
 
 #[derive(Default)]
@@ -101,25 +104,29 @@ impl Session {
         locked(&self.state, f)
     }
 
-    /// `id` when this session created it; NOT_FOUND otherwise (sessions cannot reach each
-    /// other's sandboxes, nor ones made over gRPC or REST).
+    /// `id` when this session created it or it was given at start-up; NOT_FOUND otherwise
+    /// (sessions cannot reach each other's sandboxes, nor ones made over gRPC or REST).
     pub fn owned(&self, id: &str) -> Result<SandboxId, ToolError> {
         let id = id.trim();
-        if let Some(mine) =
-            SandboxId::parse(id).filter(|sb| self.with_state(|s| s.sandboxes.contains(sb)))
-        {
+        if let Some(mine) = SandboxId::parse(id).filter(|sb| self.sandboxes().contains(sb)) {
             return Ok(mine);
         }
         Err(ToolError::NotFound(format!(
             "sandbox {id} is not one of this session's sandboxes: a session can use only the \
-             sandboxes it created (sandbox_list shows them; omit sandbox_id or call \
-             sandbox_create for a new one)"
+             sandboxes it created or the bridge was started with (sandbox_list shows them; \
+             omit sandbox_id or call sandbox_create for a new one)"
         )))
     }
 
-    /// The sandboxes this session created.
+    /// The sandboxes this session may use: those it created, then those given at start-up.
     pub fn sandboxes(&self) -> Vec<SandboxId> {
-        self.with_state(|s| s.sandboxes.clone())
+        let mut all = self.with_state(|s| s.sandboxes.clone());
+        for given in &self.limits.given {
+            if !all.contains(given) {
+                all.push(given.clone());
+            }
+        }
+        all
     }
 
     /// Creates a sandbox for this session (counted against its cap).
@@ -451,7 +458,10 @@ mod tests {
         .expect("address");
         Session::new(
             Arc::new(host),
-            SessionLimits { max_sandboxes: 2 },
+            SessionLimits {
+                max_sandboxes: 2,
+                given: Vec::new(),
+            },
             TaskTracker::new(),
         )
     }

@@ -68,11 +68,11 @@ impl Tier {
 
     /// A new MCP session on its own bridge, as an rmcp client sees it.
     async fn session(&self, max_sandboxes: usize) -> Client {
-        Self::session_at(&self.host.grpc_url(), max_sandboxes).await
+        Self::session_at(&self.host.grpc_url(), max_sandboxes, Vec::new()).await
     }
 
     /// A new MCP session on its own bridge to the host at `url`.
-    async fn session_at(url: &str, max_sandboxes: usize) -> Client {
+    async fn session_at(url: &str, max_sandboxes: usize, given: Vec<SandboxId>) -> Client {
         let conn = HostConn::new(
             url,
             SpawnPolicy {
@@ -84,7 +84,10 @@ impl Tier {
         .expect("host address");
         let session = Arc::new(Session::new(
             Arc::new(conn),
-            SessionLimits { max_sandboxes },
+            SessionLimits {
+                max_sandboxes,
+                given,
+            },
             TaskTracker::new(),
         ));
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
@@ -656,7 +659,7 @@ async fn refusals_of_the_host_carry_their_codes() {
     let Tier { backend, host } = Tier::start().await;
     let url = host.grpc_url();
     host.shutdown().await.expect("host stops");
-    let c = Tier::session_at(&url, 2).await;
+    let c = Tier::session_at(&url, 2, Vec::new()).await;
     let msg = c
         .fails(
             "code_run",
@@ -755,4 +758,46 @@ async fn browser_tools_fail_cleanly_without_a_browser() {
         );
     }
     c.close().await;
+}
+
+#[tokio::test]
+async fn a_sandbox_given_at_start_up_is_usable_and_outlives_the_session() {
+    let tier = Tier::start().await;
+    let made = tier
+        .host
+        .manager
+        .create(agent_runtime::sandboxes::CreateSpec::default())
+        .await
+        .expect("a sandbox made over gRPC");
+    let given = made.id.as_str().to_owned();
+    let id: SandboxId = given.parse().expect("id");
+
+    // A bridge started with `--sandbox <id>`: its sessions may use it, by name or as the only one.
+    let c = Tier::session_at(&tier.host.grpc_url(), 2, vec![id.clone()]).await;
+    c.ok(
+        "file_write",
+        json!({"sandbox_id": given, "path": "given.txt", "content": "shared"}),
+    )
+    .await;
+    let read = c.ok("file_read", json!({"path": "given.txt"})).await;
+    assert_eq!(read["content"], "shared");
+    let listed = c.ok("sandbox_list", json!({})).await;
+    assert!(listed.to_string().contains(&given), "{listed}");
+
+    // A session of a bridge started without it still may not.
+    let other = tier.session(2).await;
+    other
+        .fails(
+            "file_read",
+            json!({"sandbox_id": given, "path": "given.txt"}),
+            "NOT_FOUND",
+        )
+        .await;
+
+    // Ending the session leaves the given sandbox alone.
+    c.session.close().await;
+    assert!(
+        tier.host.manager.get(&made.id).is_ok(),
+        "a session destroyed a sandbox it was only given"
+    );
 }
