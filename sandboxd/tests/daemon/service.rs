@@ -192,10 +192,12 @@ async fn shutdown_kills_running_code_and_removes_the_socket() -> anyhow::Result<
         other => anyhow::bail!("expected the pid first, got {other:?}"),
     };
 
-    let status = daemon.terminate(Duration::from_secs(5));
+    // The run ignores SIGTERM and sleeps 100 s: a daemon that waited for it instead of killing
+    // it would still be running when the guard gives up.
+    let status = daemon.terminate(Duration::from_secs(60));
     assert!(
         status.is_some_and(|s| s.success()),
-        "sandboxd did not stop cleanly: {status:?}"
+        "sandboxd hung at shutdown, or did not stop cleanly: {status:?}"
     );
     assert!(
         session_members(sid).is_empty(),

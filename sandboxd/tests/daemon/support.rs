@@ -44,10 +44,10 @@ impl Daemon {
             workspace,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !daemon.socket.exists() {
             if Instant::now() > deadline {
-                bail!("sandboxd did not create its socket within 10 s");
+                bail!("hung: sandboxd did not create its socket (a start-up guard)");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -208,4 +208,26 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// How long a wait in these tests may last before the test calls it hung: a guard that stops a
+/// stuck test, not a check of speed (every process waited for lives minutes, or forever, unless
+/// the behaviour under test ends it).
+pub const HUNG: Duration = Duration::from_secs(120);
+
+/// Polls `left` until it returns nothing; fails the test as hung, naming `what` was awaited and
+/// what was still left, after [`HUNG`].
+pub async fn wait_none<T: std::fmt::Debug>(what: &str, mut left: impl FnMut() -> Vec<T>) {
+    let deadline = Instant::now() + HUNG;
+    loop {
+        let now = left();
+        if now.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hung waiting for {what}: still {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
