@@ -169,7 +169,14 @@ impl Manager {
         if self.lock().remove(id).is_none() {
             return Err(HostError::SandboxNotFound(id.to_string()));
         }
-        self.backend.destroy(id).await?;
+        // The record is gone: the container must go too, even when the caller hangs up (a
+        // dropped handler would otherwise stop the removal half-way and leak the container).
+        // The task is bounded by the backend's own timeouts.
+        let backend = self.backend.clone();
+        let target = id.clone();
+        tokio::spawn(async move { backend.destroy(&target).await })
+            .await
+            .map_err(|e| HostError::Backend(format!("the destroy task failed: {e}")))??;
         tracing::info!(sandbox_id = %id, "sandbox destroyed");
         Ok(())
     }
