@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_runtime_e2e::{binary, docker, ensure_image, instance_containers, unique_instance, Host};
+use agent_runtime_e2e::{
+    binary, docker, ensure_image, hang_guard, instance_containers, unique_instance,
+    wait_no_containers, Host, Stopped,
+};
 use serde_json::{json, Value};
 
 /// tests/mcp: the client scripts and the installed clients.
@@ -66,21 +69,6 @@ fn stdio_args() -> Vec<String> {
     vec!["--stdio".into(), binary("mcp-bridge").display().to_string()]
 }
 
-/// Waits until an instance has no containers left (the session's cleanup is asynchronous).
-fn assert_no_containers(instance: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = instance_containers(instance);
-        if left.is_empty() {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("containers left behind after the MCP session ended: {left:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `mcp-bridge --http 127.0.0.1:0`, killed on drop.
 struct HttpBridge {
     child: Child,
@@ -122,8 +110,8 @@ impl HttpBridge {
             }
         });
         let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("mcp-bridge did not print its HTTP address");
+            .recv_timeout(Duration::from_secs(60))
+            .expect("hung: mcp-bridge printed no HTTP address (a start-up guard)");
         Self { child, url, log }
     }
 }
@@ -152,7 +140,10 @@ fn mcp_stdio_tools_progress_cancel_and_cleanup() {
     assert_eq!(summary["ok"], "core");
     assert_eq!(summary["tools"], 29);
     // The stdio bridge destroys the session's sandboxes at EOF, before it exits.
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 #[test]
@@ -160,7 +151,10 @@ fn mcp_stdio_context_flow() {
     let host = Host::start(&[]);
     let summary = client("contexts", &as_strs(&stdio_args()), &host.addr, &[]);
     assert_eq!(summary["ok"], "contexts");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 #[test]
@@ -179,7 +173,10 @@ fn mcp_discover_probing_client_keeps_its_sandbox() {
     let bridge = HttpBridge::start(&host.addr, &[]);
     let summary = client("auto", &["--url", &bridge.url], &host.addr, &[]);
     assert_eq!(summary["ok"], "auto");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 #[test]
@@ -190,10 +187,16 @@ fn mcp_http_tools_contexts_and_cleanup_on_delete() {
     assert_eq!(summary["ok"], "core");
     assert_eq!(summary["transport"], "http");
     // The client's DELETE ended the session: its sandboxes go while the bridge keeps running.
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
     let summary = client("contexts", &["--url", &bridge.url], &host.addr, &[]);
     assert_eq!(summary["ok"], "contexts");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 /// The spec's example task (goto, snapshot, type and click by ref, parse the text, files).
@@ -203,7 +206,10 @@ fn mcp_stdio_browser_example_task() {
     let host = Host::start(&[]);
     let summary = client("browser", &as_strs(&stdio_args()), &host.addr, &[]);
     assert_eq!(summary["ok"], "browser");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 /// The same task over Streamable HTTP.
@@ -213,7 +219,10 @@ fn mcp_http_browser_example_task() {
     let bridge = HttpBridge::start(&host.addr, &[]);
     let summary = client("browser", &["--url", &bridge.url], &host.addr, &[]);
     assert_eq!(summary["ok"], "browser");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 fn as_strs(v: &[String]) -> Vec<&str> {
@@ -330,7 +339,7 @@ async fn mcp_http_session_expiry_destroys_its_sandboxes() {
     session_with_sandbox(&bridge.url).await;
     assert_eq!(instance_containers(&host.instance).len(), 1);
     // No DELETE: the session idles out after 3 s and its sandbox is destroyed.
-    assert_no_containers(&host.instance, Duration::from_secs(30));
+    wait_no_containers(&host.instance, "the idle session's sandbox to be destroyed");
     drop(bridge);
 }
 
@@ -343,7 +352,10 @@ async fn mcp_http_shutdown_destroys_open_sessions_sandboxes() {
     session_with_sandbox(&bridge.url).await;
     assert_eq!(instance_containers(&host.instance).len(), 2);
     drop(bridge); // SIGTERM, then waits for the exit
-    assert_no_containers(&host.instance, Duration::from_secs(5));
+    wait_no_containers(
+        &host.instance,
+        "the bridge to destroy its sessions' sandboxes on SIGTERM",
+    );
 }
 
 #[test]
@@ -406,7 +418,10 @@ fn mcp_inspector_cli_lists_and_calls_tools() {
     assert_eq!(call["isError"], false, "{call}");
     assert_eq!(call["structuredContent"]["stdout"], "42\n", "{call}");
     assert_eq!(call["structuredContent"]["exitCode"], 0, "{call}");
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 /// The official conformance suite's server scenarios that apply to a tools-only server (the
@@ -493,13 +508,13 @@ fn mcp_bridges_start_and_share_one_host_that_exits_when_idle() {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
         if Instant::now() > deadline {
             cleanup();
-            panic!("the started host did not exit when idle; its log:\n{host_log}");
+            panic!("hung waiting for the idle host to exit; its log:\n{host_log}");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     let host_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(host_log.contains("idle for 3s"), "{host_log}");
-    assert_no_containers(&instance, Duration::from_secs(5));
+    wait_no_containers(&instance, "the idle host to leave no containers");
 }
 
 /// Bridges start hosts on demand; a second host for an instance that is already served refuses
@@ -548,7 +563,7 @@ fn mcp_http_bridge_starts_a_new_host_after_the_old_one_exited_idle() {
                     let _ = docker(&["rm", "-f", &c]);
                 }
                 panic!(
-                    "the started host did not exit when idle; its log:\n{}",
+                    "hung waiting for the idle host to exit; its log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
@@ -566,7 +581,7 @@ fn mcp_http_bridge_starts_a_new_host_after_the_old_one_exited_idle() {
         2,
         "one host per round: {host_log}"
     );
-    assert_no_containers(&instance, Duration::from_secs(5));
+    wait_no_containers(&instance, "the idle host to leave no containers");
     drop(bridge);
 }
 
@@ -766,7 +781,10 @@ async fn mcp_sessions_cannot_use_each_others_sandboxes() {
 
     assert_eq!(a.delete().await, 204);
     assert_eq!(b.delete().await, 204);
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
 }
 
 /// `mcp-bridge` on stdio, driven by hand (a client that can vanish mid-call).
@@ -824,23 +842,26 @@ impl StdioBridge {
             let m = self
                 .lines
                 .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("no response {id} from the bridge"));
+                .unwrap_or_else(|_| panic!("hung: no response {id} from the bridge"));
             if m["id"] == id {
                 return m["result"].clone();
             }
         }
     }
 
-    /// Waits for the process to exit; None when it is still running after `within`.
-    fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
+    /// Waits for the process to exit; fails the test as hung after two minutes (a guard, not a
+    /// speed check: the bridge exits on its own or never).
+    fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
             if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("hung waiting for the bridge to exit after {what}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 }
 
@@ -851,9 +872,10 @@ impl Drop for StdioBridge {
     }
 }
 
-/// Waits until `sleep 600` runs in the sandbox (the stuck call has started).
+/// Waits until `sleep 600` runs in the sandbox (the stuck call has started); fails as hung after
+/// about two minutes (a guard, not a speed check).
 async fn wait_for_sleep(host: &Host, sandbox: &str) {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if let Ok(out) = host
             .exec(sandbox, "shell", "pgrep -x sleep || true", 10.0)
             .await
@@ -864,18 +886,12 @@ async fn wait_for_sleep(host: &Host, sandbox: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the stuck call never started in {sandbox}");
-}
-
-/// Waits until the instance has no containers; returns how long that took.
-fn time_until_no_containers(instance: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    assert_no_containers(instance, within);
-    started.elapsed()
+    panic!("hung: the stuck call never started in {sandbox}");
 }
 
 /// An MCP client that disappears (EOF on stdin, or SIGTERM to the bridge) while a call is stuck:
-/// the session's sandbox is destroyed within seconds, and the bridge exits.
+/// the session's sandbox is destroyed, and the bridge exits, without the call ending by itself
+/// (the run lasts 600 s; the stopped daemon stays stopped until both are seen).
 #[tokio::test]
 async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
     let host = Host::start(&[]);
@@ -890,7 +906,7 @@ async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
             .unwrap_or_else(|| panic!("{r}"))
             .to_owned();
         let _stopped = if how == "stopped daemon" {
-            let stopped = crate::rest::Stopped::new(&sandbox);
+            let stopped = Stopped::new(&sandbox);
             bridge.call(3, "file_list", json!({}));
             // Nothing to wait for that would show the call is in flight: give the bridge a moment
             // to send it (if it has not yet, EOF ends the session before it is made: also fine).
@@ -906,7 +922,6 @@ async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
             None
         };
 
-        let started = Instant::now();
         match how {
             "sigterm" => {
                 // SAFETY: plain kill(2) on our own child's pid.
@@ -914,11 +929,12 @@ async fn mcp_stdio_client_gone_during_a_stuck_call_ends_its_sandbox() {
             }
             _ => drop(bridge.stdin.take()),
         }
-        let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
-        let exit = bridge.exited_within(Duration::from_secs(30));
-        let exited = started.elapsed();
-        eprintln!("{how}: sandbox gone after {gone:?}, bridge exited ({exit:?}) after {exited:?}");
-        assert!(exit.is_some(), "{how}: the bridge is still running");
+        wait_no_containers(
+            &host.instance,
+            &format!("{how}: the session's sandbox to go"),
+        );
+        let exit = bridge.wait_exit(how);
+        eprintln!("{how}: sandbox gone, bridge exited ({exit})");
         let mut sb = host.sandboxes().await;
         let listed = sb
             .list(agent_runtime_proto::v1::ListSandboxesRequest {})
@@ -959,15 +975,21 @@ async fn mcp_http_session_deleted_during_a_stuck_call_ends_its_sandbox() {
         })
     };
     wait_for_sleep(&host, &sandbox).await;
-    assert_eq!(s.delete().await, 204);
-    let gone = time_until_no_containers(&host.instance, Duration::from_secs(30));
-    eprintln!("DELETE during a stuck call: sandbox gone after {gone:?}");
-    // The stuck call ended with the session.
-    let answered = tokio::time::timeout(Duration::from_secs(10), stuck).await;
+    // Order: the call is open until the DELETE, and ends with the session (its `sleep 600` would
+    // outlast the guard below by minutes, so an answer is the session's doing).
     assert!(
-        answered.is_ok(),
-        "the stuck call is still open after the DELETE"
+        !stuck.is_finished(),
+        "the stuck call ended before the DELETE"
     );
+    assert_eq!(s.delete().await, 204);
+    wait_no_containers(&host.instance, "the deleted session's sandbox to go");
+    hang_guard(
+        Duration::from_secs(120),
+        "the stuck call after its session's DELETE",
+        stuck,
+    )
+    .await
+    .expect("the stuck call's task");
 }
 
 /// With AGENT_RUNTIME_TOKEN the bridge authenticates every host call, and what it creates belongs
@@ -1011,7 +1033,10 @@ async fn mcp_bridge_calls_the_host_with_its_token() {
     assert_eq!(list(ALICE).await, 1, "the session's sandbox is alice's");
     assert_eq!(list("tok-bob-0badcafe").await, 0, "bob sees none of it");
     assert_eq!(s.delete().await, 204);
-    assert_no_containers(&host.instance, Duration::from_secs(20));
+    wait_no_containers(
+        &host.instance,
+        "the ended MCP session's sandboxes to be destroyed",
+    );
     let log = bridge.log.lock().map(|l| l.clone()).unwrap_or_default();
     assert!(
         !log.contains(ALICE),

@@ -1,8 +1,8 @@
 //! The REST API of DESIGN.md §3.2, with plain HTTP requests as curl would send them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agent_runtime_e2e::{binary, instance_containers, Host};
+use agent_runtime_e2e::{binary, daemon_host_pid, hang_guard, wait_no_containers, Host, Stopped};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,6 +24,65 @@ async fn create_context(host: &Host, body: Value) -> String {
     let (status, v) = post(&format!("{}/api/v1/contexts", host.rest), body).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     v["context_id"].as_str().expect("context_id").to_owned()
+}
+
+/// How long a REST call may go unanswered before a test calls it hung (a guard, not a speed
+/// check).
+const HUNG: Duration = Duration::from_secs(100);
+
+/// An NDJSON execute being read: wait for text that proves the cell reached a point, act, then
+/// [`Streamed::finish`].
+struct Streamed {
+    resp: reqwest::Response,
+    text: String,
+}
+
+impl Streamed {
+    /// Starts a streaming execute of `code` in `ctx`.
+    async fn start(host: &Host, ctx: &str, code: &str) -> Self {
+        let resp = client()
+            .post(format!("{}/api/v1/contexts/{ctx}/execute", host.rest))
+            .header("Accept", "application/x-ndjson")
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(resp.status(), StatusCode::OK);
+        Self {
+            resp,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until the stream so far contains `needle`; fails when the stream ends (or hangs)
+    /// first.
+    async fn until(&mut self, needle: &str) {
+        let read = async {
+            while !self.text.contains(needle) {
+                match self.resp.chunk().await.expect("chunk") {
+                    Some(c) => self.text.push_str(&String::from_utf8_lossy(&c)),
+                    None => panic!("the stream ended without {needle:?}: {}", self.text),
+                }
+            }
+        };
+        hang_guard(HUNG, &format!("waiting for {needle:?}"), read).await;
+    }
+
+    /// Reads the rest of the stream; returns every NDJSON line and the whole text.
+    async fn finish(mut self) -> (Vec<Value>, String) {
+        let read = async {
+            while let Some(c) = self.resp.chunk().await.expect("chunk") {
+                self.text.push_str(&String::from_utf8_lossy(&c));
+            }
+        };
+        hang_guard(HUNG, "the rest of the stream", read).await;
+        let lines = self
+            .text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson line"))
+            .collect();
+        (lines, self.text)
+    }
 }
 
 async fn execute(host: &Host, ctx: &str, code: &str, timeout: Option<f64>) -> (StatusCode, Value) {
@@ -107,21 +166,18 @@ async fn the_specification_flow() {
         json!({"error": "Context not found", "code": "CONTEXT_NOT_FOUND"})
     );
     // The context's own sandbox (and so its kernel) is gone with it.
-    let mut gone = false;
-    for _ in 0..20 {
-        if instance_containers(&host.instance).is_empty() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(gone, "the context's sandbox outlived the context");
+    wait_no_containers(&host.instance, "the deleted context's sandbox to go");
 }
 
 #[tokio::test]
 async fn rich_results_errors_and_timeouts() {
     let host = Host::start(&[]);
-    let ctx = create_context(&host, json!({})).await;
+    let (status, created) = post(&format!("{}/api/v1/contexts", host.rest), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let ctx = created["context_id"]
+        .as_str()
+        .expect("context_id")
+        .to_owned();
 
     let (_, v) = execute(
         &host,
@@ -163,41 +219,33 @@ async fn rich_results_errors_and_timeouts() {
         "{tb:?}"
     );
 
-    let started = Instant::now();
-    let (status, v) = execute(&host, &ctx, "while True: pass", Some(2.0)).await;
-    let took = started.elapsed();
+    // A cell that never ends is stopped at its timeout: TIMEOUT, and the kernel, interrupted,
+    // answers the next cell with its state (the guard only stops a timeout that never fires).
+    let spin = execute(&host, &ctx, "while True: pass", Some(2.0));
+    let (status, v) = hang_guard(HUNG, "a cell past its 2 s timeout", spin).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{v}");
     assert_eq!(v["code"], "TIMEOUT");
-    assert!(took < Duration::from_secs(3), "TIMEOUT after {took:?}");
     let (_, v) = execute(&host, &ctx, "print(x)", None).await;
     assert_eq!(
         v["output"]["stdout"], "1\n",
         "state lost after the timeout: {v}"
     );
 
-    // Streaming execute: the first line arrives before the cell ends.
-    let started = Instant::now();
-    let resp = client()
-        .post(format!("{}/api/v1/contexts/{ctx}/execute", host.rest))
-        .header("Accept", "application/x-ndjson")
-        .json(&json!({"code": "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"}))
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    let mut first_at = None;
-    while let Some(chunk) = body.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-        if first_at.is_none() && text.contains("first") {
-            first_at = Some(started.elapsed());
-        }
-    }
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("ndjson line"))
-        .collect();
+    // Streaming execute: the first line arrives before the cell ends. The cell cannot end until
+    // the test, having received that line, writes the file it waits for.
+    let sandbox = created["sandbox_id"].as_str().expect("sandbox_id");
+    let mut run = Streamed::start(
+        &host,
+        &ctx,
+        "import os, time\nprint('first', flush=True)\n\
+         while not os.path.exists('/workspace/go-stream'): time.sleep(0.05)\n\
+         print('second')",
+    )
+    .await;
+    run.until("first").await;
+    assert!(!run.text.contains("second"), "{}", run.text);
+    host.write_file(sandbox, "/workspace/go-stream", b"").await;
+    let (lines, text) = run.finish().await;
     assert_eq!(
         lines.first().map(|l| l["type"].clone()),
         Some(json!("stdout")),
@@ -208,11 +256,7 @@ async fn rich_results_errors_and_timeouts() {
         Some(json!("done")),
         "{text}"
     );
-    let first_at = first_at.expect("saw 'first'");
-    assert!(
-        first_at + Duration::from_millis(1000) < started.elapsed(),
-        "not streamed: first at {first_at:?}"
-    );
+    assert!(text.contains("second"), "{text}");
 }
 
 #[tokio::test]
@@ -220,35 +264,58 @@ async fn ten_contexts_at_once() {
     let host = Host::start(&[]);
     // Created two at a time (ten Python kernels booting at once on a 2-core machine only measure
     // the machine), then all ten execute at the same moment.
-    let ctxs: Vec<String> = futures::stream::iter(0..10)
+    let made: Vec<(String, String)> = futures::stream::iter(0..10)
         .map(|i| {
-            let host = &host;
-            async move { create_context(host, json!({"session_name": format!("c{i}")})).await }
+            let url = format!("{}/api/v1/contexts", host.rest);
+            async move {
+                let (status, v) = post(&url, json!({"session_name": format!("c{i}")})).await;
+                assert_eq!(status, StatusCode::CREATED, "{v}");
+                let id = |k: &str| v[k].as_str().expect(k).to_owned();
+                (id("context_id"), id("sandbox_id"))
+            }
         })
         .buffered(2)
         .collect()
         .await;
-    let started = Instant::now();
-    let runs = ctxs.iter().enumerate().map(|(i, ctx)| {
-        let host = &host;
-        async move {
-            let (_, v) = execute(
-                host,
-                ctx,
-                &format!("import time\ntime.sleep(2)\nprint({i} * 2)"),
-                None,
+    let ctxs: Vec<String> = made.iter().map(|(c, _)| c.clone()).collect();
+    // Every cell says it is running, then waits for a file the test writes only once all ten
+    // have said so: cells that queued behind one another would never all be running (the
+    // guard in `until` then fails the test as hung).
+    let codes: Vec<String> = (0..made.len())
+        .map(|i| {
+            format!(
+                "import os, time\nprint('running', flush=True)\n\
+                 while not os.path.exists('/workspace/go-ten'): time.sleep(0.05)\n\
+                 print({i} * 2)"
             )
-            .await;
-            assert_eq!(v["output"]["stdout"], format!("{}\n", i * 2), "{v}");
-        }
-    });
-    futures::future::join_all(runs).await;
-    // Ten 2-second cells in well under 10 x 2 s: they ran at the same time.
-    assert!(
-        started.elapsed() < Duration::from_secs(12),
-        "took {:?}",
-        started.elapsed()
-    );
+        })
+        .collect();
+    let starts = made
+        .iter()
+        .zip(&codes)
+        .map(|((ctx, _), code)| Streamed::start(&host, ctx, code));
+    let starting = futures::future::join_all(starts);
+    let mut runs = hang_guard(HUNG, "starting ten streaming executes", starting).await;
+    for run in &mut runs {
+        run.until("running").await;
+    }
+    for (_, sandbox) in &made {
+        host.write_file(sandbox, "/workspace/go-ten", b"").await;
+    }
+    for (i, run) in runs.into_iter().enumerate() {
+        let (lines, text) = run.finish().await;
+        let stdout: String = lines
+            .iter()
+            .filter(|l| l["type"] == "stdout")
+            .filter_map(|l| l["data"].as_str())
+            .collect();
+        assert_eq!(stdout, format!("running\n{}\n", i * 2), "{text}");
+        assert_eq!(
+            lines.last().map(|l| l["type"].clone()),
+            Some(json!("done")),
+            "{text}"
+        );
+    }
     let list: Value = client()
         .get(format!("{}/api/v1/contexts", host.rest))
         .send()
@@ -374,7 +441,8 @@ async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
         .await
         .expect("pool")
         .into_inner();
-    for _ in 0..120 {
+    // Polled for up to two minutes: a guard against a pool that never fills, not a speed check.
+    for _ in 0..480 {
         if status.warm == 1 {
             break;
         }
@@ -385,7 +453,7 @@ async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
             .expect("pool")
             .into_inner();
     }
-    assert_eq!(warm(&status), (1, 1), "the pool never filled");
+    assert_eq!(warm(&status), (1, 1), "hung waiting for the pool to fill");
     // Warm sandboxes are not listed as the user's.
     let listed = sb
         .list(agent_runtime_proto::v1::ListSandboxesRequest {})
@@ -408,7 +476,7 @@ async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
         "the taken sandbox is now the context's"
     );
     let mut refilled = false;
-    for _ in 0..120 {
+    for _ in 0..480 {
         if sb
             .pool_status(PoolStatusRequest {})
             .await
@@ -422,7 +490,7 @@ async fn the_warm_pool_hands_out_ready_kernels_and_refills() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(refilled, "the pool did not refill");
+    assert!(refilled, "hung waiting for the pool to refill");
 }
 
 async fn get(url: &str) -> (StatusCode, Value) {
@@ -431,37 +499,16 @@ async fn get(url: &str) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// A sandbox whose daemon is stopped (SIGSTOP from the host, as user code could once do from
-/// inside): Docker sees a running container, the daemon answers nothing. Continued on drop.
-pub(crate) struct Stopped(i32);
-
-impl Stopped {
-    /// Stops the daemon of sandbox `container`.
-    pub(crate) fn new(container: &str) -> Self {
-        let init = agent_runtime_e2e::docker(&["inspect", "-f", "{{.State.Pid}}", container])
-            .expect("docker inspect");
-        let init = init.trim();
-        let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
-            .expect("children of the container's init");
-        let pid = children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/comm"))
-                    .is_ok_and(|c| c.trim() == "sandboxd")
-            })
-            .unwrap_or_else(|| panic!("no sandboxd under {container}'s init ({children})"));
-        // SAFETY: plain kill(2) on a pid read from /proc a moment ago.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Self(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2), continuing the process stopped above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
+/// Whether process `pid` is stopped (state `T` in /proc): a check that a call was answered while
+/// the daemon it could have waited for was still stopped.
+fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "T"))
+        })
+        .unwrap_or(false)
 }
 
 /// One sandbox whose daemon is stopped: the REST API keeps answering for everyone else
@@ -483,19 +530,26 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
     let frozen_sandbox = frozen["sandbox_id"].as_str().expect("sandbox_id");
     assert_ne!(healthy["sandbox_id"], frozen["sandbox_id"]);
 
-    // A baseline for "answers promptly": the same list with both sandboxes answering.
-    let started = Instant::now();
     let (status, _) = get(&format!("{base}/contexts")).await;
-    let baseline = started.elapsed();
     assert_eq!(status, StatusCode::OK);
 
+    let frozen_pid = daemon_host_pid(frozen_sandbox);
     let _stopped = Stopped::new(frozen_sandbox);
+    // SIGSTOP takes effect asynchronously: wait until /proc shows it (a guard, never a number).
+    let stopping = async {
+        while !is_stopped(frozen_pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    hang_guard(HUNG, "the frozen sandbox's daemon to stop", stopping).await;
 
-    // The list answers (without the frozen sandbox's context) after at most the discovery
-    // deadline, not never.
-    let started = Instant::now();
-    let (status, list) = get(&format!("{base}/contexts")).await;
-    let listed_in = started.elapsed();
+    // The list answers (without the frozen sandbox's context) while that daemon is still
+    // stopped: it skips the sandbox at its deadline instead of waiting for it to come back.
+    let (status, list) = hang_guard(HUNG, "GET /contexts", get(&format!("{base}/contexts"))).await;
+    assert!(
+        is_stopped(frozen_pid),
+        "answered only after the daemon came back"
+    );
     assert_eq!(status, StatusCode::OK, "{list}");
     let ids: Vec<&str> = list
         .as_array()
@@ -503,26 +557,36 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
         .iter()
         .filter_map(|c| c["context_id"].as_str())
         .collect();
-    eprintln!("GET /contexts: {baseline:?} with both answering, {listed_in:?} with one stopped");
     assert_eq!(ids, [healthy_id.as_str()], "{list}");
 
-    // Two lists at once: neither waits for the other (no lock held across the stuck call).
-    let started = Instant::now();
+    // Two lists at once: both answer, without the frozen context, while its daemon is still
+    // stopped (no lock held across the stuck call that the second list would queue behind).
     let url = format!("{base}/contexts");
-    let (a, b) = tokio::join!(get(&url), get(&url));
-    let both_in = started.elapsed();
-    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let both = async { tokio::join!(get(&url), get(&url)) };
+    let (a, b) = hang_guard(HUNG, "two concurrent GET /contexts", both).await;
     assert!(
-        both_in < listed_in * 2 + Duration::from_secs(1),
-        "two concurrent lists took {both_in:?}, one took {listed_in:?}: they queued"
+        is_stopped(frozen_pid),
+        "answered only after the daemon came back"
     );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    assert_eq!(a.1, list);
+    assert_eq!(b.1, list);
 
-    // The healthy context works, and is not slowed by the frozen one.
-    let started = Instant::now();
-    let (status, v) = execute(&host, &healthy_id, "print(6 * 7)", None).await;
+    // The healthy context works while the frozen one is stopped.
+    let run = execute(&host, &healthy_id, "print(6 * 7)", None);
+    let (status, v) = hang_guard(HUNG, "execute in the healthy context", run).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["output"]["stdout"], "42\n", "{v}");
-    eprintln!("execute in the healthy context: {:?}", started.elapsed());
+    assert!(
+        is_stopped(frozen_pid),
+        "answered only after the daemon came back"
+    );
 
     // An id in no cache (as every id is after a restart) is looked up without hanging.
     let (status, v) = execute(&host, "ctx-000000000000", "1", None).await;
@@ -531,14 +595,13 @@ async fn a_stopped_sandbox_does_not_hang_the_rest_api() {
 
     // The frozen context fails by its deadline (timeout 1 s + a 10 s margin), not never:
     // TIMEOUT, or the host's "dead" once it has noticed the daemon no longer answers.
-    let started = Instant::now();
-    let (status, v) = execute(&host, &frozen_id, "print(1)", Some(1.0)).await;
-    let failed_in = started.elapsed();
+    let stuck = execute(&host, &frozen_id, "print(1)", Some(1.0));
+    let (status, v) = hang_guard(HUNG, "execute in the frozen context", stuck).await;
     let dead = v["error"].as_str().is_some_and(|e| e.contains("dead"));
     assert!(v["code"] == "TIMEOUT" || dead, "{status} {v}");
-    eprintln!(
-        "execute in the frozen context: {status} {} after {failed_in:?}",
-        v["code"]
+    assert!(
+        is_stopped(frozen_pid),
+        "failed only after the daemon came back"
     );
 
     // The healthy one still works after all that.
