@@ -21,6 +21,8 @@ use crate::session::{Session, SessionLimits, SessionRegistry};
 
 /// How long session cleanup may take after a shutdown signal.
 const CLEANUP_GRACE: Duration = Duration::from_secs(60);
+/// How long open connections may linger once the sessions are closed.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -108,19 +110,28 @@ pub async fn serve(
     // Tests and scripts read this line to learn the port when asked for port 0.
     eprintln!("mcp-bridge: Streamable HTTP listening on http://{bound}/mcp");
     let shutdown = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await
-        .map_err(|source| ServeError::Io {
+    let closing = registry.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        shutdown.cancel();
+        // Close the live sessions first: their calls stop and their sandboxes go, whatever the
+        // clients do with their connections (a client keeping an SSE stream open would
+        // otherwise hold the graceful shutdown, and the sessions, forever).
+        closing.close_all().await;
+    });
+    let drained = stop.clone();
+    tokio::select! {
+        served = server => served.map_err(|source| ServeError::Io {
             what: "serving HTTP".into(),
             source,
-        })?;
+        })?,
+        () = async move {
+            drained.cancelled().await;
+            tokio::time::sleep(CLEANUP_GRACE + DRAIN_GRACE).await;
+        } => tracing::warn!("connections still open after shutdown: exiting"),
+    }
     stop.cancel();
-    // Close the sessions still open now, rather than hoping each handler is dropped (and spawns
-    // its cleanup) before the tracker is waited on: under load that raced, and sandboxes leaked.
+    // Sessions that appeared while shutting down.
     registry.close_all().await;
     tracker.close();
     if tokio::time::timeout(CLEANUP_GRACE, tracker.wait())
