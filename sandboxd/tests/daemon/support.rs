@@ -83,8 +83,8 @@ impl Daemon {
     /// A `Sandbox` client with room for 64 MiB messages.
     pub async fn client(&self) -> anyhow::Result<SandboxClient<Channel>> {
         Ok(SandboxClient::new(self.channel().await?)
-            .max_decoding_message_size(80 * 1024 * 1024)
-            .max_encoding_message_size(80 * 1024 * 1024))
+            .max_decoding_message_size(agent_runtime_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(agent_runtime_proto::MAX_MESSAGE_BYTES))
     }
 }
 
