@@ -4,7 +4,7 @@
 
 use tonic::{Code, Status};
 
-use crate::sets::closed_set;
+use agent_runtime_proto::closed_set;
 
 closed_set!(
     /// An error code as MCP results and REST bodies carry it (`"code": "TIMEOUT"`).

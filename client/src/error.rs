@@ -28,13 +28,6 @@ pub enum ClientError {
         max: u64,
     },
     /// A value outside one of the protocol's closed sets.
-    #[error("unknown {set} {value:?}: expected {expected}")]
-    UnknownValue {
-        /// Which set ("language", "tab action", ...).
-        set: &'static str,
-        /// What was given.
-        value: String,
-        /// The values it may take, "a, b or c".
-        expected: String,
-    },
+    #[error(transparent)]
+    UnknownValue(#[from] agent_runtime_proto::sets::UnknownValue),
 }

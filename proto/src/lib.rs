@@ -1,7 +1,8 @@
 //! Generated gRPC code for `agent_runtime.v1`, plus the descriptor set that reflection serves,
-//! and the daemon authentication both ends share.
+//! the daemon authentication both ends share, and the closed sets the proto carries as strings.
 
 pub mod auth;
+pub mod sets;
 
 /// Messages and services of package `agent_runtime.v1`.
 pub mod v1 {
