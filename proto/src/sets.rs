@@ -113,6 +113,20 @@ closed_set!(
     }
 );
 
+impl Language {
+    /// A language as sandboxd's Exec accepts it: the wire names and the aliases python3/py,
+    /// bash/sh and javascript/js, in any case and with surrounding whitespace. `FromStr` (what
+    /// clients check arguments with) stays strict, so clients keep refusing what they refuse.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "python" | "python3" | "py" => Some(Self::Python),
+            "shell" | "bash" | "sh" => Some(Self::Shell),
+            "node" | "javascript" | "js" => Some(Self::Node),
+            _ => None,
+        }
+    }
+}
+
 closed_set!(
     /// A sandbox's state as the host reports it (`SandboxInfo.status`).
     SandboxStatus, "sandbox status" {
@@ -298,6 +312,26 @@ mod tests {
             "up".parse::<NavigateAction>().map_err(|e| e.to_string()),
             Err("unknown navigate action \"up\": expected back, forward or reload".to_owned())
         );
+    }
+
+    #[test]
+    fn languages_by_name_take_sandboxds_aliases() {
+        for (name, lang) in [
+            ("python", Language::Python),
+            (" Python3 ", Language::Python),
+            ("py", Language::Python),
+            ("shell", Language::Shell),
+            ("BASH", Language::Shell),
+            ("sh", Language::Shell),
+            ("node", Language::Node),
+            ("javascript", Language::Node),
+            ("js", Language::Node),
+        ] {
+            assert_eq!(Language::from_name(name), Some(lang), "{name}");
+        }
+        assert_eq!(Language::from_name(""), None);
+        assert_eq!(Language::from_name("cobol"), None);
+        assert!("py".parse::<Language>().is_err());
     }
 
     #[test]

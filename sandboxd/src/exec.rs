@@ -15,6 +15,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use agent_runtime_proto::sets::{ExitReason, Language};
 use agent_runtime_proto::v1::{exec_event::Event, ExecExit, ExecRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStderr, ChildStdout, Command};
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::process_tree::Tree;
-use crate::run_events::{EventSender, EventStream, KillReason};
+use crate::run_events::{EventSender, EventStream};
 use crate::run_limits::{timeout_from, OutputCap, DEFAULT_MAX_OUTPUT};
 use crate::workspace::Workspace;
 use crate::{oom, processes};
@@ -33,34 +34,29 @@ const CHUNK: usize = 64 * 1024;
 /// that inherited its pipes and may never close them.
 const LINGER: Duration = Duration::from_millis(250);
 
-/// A language Exec can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Language {
-    /// `python3 -u FILE`.
-    Python,
-    /// `bash FILE`.
-    Shell,
-    /// `node FILE`.
-    Node,
+/// The valid language names, for error messages.
+const LANGUAGE_NAMES: &str = "python, shell, node";
+
+/// Parses a request's language name (aliases included, see [`Language::from_name`]).
+pub fn parse_language(name: &str) -> Result<Language> {
+    Language::from_name(name).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown language {name:?}; use one of: {LANGUAGE_NAMES}"
+        ))
+    })
 }
 
-impl Language {
-    /// The valid names, for error messages.
-    pub const NAMES: &'static str = "python, shell, node";
+/// How Exec runs a language: `python3 -u FILE.py`, `bash FILE.sh`, `node FILE.js`.
+trait Interpreter {
+    /// The program.
+    fn program(self) -> &'static str;
+    /// Its arguments before the file.
+    fn args(self) -> &'static [&'static str];
+    /// The file's extension.
+    fn extension(self) -> &'static str;
+}
 
-    /// Parses a request's language name.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "python" | "python3" | "py" => Ok(Self::Python),
-            "shell" | "bash" | "sh" => Ok(Self::Shell),
-            "node" | "javascript" | "js" => Ok(Self::Node),
-            _ => Err(Error::invalid(format!(
-                "unknown language {name:?}; use one of: {}",
-                Self::NAMES
-            ))),
-        }
-    }
-
+impl Interpreter for Language {
     fn program(self) -> &'static str {
         match self {
             Self::Python => "python3",
@@ -107,7 +103,7 @@ pub struct ExecSpec {
 impl ExecSpec {
     /// Checks a request and fills in defaults.
     pub fn from_request(req: ExecRequest, workspace: &Workspace) -> Result<Self> {
-        let language = Language::parse(&req.language)?;
+        let language = parse_language(&req.language)?;
         let cwd = workspace.resolve_or_root(&req.cwd)?;
         // Checked as the sandbox user; `cwd/.` also needs the search permission entering takes.
         match crate::privileges::as_user(|| std::fs::metadata(cwd.join(".")))? {
@@ -164,13 +160,13 @@ impl ExecSpec {
 /// One run's session: its id (the leader's pid) and, once we killed it, why.
 struct Session {
     sid: i32,
-    reason: OnceLock<KillReason>,
+    reason: OnceLock<ExitReason>,
     tree: Arc<Tree>,
 }
 
 impl Session {
     /// Kills every process of the run; the first reason given is the one reported.
-    fn kill(&self, reason: KillReason) {
+    fn kill(&self, reason: ExitReason) {
         let _ = self.reason.set(reason);
         self.tree.kill_run(self.sid);
     }
@@ -301,7 +297,7 @@ impl Exec {
     pub async fn shutdown(&self) {
         let sessions = self.sessions.all();
         for session in &sessions {
-            let _ = session.reason.set(KillReason::Cancelled);
+            let _ = session.reason.set(ExitReason::Cancelled);
         }
         let mut leaders: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
         leaders.extend(self.tree.runs());
@@ -422,7 +418,7 @@ impl Run {
             let timeout = self.timeout;
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                session.kill(KillReason::Timeout);
+                session.kill(ExitReason::Timeout);
             })
         };
         let mut status: Option<std::io::Result<ExitStatus>> = None;
@@ -464,7 +460,7 @@ impl Run {
                 },
                 () = self.events.closed(), if self.events.is_open() && status.is_none() => {
                     self.events.client_gone();
-                    self.session.kill(KillReason::Cancelled);
+                    self.session.kill(ExitReason::Cancelled);
                 },
             }
         }
@@ -507,7 +503,7 @@ impl Run {
             return;
         }
         if !self.events.send(event).await && !program_exited {
-            self.session.kill(KillReason::Cancelled);
+            self.session.kill(ExitReason::Cancelled);
         }
     }
 
@@ -528,7 +524,7 @@ impl Run {
         if reason.is_none() && signal == Some(libc::SIGKILL) {
             if let (Some(before), Some(after)) = (self.oom_before, oom::kill_count()) {
                 if after > before {
-                    reason = Some(KillReason::Oom);
+                    reason = Some(ExitReason::Oom);
                 }
             }
         }
@@ -537,7 +533,7 @@ impl Run {
             killed: reason.is_some(),
             duration_ms: ended_at.duration_since(self.started).as_millis() as u64,
             reason: reason
-                .map(KillReason::as_str)
+                .map(ExitReason::as_str)
                 .unwrap_or_default()
                 .to_string(),
             stdout_truncated: self.stdout.cap.truncated(),
@@ -555,10 +551,11 @@ mod tests {
 
     #[test]
     fn languages_parse_and_unknown_ones_list_the_valid() {
-        assert_eq!(Language::parse("python").ok(), Some(Language::Python));
-        assert_eq!(Language::parse("shell").ok(), Some(Language::Shell));
-        assert_eq!(Language::parse("node").ok(), Some(Language::Node));
-        let err = Language::parse("cobol").err().map(|e| e.to_string());
+        assert_eq!(parse_language("python").ok(), Some(Language::Python));
+        assert_eq!(parse_language("shell").ok(), Some(Language::Shell));
+        assert_eq!(parse_language("node").ok(), Some(Language::Node));
+        assert_eq!(parse_language(" PY ").ok(), Some(Language::Python));
+        let err = parse_language("cobol").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("unknown language \"cobol\"; use one of: python, shell, node")

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use agent_runtime_proto::sets::FileType;
 use agent_runtime_proto::v1::{FileInfo, ListDirResponse, ReadFileResponse, WriteFileResponse};
 use sha2::{Digest, Sha256};
 
@@ -337,13 +338,13 @@ fn too_large(size: u64, limit: u64) -> Error {
 pub fn file_info(path: &Path, meta: &Metadata) -> FileInfo {
     let kind = meta.file_type();
     let kind = if kind.is_symlink() {
-        "symlink"
+        FileType::Symlink
     } else if kind.is_dir() {
-        "directory"
+        FileType::Directory
     } else if kind.is_file() {
-        "file"
+        FileType::File
     } else {
-        "other"
+        FileType::Other
     };
     FileInfo {
         name: path
@@ -351,7 +352,7 @@ pub fn file_info(path: &Path, meta: &Metadata) -> FileInfo {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string()),
         path: path.display().to_string(),
-        r#type: kind.to_string(),
+        r#type: kind.into(),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,
         modified_at: meta

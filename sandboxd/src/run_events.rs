@@ -79,28 +79,6 @@ impl EventSender {
     }
 }
 
-/// Why we killed or stopped a run: the exit event's `reason` (empty when we did not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KillReason {
-    /// The run's timeout passed.
-    Timeout,
-    /// The client went away, the context was deleted or the daemon is stopping.
-    Cancelled,
-    /// The kernel's out-of-memory killer took it.
-    Oom,
-}
-
-impl KillReason {
-    /// The name the exit event carries.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Cancelled => "cancelled",
-            Self::Oom => "oom",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio_stream::StreamExt;

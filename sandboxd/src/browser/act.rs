@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use agent_runtime_proto::sets::Settled as How;
 use agent_runtime_proto::v1 as pb;
 use playwright_rs::protocol::Page;
 
@@ -56,7 +57,7 @@ impl Browser {
                     url: page.url(),
                     title: String::new(),
                     navigated: false,
-                    settled: "dialog open".into(),
+                    settled: How::DialogOpen.into(),
                     events: self.shared.take_events(),
                 });
             }
@@ -80,7 +81,7 @@ impl Browser {
             url: at.url,
             title: at.title,
             navigated: settled.navigated,
-            settled: settled.how.to_string(),
+            settled: settled.how.into(),
             events: self.shared.take_events(),
         })
     }

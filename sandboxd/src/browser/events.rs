@@ -5,23 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use agent_runtime_proto::sets::{DialogType, EventKind};
 use agent_runtime_proto::v1::BrowserEvent;
 use playwright_rs::protocol::{Dialog, Download, Page};
 use tokio::sync::Notify;
-
-/// Event kinds as the proto documents them.
-pub mod kind {
-    /// A dialog was accepted, or waits for BrowserDialog.
-    pub const DIALOG: &str = "dialog";
-    /// A new tab opened and became the active one.
-    pub const POPUP: &str = "popup";
-    /// A file was saved under /workspace/downloads.
-    pub const DOWNLOAD: &str = "download";
-    /// The browser had died and was started anew.
-    pub const RESTARTED: &str = "restarted";
-    /// The active tab closed.
-    pub const TAB_CLOSED: &str = "tab_closed";
-}
 
 /// Most events kept between two calls; older ones are dropped (a page looping alerts).
 const MAX_EVENTS: usize = 50;
@@ -51,13 +38,13 @@ impl Shared {
     }
 
     /// Records an event for the next reply.
-    pub fn push(&self, kind: &str, message: String, detail: String) {
+    pub fn push(&self, kind: EventKind, message: String, detail: String) {
         let mut events = lock(&self.events);
         if events.len() >= MAX_EVENTS {
             events.remove(0);
         }
         events.push(BrowserEvent {
-            kind: kind.to_string(),
+            kind: kind.into(),
             message,
             detail,
         });
@@ -73,14 +60,14 @@ impl Shared {
     pub async fn dialog_opened(&self, dialog: Dialog) -> playwright_rs::Result<()> {
         let kind = dialog.type_().to_string();
         let message = dialog.message().to_string();
-        match kind.as_str() {
-            "confirm" | "prompt" => {
+        match kind.parse() {
+            Ok(DialogType::Confirm | DialogType::Prompt) => {
                 self.push(
-                    kind::DIALOG,
+                    EventKind::Dialog,
                     format!(
                         "{kind} {message:?} is open and blocks the page: answer it with \
                          browser_dialog (accept true/false{})",
-                        if kind == "prompt" {
+                        if kind == DialogType::Prompt.as_str() {
                             ", prompt_text"
                         } else {
                             ""
@@ -98,7 +85,7 @@ impl Shared {
             _ => {
                 let accepted = dialog.accept(None).await;
                 self.push(
-                    kind::DIALOG,
+                    EventKind::Dialog,
                     format!("{kind} {message:?} accepted"),
                     kind.clone(),
                 );
@@ -134,7 +121,7 @@ impl Shared {
             Ok(path) => path,
             Err(e) => {
                 self.push(
-                    kind::DOWNLOAD,
+                    EventKind::Download,
                     format!(
                         "download {name:?} failed: cannot create {}: {e}",
                         self.downloads.display()
@@ -153,7 +140,7 @@ impl Shared {
                         .unwrap_or(0)
                 };
                 self.push(
-                    kind::DOWNLOAD,
+                    EventKind::Download,
                     format!(
                         "downloaded {} ({size} bytes) from {}",
                         path.display(),
@@ -163,7 +150,7 @@ impl Shared {
                 );
             }
             Err(e) => self.push(
-                kind::DOWNLOAD,
+                EventKind::Download,
                 format!("download {name:?} from {} failed: {e}", download.url()),
                 String::new(),
             ),

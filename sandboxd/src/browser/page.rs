@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use agent_runtime_proto::sets::{NavigateAction, Settled as How};
 use agent_runtime_proto::v1 as pb;
 use playwright_rs::{GotoOptions, PressOptions, WaitForOptions, WaitForState};
 
@@ -44,7 +45,7 @@ impl Browser {
         Ok(pb::BrowserPage {
             url: at.url,
             title: at.title,
-            settled: "navigation".into(),
+            settled: How::Navigation.into(),
             events: self.shared.take_events(),
         })
     }
@@ -54,20 +55,24 @@ impl Browser {
         &self,
         req: pb::BrowserNavigateRequest,
     ) -> Result<pb::BrowserActionResponse> {
-        let action = req.action.trim().to_ascii_lowercase();
-        if !["back", "forward", "reload"].contains(&action.as_str()) {
-            return Err(BrowserError::invalid(format!(
-                "unknown navigate action {:?}; use back, forward or reload",
-                req.action
-            )));
-        }
+        let action: NavigateAction =
+            req.action
+                .trim()
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| {
+                    BrowserError::invalid(format!(
+                        "unknown navigate action {:?}; use back, forward or reload",
+                        req.action
+                    ))
+                })?;
         let turn = self.turn().await?;
         let page = turn.page.clone();
         self.act(turn, async move {
-            match action.as_str() {
-                "back" => page.go_back(None).await.map(|_| ()),
-                "forward" => page.go_forward(None).await.map(|_| ()),
-                _ => page.reload(None).await.map(|_| ()),
+            match action {
+                NavigateAction::Back => page.go_back(None).await.map(|_| ()),
+                NavigateAction::Forward => page.go_forward(None).await.map(|_| ()),
+                NavigateAction::Reload => page.reload(None).await.map(|_| ()),
             }
         })
         .await

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_runtime_proto::sets::EventKind;
 use playwright_rs::protocol::Page;
 use playwright_rs::server::channel_owner::ChannelOwner as _;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::task::AbortHandle;
 
 use super::error::{BrowserError, Result};
-use super::events::{kind, Shared};
+use super::events::Shared;
 use super::launch::{self, Launched};
 use super::refs::Refs;
 
@@ -80,7 +81,7 @@ impl Browser {
                 close_live(live).await;
                 state.refs.clear();
                 self.shared.push(
-                    kind::RESTARTED,
+                    EventKind::Restarted,
                     "the browser had crashed and was restarted: tabs, page state and refs are \
                      gone; open the page again and take a new snapshot"
                         .into(),
@@ -124,7 +125,7 @@ impl Browser {
                 .wait_for_load_state(Some(playwright_rs::WaitUntil::DomContentLoaded))
                 .await;
             self.shared.push(
-                kind::POPUP,
+                EventKind::Popup,
                 format!(
                     "a new tab opened ({}) and is now the active tab; browser_tabs lists the tabs",
                     page.url()
@@ -145,7 +146,7 @@ impl Browser {
                 Some(i) => live.active = i,
                 None => {
                     self.shared.push(
-                        kind::TAB_CLOSED,
+                        EventKind::TabClosed,
                         "the active tab closed; the last remaining tab is now active".into(),
                         String::new(),
                     );

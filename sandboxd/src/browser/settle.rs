@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use agent_runtime_proto::sets::Settled as How;
 use playwright_rs::protocol::Page;
 use playwright_rs::WaitUntil;
 
@@ -29,8 +30,8 @@ pub struct Before {
 pub struct Settled {
     /// The URL changed or a new document loaded.
     pub navigated: bool,
-    /// "navigation", "dom settled", "dom still changing" or "page busy".
-    pub how: &'static str,
+    /// Navigation (still loading or not), DOM settled or still changing, or page busy.
+    pub how: How,
 }
 
 /// Notes the page's URL and document before an action.
@@ -66,9 +67,9 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
         return Settled {
             navigated: true,
             how: if loaded || !new_document {
-                "navigation"
+                How::Navigation
             } else {
-                "navigation (still loading)"
+                How::NavigationLoading
             },
         };
     }
@@ -79,16 +80,16 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
 }
 
 /// Waits until the DOM stops changing (or gives up), and says which.
-pub async fn dom_settle(page: &Page) -> &'static str {
+pub async fn dom_settle(page: &Page) -> How {
     let args = SettleArgs {
         quiet: DOM_QUIET_MS,
         max: DOM_MAX_MS,
     };
     let wait = page.evaluate::<SettleArgs, bool>(js::DOM_SETTLE, Some(&args));
     match tokio::time::timeout(Duration::from_millis(DOM_MAX_MS + 1_000), wait).await {
-        Ok(Ok(true)) => "dom settled",
-        Ok(Ok(false)) => "dom still changing",
+        Ok(Ok(true)) => How::DomSettled,
+        Ok(Ok(false)) => How::DomChanging,
         // A dialog blocks the page, or it navigated meanwhile.
-        _ => "page busy",
+        _ => How::PageBusy,
     }
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use agent_runtime_proto::sets::{DialogType, EventKind, TabAction};
 use agent_runtime_proto::v1 as pb;
 
 use super::error::{BrowserError, Result};
-use super::events::kind;
 use super::page::check_url;
 use super::session::Browser;
 use super::settle::{self, Settled};
@@ -18,30 +18,33 @@ impl Browser {
     pub async fn tabs(&self, req: pb::BrowserTabsRequest) -> Result<pb::BrowserTabsResponse> {
         let action = req.action.trim().to_ascii_lowercase();
         let mut turn = self.turn().await?;
-        match action.as_str() {
-            "" | "list" => {}
-            "new" => {
+        let action = match action.as_str() {
+            "" => TabAction::List,
+            other => other.parse().map_err(|_| {
+                BrowserError::invalid(format!(
+                    "unknown tabs action {other:?}; use list, new, select or close"
+                ))
+            })?,
+        };
+        match action {
+            TabAction::List => {}
+            TabAction::New => {
                 let page = self.new_tab(&mut turn.state).await?;
                 if !req.url.is_empty() {
                     let url = check_url(&req.url)?;
                     page.goto(&url, None).await.map_err(|e| self.classify(e))?;
                 }
             }
-            "select" => {
+            TabAction::Select => {
                 let index = req
                     .index
                     .ok_or_else(|| BrowserError::invalid("select needs the tab's index"))?;
                 let page = Self::select_tab(&mut turn.state, index as usize)?;
                 let _ = page.bring_to_front().await;
             }
-            "close" => {
+            TabAction::Close => {
                 self.close_tab(&mut turn.state, req.index.map(|i| i as usize))
                     .await?;
-            }
-            other => {
-                return Err(BrowserError::invalid(format!(
-                    "unknown tabs action {other:?}; use list, new, select or close"
-                )))
             }
         }
         let (pages, active) = Self::tab_list(&turn.state);
@@ -68,14 +71,15 @@ impl Browser {
         let dialog_type = dialog.type_().to_string();
         let message = dialog.message().to_string();
         let answered = if req.accept {
-            let text = (dialog_type == "prompt").then_some(req.prompt_text.as_str());
+            let text =
+                (dialog_type == DialogType::Prompt.as_str()).then_some(req.prompt_text.as_str());
             dialog.accept(text).await
         } else {
             dialog.dismiss().await
         };
         answered.map_err(|e| self.classify(e))?;
         self.shared.push(
-            kind::DIALOG,
+            EventKind::Dialog,
             format!(
                 "{dialog_type} {message:?} {}",
                 if req.accept { "accepted" } else { "dismissed" }

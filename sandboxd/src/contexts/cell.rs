@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use agent_runtime_proto::sets::ExitReason;
 use agent_runtime_proto::v1::{exec_event::Event, ExecExit};
 use jupyter_protocol::{JupyterMessageContent as Content, ReplyStatus, Stdio};
 use tokio::time::Instant as TokioInstant;
@@ -20,7 +21,7 @@ use super::kernel::{parent_is, Incoming};
 use super::manager::Contexts;
 use super::output;
 use crate::oom;
-use crate::run_events::{EventSender, KillReason};
+use crate::run_events::EventSender;
 use crate::run_limits::{OutputCap, DEFAULT_MAX_OUTPUT};
 
 /// How long a kernel has to stop after SIGINT before it is killed and replaced.
@@ -43,7 +44,7 @@ struct Run<'a> {
     stderr: OutputCap,
     started: Instant,
     /// Why we stopped the cell (timeout or cancelled), if we did.
-    stopped: Option<KillReason>,
+    stopped: Option<ExitReason>,
     state_lost: bool,
     failed: bool,
     /// The kernel was killed by the out-of-memory killer.
@@ -65,7 +66,7 @@ pub async fn drive(
         () = context.deleted.cancelled() => {
             let mut events = events;
             events.send(Event::Stderr(b"the context was deleted before the code ran\n".to_vec())).await;
-            events.send(Event::Exit(ExecExit { code: 1, killed: true, reason: "cancelled".into(), ..Default::default() })).await;
+            events.send(Event::Exit(ExecExit { code: 1, killed: true, reason: ExitReason::Cancelled.into(), ..Default::default() })).await;
             return;
         }
     };
@@ -152,11 +153,11 @@ impl Run<'_> {
             let incoming = tokio::select! {
                 incoming = kernel.recv() => incoming,
                 () = tokio::time::sleep_until(deadline), if may_stop => {
-                    self.stop(kernel, KillReason::Timeout, &mut escalate_at);
+                    self.stop(kernel, ExitReason::Timeout, &mut escalate_at);
                     continue;
                 }
                 () = self.events.closed(), if may_stop => {
-                    self.stop(kernel, KillReason::Cancelled, &mut escalate_at);
+                    self.stop(kernel, ExitReason::Cancelled, &mut escalate_at);
                     continue;
                 }
                 () = sleep_until_opt(reply_by) => {
@@ -174,7 +175,7 @@ impl Run<'_> {
                     return true;
                 }
                 () = self.context.deleted.cancelled() => {
-                    self.stopped.get_or_insert(KillReason::Cancelled);
+                    self.stopped.get_or_insert(ExitReason::Cancelled);
                     self.failed = true;
                     self.stderr_text("the context was deleted while the code ran\n").await;
                     return false;
@@ -185,7 +186,7 @@ impl Run<'_> {
                     self.failed = true;
                     self.state_lost = true;
                     if self.context.is_restarting() {
-                        self.stopped.get_or_insert(KillReason::Cancelled);
+                        self.stopped.get_or_insert(ExitReason::Cancelled);
                         self.stderr_text("the context was restarted while the code ran: variables and imports are lost\n").await;
                     } else {
                         let oom =
@@ -263,7 +264,7 @@ impl Run<'_> {
             };
             if let Some(event) = event {
                 if !self.events.send(event).await && escalate_at.is_none() {
-                    self.stop(kernel, KillReason::Cancelled, &mut escalate_at);
+                    self.stop(kernel, ExitReason::Cancelled, &mut escalate_at);
                 }
             }
         }
@@ -274,7 +275,7 @@ impl Run<'_> {
     fn stop(
         &mut self,
         kernel: &super::kernel::Kernel,
-        why: KillReason,
+        why: ExitReason,
         escalate_at: &mut Option<TokioInstant>,
     ) {
         tracing::info!(context_id = %self.context.id, reason = why.as_str(), "interrupting the kernel");
@@ -292,9 +293,9 @@ impl Run<'_> {
     /// Sends the exit event.
     async fn finish(&mut self) {
         let reason = if self.oom {
-            KillReason::Oom.as_str()
+            ExitReason::Oom.as_str()
         } else {
-            self.stopped.map(KillReason::as_str).unwrap_or_default()
+            self.stopped.map(ExitReason::as_str).unwrap_or_default()
         };
         let exit = ExecExit {
             code: i32::from(self.failed || self.stopped.is_some()),

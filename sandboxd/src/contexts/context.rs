@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use agent_runtime_proto::sets::{ContextStatus, Language};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +63,8 @@ pub struct Context {
     pub id: ContextId,
     /// The caller's name for it.
     pub name: String,
-    /// Always "python" today.
-    pub language: &'static str,
+    /// Always Python today.
+    pub language: Language,
     /// The kernel's working directory.
     pub cwd: PathBuf,
     /// When it was created.
@@ -83,7 +84,7 @@ impl Context {
         Self {
             id: ContextId::generate(),
             name,
-            language: "python",
+            language: Language::Python,
             cwd,
             created_at: Utc::now(),
             watch: Mutex::new(KernelWatch::of(&kernel)),
@@ -121,16 +122,16 @@ impl Context {
         self.restarting.load(Ordering::SeqCst)
     }
 
-    /// "active", "busy", "restarting" or "dead" (the kernel exited; the next run restarts it).
-    pub fn status(&self) -> &'static str {
+    /// Active, busy, restarting or dead (the kernel exited; the next run restarts it).
+    pub fn status(&self) -> ContextStatus {
         if self.is_restarting() {
-            "restarting"
+            ContextStatus::Restarting
         } else if self.busy.load(Ordering::SeqCst) {
-            "busy"
+            ContextStatus::Busy
         } else if self.watch().is_none_or(|w| w.exited.is_cancelled()) {
-            "dead"
+            ContextStatus::Dead
         } else {
-            "active"
+            ContextStatus::Active
         }
     }
 
@@ -139,9 +140,9 @@ impl Context {
         agent_runtime_proto::v1::Context {
             context_id: self.id.to_string(),
             name: self.name.clone(),
-            language: self.language.to_owned(),
+            language: self.language.into(),
             cwd: self.cwd.display().to_string(),
-            status: self.status().to_owned(),
+            status: self.status().into(),
             created_at: self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }
     }
