@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_runtime_client::RunOutcome;
 use agent_runtime_proto::v1::exec_event::Event;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::{ExecEvent, ExecExit, ExecRequest};
@@ -127,45 +128,56 @@ pub fn request(language: &str, code: &str) -> ExecRequest {
     }
 }
 
-/// Everything one Exec produced.
+/// Everything one Exec produced: the events as sent, folded by the client layer's `RunOutcome`
+/// (which the tests read through `Deref`: `out.stdout`, `out.exit`, ...).
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub events: Vec<ExecEvent>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub exit: Option<ExecExit>,
+    pub fold: RunOutcome,
+}
+
+impl std::ops::Deref for Outcome {
+    type Target = RunOutcome;
+
+    fn deref(&self) -> &RunOutcome {
+        &self.fold
+    }
 }
 
 impl Outcome {
     /// Stdout as text.
     pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+        self.fold.stdout.clone()
     }
 
     /// Stderr as text.
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
+        self.fold.stderr.clone()
     }
 
     /// The exit event, which every run ends with.
     pub fn exit(&self) -> anyhow::Result<&ExecExit> {
-        self.exit.as_ref().context("the run sent no exit event")
+        self.fold
+            .exit
+            .as_ref()
+            .context("the run sent no exit event")
     }
 }
 
-/// Runs a request and collects its events.
+/// Runs a request and collects its events; Exec sends output and one exit event last, nothing
+/// else.
 pub async fn run(client: &mut SandboxClient<Channel>, req: ExecRequest) -> anyhow::Result<Outcome> {
     let mut stream = client.exec(req).await?.into_inner();
     let mut out = Outcome::default();
     while let Some(event) = stream.next().await {
         let event = event?;
-        if out.exit.is_some() {
+        if out.fold.exit.is_some() {
             bail!("an event came after the exit event: {event:?}");
         }
         match &event.event {
-            Some(Event::Stdout(b)) => out.stdout.extend_from_slice(b),
-            Some(Event::Stderr(b)) => out.stderr.extend_from_slice(b),
-            Some(Event::Exit(e)) => out.exit = Some(e.clone()),
+            Some(Event::Stdout(_) | Event::Stderr(_) | Event::Exit(_)) => {
+                out.fold.add(&event);
+            }
             other => bail!("unexpected event {other:?}"),
         }
         out.events.push(event);
