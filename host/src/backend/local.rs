@@ -27,6 +27,15 @@ use crate::ids::SandboxId;
 
 /// The environment variable naming a sandboxd binary to use instead of the one beside the tests.
 pub const SANDBOXD_ENV: &str = "AGENT_RUNTIME_TEST_SANDBOXD";
+/// The environment variable naming a staged Playwright driver directory (`node` + `package/`)
+/// for [`LocalBackend::with_browser`], instead of the one `agent-runtime image build` staged.
+pub const DRIVER_ENV: &str = "AGENT_RUNTIME_TEST_DRIVER";
+/// Where sandboxd looks for Chromium (sandboxd/src/browser/launch.rs), as Debian installs it.
+pub const CHROMIUM_PATHS: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+/// What to do when the browser's parts are missing.
+const BROWSER_HINT: &str =
+    "run `bash .ci/setup` (installs Debian's chromium) and `agent-runtime image build` (stages \
+     the Playwright driver under the state directory's cache)";
 /// What `ensure_image` reports: there is no image.
 const IMAGE: &str = "local-sandboxd";
 /// Socket file name inside a sandbox's run directory (as in the Docker backend).
@@ -75,6 +84,64 @@ pub fn sandboxd_binary() -> Result<PathBuf, HostError> {
         })
 }
 
+/// The Playwright driver directory (`node` and `package/`) for [`LocalBackend::with_browser`]:
+/// `$AGENT_RUNTIME_TEST_DRIVER`, else the newest complete stage `agent-runtime image build` left
+/// in `<state dir>/cache/driver-*/stage` (state dir: `$AGENT_RUNTIME_STATE_DIR` or the default).
+pub fn staged_driver() -> Result<PathBuf, HostError> {
+    let usable = |dir: &Path| dir.join("node").is_file() && dir.join("package").is_dir();
+    if let Some(path) = std::env::var_os(DRIVER_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if usable(&path) {
+            Ok(path)
+        } else {
+            Err(HostError::Backend(format!(
+                "{DRIVER_ENV}={} has no `node` and `package/`; {BROWSER_HINT}",
+                path.display()
+            )))
+        };
+    }
+    let state = std::env::var_os("AGENT_RUNTIME_STATE_DIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(crate::config::default_state_dir, PathBuf::from);
+    let cache = state.join("cache");
+    let newest = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("driver-") && !n.contains(".partial-"))
+        })
+        .filter_map(|e| {
+            let done = e.path().join("complete").metadata().ok()?.modified().ok()?;
+            let stage = e.path().join("stage");
+            usable(&stage).then_some((done, stage))
+        })
+        .max_by_key(|(done, _)| *done)
+        .map(|(_, stage)| stage);
+    newest.ok_or_else(|| {
+        HostError::Backend(format!(
+            "no staged Playwright driver in {}/driver-*/stage: {BROWSER_HINT}; or set {DRIVER_ENV}",
+            cache.display()
+        ))
+    })
+}
+
+/// Debian's Chromium where sandboxd looks for it.
+pub fn chromium() -> Result<PathBuf, HostError> {
+    CHROMIUM_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            HostError::Backend(format!(
+                "no Chromium at {}: {BROWSER_HINT}",
+                CHROMIUM_PATHS.join(" or ")
+            ))
+        })
+}
+
 /// What the supervisor of one daemon is asked to do.
 enum Command {
     /// Send this signal (the daemon keeps its entry; if it dies, that is an exit).
@@ -95,6 +162,9 @@ struct Local {
 pub struct LocalBackend {
     root: PathBuf,
     sandboxd: PathBuf,
+    /// The Playwright driver daemons get; `None`: a path that does not exist, so browser calls
+    /// fail fast and alike.
+    driver: Option<PathBuf>,
     sandboxes: std::sync::Arc<Mutex<HashMap<SandboxId, Local>>>,
     exits: broadcast::Sender<Exit>,
     /// While `true`, creates wait before starting anything.
@@ -107,6 +177,17 @@ impl LocalBackend {
     /// A backend using [`sandboxd_binary`] under a fresh temporary directory.
     pub fn new() -> Result<Self, HostError> {
         Self::with_sandboxd(sandboxd_binary()?)
+    }
+
+    /// A backend whose daemons can drive a browser: Debian's Chromium and the Playwright driver
+    /// `agent-runtime image build` staged ([`staged_driver`]). Fails, saying what to run, when
+    /// either is missing. Chromium runs as the test's user, without its sandbox (as in the image).
+    pub fn with_browser() -> Result<Self, HostError> {
+        chromium()?;
+        let driver = staged_driver()?;
+        let mut backend = Self::new()?;
+        backend.driver = Some(driver);
+        Ok(backend)
     }
 
     /// A backend starting `sandboxd` under a fresh temporary directory.
@@ -124,6 +205,7 @@ impl LocalBackend {
         Ok(Self {
             root,
             sandboxd,
+            driver: None,
             sandboxes: Default::default(),
             exits: broadcast::channel(64).0,
             held: watch::channel(false).0,
@@ -247,8 +329,14 @@ impl LocalBackend {
                 "SANDBOXD_PREWARM_KERNEL",
                 u8::from(spec.prewarm_kernel).to_string(),
             )
-            // No image, so no Playwright driver: browser calls fail the same way everywhere.
-            .env("PLAYWRIGHT_DRIVER_PATH", "/nonexistent/playwright-driver")
+            // Without `with_browser` no Playwright driver: browser calls fail the same way
+            // everywhere. Without SANDBOXD_RUN_AS the daemon runs the driver's own `node`.
+            .env(
+                "PLAYWRIGHT_DRIVER_PATH",
+                self.driver
+                    .as_deref()
+                    .unwrap_or(Path::new("/nonexistent/playwright-driver")),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
