@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+pub use agent_runtime_client::SandboxStatus;
 use chrono::{DateTime, Utc};
 
 use crate::ids::SandboxId;
@@ -12,28 +13,6 @@ pub const ANONYMOUS: &str = "anonymous";
 
 /// Label of sandboxes made for REST contexts (the warm pool makes them too).
 pub const CONTEXT_OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
-
-/// Lifecycle state of a sandbox.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SandboxStatus {
-    /// Container starting, daemon not yet answering.
-    Creating,
-    /// Ready for calls.
-    Running,
-    /// Its daemon or container is gone; calls fail until it is destroyed. Holds no slot.
-    Dead,
-}
-
-impl SandboxStatus {
-    /// The status as the API reports it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Running => "running",
-            Self::Dead => "dead",
-        }
-    }
-}
 
 /// What the host knows about one sandbox.
 #[derive(Clone, Debug)]
