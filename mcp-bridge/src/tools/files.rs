@@ -146,10 +146,9 @@ impl Reply for ListDirResponse {
                 let kind = match e.r#type.parse() {
                     Ok(FileType::Directory) => FileType::Directory,
                     _ => FileType::File,
-                }
-                .as_str();
-                let mut v = json!({ "name": e.name, "type": kind });
-                insert_if(&mut v, kind == "file", "size", json!(e.size));
+                };
+                let mut v = json!({ "name": e.name, "type": kind.as_str() });
+                insert_if(&mut v, kind == FileType::File, "size", json!(e.size));
                 v
             })
             .collect();
