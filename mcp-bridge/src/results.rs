@@ -49,6 +49,50 @@ pub fn json_with_images(value: Value, pngs: Vec<String>) -> Outcome {
     Ok(r)
 }
 
+/// A success whose JSON field `key` holds a base64 PNG: `structuredContent` keeps the exact
+/// shape (base64 included), the PNG goes in an image block, and the text a model reads carries
+/// a short note in its place — never the image data (DESIGN.md §3.1).
+pub fn json_with_image_field(value: Value, key: &str) -> Outcome {
+    let png = value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut text = value.clone();
+    if let Some(map) = text.as_object_mut() {
+        map.insert(key.to_owned(), Value::String(image_note(&png)));
+    }
+    let mut r = CallToolResult::structured(value);
+    r.content = vec![ContentBlock::text(text.to_string())];
+    if !png.is_empty() {
+        r.content.push(ContentBlock::image(png, "image/png"));
+    }
+    Ok(r)
+}
+
+/// "PNG 1280x720, 48213 bytes, attached as image" for a base64 PNG.
+fn image_note(png_base64: &str) -> String {
+    use base64::Engine as _;
+    if png_base64.is_empty() {
+        return "no image".into();
+    }
+    let padding = png_base64.bytes().rev().take_while(|b| *b == b'=').count();
+    let bytes = (png_base64.len() / 4 * 3).saturating_sub(padding);
+    // The IHDR chunk's width and height sit at bytes 16..24 of a PNG: the first 32 base64
+    // characters decode to exactly those 24 bytes.
+    let dims = png_base64
+        .get(..32)
+        .and_then(|head| base64::engine::general_purpose::STANDARD.decode(head).ok())
+        .filter(|h| h.len() >= 24 && h.starts_with(b"\x89PNG"))
+        .map(|h| {
+            let w = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+            let ht = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+            format!("{w}x{ht}, ")
+        })
+        .unwrap_or_default();
+    format!("PNG {dims}{bytes} bytes, attached as image")
+}
+
 /// Inserts `key: value` into a JSON object only when `keep` is true (extra fields only when useful).
 pub fn insert_if(obj: &mut Value, keep: bool, key: &str, value: Value) {
     if keep {
@@ -84,4 +128,25 @@ pub fn error_code(r: &CallToolResult) -> Option<&str> {
         return None;
     }
     r.structured_content.as_ref()?.get("code")?.as_str()
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    /// A 1x1 PNG.
+    const DOT: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+    #[test]
+    fn the_text_carries_a_note_not_the_image() {
+        let r = json_with_image_field(json!({"url": "u", "screenshot": DOT}), "screenshot")
+            .expect("ok");
+        let text = r.content[0].as_text().expect("text").text.clone();
+        assert!(!text.contains(DOT), "{text}");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["screenshot"], "PNG 1x1, 70 bytes, attached as image");
+        assert_eq!(r.structured_content.expect("structured")["screenshot"], DOT);
+        assert!(r.content[1].as_image().is_some());
+        assert_eq!(image_note(""), "no image");
+    }
 }

@@ -1219,11 +1219,9 @@ async fn browser_tools_answer_their_shapes() {
     b.c.close().await;
 }
 
-/// DESIGN.md §3.1: "The MCP text content never carries base64 image data". browser_snapshot's
-/// text still repeats `screenshot` (mcp-bridge/src/tools/browser.rs, `BrowserSnapshotResponse`
-/// reply); run with `--ignored` once that is fixed, then drop the `#[ignore]`.
+/// DESIGN.md §3.1: "The MCP text content never carries base64 image data": browser_snapshot's
+/// text holds a note where structuredContent holds the base64.
 #[tokio::test]
-#[ignore = "mcp-bridge's browser_snapshot text still carries the screenshot's base64"]
 async fn snapshot_text_carries_no_base64() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;

@@ -23,7 +23,9 @@ use serde_json::{json, Value};
 use crate::call::{Reply, SandboxRef};
 use crate::error::ToolError;
 use crate::host_conn::RUN_MARGIN;
-use crate::results::{insert_if, json_ok, json_with_images, Outcome, ToolResult};
+use crate::results::{
+    insert_if, json_ok, json_with_image_field, json_with_images, Outcome, ToolResult,
+};
 use crate::server::Bridge;
 
 /// An element: a ref from browser_snapshot, or a CSS selector.
@@ -317,11 +319,11 @@ impl Reply for BrowserClickResponse {
     }
 }
 
-/// `{url, title, screenshot, text, elements}`, and the screenshot as an image block.
+/// `{url, title, screenshot, text, elements}` as structured content; the screenshot as an image
+/// block and, in the text, a note in its place.
 impl Reply for BrowserSnapshotResponse {
     fn reply(self) -> Outcome {
-        let png = self.screenshot.clone();
-        json_with_images(
+        json_with_image_field(
             with_events(
                 json!({
                     "url": self.url,
@@ -332,7 +334,7 @@ impl Reply for BrowserSnapshotResponse {
                 }),
                 &self.events,
             ),
-            vec![png],
+            "screenshot",
         )
     }
 }
