@@ -16,17 +16,8 @@ pub enum ClientError {
         value: String,
     },
     /// A run timeout outside 0 (the default) to the maximum.
-    #[error(
-        "timeout must be between 0 (meaning the default, {default} s) and {max} seconds, got {got}"
-    )]
-    Timeout {
-        /// What was given, in seconds.
-        got: f64,
-        /// The default, in seconds.
-        default: u64,
-        /// The maximum, in seconds.
-        max: u64,
-    },
+    #[error(transparent)]
+    Timeout(#[from] agent_runtime_proto::limits::BadRunTimeout),
     /// A value outside one of the protocol's closed sets.
     #[error(transparent)]
     UnknownValue(#[from] agent_runtime_proto::sets::UnknownValue),

@@ -1,29 +1,15 @@
-//! The one check of a run's timeout (Exec, RunCode, MCP `code_run`/`run_code`, REST execute):
-//! 0 means the default, 30 s; at most an hour. sandboxd enforces the same bounds.
+//! The run timeout check, shared with sandboxd through the proto crate: 0 means the default
+//! (30 s), at most an hour.
 
 use std::time::Duration;
 
+pub use agent_runtime_proto::limits::{DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT};
+
 use crate::error::ClientError;
 
-/// Timeout of a run when the caller gives none (or 0).
-pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest timeout a run may ask for.
-pub const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Checks a run timeout in seconds: 0 is the default, anything else must be finite, positive and
-/// at most [`MAX_RUN_TIMEOUT`]. Returns the timeout the run gets.
+/// Checks a run timeout in seconds (see `agent_runtime_proto::limits::run_timeout`).
 pub fn run_timeout(seconds: f64) -> Result<Duration, ClientError> {
-    if seconds == 0.0 {
-        return Ok(DEFAULT_RUN_TIMEOUT);
-    }
-    if !seconds.is_finite() || seconds < 0.0 || seconds > MAX_RUN_TIMEOUT.as_secs_f64() {
-        return Err(ClientError::Timeout {
-            got: seconds,
-            default: DEFAULT_RUN_TIMEOUT.as_secs(),
-            max: MAX_RUN_TIMEOUT.as_secs(),
-        });
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    agent_runtime_proto::limits::run_timeout(seconds).map_err(ClientError::Timeout)
 }
 
 #[cfg(test)]
@@ -31,22 +17,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_is_the_default() {
+    fn refuses_with_the_protocols_one_message() {
         assert_eq!(run_timeout(0.0), Ok(DEFAULT_RUN_TIMEOUT));
-        assert_eq!(run_timeout(-0.0), Ok(DEFAULT_RUN_TIMEOUT));
-    }
-
-    #[test]
-    fn accepts_the_range() {
-        assert_eq!(run_timeout(0.5), Ok(Duration::from_millis(500)));
-        assert_eq!(run_timeout(3600.0), Ok(MAX_RUN_TIMEOUT));
-    }
-
-    #[test]
-    fn refuses_the_rest_with_one_message() {
-        for bad in [-1.0, 3600.5, f64::NAN, f64::INFINITY] {
-            assert!(run_timeout(bad).is_err(), "{bad}");
-        }
         assert_eq!(
             run_timeout(7200.0).map_err(|e| e.to_string()),
             Err(

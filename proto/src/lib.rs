@@ -2,6 +2,7 @@
 //! the daemon authentication both ends share, and the closed sets the proto carries as strings.
 
 pub mod auth;
+pub mod limits;
 pub mod sets;
 
 /// Messages and services of package `agent_runtime.v1`.

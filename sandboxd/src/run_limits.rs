@@ -6,24 +6,14 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// Timeout when the request gives none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest timeout a request may ask for, in seconds.
-pub const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
+pub const DEFAULT_TIMEOUT: Duration = agent_runtime_proto::limits::DEFAULT_RUN_TIMEOUT;
 /// Per-stream output cap when the request gives none.
 pub const DEFAULT_MAX_OUTPUT: u64 = 10 * 1024 * 1024;
 
-/// A request's timeout: 0 is the default, anything else must lie in (0, 3600] seconds.
+/// A request's timeout: the protocol's one check (0 is the default, at most 3600 s).
 pub(crate) fn timeout_from(seconds: f64) -> Result<Duration> {
-    if seconds == 0.0 {
-        return Ok(DEFAULT_TIMEOUT);
-    }
-    if !seconds.is_finite() || !(0.0..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
-        return Err(Error::invalid(format!(
-            "timeout_seconds must be between 0 (default {}) and {MAX_TIMEOUT_SECONDS}, got {seconds}",
-            DEFAULT_TIMEOUT.as_secs()
-        )));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    agent_runtime_proto::limits::run_timeout(seconds)
+        .map_err(|e| Error::invalid(format!("timeout_seconds: {e}")))
 }
 
 /// One output stream's accounting against its cap: what the program wrote, what the caller got.
