@@ -120,7 +120,7 @@ rpcs!(Sandbox, sandbox_client {
     pb::MakeDirRequest => pb::FileInfo { make_dir, "MakeDir" },
     pb::DownloadRequest => Streaming<pb::DownloadChunk> { download, "Download" },
     pb::BrowserGotoRequest => pb::BrowserPage { browser_goto, "BrowserGoto" },
-    pb::BrowserClickRequest => pb::BrowserClickResponse { browser_click, "BrowserClick" },
+    pb::BrowserClickRequest => pb::BrowserActionResponse { browser_click, "BrowserClick" },
     pb::BrowserTypeRequest => pb::BrowserPage { browser_type, "BrowserType" },
     pb::BrowserSnapshotRequest => pb::BrowserSnapshotResponse {
         browser_snapshot, "BrowserSnapshot"

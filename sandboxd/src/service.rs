@@ -5,14 +5,13 @@ use std::sync::Arc;
 use agent_runtime_proto::v1 as pb;
 use agent_runtime_proto::v1::sandbox_server::Sandbox;
 use agent_runtime_proto::v1::{
-    BrowserClickRequest, BrowserClickResponse, BrowserGotoRequest, BrowserPage,
-    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTypeRequest, Context,
-    CreateContextRequest, DeleteContextRequest, DeleteContextResponse, DownloadRequest,
-    ExecRequest, FileInfo, HelloRequest, HelloResponse, InterruptRequest, InterruptResponse,
-    ListContextsRequest, ListContextsResponse, ListDirRequest, ListDirResponse, MakeDirRequest,
-    ReadFileRequest, ReadFileResponse, RemoveRequest, RemoveResponse, RestartContextRequest,
-    RunCodeRequest, StatRequest, UploadRequest, UploadResponse, WriteFileRequest,
-    WriteFileResponse,
+    BrowserClickRequest, BrowserGotoRequest, BrowserPage, BrowserSnapshotRequest,
+    BrowserSnapshotResponse, BrowserTypeRequest, Context, CreateContextRequest,
+    DeleteContextRequest, DeleteContextResponse, DownloadRequest, ExecRequest, FileInfo,
+    HelloRequest, HelloResponse, InterruptRequest, InterruptResponse, ListContextsRequest,
+    ListContextsResponse, ListDirRequest, ListDirResponse, MakeDirRequest, ReadFileRequest,
+    ReadFileResponse, RemoveRequest, RemoveResponse, RestartContextRequest, RunCodeRequest,
+    StatRequest, UploadRequest, UploadResponse, WriteFileRequest, WriteFileResponse,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -190,7 +189,10 @@ impl Sandbox for SandboxService {
         Ok(Response::new(self.browser.goto(r.into_inner()).await?))
     }
 
-    async fn browser_click(&self, r: Request<BrowserClickRequest>) -> Reply<BrowserClickResponse> {
+    async fn browser_click(
+        &self,
+        r: Request<BrowserClickRequest>,
+    ) -> Reply<pb::BrowserActionResponse> {
         Ok(Response::new(self.browser.click(r.into_inner()).await?))
     }
 

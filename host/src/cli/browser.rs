@@ -140,13 +140,6 @@ impl Show for pb::BrowserActionResponse {
     }
 }
 
-impl Show for pb::BrowserClickResponse {
-    fn show(&self) {
-        action_lines(&self.url, &self.title, self.navigated, &self.settled);
-        print_events(&self.events);
-    }
-}
-
 impl Show for pb::BrowserSnapshotResponse {
     fn show(&self) {
         println!(

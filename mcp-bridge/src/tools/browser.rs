@@ -7,12 +7,12 @@ use std::time::Duration;
 use agent_runtime_client::{NavigateAction, TabAction};
 use agent_runtime_proto::v1::{
     BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserAriaSnapshotResponse,
-    BrowserClickRequest, BrowserClickResponse, BrowserDialogRequest, BrowserEvaluateRequest,
-    BrowserEvaluateResponse, BrowserEvent, BrowserGotoRequest, BrowserHoverRequest,
-    BrowserNavigateRequest, BrowserPage, BrowserPressRequest, BrowserScreenshotRequest,
-    BrowserScreenshotResponse, BrowserScrollRequest, BrowserSelectOptionRequest,
-    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTabsRequest, BrowserTabsResponse,
-    BrowserTarget, BrowserTypeRequest, BrowserUploadFileRequest, BrowserWaitRequest,
+    BrowserClickRequest, BrowserDialogRequest, BrowserEvaluateRequest, BrowserEvaluateResponse,
+    BrowserEvent, BrowserGotoRequest, BrowserHoverRequest, BrowserNavigateRequest, BrowserPage,
+    BrowserPressRequest, BrowserScreenshotRequest, BrowserScreenshotResponse, BrowserScrollRequest,
+    BrowserSelectOptionRequest, BrowserSnapshotRequest, BrowserSnapshotResponse,
+    BrowserTabsRequest, BrowserTabsResponse, BrowserTarget, BrowserTypeRequest,
+    BrowserUploadFileRequest, BrowserWaitRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -302,20 +302,6 @@ impl Reply for BrowserActionResponse {
             json!({ "url": self.url, "title": self.title, "navigated": self.navigated }),
             &self.events,
         ))
-    }
-}
-
-/// The same shape as [`BrowserActionResponse`].
-impl Reply for BrowserClickResponse {
-    fn reply(self) -> Outcome {
-        BrowserActionResponse {
-            url: self.url,
-            title: self.title,
-            navigated: self.navigated,
-            settled: self.settled,
-            events: self.events,
-        }
-        .reply()
     }
 }
 

@@ -13,21 +13,13 @@ use super::settle::ACTION_TIMEOUT_MS;
 
 impl Browser {
     /// Clicks an element.
-    pub async fn click(&self, req: pb::BrowserClickRequest) -> Result<pb::BrowserClickResponse> {
+    pub async fn click(&self, req: pb::BrowserClickRequest) -> Result<pb::BrowserActionResponse> {
         let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
         let options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
-        let r = self
-            .act(turn, async move { locator.click(Some(options)).await })
-            .await?;
-        Ok(pb::BrowserClickResponse {
-            url: r.url,
-            title: r.title,
-            navigated: r.navigated,
-            settled: r.settled,
-            events: r.events,
-        })
+        self.act(turn, async move { locator.click(Some(options)).await })
+            .await
     }
 
     /// Replaces an input's text (or types into any other focusable element).
