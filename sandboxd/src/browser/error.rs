@@ -46,6 +46,13 @@ pub enum BrowserError {
     /// Chromium or its driver could not be started.
     #[error("the browser did not start: {0}")]
     Launch(String),
+    /// The page navigated (or fell to Chromium's error page after a failed load) while the call
+    /// ran, taking the call's document with it.
+    #[error(
+        "{0}: the page navigated while the call ran (after a page that did not load, Chromium \
+         shows its error page for a moment); retry the call, with a new snapshot if it used a ref"
+    )]
+    Navigating(String),
     /// Anything Playwright reported.
     #[error("{0}")]
     Playwright(String),
@@ -69,6 +76,11 @@ const CLOSED: &str = "has been closed";
 const NOT_FILLABLE: &str = "not an <input>";
 /// The call-log line naming the element that covers the target.
 const COVERED: &str = "intercepts pointer events";
+/// A navigation replaced the document a call was working in.
+const NAVIGATED: [&str; 2] = [
+    "Execution context was destroyed",
+    "interrupted by another navigation",
+];
 
 impl BrowserError {
     /// An invalid-argument error from anything printable.
@@ -152,6 +164,10 @@ impl From<playwright_rs::Error> for BrowserError {
                 Self::Timeout(text)
             }
             _ if text.contains("Timeout ") && text.contains("exceeded") => Self::Timeout(text),
+            // A closed page is a crash or a closed tab (see `as_crash`), not a navigation.
+            _ if NAVIGATED.iter().any(|n| text.contains(n)) && !text.contains(CLOSED) => {
+                Self::Navigating(text)
+            }
             _ => Self::Playwright(text),
         }
     }
@@ -163,6 +179,8 @@ fn tidy(message: &str) -> String {
         .lines()
         .take_while(|l| !l.trim_start().starts_with("Call log:"))
         .filter(|l| !l.trim().is_empty())
+        // A JavaScript stack (`    at Frame._… (/opt/…/frames.js:12:3)`) tells an agent nothing.
+        .filter(|l| !l.trim_start().starts_with("at "))
         .take(6)
         .collect();
     let text = head
@@ -189,9 +207,10 @@ impl From<BrowserError> for tonic::Status {
             BrowserError::UnknownRef(_) | BrowserError::NoMatch { .. } => {
                 tonic::Status::not_found(message)
             }
-            BrowserError::StaleRef(_) | BrowserError::NoDialog | BrowserError::DialogOpen => {
-                tonic::Status::failed_precondition(message)
-            }
+            BrowserError::StaleRef(_)
+            | BrowserError::NoDialog
+            | BrowserError::DialogOpen
+            | BrowserError::Navigating(_) => tonic::Status::failed_precondition(message),
             BrowserError::Timeout(_) => tonic::Status::deadline_exceeded(message),
             BrowserError::Launch(_) => tonic::Status::unavailable(message),
             BrowserError::Playwright(_) => tonic::Status::internal(message),
@@ -293,6 +312,36 @@ mod tests {
         );
         assert!(matches!(
             server_error("page.goto: Target crashed").for_goto("http://x/"),
+            BrowserError::Playwright(_)
+        ));
+    }
+
+    #[test]
+    fn a_navigation_under_a_call_says_to_retry_without_a_stack() {
+        let err = server_error(
+            "Execution context was destroyed, most likely because of a navigation\n    at \
+             Frame._evaluate (/opt/playwright-driver/package/lib/server/frames.js:12:3)\n    at \
+             async Page.click (/opt/x.js:1:1)",
+        );
+        assert!(matches!(err, BrowserError::Navigating(_)), "{err:?}");
+        let m = err.to_string();
+        assert!(!m.contains("frames.js") && !m.contains(" at "), "{m}");
+        assert!(m.contains("retry the call"), "{m}");
+        assert_eq!(
+            tonic::Status::from(err).code(),
+            tonic::Code::FailedPrecondition
+        );
+        let interrupted = server_error(
+            "page.goto: Navigation to \"file:///x\" is interrupted by another navigation to \
+             \"chrome-error://chromewebdata/\"",
+        );
+        assert!(
+            matches!(interrupted, BrowserError::Navigating(_)),
+            "{interrupted:?}"
+        );
+        // A page that closed is a crash or a closed tab, not a navigation.
+        assert!(matches!(
+            server_error("Execution context was destroyed: Target page has been closed"),
             BrowserError::Playwright(_)
         ));
     }
