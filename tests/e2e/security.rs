@@ -565,40 +565,14 @@ async fn grpc_tokens_authenticate_every_call_and_own_their_sandboxes() {
         Some("tok-alice"),
     ] {
         let mut lifecycle = host.sandboxes_as(token).await;
-        let mut sandbox = host.sandbox_as(token).await;
-        let codes = [
+        let mut codes = vec![
             lifecycle.list(ListSandboxesRequest {}).await.map(|_| ()),
             lifecycle
                 .create(CreateSandboxRequest::default())
                 .await
                 .map(|_| ()),
-            lifecycle
-                .get(GetSandboxRequest {
-                    sandbox_id: a.clone(),
-                })
-                .await
-                .map(|_| ()),
-            lifecycle
-                .destroy(DestroySandboxRequest {
-                    sandbox_id: a.clone(),
-                })
-                .await
-                .map(|_| ()),
-            sandbox
-                .hello(with_id(&a, HelloRequest::default()))
-                .await
-                .map(|_| ()),
-            sandbox
-                .read_file(with_id(
-                    &a,
-                    ReadFileRequest {
-                        path: "/etc/hostname".into(),
-                        max_bytes: 0,
-                    },
-                ))
-                .await
-                .map(|_| ()),
         ];
+        codes.extend(calls_on(&host, token, &a).await);
         for (i, r) in codes.into_iter().enumerate() {
             let err = r.expect_err(&format!("call {i} with token {token:?} was served"));
             assert_eq!(
@@ -616,41 +590,16 @@ async fn grpc_tokens_authenticate_every_call_and_own_their_sandboxes() {
 
     // Bob cannot see or touch alice's sandbox.
     let mut bob = host.sandboxes_as(Some(BOB)).await;
-    let mut bob_sb = host.sandbox_as(Some(BOB)).await;
     let listed = bob.list(ListSandboxesRequest {}).await.expect("bob lists");
     assert!(listed.into_inner().sandboxes.is_empty());
-    let not_found = [
-        bob.get(GetSandboxRequest {
-            sandbox_id: a.clone(),
-        })
-        .await
-        .map(|_| ()),
-        bob.extend_timeout(ExtendTimeoutRequest {
+    let mut not_found = vec![bob
+        .extend_timeout(ExtendTimeoutRequest {
             sandbox_id: a.clone(),
             timeout_seconds: 100,
         })
         .await
-        .map(|_| ()),
-        bob.destroy(DestroySandboxRequest {
-            sandbox_id: a.clone(),
-        })
-        .await
-        .map(|_| ()),
-        bob_sb
-            .hello(with_id(&a, HelloRequest::default()))
-            .await
-            .map(|_| ()),
-        bob_sb
-            .read_file(with_id(
-                &a,
-                ReadFileRequest {
-                    path: "/etc/hostname".into(),
-                    max_bytes: 0,
-                },
-            ))
-            .await
-            .map(|_| ()),
-    ];
+        .map(|_| ())];
+    not_found.extend(calls_on(&host, Some(BOB), &a).await);
     for (i, r) in not_found.into_iter().enumerate() {
         let err = r.expect_err(&format!("bob's call {i} on alice's sandbox was served"));
         assert_eq!(err.code(), Code::NotFound, "bob's call {i}: {err:?}");
@@ -1421,4 +1370,38 @@ async fn the_file_api_reaches_only_what_user_code_can() {
     host.write_file(&id, "/workspace/by-api.txt", b"x").await;
     let out = host.sh(&id, "stat -c '%u:%g' /workspace/by-api.txt").await;
     assert_eq!(out.stdout.trim(), "1000:1000");
+}
+
+/// Get, Destroy, and two forwarded calls (Hello, ReadFile) on sandbox `id`, made with `token`:
+/// what an outsider would try on someone else's sandbox.
+async fn calls_on(host: &Host, token: Option<&str>, id: &str) -> Vec<Result<(), tonic::Status>> {
+    let mut lifecycle = host.sandboxes_as(token).await;
+    let mut sandbox = host.sandbox_as(token).await;
+    let sandbox_id = id.to_owned();
+    vec![
+        lifecycle
+            .get(GetSandboxRequest {
+                sandbox_id: sandbox_id.clone(),
+            })
+            .await
+            .map(|_| ()),
+        lifecycle
+            .destroy(DestroySandboxRequest { sandbox_id })
+            .await
+            .map(|_| ()),
+        sandbox
+            .hello(with_id(id, HelloRequest::default()))
+            .await
+            .map(|_| ()),
+        sandbox
+            .read_file(with_id(
+                id,
+                ReadFileRequest {
+                    path: "/etc/hostname".into(),
+                    max_bytes: 0,
+                },
+            ))
+            .await
+            .map(|_| ()),
+    ]
 }
