@@ -13,6 +13,10 @@ use super::record::SandboxStatus;
 use crate::backend::Exit;
 use crate::ids::SandboxId;
 
+/// Reaper ticks between two reconciliations: exit events report deaths at once, so the
+/// listing only catches what an event stream that broke (dockerd restarting) missed.
+const RECONCILE_EVERY: u32 = 10;
+
 impl Manager {
     /// Records that a sandbox died: calls fail with the reason, its slot and resources are
     /// freed (container and files removed), and the record stays, `dead`, until destroyed or
@@ -59,6 +63,17 @@ impl Manager {
     /// Compares the records with the backend's containers: a running record whose container
     /// is gone or stopped (an event missed while dockerd restarted) is dead.
     pub async fn reconcile(&self) {
+        // Only records that were running before the listing are judged by it: one that became
+        // running while Docker answered (a create finishing) is not in a listing taken earlier.
+        let judged: Vec<SandboxId> = self
+            .lock()
+            .values()
+            .filter(|e| e.record.status == SandboxStatus::Running)
+            .map(|e| e.record.id.clone())
+            .collect();
+        if judged.is_empty() {
+            return;
+        }
         let Ok(Ok(found)) = tokio::time::timeout(PROBE_TIMEOUT * 3, self.backend.list()).await
         else {
             return;
@@ -68,13 +83,9 @@ impl Manager {
             .filter(|b| b.running)
             .map(|b| b.id)
             .collect();
-        let gone: Vec<SandboxId> = self
-            .lock()
-            .values()
-            .filter(|e| {
-                e.record.status == SandboxStatus::Running && !running.contains(&e.record.id)
-            })
-            .map(|e| e.record.id.clone())
+        let gone: Vec<SandboxId> = judged
+            .into_iter()
+            .filter(|id| !running.contains(id))
             .collect();
         for id in gone {
             self.mark_dead(&id, "its container is no longer running")
@@ -99,15 +110,21 @@ impl Manager {
         }
     }
 
-    /// Runs the reaper (expiry, then reconciliation) every `interval` until `stop` is cancelled.
+    /// Runs the reaper every `interval` until `stop` is cancelled: expiry on every tick,
+    /// reconciliation (a Docker listing, the backstop for missed exit events) every
+    /// [`RECONCILE_EVERY`] ticks.
     pub async fn run_reaper(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
+        let mut n: u32 = 0;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {
                     self.reap_expired().await;
-                    self.reconcile().await;
+                    if n.is_multiple_of(RECONCILE_EVERY) {
+                        self.reconcile().await;
+                    }
+                    n = n.wrapping_add(1);
                 }
             }
         }
