@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "agent_runtime/v1/sandbox.proto",
                 "agent_runtime/v1/sandboxes.proto",
+                "agent_runtime/v1/egress.proto",
             ],
             &["."],
         )?;

@@ -24,6 +24,7 @@ const MAX_ID_LEN: usize = 64;
 /// Purpose strings keep a handshake proof from ever being valid as a Hello proof and back.
 const HANDSHAKE_PURPOSE: &str = "agent-runtime handshake v1";
 const HELLO_PURPOSE: &str = "agent-runtime hello v1";
+const EGRESS_PURPOSE: &str = "agent-runtime egress v1";
 /// Environment variable naming the file sandboxd reads its secret from.
 pub const SECRET_FILE_ENV: &str = "SANDBOXD_SECRET_FILE";
 /// Environment variable carrying the sandbox id sandboxd serves.
@@ -95,6 +96,17 @@ impl Secret {
     /// Checks a `Hello` proof in constant time.
     pub fn verify_hello(&self, nonce: &[u8], id: &str, proof: &[u8]) -> bool {
         verify(self, HELLO_PURPOSE, nonce, id, proof)
+    }
+
+    /// The proof the host sends on every `Egress` call (hex), so only a holder of the secret can
+    /// take the host's place as the sandbox's egress proxy.
+    pub fn egress_proof(&self, id: &str) -> String {
+        hex::encode(self.proof(EGRESS_PURPOSE, &[], id).as_ref())
+    }
+
+    /// Checks an `Egress` call's proof in constant time.
+    pub fn verify_egress(&self, id: &str, proof_hex: &str) -> bool {
+        hex::decode(proof_hex).is_ok_and(|proof| verify(self, EGRESS_PURPOSE, &[], id, &proof))
     }
 }
 

@@ -140,6 +140,18 @@ closed_set!(
 );
 
 closed_set!(
+    /// A sandbox's egress policy (`EgressPolicy.network`, MCP `network`).
+    NetworkMode, "network" {
+        /// Nothing leaves the sandbox.
+        None = "none",
+        /// Only the names in `allow_domains`.
+        Allowlist = "allowlist",
+        /// The public internet (private, loopback and metadata addresses are still refused).
+        Open = "open",
+    }
+);
+
+closed_set!(
     /// A context's state (`Context.status`).
     ContextStatus, "context status" {
         /// Idle, ready to run.

@@ -93,6 +93,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                     cpu: cpu.unwrap_or(0.0),
                     timeout_seconds: timeout.unwrap_or(0),
                     labels: labels.into_iter().collect(),
+                    egress: None,
                 })
                 .await?;
             if json {

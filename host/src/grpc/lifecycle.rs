@@ -60,6 +60,7 @@ pub fn to_info(r: &SandboxRecord) -> SandboxInfo {
         labels: r.labels.clone(),
         container_id: r.container_id.clone(),
         startup_ms: r.startup_ms,
+        egress: None,
     }
 }
 
@@ -127,6 +128,20 @@ impl Sandboxes for Lifecycle {
         self.owned(&caller, &id)?;
         let record = self.manager.extend(&id, r.timeout_seconds).await?;
         Ok(Response::new(to_info(&record)))
+    }
+
+    async fn set_egress_policy(
+        &self,
+        _req: Request<agent_runtime_proto::v1::SetEgressPolicyRequest>,
+    ) -> Result<Response<agent_runtime_proto::v1::EgressStatus>, Status> {
+        Err(Status::unimplemented("egress policies are being built"))
+    }
+
+    async fn get_egress_policy(
+        &self,
+        _req: Request<agent_runtime_proto::v1::GetEgressPolicyRequest>,
+    ) -> Result<Response<agent_runtime_proto::v1::EgressStatus>, Status> {
+        Err(Status::unimplemented("egress policies are being built"))
     }
 
     async fn pool_status(
