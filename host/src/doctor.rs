@@ -49,7 +49,16 @@ pub async fn run(state: &StateArgs) -> anyhow::Result<i32> {
         }
     }
 
-    match docker_backend(&state_dir, "default", None, state.sandboxd.as_deref(), None).await {
+    match docker_backend(
+        &state_dir,
+        "default",
+        None,
+        state.sandboxd.as_deref(),
+        None,
+        None,
+    )
+    .await
+    {
         Ok(backend) => {
             match backend.daemon_version().await {
                 Ok(v) => r.ok(&format!("Docker daemon answers: {v}")),

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod egress;
 pub mod error;
 pub mod grpc;
 pub mod ids;

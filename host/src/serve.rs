@@ -63,6 +63,53 @@ pub struct ServeOptions {
     pub memory_budget: Option<u64>,
     /// Size of each sandbox's `/workspace` filesystem.
     pub workspace_size: WorkspaceSize,
+    /// The egress proxy's settings.
+    pub egress: EgressOptions,
+}
+
+/// Settings of the egress proxy (`serve --egress-*`).
+#[derive(Clone, Debug, Default)]
+pub struct EgressOptions {
+    /// Most proxy connections per sandbox; 0: the default.
+    pub max_connections: u32,
+    /// Most bytes per sandbox (0: no cap).
+    pub max_bytes: u64,
+    /// Test-only name overrides (`NAME=IP:PORT`).
+    pub test_resolve: Vec<String>,
+    /// Extra CA certificate every sandbox trusts.
+    pub sandbox_ca_cert: Option<PathBuf>,
+}
+
+impl EgressOptions {
+    /// The proxy these options describe, logging and keeping policies under `dir`.
+    pub fn build(&self, dir: PathBuf) -> anyhow::Result<Arc<crate::egress::Egress>> {
+        let mut config = crate::egress::EgressConfig::new(dir);
+        if self.max_connections > 0 {
+            config.max_connections = self.max_connections;
+        }
+        config.max_bytes = self.max_bytes;
+        config.resolver = crate::egress::Resolver::with_test_overrides(&self.test_resolve)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(crate::egress::Egress::new(config)?))
+    }
+
+    /// The extra CA certificate's contents, checked to look like PEM.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = &self.sandbox_ca_cert else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--sandbox-ca-cert {}: {e}", path.display()))?;
+        if pem.len() > 1 << 20
+            || !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----")
+        {
+            anyhow::bail!(
+                "--sandbox-ca-cert {}: not a PEM certificate (no BEGIN CERTIFICATE line, or over 1 MiB)",
+                path.display()
+            );
+        }
+        Ok(Some(pem))
+    }
 }
 
 /// How big a sandbox's `/workspace` may grow.
@@ -88,6 +135,7 @@ pub async fn docker_backend(
     image: Option<String>,
     sandboxd: Option<&std::path::Path>,
     workspace_size: Option<u64>,
+    extra_ca: Option<Vec<u8>>,
 ) -> Result<DockerBackend, HostError> {
     if !config::valid_instance(instance) {
         return Err(HostError::InvalidArgument(format!(
@@ -100,6 +148,7 @@ pub async fn docker_backend(
         image: config::image_spec(state_dir, sandboxd),
         image_override: image,
         workspace_size,
+        extra_ca,
     })
     .await
 }
@@ -148,6 +197,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.image.clone(),
         opts.sandboxd.as_deref(),
         workspace_size,
+        opts.egress.ca_pem()?,
     )
     .await?;
     // One host per instance: two would both adopt, reap and destroy the same containers.
@@ -170,6 +220,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             },
             memory_budget,
             host_key,
+            egress: opts.egress.build(
+                opts.state_dir
+                    .join("instances")
+                    .join(&opts.instance)
+                    .join("egress"),
+            )?,
         },
     ));
     let (adopted, removed) = manager.adopt().await?;
@@ -394,6 +450,12 @@ pub struct InProcessOptions {
     pub host_key: Option<Secret>,
     /// How long open calls may run on at shutdown. Default 1 s.
     pub shutdown_grace: Duration,
+    /// The egress proxy's settings. Default: the defaults, no test overrides.
+    pub egress: EgressOptions,
+    /// Where the egress proxy logs and keeps policies; `None` (default) = a fresh directory
+    /// under the system temp dir. Pass the previous host's [`InProcessHost::egress_dir`] to
+    /// restart over the same sandboxes.
+    pub egress_dir: Option<PathBuf>,
 }
 
 impl Default for InProcessOptions {
@@ -410,6 +472,8 @@ impl Default for InProcessOptions {
             ready_timeout: READY_TIMEOUT,
             host_key: None,
             shutdown_grace: Duration::from_secs(1),
+            egress: EgressOptions::default(),
+            egress_dir: None,
         }
     }
 }
@@ -427,6 +491,8 @@ pub struct InProcessHost {
     pub manager: Arc<Manager>,
     /// The key its sandbox secrets derive from.
     pub host_key: Secret,
+    /// Where its egress proxy logs (`egress.log`) and keeps policies.
+    pub egress_dir: PathBuf,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -440,6 +506,14 @@ impl InProcessHost {
             None => Secret::generate()?,
         };
         let image = backend.ensure_image(false, &|_: &str| {}).await?;
+        let egress_dir = match opts.egress_dir {
+            Some(dir) => dir,
+            None => std::env::temp_dir().join(format!(
+                "agent-runtime-egress-{}-{}",
+                std::process::id(),
+                hex::encode(agent_runtime_proto::auth::random::<6>()?)
+            )),
+        };
         let manager = Arc::new(Manager::new(
             backend,
             ManagerConfig {
@@ -450,6 +524,7 @@ impl InProcessHost {
                 warm_target: if opts.rest { opts.warm_contexts } else { 0 },
                 memory_budget: opts.memory_budget,
                 host_key: host_key.clone(),
+                egress: opts.egress.build(egress_dir.clone())?,
             },
         ));
         let (adopted, _removed) = manager.adopt().await?;
@@ -480,6 +555,7 @@ impl InProcessHost {
             rest: rest_addr,
             manager,
             host_key,
+            egress_dir,
             stop,
             task: Some(task),
         })

@@ -37,6 +37,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<i32> {
                 None,
                 state.sandboxd.as_deref(),
                 None,
+                None,
             )
             .await?;
             let started = std::time::Instant::now();

@@ -6,6 +6,7 @@ pub mod browser_bench;
 pub mod call;
 pub mod context;
 pub mod image;
+pub mod network;
 pub mod sandbox;
 pub mod token;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::limits::{parse_memory, Caps};
-use crate::serve::{serve, ServeOptions, WorkspaceSize};
+use crate::serve::{serve, EgressOptions, ServeOptions, WorkspaceSize};
 
 /// Default address of a running host, for the client commands.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
@@ -172,6 +173,22 @@ struct ServeArgs {
     /// `0` leaves workspaces unbounded. Default: 1g when the host can loop-mount (root).
     #[arg(long, env = "AGENT_RUNTIME_WORKSPACE_SIZE")]
     workspace_size: Option<String>,
+    /// Most egress proxy connections one sandbox may have open at once.
+    #[arg(long, default_value_t = crate::egress::DEFAULT_MAX_CONNECTIONS)]
+    egress_max_connections: u32,
+    /// Most bytes (both ways) one sandbox may move through the egress proxy in its life
+    /// (e.g. 8g; 0: no cap).
+    #[arg(long, default_value = "8g")]
+    egress_max_bytes: String,
+    /// Trust this extra CA certificate (PEM) in every sandbox: curl, pip, git, requests, Node
+    /// and Chromium (for an inspecting upstream proxy, or a test server).
+    #[arg(long, env = "AGENT_RUNTIME_SANDBOX_CA_CERT")]
+    sandbox_ca_cert: Option<PathBuf>,
+    /// FOR TESTS ONLY: make the egress proxy dial ADDR for NAME (`NAME=IP:PORT` or
+    /// `NAME:PORT=IP:PORT`), unchecked — the only way a sandbox can reach a loopback or private
+    /// address. Never use it outside tests.
+    #[arg(long = "egress-test-resolve", value_name = "NAME=IP:PORT")]
+    egress_test_resolve: Vec<String>,
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -231,6 +248,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     Some(v) => WorkspaceSize::Bytes(
                         parse_memory(v).map_err(|e| anyhow::anyhow!("--workspace-size: {e}"))?,
                     ),
+                },
+                egress: EgressOptions {
+                    max_connections: a.egress_max_connections.max(1),
+                    max_bytes: match a.egress_max_bytes.trim() {
+                        "0" => 0,
+                        v => parse_memory(v)
+                            .map_err(|e| anyhow::anyhow!("--egress-max-bytes: {e}"))?,
+                    },
+                    test_resolve: a.egress_test_resolve,
+                    sandbox_ca_cert: a.sandbox_ca_cert,
                 },
             })
             .await?;

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::call::{sandbox_id, stream_run, Host};
+use super::network::EgressArgs;
 
 /// Sandbox subcommands.
 #[derive(Debug, Subcommand)]
@@ -29,7 +30,25 @@ pub enum SandboxCommand {
         /// A label KEY=VALUE (repeatable).
         #[arg(long = "label", value_parser = parse_kv)]
         labels: Vec<(String, String)>,
+        /// What may leave the sandbox.
+        #[command(flatten)]
+        egress: EgressArgs,
         /// Print the sandbox's details as JSON instead of its id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a sandbox's egress policy and usage; with flags, replace the policy (open
+    /// connections the new policy refuses are closed).
+    Network {
+        /// Sandbox id.
+        id: String,
+        /// The new policy (omit all to only show it).
+        #[command(flatten)]
+        egress: EgressArgs,
+        /// Also print the sandbox's last N audit lines (default 50).
+        #[arg(long, num_args = 0..=1, default_missing_value = "50", value_name = "N")]
+        log: Option<u32>,
+        /// Print JSON (with --log: the audit lines as JSON lines).
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +104,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             cpu,
             timeout,
             labels,
+            egress,
             json,
         } => {
             let info = host
@@ -93,7 +113,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                     cpu: cpu.unwrap_or(0.0),
                     timeout_seconds: timeout.unwrap_or(0),
                     labels: labels.into_iter().collect(),
-                    egress: None,
+                    egress: egress.given().then(|| egress.policy()),
                 })
                 .await?;
             if json {
@@ -103,6 +123,12 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        SandboxCommand::Network {
+            id,
+            egress,
+            log,
+            json,
+        } => super::network::run(&host, id, egress, log, json).await,
         SandboxCommand::Ls { json } => {
             let list = host.call(ListSandboxesRequest {}).await?.sandboxes;
             if json {
@@ -177,6 +203,7 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                 cwd: workdir.unwrap_or_default(),
                 timeout_seconds: timeout.unwrap_or(0.0),
                 max_output_bytes: 0,
+                ..Default::default()
             };
             let stream = host.in_sandbox(sandbox_id(&id)?).call(req).await?;
             let (_, x) = stream_run(stream).await?;
@@ -221,6 +248,11 @@ fn info_json(s: &SandboxInfo) -> serde_json::Value {
         "labels": s.labels,
         "container_id": s.container_id,
         "startup_ms": s.startup_ms,
+        "egress": s.egress.as_ref().map(|e| serde_json::json!({
+            "network": e.network,
+            "allow_domains": e.allow_domains,
+            "deny_domains": e.deny_domains,
+        })),
     })
 }
 

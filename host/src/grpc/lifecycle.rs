@@ -4,14 +4,16 @@ use std::sync::Arc;
 
 use agent_runtime_proto::v1::sandboxes_server::Sandboxes;
 use agent_runtime_proto::v1::{
-    CreateSandboxRequest, DestroySandboxRequest, DestroySandboxResponse, ExtendTimeoutRequest,
-    GetSandboxRequest, ListSandboxesRequest, ListSandboxesResponse, PoolStatusRequest,
-    PoolStatusResponse, SandboxInfo,
+    CreateSandboxRequest, DestroySandboxRequest, DestroySandboxResponse, EgressStatus,
+    ExtendTimeoutRequest, GetEgressPolicyRequest, GetSandboxRequest, ListSandboxesRequest,
+    ListSandboxesResponse, PoolStatusRequest, PoolStatusResponse, SandboxInfo,
+    SetEgressPolicyRequest,
 };
 use chrono::SecondsFormat;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{caller_of, Caller, Gate};
+use crate::egress::Policy;
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::sandboxes::{CreateSpec, Manager, SandboxRecord};
@@ -60,7 +62,7 @@ pub fn to_info(r: &SandboxRecord) -> SandboxInfo {
         labels: r.labels.clone(),
         container_id: r.container_id.clone(),
         startup_ms: r.startup_ms,
-        egress: None,
+        egress: Some(r.egress.to_proto()),
     }
 }
 
@@ -81,6 +83,7 @@ impl Sandboxes for Lifecycle {
                 timeout_s: r.timeout_seconds,
                 labels: r.labels,
                 prewarm_kernel: false,
+                egress: Policy::from_proto(r.egress.as_ref())?,
             })
             .await?;
         Ok(Response::new(to_info(&record)))
@@ -132,16 +135,28 @@ impl Sandboxes for Lifecycle {
 
     async fn set_egress_policy(
         &self,
-        _req: Request<agent_runtime_proto::v1::SetEgressPolicyRequest>,
-    ) -> Result<Response<agent_runtime_proto::v1::EgressStatus>, Status> {
-        Err(Status::unimplemented("egress policies are being built"))
+        req: Request<SetEgressPolicyRequest>,
+    ) -> Result<Response<EgressStatus>, Status> {
+        let caller = caller_of(&req);
+        let r = req.into_inner();
+        let id = parse_id(&r.sandbox_id)?;
+        self.owned(&caller, &id)?;
+        let policy = Policy::from_proto(Some(&r.egress.unwrap_or_default()))?;
+        self.manager.set_egress(&id, policy).await?;
+        Ok(Response::new(self.manager.egress().status(&id, 0)?))
     }
 
     async fn get_egress_policy(
         &self,
-        _req: Request<agent_runtime_proto::v1::GetEgressPolicyRequest>,
-    ) -> Result<Response<agent_runtime_proto::v1::EgressStatus>, Status> {
-        Err(Status::unimplemented("egress policies are being built"))
+        req: Request<GetEgressPolicyRequest>,
+    ) -> Result<Response<EgressStatus>, Status> {
+        let caller = caller_of(&req);
+        let r = req.into_inner();
+        let id = parse_id(&r.sandbox_id)?;
+        self.owned(&caller, &id)?;
+        Ok(Response::new(
+            self.manager.egress().status(&id, r.log_lines as usize)?,
+        ))
     }
 
     async fn pool_status(

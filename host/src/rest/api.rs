@@ -33,6 +33,17 @@ pub struct CreateBody {
     /// Run the context in this existing sandbox instead of a new one.
     #[serde(default)]
     pub sandbox_id: Option<String>,
+    /// Host names (or "*." wildcards) the new sandbox may reach; implies network "allowlist".
+    #[serde(default)]
+    pub allow_domains: Option<Vec<String>>,
+    /// Host names (or "*." wildcards) that stay blocked whatever else allows them.
+    #[serde(default)]
+    pub deny_domains: Option<Vec<String>>,
+    /// "none" (default), "allowlist" or "open" (private, loopback and metadata addresses stay
+    /// blocked).
+    #[serde(default)]
+    #[schema(example = "allowlist")]
+    pub network: Option<String>,
 }
 
 fn default_type() -> String {

@@ -18,6 +18,7 @@ use super::api::{
 use super::call::{req, within, within_mapped, CALL_DEADLINE, CREATE_DEADLINE};
 use super::discovery::{Contexts, Location};
 use super::error::RestError;
+use crate::egress::Policy;
 use crate::ids::SandboxId;
 use crate::sandboxes::{CreateSpec, ANONYMOUS, CONTEXT_OWNER_LABEL as OWNER_LABEL};
 
@@ -69,6 +70,20 @@ pub async fn create(
         )));
     }
     let manager = state.manager();
+    let egress_given =
+        body.allow_domains.is_some() || body.deny_domains.is_some() || body.network.is_some();
+    let policy = Policy::from_parts(
+        body.network.as_deref().unwrap_or_default(),
+        body.allow_domains.as_deref().unwrap_or_default(),
+        body.deny_domains.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| RestError::bad_request(e.to_string()))?;
+    if egress_given && body.sandbox_id.is_some() {
+        return Err(RestError::bad_request(
+            "allow_domains, deny_domains and network set up a new sandbox; an existing sandbox's \
+             policy is changed with `agent-runtime sandbox network ID`",
+        ));
+    }
     let (sandbox, owns) = match &body.sandbox_id {
         Some(id) => {
             let id = SandboxId::parse(id).ok_or_else(|| {
@@ -83,12 +98,22 @@ pub async fn create(
             (id, false)
         }
         None => match manager.take_warm().await {
-            Some(warm) => (warm.id, true),
+            // A warm sandbox starts with `none`; the caller's policy is applied as it is taken.
+            Some(warm) => {
+                if policy != Policy::default() {
+                    if let Err(e) = manager.set_egress(&warm.id, policy.clone()).await {
+                        let _ = manager.destroy(&warm.id).await;
+                        return Err(e.into());
+                    }
+                }
+                (warm.id, true)
+            }
             None => {
                 let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
                 let made = manager
                     .create(CreateSpec {
                         labels,
+                        egress: policy,
                         ..CreateSpec::default()
                     })
                     .await?;

@@ -51,6 +51,7 @@ impl Manager {
                     sb.owner
                 },
                 dead_reason: None,
+                egress: self.config.egress.saved_policy(&sb.id),
             };
             self.lock().insert(
                 sb.id.clone(),
@@ -79,6 +80,16 @@ impl Manager {
                 }
                 match tokio::time::timeout(PROBE_TIMEOUT, probe(&endpoint, &secret, &id)).await {
                     Ok(Ok(channel)) => {
+                        let policy = self.config.egress.saved_policy(&id);
+                        if let Err(e) = self
+                            .config
+                            .egress
+                            .attach(&id, &secret, channel.clone(), policy)
+                            .await
+                        {
+                            last = e.to_string();
+                            continue;
+                        }
                         let mut entries = self.lock();
                         if let Some(e) = entries.get_mut(&id) {
                             if e.record.status == SandboxStatus::Creating {

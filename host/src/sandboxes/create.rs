@@ -12,6 +12,7 @@ use super::manager::{Entry, Manager};
 use super::probe::{probe, Probe};
 use super::record::{SandboxRecord, SandboxStatus, ANONYMOUS};
 use crate::backend::SandboxSpec;
+use crate::egress::Policy;
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::limits::Limits;
@@ -39,6 +40,8 @@ pub struct CreateSpec {
     pub labels: HashMap<String, String>,
     /// Start a spare Python kernel right away, so the first context is quick. Default false.
     pub prewarm_kernel: bool,
+    /// Egress policy. Default `none`.
+    pub egress: Policy,
 }
 
 impl Default for CreateSpec {
@@ -50,6 +53,7 @@ impl Default for CreateSpec {
             timeout_s: 0,
             labels: HashMap::new(),
             prewarm_kernel: false,
+            egress: Policy::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ impl Manager {
             adopted: false,
             owner: spec.owner,
             dead_reason: None,
+            egress: spec.egress,
         };
         self.reserve(&record)?;
         match self.start(record, started, spec.prewarm_kernel).await {
@@ -170,6 +175,15 @@ impl Manager {
         record.container_id = self.backend.create(&spec).await?;
         let channel = self
             .wait_ready(&record.id, self.config.ready_timeout)
+            .await?;
+        self.config
+            .egress
+            .attach(
+                &record.id,
+                &spec.secret,
+                channel.clone(),
+                record.egress.clone(),
+            )
             .await?;
         record.status = SandboxStatus::Running;
         record.startup_ms = started.elapsed().as_millis() as u64;

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 use super::record::SandboxRecord;
 use crate::backend::Backend;
+use crate::egress::{Egress, Policy};
 use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::limits::Caps;
@@ -32,6 +33,8 @@ pub struct ManagerConfig {
     pub memory_budget: u64,
     /// The key every sandbox's secret is derived from.
     pub host_key: Secret,
+    /// The egress proxy every sandbox's connections go through.
+    pub egress: Arc<Egress>,
 }
 
 /// One sandbox as the manager holds it.
@@ -163,12 +166,34 @@ impl Manager {
         Ok(record)
     }
 
+    /// Replaces a sandbox's egress policy (see `Egress::set_policy`).
+    pub async fn set_egress(
+        &self,
+        id: &SandboxId,
+        policy: Policy,
+    ) -> Result<SandboxRecord, HostError> {
+        self.get(id)?;
+        self.config.egress.set_policy(id, policy.clone()).await?;
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(id)
+            .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))?;
+        entry.record.egress = policy;
+        Ok(entry.record.clone())
+    }
+
+    /// The egress proxy.
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.config.egress
+    }
+
     /// Destroys a sandbox: container, processes and files.
     pub async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
         self.warm_lock().retain(|w| w != id);
         if self.lock().remove(id).is_none() {
             return Err(HostError::SandboxNotFound(id.to_string()));
         }
+        self.config.egress.detach(id, true);
         // The record is gone: the container must go too, even when the caller hangs up (a
         // dropped handler would otherwise stop the removal half-way and leak the container).
         // The task is bounded by the backend's own timeouts.

@@ -35,6 +35,7 @@ impl Manager {
             entry.record.dead_reason = Some(reason.to_owned());
             entry.channel = None;
         }
+        self.config.egress.detach(id, true);
         tracing::warn!(sandbox_id = %id, reason, "sandbox is dead");
         if let Err(e) = self.backend.destroy(id).await {
             tracing::warn!(sandbox_id = %id, error = %e, "cannot remove a dead sandbox's container");

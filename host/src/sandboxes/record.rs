@@ -5,6 +5,7 @@ use std::collections::HashMap;
 pub use agent_runtime_client::SandboxStatus;
 use chrono::{DateTime, Utc};
 
+use crate::egress::Policy;
 use crate::ids::SandboxId;
 use crate::limits::Limits;
 
@@ -41,6 +42,8 @@ pub struct SandboxRecord {
     pub owner: String,
     /// Why it is dead, when it is.
     pub dead_reason: Option<String>,
+    /// Its egress policy.
+    pub egress: Policy,
 }
 
 impl SandboxRecord {

@@ -1,7 +1,9 @@
 //! Sandbox lifecycle tools: sandbox_create, sandbox_destroy, sandbox_list.
 
-use agent_runtime_client::{Rpc, SandboxId, SandboxesRpc};
-use agent_runtime_proto::v1::{CreateSandboxRequest, DestroySandboxRequest, ListSandboxesRequest};
+use agent_runtime_client::{NetworkMode, Rpc, SandboxId, SandboxesRpc};
+use agent_runtime_proto::v1::{
+    CreateSandboxRequest, DestroySandboxRequest, EgressPolicy, ListSandboxesRequest,
+};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -25,6 +27,18 @@ pub struct CreateArgs {
     /// Lifetime in seconds (default 3600).
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Host names the sandbox may reach over the web, e.g. ["github.com", "*.github.com",
+    /// "*.githubusercontent.com"] ("*." covers every name under it). Implies network
+    /// "allowlist". Without it nothing leaves the sandbox.
+    #[serde(default)]
+    pub allow_domains: Option<Vec<String>>,
+    /// Host names (or "*." wildcards) that stay blocked whatever else allows them.
+    #[serde(default)]
+    pub deny_domains: Option<Vec<String>>,
+    /// "none" (default: no network), "allowlist" (only allow_domains) or "open" (the public
+    /// internet; private, loopback and cloud-metadata addresses stay blocked).
+    #[serde(default)]
+    pub network: Option<NetworkMode>,
 }
 
 /// Arguments naming a sandbox.
@@ -38,7 +52,7 @@ pub struct SandboxArgs {
 #[tool_router(router = sandbox_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Create a new sandbox (Linux container with Python, Node, Chromium). Optional: other tools create one on first use."
+        description = "Create a new sandbox (Linux container with Python, Node, Chromium). Optional: other tools create one on first use. It has no network unless you pass allow_domains (or network \"open\"); then curl, pip, git, requests and the browser reach those sites through the host's proxy."
     )]
     async fn sandbox_create(&self, Parameters(args): Parameters<CreateArgs>) -> ToolResult {
         respond(self.do_create(args).await)
@@ -90,10 +104,24 @@ impl Bridge {
                 memory: args.memory.unwrap_or_default(),
                 cpu: args.cpu.unwrap_or(0.0),
                 timeout_seconds: args.timeout.unwrap_or(0),
+                egress: Some(EgressPolicy {
+                    network: args
+                        .network
+                        .map(|n| n.as_str().to_owned())
+                        .unwrap_or_default(),
+                    allow_domains: args.allow_domains.unwrap_or_default(),
+                    deny_domains: args.deny_domains.unwrap_or_default(),
+                }),
                 ..Default::default()
             })
             .await?;
-        json_ok(json!({ "sandbox_id": info.sandbox_id, "status": info.status }))
+        let egress = info.egress.unwrap_or_default();
+        json_ok(json!({
+            "sandbox_id": info.sandbox_id,
+            "status": info.status,
+            "network": egress.network,
+            "allow_domains": egress.allow_domains,
+        }))
     }
 
     async fn do_destroy(&self, args: SandboxArgs) -> Outcome {

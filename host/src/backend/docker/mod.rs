@@ -39,6 +39,8 @@ const CONTAINER_RUN_DIR: &str = "/run/agent-runtime";
 const SOCKET_NAME: &str = "sandboxd.sock";
 /// Secret file name inside the run directory (root 0600; the daemon reads it, user code cannot).
 const SECRET_NAME: &str = "secret";
+/// The extra CA certificate's file name inside the run directory (root 0600; sandboxd installs it).
+const EXTRA_CA_NAME: &str = "extra-ca.pem";
 /// The sandbox user (DESIGN.md §2): all user code runs as this uid.
 const SANDBOX_UID: u32 = 1000;
 /// What sandboxd keeps of root inside the container: start user code as uid 1000
@@ -59,6 +61,8 @@ pub struct DockerConfig {
     pub image_override: Option<String>,
     /// Size of each sandbox's `/workspace` filesystem in bytes; `None` leaves it unbounded.
     pub workspace_size: Option<u64>,
+    /// An extra CA certificate (PEM) every sandbox trusts (`serve --sandbox-ca-cert`).
+    pub extra_ca: Option<Vec<u8>>,
 }
 
 /// The Docker backend.
@@ -139,6 +143,9 @@ impl DockerBackend {
         // (uid 1000) can neither read the secret nor replace the socket.
         set_mode(&run, 0o700)?;
         write_private(&run.join(SECRET_NAME), secret.to_hex().as_bytes())?;
+        if let Some(pem) = &self.config.extra_ca {
+            write_private(&run.join(EXTRA_CA_NAME), pem)?;
+        }
         match self.config.workspace_size {
             Some(size) => {
                 workspace::mount(&workspace::image_path(&dir), &workspace, size).await?;
@@ -323,19 +330,29 @@ impl Backend for DockerBackend {
             user: Some("0:0".to_owned()),
             hostname: Some("sandbox".to_owned()),
             working_dir: Some("/workspace".to_owned()),
-            env: Some(vec![
-                format!("{}={}", agent_runtime_proto::auth::SANDBOX_ID_ENV, spec.id),
-                format!("SANDBOXD_SOCKET={CONTAINER_RUN_DIR}/{SOCKET_NAME}"),
-                format!(
-                    "{}={CONTAINER_RUN_DIR}/{SECRET_NAME}",
-                    agent_runtime_proto::auth::SECRET_FILE_ENV
-                ),
-                format!("SANDBOXD_RUN_AS={SANDBOX_UID}:{SANDBOX_UID}"),
-                // The host reaches the daemon over the socket only; no TCP port for user code
-                // to knock on.
-                "SANDBOXD_LISTEN=none".to_owned(),
-                format!("SANDBOXD_PREWARM_KERNEL={}", u8::from(spec.prewarm_kernel)),
-            ]),
+            env: Some(
+                vec![
+                    format!("{}={}", agent_runtime_proto::auth::SANDBOX_ID_ENV, spec.id),
+                    format!("SANDBOXD_SOCKET={CONTAINER_RUN_DIR}/{SOCKET_NAME}"),
+                    format!(
+                        "{}={CONTAINER_RUN_DIR}/{SECRET_NAME}",
+                        agent_runtime_proto::auth::SECRET_FILE_ENV
+                    ),
+                    format!("SANDBOXD_RUN_AS={SANDBOX_UID}:{SANDBOX_UID}"),
+                    // The host reaches the daemon over the socket only; no TCP port for user code
+                    // to knock on.
+                    "SANDBOXD_LISTEN=none".to_owned(),
+                    format!("SANDBOXD_PREWARM_KERNEL={}", u8::from(spec.prewarm_kernel)),
+                ]
+                .into_iter()
+                .chain(
+                    self.config
+                        .extra_ca
+                        .is_some()
+                        .then(|| format!("SANDBOXD_EXTRA_CA={CONTAINER_RUN_DIR}/{EXTRA_CA_NAME}")),
+                )
+                .collect(),
+            ),
             labels: Some(labels),
             network_disabled: Some(true),
             host_config: Some(host_config),
