@@ -45,7 +45,20 @@ fn config(key: &Secret) -> ManagerConfig {
         warm_target: 0,
         memory_budget: 64 << 30,
         host_key: key.clone(),
+        egress: agent_runtime::serve::EgressOptions::default()
+            .build(std::env::temp_dir().join(format!(
+                "agent-runtime-manager-test-{}-{}",
+                std::process::id(),
+                hex_id()
+            )))
+            .expect("egress directory"),
     }
+}
+
+fn hex_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn key() -> Secret {

@@ -341,6 +341,9 @@ impl LocalBackend {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // Many daemons share this machine's loopback: each proxy takes a free port.
+            .env("SANDBOXD_EGRESS_LISTEN", "127.0.0.1:0")
+            .env_remove("SANDBOXD_EXTRA_CA")
             .env_remove("SANDBOXD_RUN_AS")
             .env_remove("SANDBOXD_LISTEN")
             .env_remove("SANDBOXD_SOCKET")
