@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Also measure the browser: cold start, goto + snapshot, snapshot size.
     #[arg(long)]
     browser: bool,
+    /// Also measure the egress proxy (starts a private host; needs openssl and python3 here):
+    /// added latency of a small HTTPS request and 200 MiB download throughput, against the same
+    /// client without the proxy.
+    #[arg(long)]
+    egress: bool,
 }
 
 /// The `p` quantile of sorted samples.
@@ -110,6 +115,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
     if args.browser {
         super::browser_bench::run(&host, n).await?;
+    }
+    if args.egress {
+        super::egress_bench::run(n).await?;
     }
     Ok(0)
 }

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod browser_bench;
 pub mod call;
 pub mod context;
+pub mod egress_bench;
 pub mod image;
 pub mod network;
 pub mod sandbox;
