@@ -111,6 +111,10 @@ pub async fn serve(
     eprintln!("mcp-bridge: Streamable HTTP listening on http://{bound}/mcp");
     let shutdown = stop.clone();
     let closing = registry.clone();
+    // Nagle off: SSE events and small JSON replies must not wait for a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         shutdown.cancel();

@@ -67,6 +67,10 @@ pub async fn serve(
     // The sweep asks sandboxes (with deadlines) while the API already answers.
     let sweep = state.clone();
     let serve = async move {
+        // Nagle off: small streamed NDJSON lines must not wait for the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router(state, auth))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
