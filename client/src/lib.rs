@@ -27,5 +27,5 @@ pub use outcome::{output_of, traceback_text, RunOutcome, MODEL_OUTPUT_CAP};
 pub use rpc::{Rpc, SandboxRpc, SandboxesRpc, Transport};
 pub use sets::{
     ContextStatus, DialogType, EventKind, ExitReason, FileType, Language, NavigateAction,
-    NetworkMode, OutputStream, SandboxStatus, Settled, TabAction,
+    NetworkMode, OutputStream, RunState, SandboxStatus, Settled, TabAction,
 };

@@ -212,6 +212,7 @@ mod tests {
             run_id: "run-1".into(),
             seq: 0,
             event: Some(e),
+            ..Default::default()
         }
     }
 

@@ -188,6 +188,20 @@ closed_set!(
         Cancelled = "cancelled",
         /// The out-of-memory killer struck.
         Oom = "oom",
+        /// Kill or KillAll ended it.
+        Killed = "killed",
+    }
+);
+
+closed_set!(
+    /// Where a run is (`RunInfo.state`).
+    RunState, "run state" {
+        /// Its program runs.
+        Running = "running",
+        /// Its program ended by itself.
+        Exited = "exited",
+        /// Its program was killed (timeout, cancellation, Kill, the OOM killer).
+        Killed = "killed",
     }
 );
 
@@ -297,6 +311,7 @@ mod tests {
         round_trips(ContextStatus::ALL);
         round_trips(FileType::ALL);
         round_trips(ExitReason::ALL);
+        round_trips(RunState::ALL);
         round_trips(EventKind::ALL);
         round_trips(Settled::ALL);
         round_trips(NavigateAction::ALL);

@@ -93,6 +93,12 @@ pub enum Error {
     /// Talking to a running kernel failed.
     #[error("kernel error: {0}")]
     Kernel(String),
+    /// A run id this sandbox does not know (never started, or forgotten long after it ended).
+    #[error("run {0} not found; ListRuns shows the runs this sandbox knows")]
+    RunNotFound(String),
+    /// A run cannot take this input or terminal call (the message says why).
+    #[error("{0}")]
+    RunInput(String),
     /// A call this daemon does not serve yet.
     #[error("{0} arrives with contexts/browser support")]
     Unimplemented(&'static str),
@@ -149,7 +155,10 @@ impl From<Error> for tonic::Status {
             | Error::IsADirectory(_)
             | Error::NotADirectory(_)
             | Error::ChecksumMismatch { .. } => tonic::Status::invalid_argument(message),
-            Error::NotFound(_) | Error::ContextNotFound(_) => tonic::Status::not_found(message),
+            Error::NotFound(_) | Error::ContextNotFound(_) | Error::RunNotFound(_) => {
+                tonic::Status::not_found(message)
+            }
+            Error::RunInput(_) => tonic::Status::failed_precondition(message),
             Error::TooManyContexts(_) => tonic::Status::resource_exhausted(message),
             Error::KernelStart { .. } => tonic::Status::unavailable(message),
             Error::PermissionDenied { .. } => tonic::Status::permission_denied(message),

@@ -6,25 +6,37 @@
 //! tree, and what it left behind after `setsid` or a double fork (see `process_tree`). Output past
 //! the cap is read and dropped, never buffered (`run_limits`); a bounded channel makes a slow
 //! client slow the reading down instead of growing memory (`run_events`).
+//!
+//! Every run is also kept as a [`RunRecord`] (see `runs`): each event goes to its bounded buffer
+//! as well, so it can be attached to again, listed, signalled, killed and given input. A run
+//! started with `detach` has no client: its call returns at once and nothing kills it for going
+//! unwatched. A run's timeout kills everything of it (background jobs included) unless it was
+//! started detached; then only a program still running at the timeout is killed, with what it
+//! started, and what it left in the background runs on until Kill.
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent_runtime_proto::sets::{ExitReason, Language};
 use agent_runtime_proto::v1::{exec_event::Event, ExecExit, ExecRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::process_tree::Tree;
 use crate::run_events::{EventSender, EventStream};
 use crate::run_limits::{timeout_from, OutputCap, DEFAULT_MAX_OUTPUT};
+use crate::runs::input::{Input, Sink};
+use crate::runs::pty::{self, Pty, Size};
+use crate::runs::record::RunSpec;
+use crate::runs::ring::{self, Buffers};
+use crate::runs::{RunRecord, Runs, Session};
 use crate::workspace::Workspace;
 use crate::{oom, processes};
 
@@ -33,6 +45,13 @@ const CHUNK: usize = 64 * 1024;
 /// How long output is still collected after the program itself exited, for background processes
 /// that inherited its pipes and may never close them.
 const LINGER: Duration = Duration::from_millis(250);
+
+/// A detached run's timeout when the request gives none: the longest a run may have.
+const DETACHED_TIMEOUT: Duration = agent_runtime_proto::limits::MAX_RUN_TIMEOUT;
+/// Environment variables that size the run buffers (bytes per run, bytes for all runs).
+pub const BUFFER_ENV: &str = "SANDBOXD_RUN_BUFFER_BYTES";
+/// See [`BUFFER_ENV`].
+pub const BUFFER_TOTAL_ENV: &str = "SANDBOXD_RUN_BUFFER_TOTAL_BYTES";
 
 /// The valid language names, for error messages.
 const LANGUAGE_NAMES: &str = "python, shell, node";
@@ -98,6 +117,12 @@ pub struct ExecSpec {
     pub timeout: Duration,
     /// Per-stream output cap in bytes.
     pub max_output: u64,
+    /// Started with `detach`: no client, and a timeout that spares what the program left.
+    pub detach: bool,
+    /// Stdin stays open for SendInput.
+    pub open_stdin: bool,
+    /// Run in a terminal of this size.
+    pub pty: Option<Size>,
 }
 
 impl ExecSpec {
@@ -133,7 +158,11 @@ impl ExecSpec {
                 )))
             }
         }
-        let timeout = timeout_from(req.timeout_seconds)?;
+        let timeout = match (req.detach, req.timeout_seconds) {
+            (true, t) if t == 0.0 => DETACHED_TIMEOUT,
+            (_, t) => timeout_from(t)?,
+        };
+        let pty = req.pty.map(|p| Size::new(p.rows, p.cols)).transpose()?;
         for (key, value) in &req.env {
             if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
                 return Err(Error::invalid(format!(
@@ -149,26 +178,16 @@ impl ExecSpec {
             env: req.env,
             cwd,
             timeout,
-            max_output: match req.max_output_bytes {
-                0 => DEFAULT_MAX_OUTPUT,
-                n => n,
+            max_output: match (req.max_output_bytes, req.detach) {
+                // A detached run's output is bounded by its buffer.
+                (0, true) => u64::MAX,
+                (0, false) => DEFAULT_MAX_OUTPUT,
+                (n, _) => n,
             },
+            detach: req.detach,
+            open_stdin: req.open_stdin || pty.is_some(),
+            pty,
         })
-    }
-}
-
-/// One run's session: its id (the leader's pid) and, once we killed it, why.
-struct Session {
-    sid: i32,
-    reason: OnceLock<ExitReason>,
-    tree: Arc<Tree>,
-}
-
-impl Session {
-    /// Kills every process of the run; the first reason given is the one reported.
-    fn kill(&self, reason: ExitReason) {
-        let _ = self.reason.set(reason);
-        self.tree.kill_run(self.sid);
     }
 }
 
@@ -199,14 +218,27 @@ impl Sessions {
     }
 }
 
-/// The Exec component: starts runs and kills them all at shutdown.
+/// The Exec component: starts runs, keeps them (see `runs`), and kills them all at shutdown.
 pub struct Exec {
     workspace: Workspace,
     sessions: Arc<Sessions>,
     /// Which process is whose; kills a run's processes wherever they went.
     tree: Arc<Tree>,
+    /// Every run, for Attach, ListRuns, Kill and input.
+    runs: Arc<Runs>,
     /// Stops the tasks that drain pipes of background processes after their run ended.
     background: CancellationToken,
+}
+
+/// A byte count from the environment, or the default.
+fn env_bytes(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(name, value = %v, default, "not a byte count; using the default");
+            default
+        }),
+        Err(_) => default,
+    }
 }
 
 impl Exec {
@@ -214,70 +246,163 @@ impl Exec {
     /// the process tracker. This makes the daemon a child subreaper (see `process_tree`), so it is
     /// made once, at start.
     pub fn new(workspace: Workspace, background: CancellationToken) -> Self {
+        let tree = Tree::start(background.child_token());
+        let buffers = Buffers::new(
+            env_bytes(BUFFER_ENV, ring::DEFAULT_PER_RUN),
+            env_bytes(BUFFER_TOTAL_ENV, ring::DEFAULT_TOTAL),
+        );
         Self {
             workspace,
             sessions: Arc::default(),
-            tree: Tree::start(background.child_token()),
+            runs: Arc::new(Runs::new(tree.clone(), buffers)),
+            tree,
             background,
         }
     }
 
-    /// Validates and starts a run; its events arrive on the returned stream.
+    /// The runs this daemon keeps.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// A stop signal for tasks that serve runs (Attach streams): cancelled at shutdown.
+    pub fn stopping(&self) -> CancellationToken {
+        self.background.child_token()
+    }
+
+    /// Validates and starts a run; its events arrive on the returned stream (for a detached run,
+    /// only its `started` event).
     pub async fn start(&self, req: ExecRequest) -> Result<EventStream> {
         let spec = ExecSpec::from_request(req, &self.workspace)?;
-        let (events, stream) = EventSender::channel();
+        let (mut events, stream) = EventSender::channel();
+        let ring = self.runs.buffers().ring();
+        events.journal(ring.clone());
         let script = Script::write(events.run_id(), spec.language, &spec.code)?;
+        let terminal = spec.pty.map(Pty::open).transpose()?;
 
         let program = spec.language.program();
         let mut cmd = Command::new(program);
         cmd.args(spec.language.args())
             .arg(script.path())
             .current_dir(&spec.cwd)
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(&spec.env)
-            .stdin(if spec.stdin.is_empty() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("PYTHONUNBUFFERED", "1");
+        if terminal.is_some() {
+            cmd.env("TERM", "xterm-256color");
+        }
+        cmd.envs(&spec.env);
+        match &terminal {
+            Some((_, slave)) => {
+                let dup = |fd: &std::os::fd::OwnedFd| {
+                    fd.try_clone()
+                        .map_err(|e| Error::Internal(format!("cannot share a terminal: {e}")))
+                };
+                cmd.stdin(Stdio::from(dup(slave)?))
+                    .stdout(Stdio::from(dup(slave)?))
+                    .stderr(Stdio::from(dup(slave)?));
+            }
+            None => {
+                cmd.stdin(if spec.stdin.is_empty() && !spec.open_stdin {
+                    Stdio::null()
+                } else {
+                    Stdio::piped()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            }
+        }
         processes::isolate(&mut cmd);
+        if terminal.is_some() {
+            // SAFETY: runs in the forked child after `isolate`'s setsid; one ioctl, which is
+            // async-signal-safe, no allocation, no lock.
+            unsafe {
+                cmd.pre_exec(pty::controlling_terminal);
+            }
+        }
 
         let oom_before = oom::kill_count();
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| Error::Spawn { program, source })?;
+        let spawned = cmd.spawn();
+        // The parent's copies of the terminal go now, or its end of output would never come.
+        drop(cmd);
+        let terminal = terminal.map(|(master, _slave)| master);
+        let mut child = spawned.map_err(|source| Error::Spawn { program, source })?;
         let started = Instant::now();
         let Some(pid) = child.id() else {
             return Err(Error::Internal(
                 "the child exited before it had a pid".into(),
             ));
         };
-        let session = Arc::new(Session {
-            // setsid made the child a session leader: its session id is its pid.
-            sid: pid as i32,
-            reason: OnceLock::new(),
-            tree: self.tree.clone(),
-        });
-        self.tree.run_started(session.sid);
+        // setsid made the child a session leader: its session id is its pid.
+        let sid = pid as i32;
+        let leader_start = self.tree.run_started(sid);
+        let session = Arc::new(Session::new(sid, leader_start, self.tree.clone()));
         self.sessions.add(session.clone());
-        tracing::info!(run_id = events.run_id(), pid, language = program, cwd = %spec.cwd.display(), "exec started");
+        tracing::info!(
+            run_id = events.run_id(),
+            pid,
+            language = program,
+            cwd = %spec.cwd.display(),
+            detach = spec.detach,
+            pty = terminal.is_some(),
+            "exec started"
+        );
 
-        let stdin = child.stdin.take().map(|mut pipe| {
-            let data = spec.stdin;
-            // Written concurrently with reading output, so a large stdin cannot deadlock.
-            tokio::spawn(async move {
-                let _ = pipe.write_all(&data).await;
-            })
-        });
+        let mut stdin_task = None;
+        let input = match (&terminal, spec.open_stdin) {
+            (Some(pty), _) => Some(Input::start(
+                Sink::Terminal(pty.clone()),
+                spec.stdin,
+                self.background.child_token(),
+            )),
+            (None, true) => child.stdin.take().map(|pipe| {
+                Input::start(Sink::Pipe(pipe), spec.stdin, self.background.child_token())
+            }),
+            (None, false) => {
+                stdin_task = child.stdin.take().map(|mut pipe| {
+                    let data = spec.stdin;
+                    // Written concurrently with reading output, so a large stdin cannot deadlock.
+                    tokio::spawn(async move {
+                        let _ = pipe.write_all(&data).await;
+                    })
+                });
+                None
+            }
+        };
+        let record = Arc::new(RunRecord::new(
+            RunSpec {
+                id: events.run_id().to_string(),
+                language: spec.language,
+                code: spec.code,
+                detached: spec.detach,
+            },
+            session.clone(),
+            ring,
+            terminal.clone(),
+            input,
+        ));
+        self.runs.add(record.clone());
+        if spec.detach || spec.open_stdin {
+            events.started(sid);
+        }
+        if spec.detach {
+            events.end_client();
+        }
+
+        let (stdout, stderr): (Option<Pipe>, Option<Pipe>) = match &terminal {
+            Some(pty) => (Some(Box::new(pty.reader())), None),
+            None => (
+                child.stdout.take().map(|p| Box::new(p) as Pipe),
+                child.stderr.take().map(|p| Box::new(p) as Pipe),
+            ),
+        };
         let run = Run {
             events,
             session,
+            record,
+            detached: spec.detach,
             sessions: self.sessions.clone(),
             background: self.background.clone(),
-            stdout: Output::new(child.stdout.take(), spec.max_output),
-            stderr: Output::new(child.stderr.take(), spec.max_output),
+            stdout: Output::new(stdout, spec.max_output),
+            stderr: Output::new(stderr, spec.max_output),
             timeout: spec.timeout,
             started,
             oom_before,
@@ -285,7 +410,7 @@ impl Exec {
         };
         tokio::spawn(async move {
             run.drive(child).await;
-            if let Some(task) = stdin {
+            if let Some(task) = stdin_task {
                 task.abort();
             }
         });
@@ -297,7 +422,7 @@ impl Exec {
     pub async fn shutdown(&self) {
         let sessions = self.sessions.all();
         for session in &sessions {
-            let _ = session.reason.set(ExitReason::Cancelled);
+            session.doom(ExitReason::Cancelled);
         }
         let mut leaders: Vec<i32> = sessions.iter().map(|s| s.sid).collect();
         leaders.extend(self.tree.runs());
@@ -355,15 +480,18 @@ impl Drop for Script {
     }
 }
 
+/// Where a run's output is read from: a pipe, or its terminal.
+type Pipe = Box<dyn AsyncRead + Unpin + Send>;
+
 /// One output pipe and its accounting against the cap.
-struct Output<R> {
-    pipe: Option<R>,
+struct Output {
+    pipe: Option<Pipe>,
     buf: Vec<u8>,
     cap: OutputCap,
 }
 
-impl<R: AsyncRead + Unpin> Output<R> {
-    fn new(pipe: Option<R>, cap: u64) -> Self {
+impl Output {
+    fn new(pipe: Option<Pipe>, cap: u64) -> Self {
         Self {
             pipe,
             buf: vec![0; CHUNK],
@@ -386,22 +514,16 @@ impl<R: AsyncRead + Unpin> Output<R> {
     }
 }
 
-/// Reads a pipe to its end and throws the bytes away.
-async fn discard<R: AsyncRead + Unpin>(pipe: Option<R>) {
-    if let Some(mut pipe) = pipe {
-        let mut buf = vec![0; CHUNK];
-        while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
-    }
-}
-
 /// Everything one run needs after it started.
 struct Run {
     events: EventSender,
     session: Arc<Session>,
+    record: Arc<RunRecord>,
+    detached: bool,
     sessions: Arc<Sessions>,
     background: CancellationToken,
-    stdout: Output<ChildStdout>,
-    stderr: Output<ChildStderr>,
+    stdout: Output,
+    stderr: Output,
     timeout: Duration,
     started: Instant,
     oom_before: Option<u64>,
@@ -411,14 +533,20 @@ struct Run {
 
 impl Run {
     /// Streams output until the program exited and its pipes closed (or lingered long enough),
-    /// then sends the exit event.
+    /// then sends the exit event; then keeps recording what background processes write to the
+    /// run's pipes until they close them.
     async fn drive(mut self, mut child: tokio::process::Child) {
         let watchdog = {
             let session = self.session.clone();
             let timeout = self.timeout;
+            let stop = self.background.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                session.kill(ExitReason::Timeout);
+                tokio::select! {
+                    () = tokio::time::sleep(timeout) => {
+                        session.kill(ExitReason::Timeout);
+                    }
+                    () = stop.cancelled() => {}
+                }
             })
         };
         let mut status: Option<std::io::Result<ExitStatus>> = None;
@@ -446,8 +574,11 @@ impl Run {
                     _ => self.stderr.pipe = None,
                 },
                 exited = child.wait(), if status.is_none() => {
-                    watchdog.abort();
-                    self.session.tree.run_ended(self.session.sid);
+                    if self.detached {
+                        // A detached run's timeout is its program's: what it left runs on.
+                        watchdog.abort();
+                    }
+                    self.session.leader_exited();
                     ended_at = Some(Instant::now());
                     status = Some(exited);
                     linger
@@ -458,31 +589,11 @@ impl Run {
                     lingered = true;
                     break;
                 },
-                () = self.events.closed(), if self.events.is_open() && status.is_none() => {
+                () = self.events.closed(), if !self.detached && self.events.is_open() && status.is_none() => {
                     self.events.client_gone();
                     self.session.kill(ExitReason::Cancelled);
                 },
             }
-        }
-        watchdog.abort();
-
-        let sid = self.session.sid;
-        if lingered {
-            // Background processes hold the pipes: keep them drained, or they would block on a
-            // full pipe, until they close them or the daemon stops.
-            let stdout = self.stdout.pipe.take();
-            let stderr = self.stderr.pipe.take();
-            let background = self.background.clone();
-            let sessions = self.sessions.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = background.cancelled() => {}
-                    _ = futures::future::join(discard(stdout), discard(stderr)) => {}
-                }
-                sessions.finish(sid);
-            });
-        } else {
-            self.sessions.finish(sid);
         }
 
         let exit = self.exit(status, ended_at.unwrap_or_else(Instant::now));
@@ -494,15 +605,55 @@ impl Run {
             duration_ms = exit.duration_ms,
             "exec finished"
         );
+        self.record.ended(exit.clone());
         self.events.send(Event::Exit(exit)).await;
+        self.events.end_client();
+
+        if lingered {
+            // Background processes hold the pipes: keep reading (into the run's buffer), or they
+            // would block on a full pipe, until they close them or the daemon stops.
+            let background = self.background.clone();
+            tokio::select! {
+                () = background.cancelled() => {}
+                () = self.record_rest() => {}
+            }
+        }
+        self.sessions.finish(self.session.sid);
+        self.record.finish();
+    }
+
+    /// Records output of background processes until both pipes are closed.
+    async fn record_rest(&mut self) {
+        while self.stdout.pipe.is_some() || self.stderr.pipe.is_some() {
+            tokio::select! {
+                read = self.stdout.read() => match read {
+                    Ok(n) if n > 0 => {
+                        if let Some(bytes) = self.stdout.admit(n) {
+                            self.events.send(Event::Stdout(bytes)).await;
+                        }
+                    }
+                    _ => self.stdout.pipe = None,
+                },
+                read = self.stderr.read() => match read {
+                    Ok(n) if n > 0 => {
+                        if let Some(bytes) = self.stderr.admit(n) {
+                            self.events.send(Event::Stderr(bytes)).await;
+                        }
+                    }
+                    _ => self.stderr.pipe = None,
+                },
+            }
+        }
     }
 
     /// Forwards output; a client gone while the program still runs gets the program killed.
     async fn send_output(&mut self, event: Event, program_exited: bool) {
         if !self.events.is_open() {
+            // Kept in the run's buffer all the same.
+            self.events.send(event).await;
             return;
         }
-        if !self.events.send(event).await && !program_exited {
+        if !self.events.send(event).await && !self.detached && !program_exited {
             self.session.kill(ExitReason::Cancelled);
         }
     }
@@ -520,7 +671,7 @@ impl Run {
             }
             None => (-1, None),
         };
-        let mut reason = self.session.reason.get().copied();
+        let mut reason = self.session.reason();
         if reason.is_none() && signal == Some(libc::SIGKILL) {
             if let (Some(before), Some(after)) = (self.oom_before, oom::kill_count()) {
                 if after > before {
@@ -564,7 +715,7 @@ mod tests {
 
     #[test]
     fn pipe_output_past_the_cap_is_counted_not_kept() {
-        let mut out: Output<ChildStdout> = Output::new(None, 10);
+        let mut out = Output::new(None, 10);
         out.buf[..6].copy_from_slice(b"abcdef");
         assert_eq!(out.admit(6).as_deref(), Some(&b"abcdef"[..]));
         assert_eq!(out.admit(6).as_deref(), Some(&b"abcd"[..]));

@@ -15,6 +15,7 @@ pub mod process_tree;
 pub mod processes;
 pub mod run_events;
 pub mod run_limits;
+pub mod runs;
 pub mod service;
 pub mod transfer;
 pub mod workspace;

@@ -132,8 +132,10 @@ impl Tree {
         tree
     }
 
-    /// Records a run whose leader (a child tokio waits for, in its own session) has `leader` as pid.
-    pub fn run_started(&self, leader: i32) {
+    /// Records a run whose leader (a child tokio waits for, in its own session) has `leader` as pid;
+    /// returns the leader's start tick, which with the pid names the run for good (see
+    /// [`Tree::kill_run`]).
+    pub fn run_started(&self, leader: i32) -> u64 {
         let me = processes::process(leader);
         let started = me.map_or_else(now_ticks, |p| p.start);
         let mut members = HashMap::new();
@@ -162,6 +164,7 @@ impl Tree {
             state.runs.insert(leader, run);
         }
         self.wake.notify_one();
+        started
     }
 
     /// Marks a run's leader as exited (and reaped); what it left running stays recorded.
@@ -177,11 +180,13 @@ impl Tree {
     /// Kills every process of these runs (see the module doc) with SIGKILL and reaps their
     /// zombies, blocking until none is left or [`KILL_ROUNDS`] passed. With `everything_unowned`
     /// every unattributed orphan dies too, whenever it started (daemon shutdown).
-    pub fn kill_runs(&self, leaders: &[i32], everything_unowned: bool) {
+    /// Returns how many processes it killed.
+    pub fn kill_runs(&self, leaders: &[i32], everything_unowned: bool) -> usize {
         let leaders: Vec<i32> = leaders.iter().copied().filter(|&p| p > 1).collect();
         if leaders.is_empty() && !everything_unowned {
-            return;
+            return 0;
         }
+        let mut killed: HashSet<(i32, u64)> = HashSet::new();
         for &leader in &leaders {
             if leader != self.own_sid {
                 // SAFETY: killpg only sends a signal; the leader's pid is its session's and
@@ -196,7 +201,7 @@ impl Tree {
             let spawned = pidfd_children();
             let (live, zombies) = {
                 let Ok(mut state) = self.state.lock() else {
-                    return;
+                    return killed.len();
                 };
                 let owners = owners(self.own, self.own_sid, &procs, &state, &spawned);
                 record(&mut state, self.own_sid, &procs, &owners);
@@ -211,9 +216,10 @@ impl Tree {
                     .collect::<Vec<_>>(),
             );
             if live.is_empty() {
-                return;
+                return killed.len();
             }
             for p in &live {
+                killed.insert((p.pid, p.start));
                 // SAFETY: kill only sends a signal, to a pid we just saw below this daemon and
                 // attributed to a run being killed (a pid cannot be reused before it is reaped,
                 // and only this daemon reaps these).
@@ -226,6 +232,7 @@ impl Tree {
             }
         }
         tracing::warn!(?leaders, "processes survived SIGKILL");
+        killed.len()
     }
 
     /// The leaders of every run known: in progress, or finished with processes left.
@@ -236,9 +243,83 @@ impl Tree {
             .unwrap_or_default()
     }
 
-    /// Kills one run's processes; see [`Tree::kill_runs`].
-    pub fn kill_run(&self, leader: i32) {
-        self.kill_runs(&[leader], false);
+    /// Kills one run's processes (see [`Tree::kill_runs`]) if the run whose leader was `leader`,
+    /// started at tick `started`, still has any: a run whose processes are all gone is forgotten,
+    /// and its pid may name another process by now. Returns how many processes it killed.
+    pub fn kill_run(&self, leader: i32, started: u64) -> usize {
+        if !self.refresh_run(leader, started) {
+            return 0;
+        }
+        self.kill_runs(&[leader], false)
+    }
+
+    /// Records who owns what now; true when the run `leader`/`started` still has processes (or
+    /// its leader has not been reaped).
+    fn refresh_run(&self, leader: i32, started: u64) -> bool {
+        self.scan();
+        self.state
+            .lock()
+            .is_ok_and(|s| s.runs.get(&leader).is_some_and(|r| r.started == started))
+    }
+
+    /// Whether the run `leader`/`started` is still recorded (as of the last scan).
+    pub fn knows_run(&self, leader: i32, started: u64) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|s| s.runs.get(&leader).is_some_and(|r| r.started == started))
+    }
+
+    /// The live processes of each of these runs (leader, start tick), from one scan: the same
+    /// processes a kill would take, except orphans nobody recorded.
+    pub(crate) fn processes_of(&self, runs: &[(i32, u64)]) -> HashMap<i32, Vec<Proc>> {
+        let procs: Vec<Proc> = processes::all_processes().collect();
+        let spawned = pidfd_children();
+        let mut found = HashMap::new();
+        let Ok(mut state) = self.state.lock() else {
+            return found;
+        };
+        let owners = owners(self.own, self.own_sid, &procs, &state, &spawned);
+        record(&mut state, self.own_sid, &procs, &owners);
+        for &(leader, started) in runs {
+            let Some(run) = state.runs.get(&leader).filter(|r| r.started == started) else {
+                continue;
+            };
+            let mine: Vec<Proc> = procs
+                .iter()
+                .filter(|p| !p.is_zombie() && p.pid != self.own)
+                .filter(|p| {
+                    (p.sid != self.own_sid && (p.sid == leader || run.sids.contains(&p.sid)))
+                        || owners.get(&p.pid) == Some(&Owner::Run(leader))
+                })
+                .copied()
+                .collect();
+            found.insert(leader, mine);
+        }
+        found
+    }
+
+    /// Sends `signal` to every live process of the run `leader`/`started` (as
+    /// [`Tree::processes_of`] finds them); returns how many it signalled.
+    pub fn signal_run(&self, leader: i32, started: u64, signal: i32) -> usize {
+        let procs = self.processes_of(&[(leader, started)]);
+        let mut sent = 0;
+        for p in procs.get(&leader).into_iter().flatten() {
+            // SAFETY: kill only sends a signal, to a pid just seen alive below this daemon and
+            // attributed to the run (a pid is not reused before this daemon reaps it).
+            if unsafe { libc::kill(p.pid, signal) } == 0 {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Kills every run's processes and every orphan nobody owns (KillAll and shutdown); kernels,
+    /// the browser and what runs below them stay. Returns how many processes it killed.
+    pub fn kill_everything(&self) -> usize {
+        // Runs with nothing left are forgotten first: their leaders' pids may be reused.
+        self.scan();
+        let leaders = self.runs();
+        self.kill_runs(&leaders, true)
     }
 
     fn tracking(&self) -> bool {

@@ -203,6 +203,31 @@ pub(crate) fn all_processes() -> impl Iterator<Item = Proc> {
         })
 }
 
+/// A process's CPU time (user + system, in milliseconds) and command line (arguments joined by
+/// spaces), from `/proc`; `None` once it is gone.
+pub(crate) fn usage(pid: i32) -> Option<(u64, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().take(13).collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let command = if words.is_empty() {
+        // A kernel thread or a zombie: the name in parentheses.
+        stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string()
+    } else {
+        words.join(" ")
+    };
+    let command = command.chars().take(200).collect();
+    Some((ticks * 1000 / hz, command))
+}
+
 /// One process as `/proc/PID/stat` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Proc {
@@ -288,6 +313,13 @@ mod tests {
         let mut pids: Vec<i32> = family(&procs, &sids, 1).iter().map(|p| p.pid).collect();
         pids.sort();
         assert_eq!(pids, [20, 21, 22]);
+    }
+
+    #[test]
+    fn usage_reads_the_command_line() {
+        let usage = usage(std::process::id() as i32);
+        assert!(usage.is_some_and(|(_, cmd)| !cmd.is_empty()));
+        assert_eq!(super::usage(-5), None);
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //! numbered in the order they were produced, under a fresh run id, through a bounded channel, so
 //! a slow client slows the run's reading down instead of growing the daemon's memory.
 
-use agent_runtime_proto::v1::{exec_event::Event, ExecEvent};
+use std::sync::Arc;
+
+use agent_runtime_proto::v1::{exec_event::Event, ExecEvent, RunStarted};
 use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::runs::ring::Ring;
 
 /// Events buffered towards the client; with exec's 64 KiB chunks this bounds a run's memory to
 /// about 1 MiB.
@@ -21,13 +25,16 @@ pub(crate) fn new_run_id() -> String {
     format!("run-{}", hex::encode(bytes))
 }
 
-/// Numbers and sends a run's events; one per run, so `seq` follows production order.
+/// Numbers and sends a run's events; one per run, so `seq` follows production order. An Exec run
+/// also keeps every event in its [`Ring`] (the journal), whether or not a client receives it.
 pub(crate) struct EventSender {
-    tx: mpsc::Sender<Result<ExecEvent, tonic::Status>>,
+    /// The calling client's stream; `None` once the call's stream has ended.
+    tx: Option<mpsc::Sender<Result<ExecEvent, tonic::Status>>>,
     run_id: String,
     seq: u64,
-    /// False once the client has gone away.
+    /// False once the client has gone away (or its stream ended).
     open: bool,
+    journal: Option<Arc<Ring>>,
 }
 
 impl EventSender {
@@ -35,12 +42,37 @@ impl EventSender {
     pub(crate) fn channel() -> (Self, EventStream) {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let sender = Self {
-            tx,
+            tx: Some(tx),
             run_id: new_run_id(),
             seq: 0,
             open: true,
+            journal: None,
         };
         (sender, ReceiverStream::new(rx))
+    }
+
+    /// Keeps every event from now on in `ring` too.
+    pub(crate) fn journal(&mut self, ring: Arc<Ring>) {
+        self.journal = Some(ring);
+    }
+
+    /// Tells the client the run started (seq 0, not journaled: it is not output).
+    pub(crate) fn started(&mut self, pid: i32) {
+        if let (true, Some(tx)) = (self.open, &self.tx) {
+            let event = ExecEvent {
+                run_id: self.run_id.clone(),
+                started: Some(RunStarted { pid }),
+                ..ExecEvent::default()
+            };
+            // The channel is fresh: the first event always fits.
+            self.open = tx.try_send(Ok(event)).is_ok();
+        }
+    }
+
+    /// Ends the client's stream; later events go to the journal only.
+    pub(crate) fn end_client(&mut self) {
+        self.tx = None;
+        self.open = false;
     }
 
     /// The run's id.
@@ -55,7 +87,10 @@ impl EventSender {
 
     /// Resolves once the client has gone away.
     pub(crate) async fn closed(&self) {
-        self.tx.closed().await
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Notes that the client has gone away (seen through `closed`); later sends do nothing.
@@ -63,18 +98,23 @@ impl EventSender {
         self.open = false;
     }
 
-    /// Sends one event, waiting while the client is behind; false when the client is gone.
+    /// Numbers one event, keeps it in the journal and sends it, waiting while the client is
+    /// behind; false when there is no client (any more).
     pub(crate) async fn send(&mut self, event: Event) -> bool {
-        if !self.open {
-            return false;
-        }
         self.seq += 1;
+        if let Some(ring) = &self.journal {
+            ring.push(self.seq, &event);
+        }
+        let (true, Some(tx)) = (self.open, &self.tx) else {
+            return false;
+        };
         let event = ExecEvent {
             run_id: self.run_id.clone(),
             seq: self.seq,
             event: Some(event),
+            ..ExecEvent::default()
         };
-        self.open = self.tx.send(Ok(event)).await.is_ok();
+        self.open = tx.send(Ok(event)).await.is_ok();
         self.open
     }
 }

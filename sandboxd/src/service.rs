@@ -23,7 +23,7 @@ use crate::run_events::EventStream;
 use crate::transfer::{self, DownloadStream};
 
 /// What this daemon can do, reported by Hello.
-pub const CAPABILITIES: [&str; 4] = ["exec", "files", "contexts", "browser"];
+pub const CAPABILITIES: [&str; 5] = ["exec", "files", "contexts", "browser", "runs"];
 
 /// The `Sandbox` service; each concern lives in its own component.
 #[derive(Clone)]
@@ -86,6 +86,69 @@ impl Sandbox for SandboxService {
 
     async fn exec(&self, request: Request<ExecRequest>) -> Reply<EventStream> {
         Ok(Response::new(self.exec.start(request.into_inner()).await?))
+    }
+
+    type AttachStream = EventStream;
+
+    async fn attach(&self, request: Request<pb::AttachRequest>) -> Reply<EventStream> {
+        let req = request.into_inner();
+        let run = self.exec.runs().get(&req.run_id)?;
+        Ok(Response::new(crate::runs::attach::attach(
+            run,
+            req.from_seq,
+            req.no_wait,
+            self.exec.stopping(),
+        )))
+    }
+
+    async fn list_runs(&self, _: Request<pb::ListRunsRequest>) -> Reply<pb::ListRunsResponse> {
+        Ok(Response::new(self.exec.runs().list()))
+    }
+
+    async fn signal(&self, request: Request<pb::SignalRequest>) -> Reply<pb::SignalResponse> {
+        let req = request.into_inner();
+        let signal = crate::runs::signal::parse(&req.signal)?;
+        let processes = self.exec.runs().signal(&req.run_id, signal)?;
+        Ok(Response::new(pb::SignalResponse { processes }))
+    }
+
+    async fn kill(&self, request: Request<pb::KillRequest>) -> Reply<pb::KillResponse> {
+        let processes = self.exec.runs().kill(&request.into_inner().run_id)?;
+        Ok(Response::new(pb::KillResponse { processes }))
+    }
+
+    async fn kill_all(&self, _: Request<pb::KillAllRequest>) -> Reply<pb::KillAllResponse> {
+        Ok(Response::new(self.exec.runs().kill_all()))
+    }
+
+    async fn send_input(
+        &self,
+        request: Request<pb::SendInputRequest>,
+    ) -> Reply<pb::SendInputResponse> {
+        let req = request.into_inner();
+        let run = self.exec.runs().get(&req.run_id)?;
+        run.send_input(req.data).await?;
+        Ok(Response::new(pb::SendInputResponse {}))
+    }
+
+    async fn close_input(
+        &self,
+        request: Request<pb::CloseInputRequest>,
+    ) -> Reply<pb::CloseInputResponse> {
+        let run = self.exec.runs().get(&request.into_inner().run_id)?;
+        run.close_input().await?;
+        Ok(Response::new(pb::CloseInputResponse {}))
+    }
+
+    async fn resize_terminal(
+        &self,
+        request: Request<pb::ResizeTerminalRequest>,
+    ) -> Reply<pb::ResizeTerminalResponse> {
+        let req = request.into_inner();
+        let size = req.size.unwrap_or_default();
+        let size = crate::runs::pty::Size::new(size.rows, size.cols)?;
+        self.exec.runs().get(&req.run_id)?.resize(size)?;
+        Ok(Response::new(pb::ResizeTerminalResponse {}))
     }
 
     type RunCodeStream = EventStream;

@@ -27,7 +27,10 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
     let hello = client.hello(HelloRequest::default()).await?.into_inner();
     assert_eq!(hello.protocol, agent_runtime_proto::PROTOCOL);
     assert_eq!(hello.daemon_version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(hello.capabilities, ["exec", "files", "contexts", "browser"]);
+    assert_eq!(
+        hello.capabilities,
+        ["exec", "files", "contexts", "browser", "runs"]
+    );
 
     // Contexts are served; without kernels there is nothing to list or run.
     let listed = client
