@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod contexts;
 mod deploy;
+mod egress;
 mod exec;
 mod files;
 mod isolation;

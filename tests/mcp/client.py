@@ -5,7 +5,7 @@
     client.py SCENARIO --url http://127.0.0.1:PORT/mcp [--token T]
 
 Scenarios: core, contexts, browser, raw (stdio only: JSON-RPC edge cases), auto (mcp.Client's
-discover-first connect), bench.
+discover-first connect), bench, egress (issue 15: allow_domains and a refusal).
 Each asserts every field a user would look at and exits non-zero with a message on the first
 mismatch. The last stdout line is a JSON summary (measurements the Rust test prints).
 """
@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -309,6 +310,39 @@ async def browser(session):
 
 
 # --------------------------------------------------------------------------------------------
+async def egress(session):
+    """Issue 15's flow: a sandbox created with allow_domains browses an allowed HTTPS site (the
+    test's host resolves the test names to its loopback servers and trusts their test CA); a
+    blocked site is an isError result naming the policy. EGRESS_ALLOWED_URL and
+    EGRESS_BLOCKED_URL name the two sites (https://NAME/)."""
+    allowed, blocked = os.environ["EGRESS_ALLOWED_URL"], os.environ["EGRESS_BLOCKED_URL"]
+    allowed_host, blocked_host = urlsplit(allowed).hostname, urlsplit(blocked).hostname
+    d, _ = await call(session, "sandbox_create", {"allow_domains": [allowed_host]})
+    sb = d["sandbox_id"]
+    check(d["status"] == "running", f"sandbox_create: {d}")
+    check(d.get("network") == "allowlist" and d.get("allow_domains") == [allowed_host],
+          f"sandbox_create with allow_domains reports the policy: {d}")
+
+    d, _ = await call(session, "browser_goto", {"url": allowed})
+    check(d["title"] == f"Egress test: {allowed_host}", f"browser_goto {allowed}: {d}")
+    d, r = await call(session, "browser_snapshot", {})
+    check(f"Hello from {allowed_host} over https" in d["text"], f"browser_snapshot of {allowed}: {d['text']!r}")
+    check(any(c.type == "image" for c in r.content), "browser_snapshot has no image block")
+
+    e = await call_err(session, "browser_goto", {"url": blocked})
+    check(e.get("code") == "PERMISSION_DENIED", f"browser_goto {blocked}: code {e}")
+    check("blocked by the sandbox's egress policy" in e["error"] and blocked_host in e["error"]
+          and allowed_host in e["error"], f"browser_goto {blocked} should name the policy: {e}")
+
+    code = f"import requests\nprint(requests.get({allowed + 'hello'!r}, timeout=60).text.strip())"
+    d, _ = await call(session, "code_run", {"language": "python", "code": code})
+    check(d["stdout"] == f"hello from {allowed_host} over https\n", f"requests in the sandbox: {d}")
+
+    d, _ = await call(session, "sandbox_destroy", {"sandbox_id": sb})
+    check(d == {"success": True}, f"sandbox_destroy: {d}")
+
+
+# --------------------------------------------------------------------------------------------
 async def auto(args):
     """`mcp.Client` in its default mode probes `server/discover` first (protocol 2026-07-28) and
     falls back to initialize; the bridge must end up in a session whose sandbox persists."""
@@ -427,11 +461,13 @@ async def main_async(args):
         await auto(args)
     elif args.scenario == "bench":
         await run_session(args, bench)
+    elif args.scenario == "egress":
+        await run_session(args, egress)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["core", "contexts", "browser", "raw", "auto", "bench"])
+    ap.add_argument("scenario", choices=["core", "contexts", "browser", "raw", "auto", "bench", "egress"])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--stdio", metavar="BRIDGE")
     g.add_argument("--url")
