@@ -123,6 +123,8 @@ pub struct ExecSpec {
     pub open_stdin: bool,
     /// Run in a terminal of this size.
     pub pty: Option<Size>,
+    /// Bytes of output its buffer keeps (0: the default).
+    pub buffer_bytes: u64,
 }
 
 impl ExecSpec {
@@ -159,7 +161,7 @@ impl ExecSpec {
             }
         }
         let timeout = match (req.detach, req.timeout_seconds) {
-            (true, t) if t == 0.0 => DETACHED_TIMEOUT,
+            (true, 0.0) => DETACHED_TIMEOUT,
             (_, t) => timeout_from(t)?,
         };
         let pty = req.pty.map(|p| Size::new(p.rows, p.cols)).transpose()?;
@@ -187,6 +189,7 @@ impl ExecSpec {
             detach: req.detach,
             open_stdin: req.open_stdin || pty.is_some(),
             pty,
+            buffer_bytes: req.buffer_bytes,
         })
     }
 }
@@ -275,7 +278,7 @@ impl Exec {
     pub async fn start(&self, req: ExecRequest) -> Result<EventStream> {
         let spec = ExecSpec::from_request(req, &self.workspace)?;
         let (mut events, stream) = EventSender::channel();
-        let ring = self.runs.buffers().ring();
+        let ring = self.runs.buffers().ring(spec.buffer_bytes);
         events.journal(ring.clone());
         let script = Script::write(events.run_id(), spec.language, &spec.code)?;
         let terminal = spec.pty.map(Pty::open).transpose()?;

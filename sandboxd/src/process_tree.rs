@@ -187,15 +187,6 @@ impl Tree {
             return 0;
         }
         let mut killed: HashSet<(i32, u64)> = HashSet::new();
-        for &leader in &leaders {
-            if leader != self.own_sid {
-                // SAFETY: killpg only sends a signal; the leader's pid is its session's and
-                // process group's id, and the group exists as long as the run's session does.
-                unsafe {
-                    libc::killpg(leader, libc::SIGKILL);
-                }
-            }
-        }
         for round in 0..KILL_ROUNDS {
             let procs: Vec<Proc> = processes::all_processes().collect();
             let spawned = pidfd_children();
@@ -215,6 +206,18 @@ impl Tree {
                     .map(|p| p.pid)
                     .collect::<Vec<_>>(),
             );
+            if round == 0 {
+                for &leader in &leaders {
+                    if leader != self.own_sid {
+                        // SAFETY: killpg only sends a signal; the leader's pid is its session's
+                        // and process group's id, and the group exists as long as the run's
+                        // session does. The whole group at once stops its forks sooner.
+                        unsafe {
+                            libc::killpg(leader, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
             if live.is_empty() {
                 return killed.len();
             }

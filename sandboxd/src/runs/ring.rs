@@ -51,8 +51,13 @@ impl Buffers {
         self.total
     }
 
-    /// A new, empty ring drawing from this budget.
-    pub fn ring(self: &Arc<Self>) -> Arc<Ring> {
+    /// A new, empty ring drawing from this budget, holding at most `per_run` bytes (0: the
+    /// default; never more than the total).
+    pub fn ring(self: &Arc<Self>, per_run: u64) -> Arc<Ring> {
+        let per_run = match per_run {
+            0 => self.per_run,
+            n => n.min(self.total),
+        };
         let (seen, _) = watch::channel(0);
         let ring = Arc::new(Ring {
             state: Mutex::new(State {
@@ -60,6 +65,7 @@ impl Buffers {
                 ..State::default()
             }),
             seen,
+            per_run,
             buffers: self.clone(),
         });
         if let Ok(mut rings) = self.rings.lock() {
@@ -166,6 +172,8 @@ pub struct Ring {
     state: Mutex<State>,
     /// The next seq, published on every push (and once more at close) for live readers.
     seen: watch::Sender<u64>,
+    /// The most this ring holds.
+    per_run: u64,
     buffers: Arc<Buffers>,
 }
 
@@ -204,7 +212,7 @@ impl Ring {
         state.held += size;
         state.next_seq = seq + 1;
         self.buffers.used.fetch_add(size, Ordering::Relaxed);
-        while state.held > self.buffers.per_run && state.entries.len() > 1 {
+        while state.held > self.per_run && state.entries.len() > 1 {
             self.drop_front(&mut state);
         }
         let next = state.next_seq;
@@ -338,7 +346,7 @@ mod tests {
     #[test]
     fn reads_resume_without_gap_or_duplicate() {
         let buffers = Buffers::new(1 << 20, 1 << 20);
-        let ring = buffers.ring();
+        let ring = buffers.ring(0);
         for seq in 1..=5 {
             ring.push(seq, &out(10));
         }
@@ -360,7 +368,7 @@ mod tests {
     fn overflow_is_reported_as_a_gap_of_the_bytes_dropped() {
         // Room for about three 100-byte events.
         let buffers = Buffers::new(3 * (100 + ENTRY_OVERHEAD), 1 << 20);
-        let ring = buffers.ring();
+        let ring = buffers.ring(0);
         for seq in 1..=10 {
             ring.push(seq, &out(100));
         }
@@ -390,8 +398,8 @@ mod tests {
     #[test]
     fn the_total_budget_takes_from_the_largest_ring() {
         let buffers = Buffers::new(10_000, 3 * (1000 + ENTRY_OVERHEAD));
-        let big = buffers.ring();
-        let small = buffers.ring();
+        let big = buffers.ring(0);
+        let small = buffers.ring(0);
         small.push(1, &out(1000));
         for seq in 1..=4 {
             big.push(seq, &out(1000));

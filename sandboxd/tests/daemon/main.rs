@@ -4,5 +4,6 @@
 mod exec;
 mod files;
 mod handshake;
+mod runs;
 mod service;
 mod support;
