@@ -7,6 +7,7 @@
 //! - [`code`]: `ErrorCode` and the one gRPC status → error code table;
 //! - [`limits`]: the exec/context run timeout check;
 //! - [`rpc`]: `Rpc`, each request type tied once to its service, method and response;
+//! - [`runs`]: `read_page`, a run's output read in pages from a seq on;
 //! - [`sets`]: the closed sets the proto carries as strings, as enums.
 
 pub mod call;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod limits;
 pub mod outcome;
 pub mod rpc;
+pub mod runs;
 pub mod sets;
 
 pub use call::{sandbox_client, set_sandbox, with_sandbox, MAX_MESSAGE_BYTES};
@@ -25,6 +27,7 @@ pub use ids::{ContextId, RunId, SandboxId};
 pub use limits::{run_timeout, DEFAULT_RUN_TIMEOUT, MAX_RUN_TIMEOUT};
 pub use outcome::{output_of, traceback_text, RunOutcome, MODEL_OUTPUT_CAP};
 pub use rpc::{Rpc, SandboxRpc, SandboxesRpc, Transport};
+pub use runs::{read_page, OutputPage, DEFAULT_PAGE_BYTES};
 pub use sets::{
     ContextStatus, DialogType, EventKind, ExitReason, FileType, Language, NavigateAction,
     NetworkMode, OutputStream, RunState, SandboxStatus, Settled, TabAction,
