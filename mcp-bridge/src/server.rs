@@ -68,6 +68,7 @@ fn router() -> ToolRouter<Bridge> {
         .get_or_init(|| {
             let all = Bridge::sandbox_tools()
                 + Bridge::code_tools()
+                + Bridge::process_tools()
                 + Bridge::context_tools()
                 + Bridge::file_tools()
                 + Bridge::browser_tools();

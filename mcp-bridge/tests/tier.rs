@@ -1236,3 +1236,183 @@ async fn snapshot_text_carries_no_base64() {
     );
     b.c.close().await;
 }
+
+/// Reads a run's output with process_output pages of `max_bytes` from `from_seq` until `done`
+/// says the text so far is complete; the text and the next seq.
+async fn read_pages(
+    c: &Client,
+    run_id: &str,
+    mut from_seq: u64,
+    max_bytes: usize,
+    done: impl Fn(&str) -> bool,
+) -> (String, u64) {
+    let mut text = String::new();
+    let guard = tokio::time::Instant::now() + PATIENCE;
+    while !done(&text) {
+        assert!(
+            tokio::time::Instant::now() < guard,
+            "hung reading {run_id}: {text:?}"
+        );
+        let page = c
+            .ok(
+                "process_output",
+                json!({"run_id": run_id, "from_seq": from_seq, "max_bytes": max_bytes}),
+            )
+            .await;
+        has_keys(
+            "process_output",
+            &page,
+            &["run_id", "stdout", "stderr", "next_seq", "more", "state"],
+            &["exitCode", "reason", "dropped_bytes"],
+        );
+        assert!(page.get("dropped_bytes").is_none(), "{page}");
+        let chunk = page["stdout"].as_str().unwrap_or_default();
+        assert!(chunk.len() <= max_bytes.max(64), "{page}");
+        text.push_str(chunk);
+        from_seq = page["next_seq"].as_u64().unwrap_or(0);
+        if page["more"] != json!(true) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    (text, from_seq)
+}
+
+fn numbered_lines(n: usize) -> String {
+    (0..n).map(|i| format!("line {i}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_runs_are_listed_paged_fed_input_and_killed() {
+    let tier = Tier::start().await;
+    let c = tier.session(2).await;
+    let started = c
+        .ok(
+            "code_run",
+            json!({
+                "language": "python",
+                "background": true,
+                "code": "name = input()\nprint('hello', name, flush=True)\nimport time\n\
+                         for i in range(100):\n    print(f'line {i}', flush=True)\n    time.sleep(0.005)\n\
+                         time.sleep(1000)\n",
+            }),
+        )
+        .await;
+    has_keys("code_run", &started, &["run_id"], &[]);
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+    c.ok("process_input", json!({"run_id": run_id, "text": "ada\n"}))
+        .await;
+    let want = format!("hello ada\n{}", numbered_lines(100));
+    let (text, next) = read_pages(&c, &run_id, 0, 100, |t| t.len() >= want.len()).await;
+    assert_eq!(text, want);
+
+    let listed = c.ok("process_list", json!({})).await;
+    let runs = listed["runs"].as_array().cloned().unwrap_or_default();
+    let mine = runs
+        .iter()
+        .find(|r| r["run_id"] == json!(run_id))
+        .unwrap_or_else(|| panic!("{run_id} not listed: {listed}"));
+    assert_eq!(mine["state"], "running", "{mine}");
+    assert_eq!(mine["background"], true);
+    assert_eq!(mine["next_seq"], json!(next));
+    assert!(
+        mine["processes"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p["command"].as_str().is_some_and(|c| c.contains("python3")))),
+        "{mine}"
+    );
+
+    let killed = c.ok("process_kill", json!({"run_id": run_id})).await;
+    assert_eq!(killed["success"], true);
+    assert!(killed["killed"].as_u64() >= Some(1), "{killed}");
+    let guard = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let page = c
+            .ok(
+                "process_output",
+                json!({"run_id": run_id, "from_seq": next}),
+            )
+            .await;
+        if page["state"] == "killed" {
+            assert_eq!(page["reason"], "killed", "{page}");
+            assert_eq!(page["exitCode"], 137, "{page}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < guard, "never killed: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Kill everything: a shell's background job included.
+    let bg = c
+        .ok(
+            "code_run",
+            json!({"language": "shell", "code": "sleep 1000 > /dev/null 2>&1 &\necho $!"}),
+        )
+        .await;
+    assert_eq!(bg["exitCode"], 0);
+    let all = c.ok("process_kill", json!({"all": true})).await;
+    assert!(all["killed"].as_u64() >= Some(1), "{all}");
+    let left = c
+        .ok(
+            "code_run",
+            json!({"language": "shell", "code": format!("kill -0 {} 2>/dev/null && echo alive || echo gone", bg["stdout"].as_str().unwrap_or("0").trim())}),
+        )
+        .await;
+    assert_eq!(left["stdout"], "gone\n", "{left}");
+
+    c.fails("process_kill", json!({}), "BAD_REQUEST").await;
+    c.fails(
+        "process_output",
+        json!({"run_id": "run-000000000000"}),
+        "NOT_FOUND",
+    )
+    .await;
+    c.fails("process_output", json!({"run_id": "ctx-12"}), "BAD_REQUEST")
+        .await;
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_bridge_resumes_a_background_run_from_its_next_seq() {
+    let tier = Tier::start().await;
+    let made = tier
+        .host
+        .manager
+        .create(agent_runtime::sandboxes::CreateSpec::default())
+        .await
+        .expect("a sandbox made over gRPC");
+    let id: SandboxId = made.id.as_str().parse().expect("id");
+    let code = "import time\nfor i in range(300):\n    print(f'line {i}', flush=True)\n    time.sleep(0.01)\n";
+
+    // The first bridge starts the run and reads part of it, then goes away mid-run.
+    let first = Tier::session_at(&tier.host.grpc_url(), 2, vec![id.clone()]).await;
+    let started = first
+        .ok(
+            "code_run",
+            json!({"language": "python", "background": true, "code": code}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+    let (mut text, next) = read_pages(&first, &run_id, 0, 4096, |t| t.len() > 200).await;
+    first.close().await;
+
+    // A new bridge (a restarted process, as far as the sandbox knows) picks up where it stopped.
+    let second = Tier::session_at(&tier.host.grpc_url(), 2, vec![id.clone()]).await;
+    let page = second
+        .ok(
+            "process_output",
+            json!({"run_id": run_id, "from_seq": next}),
+        )
+        .await;
+    assert_eq!(
+        page["state"], "running",
+        "the bridge went away only mid-run: {page}"
+    );
+    let want = numbered_lines(300);
+    let (rest, _) = read_pages(&second, &run_id, next, 4096, |t| {
+        text.len() + t.len() >= want.len()
+    })
+    .await;
+    text.push_str(&rest);
+    assert_eq!(text, want, "nothing missing, nothing twice");
+    second.close().await;
+}

@@ -25,9 +25,14 @@ pub struct CodeRunArgs {
     pub language: Language,
     /// The program text.
     pub code: String,
-    /// Seconds before the run is killed (default 30, max 3600).
+    /// Seconds before the run is killed (default 30, max 3600; with background, default 3600
+    /// and only the program itself is bound by it).
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Start it in the background and return {run_id} at once; follow it with process_output,
+    /// answer its input with process_input, stop it with process_kill.
+    #[serde(default)]
+    pub background: Option<bool>,
     #[serde(flatten)]
     sandbox: SandboxRef,
 }
@@ -35,7 +40,7 @@ pub struct CodeRunArgs {
 #[tool_router(router = code_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Run a python, shell or node program in the sandbox (cwd /workspace; no state kept between calls: use run_code for that). Returns stdout, stderr, exitCode."
+        description = "Run a python, shell or node program in the sandbox (cwd /workspace; no state kept between calls: use run_code for that). Returns stdout, stderr, exitCode. background: true returns {run_id} at once (servers, long jobs). Background jobs started with & are killed at the timeout unless background is set."
     )]
     async fn code_run(
         &self,
@@ -48,6 +53,9 @@ impl Bridge {
 
 impl Bridge {
     async fn do_code_run(&self, args: CodeRunArgs, ctx: RequestContext<RoleServer>) -> Outcome {
+        if args.background.unwrap_or(false) {
+            return self.code_run_background(args).await;
+        }
         let req = ExecRequest {
             language: args.language.as_str().to_owned(),
             code: args.code,
@@ -78,6 +86,36 @@ impl Bridge {
         }
         insert_if(&mut value, truncated, "truncated", json!(true));
         json_ok(value)
+    }
+}
+
+impl Bridge {
+    /// code_run with background: a detached run with open stdin; its id.
+    async fn code_run_background(&self, args: CodeRunArgs) -> Outcome {
+        let timeout = match args.timeout {
+            None | Some(0.0) => 0.0,
+            t => valid_timeout(t)?,
+        };
+        let req = ExecRequest {
+            language: args.language.as_str().to_owned(),
+            code: args.code,
+            timeout_seconds: timeout,
+            detach: true,
+            open_stdin: true,
+            ..Default::default()
+        };
+        let sandbox = self.session.resolve(args.sandbox.id()).await?;
+        let mut stream = self.call_in(&sandbox, req).await?;
+        let first = stream
+            .message()
+            .await
+            .map_err(|s| ToolError::from_status("code_run", &s))?;
+        match first {
+            Some(ev) if ev.started.is_some() => json_ok(json!({ "run_id": ev.run_id })),
+            _ => Err(ToolError::Internal(
+                "the sandbox did not report the run's start; check process_list".into(),
+            )),
+        }
     }
 }
 

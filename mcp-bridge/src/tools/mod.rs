@@ -4,5 +4,6 @@ pub mod browser;
 pub mod code;
 pub mod contexts;
 pub mod files;
+pub mod processes;
 pub mod sandbox;
 pub mod stream;
