@@ -12,4 +12,5 @@ mod lifecycle;
 mod mcp;
 mod miniwob;
 mod rest;
+mod runs;
 mod security;

@@ -7,6 +7,7 @@ pub mod call;
 pub mod context;
 pub mod egress_bench;
 pub mod image;
+pub mod run;
 pub mod network;
 pub mod sandbox;
 pub mod token;
@@ -53,6 +54,23 @@ enum Command {
         #[command(subcommand)]
         command: context::ContextCommand,
         /// The sandbox holding the contexts.
+        #[arg(
+            long,
+            short,
+            global = true,
+            env = "AGENT_RUNTIME_SANDBOX",
+            default_value = ""
+        )]
+        sandbox: String,
+        /// Address of the host.
+        #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
+    /// Runs in a sandbox: ls, attach (resume a run's output), kill, kill-all.
+    Run {
+        #[command(subcommand)]
+        command: run::RunCommand,
+        /// The sandbox holding the runs.
         #[arg(
             long,
             short,
@@ -271,6 +289,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             sandbox,
             addr,
         } => context::run(command, &addr, require_sandbox(&sandbox)?).await,
+        Command::Run {
+            command,
+            sandbox,
+            addr,
+        } => {
+            let host = call::Host::connect(&addr).await?;
+            run::run(command, host.in_sandbox(require_sandbox(&sandbox)?)).await
+        }
         Command::Browser {
             command,
             sandbox,

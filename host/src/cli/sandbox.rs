@@ -80,9 +80,17 @@ pub enum SandboxCommand {
         /// An environment variable KEY=VALUE (repeatable).
         #[arg(short, long = "env", value_parser = parse_kv)]
         env: Vec<(String, String)>,
-        /// Pass this program's stdin to the command.
+        /// Pass this program's stdin to the command (with -t: as typed, in a terminal).
         #[arg(short, long)]
         interactive: bool,
+        /// Run the command in a terminal (a PTY of this terminal's size), like `docker exec -t`;
+        /// with -i an interactive session: keys as typed (raw mode), window changes followed.
+        #[arg(short, long)]
+        tty: bool,
+        /// Start the command and print its run id at once; it runs on after this call (follow
+        /// it with `agent-runtime run attach`, stop it with `run kill`).
+        #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
+        detach: bool,
         /// The command (shell words, or the code itself).
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -178,10 +186,12 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             workdir,
             env,
             interactive,
+            tty,
+            detach,
             command,
         } => {
             let mut stdin = Vec::new();
-            if interactive {
+            if interactive && !tty {
                 std::io::stdin()
                     .read_to_end(&mut stdin)
                     .context("reading stdin")?;
@@ -201,11 +211,28 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                 stdin,
                 env: env.into_iter().collect::<HashMap<_, _>>(),
                 cwd: workdir.unwrap_or_default(),
-                timeout_seconds: timeout.unwrap_or(0.0),
+                // A person at a terminal gets the longest a run may take unless they say.
+                timeout_seconds: timeout.unwrap_or(if tty {
+                    agent_runtime_client::MAX_RUN_TIMEOUT.as_secs_f64()
+                } else {
+                    0.0
+                }),
                 max_output_bytes: 0,
+                detach,
+                pty: tty.then(|| super::run::local_size().unwrap_or_default()),
                 ..Default::default()
             };
-            let stream = host.in_sandbox(sandbox_id(&id)?).call(req).await?;
+            let sandbox = host.in_sandbox(sandbox_id(&id)?);
+            let mut stream = sandbox.call(req).await?;
+            if detach {
+                let started = stream.message().await.map_err(super::call::status_err)?;
+                let run = started.context("the sandbox did not report the run's start")?;
+                println!("{}", run.run_id);
+                return Ok(0);
+            }
+            if tty {
+                return super::run::interactive(sandbox, stream).await;
+            }
             let (_, x) = stream_run(stream).await?;
             if x.stdout_truncated || x.stderr_truncated {
                 eprintln!(
