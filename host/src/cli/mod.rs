@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the host: gRPC on 127.0.0.1:50051, building the sandbox image first if it is missing.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]

@@ -80,7 +80,7 @@ mod tests {
     use super::*;
 
     fn refused(s: &str) -> bool {
-        refusal(s.parse().unwrap()).is_some()
+        refusal(s.parse().expect("test setup")).is_some()
     }
 
     #[test]

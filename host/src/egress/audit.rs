@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn lines_rotate_and_tail_filters_by_sandbox() {
         let dir = std::env::temp_dir().join(format!("egress-audit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("test setup");
         let audit = Audit::new(&dir, 4096);
         for i in 0..100u16 {
             let sb = if i % 2 == 0 { "sb-a" } else { "sb-b" };
@@ -159,6 +159,6 @@ mod tests {
         assert_eq!(tail.len(), 3);
         assert!(tail[2].contains("\"port\":98"), "{}", tail[2]);
         assert!(tail.iter().all(|l| l.contains("sb-a")));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).expect("test setup");
     }
 }

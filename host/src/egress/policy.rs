@@ -185,7 +185,7 @@ mod tests {
 
     fn allow(list: &[&str]) -> Policy {
         let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-        Policy::from_parts("", &list, &[]).unwrap()
+        Policy::from_parts("", &list, &[]).expect("test setup")
     }
 
     fn allowed(p: &Policy, host: &str) -> bool {
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn deny_wins_and_none_denies_everything() {
         let deny = vec!["*.bad.test".to_string()];
-        let p = Policy::from_parts("open", &[], &deny).unwrap();
+        let p = Policy::from_parts("open", &[], &deny).expect("test setup");
         assert!(allowed(&p, "good.test"));
         assert!(!allowed(&p, "x.bad.test"));
         let none = Policy::default();
