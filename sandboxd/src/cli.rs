@@ -9,7 +9,8 @@ use clap::Parser;
 const NONE: &str = "none";
 
 /// sandboxd: the daemon inside every Agent Runtime sandbox. Serves the `Sandbox` gRPC service
-/// (exec, files) on TCP and on a unix socket.
+/// (exec, files, contexts, browser) and the host's `Egress` service on TCP and on a unix socket,
+/// and offers processes an egress proxy address whose connections it carries to the host.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -22,6 +23,18 @@ pub struct Args {
     /// The workspace: relative paths resolve here, and code runs here by default.
     #[arg(long, env = "SANDBOXD_WORKSPACE", default_value = "/workspace")]
     pub workspace: PathBuf,
+    /// The egress proxy's address inside the sandbox, or `none`. Processes reach the web through
+    /// it; each connection is carried to the host's egress proxy (the `Egress` service), which
+    /// decides. `127.0.0.1:0` picks a free port (several daemons on one machine); the host learns
+    /// the URL from Listen's first offer. An address that cannot be bound turns egress off.
+    #[arg(long, env = "SANDBOXD_EGRESS_LISTEN", default_value = "127.0.0.1:3128", value_parser = parse_listen)]
+    pub egress_listen: Listen,
+    /// A PEM file of extra CAs to trust (an inspecting upstream proxy, a test CA): written with
+    /// the system CAs to /tmp/.agent-runtime/ca-bundle.pem, which every process gets in
+    /// SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO, PIP_CERT and
+    /// NODE_EXTRA_CA_CERTS, and added to the sandbox user's NSS database for Chromium (certutil).
+    #[arg(long, env = "SANDBOXD_EXTRA_CA")]
+    pub extra_ca: Option<PathBuf>,
 }
 
 /// Where to serve TCP.

@@ -1,10 +1,12 @@
 //! The daemon's life: listeners (TCP and the unix socket, each behind the host's handshake), the
-//! `Sandbox` service beside health and reflection, and an orderly shutdown on SIGTERM or SIGINT.
+//! `Sandbox` and `Egress` services beside health and reflection, the egress proxy's listener, and
+//! an orderly shutdown on SIGTERM or SIGINT.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
+use agent_runtime_proto::v1::egress_server::EgressServer;
 use agent_runtime_proto::v1::sandbox_server::SandboxServer;
 use anyhow::Context as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
@@ -14,6 +16,7 @@ use tonic::transport::server::Router;
 use crate::browser::Browser;
 use crate::cli::{Args, Listen, Socket};
 use crate::contexts::{Contexts, PREWARM_ENV};
+use crate::egress::{self, EgressService};
 use crate::exec::Exec;
 use crate::files::Files;
 use crate::identity::{authenticated, Identity};
@@ -55,6 +58,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let service = SandboxService::new(exec.clone(), files, contexts.clone(), browser.clone())
         .with_identity(identity.clone());
+    egress::install_extra_ca(args.extra_ca.as_deref()).await;
+    let egress_stop = CancellationToken::new();
+    let egress =
+        EgressService::start(args.egress_listen, identity.clone(), egress_stop.clone()).await;
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -65,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let bound = listener.local_addr()?;
         tracing::info!(%bound, "serving gRPC on TCP");
         let incoming = authenticated(TcpListenerStream::new(listener), identity.clone());
-        let router = router(service.clone()).await?;
+        let router = router(service.clone(), egress.clone()).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -73,7 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
         let incoming = authenticated(UnixListenerStream::new(listener), identity.clone());
-        let router = router(service.clone()).await?;
+        let router = router(service.clone(), egress.clone()).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -99,6 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     exec.shutdown().await;
     contexts.shutdown();
     browser.shutdown().await;
+    egress_stop.cancel();
     stop.cancel();
     // Calls still streaming (a slow download) get a moment to finish, not forever.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -117,7 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The full set of services, ready to serve on one listener.
-async fn router(service: SandboxService) -> anyhow::Result<Router> {
+async fn router(service: SandboxService, egress: EgressService) -> anyhow::Result<Router> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -140,7 +148,8 @@ async fn router(service: SandboxService) -> anyhow::Result<Router> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(sandbox))
+        .add_service(sandbox)
+        .add_service(EgressServer::new(egress)))
 }
 
 /// Binds the unix socket, replacing a stale one, and opens it to every local user: the host

@@ -288,7 +288,8 @@ impl Exec {
         cmd.args(spec.language.args())
             .arg(script.path())
             .current_dir(&spec.cwd)
-            .env("PYTHONUNBUFFERED", "1");
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(crate::egress::child_env());
         if terminal.is_some() {
             cmd.env("TERM", "xterm-256color");
         }

@@ -56,6 +56,11 @@ impl Identity {
         }
         self.secret.hello_proof(nonce, &self.sandbox_id)
     }
+
+    /// Whether `proof` (hex) is the host's `Egress` proof for this sandbox.
+    pub fn verify_egress(&self, proof: &str) -> bool {
+        self.secret.verify_egress(&self.sandbox_id, proof)
+    }
 }
 
 /// Turns a stream of accepted connections into one of authenticated connections: each runs the

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod cli;
 pub mod contexts;
 pub mod daemon;
+pub mod egress;
 pub mod error;
 pub mod exec;
 pub mod files;

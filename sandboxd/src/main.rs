@@ -11,6 +11,8 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(127);
     }
     let args = sandboxd::cli::Args::parse();
+    // Children get proxy variables only when the host asks, never the daemon's own.
+    sandboxd::egress::scrub_inherited_env();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal, not in `docker logs`.

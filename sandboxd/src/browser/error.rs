@@ -1,6 +1,11 @@
 //! What a browser call can fail with, in words an agent can act on. Every reading of a
 //! Playwright message happens here, so a driver upgrade that rewords one breaks a test here.
 
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::egress::{recent_denials, Denials};
+
 /// A browser failure; the message is what the caller reads.
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
@@ -53,6 +58,9 @@ pub enum BrowserError {
          shows its error page for a moment); retry the call, with a new snapshot if it used a ref"
     )]
     Navigating(String),
+    /// The sandbox's egress policy refused the page: the host's reason, word for word.
+    #[error("{0}")]
+    Denied(String),
     /// Anything Playwright reported.
     #[error("{0}")]
     Playwright(String),
@@ -68,6 +76,18 @@ const CRASHED: [&str; 5] = [
 ];
 /// Chromium's prefix for a page that did not load (`net::ERR_CONNECTION_REFUSED`).
 const NET_ERROR: &str = "net::ERR_";
+/// Chromium's errors for a proxy that refused or failed a request: a CONNECT answered with
+/// anything but 200 (the host's 403, sandboxd's 503), or no proxy at all.
+const PROXY_FAILURES: [&str; 3] = [
+    "net::ERR_TUNNEL_CONNECTION_FAILED",
+    "net::ERR_PROXY_",
+    "net::ERR_HTTPS_PROXY_",
+];
+/// The header the host's egress proxy sets on the 403 of a refusal (plain-HTTP requests, where
+/// Chromium shows the proxy's answer as the page).
+const EGRESS_HEADER: &str = "x-agent-runtime-egress";
+/// The reason when the host's own words are not at hand.
+const POLICY: &str = "blocked by the sandbox's egress policy";
 /// A key name Playwright does not know.
 const UNKNOWN_KEY: &str = "Unknown key";
 /// The page or its context closed while a script ran (not a fault of the script).
@@ -101,18 +121,44 @@ impl BrowserError {
         }
     }
 
-    /// A failed goto: a network error is the caller's (sandboxes have no network) and says what
-    /// does load.
+    /// True when a page did not load (a network error: Chromium then shows its error page).
+    pub(super) fn is_load_failure(&self) -> bool {
+        matches!(self, Self::Playwright(m) if m.contains(NET_ERROR))
+    }
+
+    /// A failed goto: a network error is the caller's and says what does load.
     pub(super) fn for_goto(self, url: &str) -> Self {
         match self {
             Self::Playwright(m) if m.contains(NET_ERROR) => Self::invalid(format!(
-                "{url} did not load ({}); sandboxes have no network: open pages served inside \
-                 the sandbox on 127.0.0.1, or file:// paths",
+                "{url} did not load ({}); a sandbox reaches the web only through the host's \
+                 egress proxy, and only the sites its policy allows (none by default); pages \
+                 served inside the sandbox on 127.0.0.1 and file:// paths always load",
                 m.split_whitespace()
                     .find(|w| w.starts_with(NET_ERROR))
                     .unwrap_or("network error")
             )),
             other => other,
+        }
+    }
+
+    /// A navigation (to `url`, or the URL the message names) that failed at the egress proxy
+    /// because the policy refused it: [`BrowserError::Denied`] with the host's reason, from the
+    /// refusals the host reported for that host name or, failing that, since `since` (a redirect
+    /// to a refused site fails under the first URL's name).
+    pub(super) fn for_policy(self, url: &str, since: Instant) -> Self {
+        self.for_policy_in(url, since, recent_denials())
+    }
+
+    fn for_policy_in(self, url: &str, since: Instant, denials: &Denials) -> Self {
+        match &self {
+            Self::Playwright(m) if PROXY_FAILURES.iter().any(|p| m.contains(p)) => {
+                let url = url_in(m).unwrap_or(url);
+                host_of(url)
+                    .and_then(|host| denials.reason_for(&host))
+                    .or_else(|| denials.reason_since(since))
+                    .map_or(self, Self::Denied)
+            }
+            _ => self,
         }
     }
 
@@ -138,6 +184,42 @@ impl BrowserError {
             other => other,
         }
     }
+
+    /// True when a page is the egress proxy's refusal: a 403 with the host's header.
+    pub(super) fn is_refusal(status: u16, headers: &HashMap<String, String>) -> bool {
+        status == 403
+            && headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case(EGRESS_HEADER) && v.trim() == "denied")
+    }
+
+    /// The refusal of `url` by the egress proxy, whose page said `body`: the host's reason, from
+    /// its recent refusals or else the page's first line.
+    pub(super) fn refused(url: &str, body: &str) -> Self {
+        Self::refused_in(url, body, recent_denials())
+    }
+
+    fn refused_in(url: &str, body: &str, denials: &Denials) -> Self {
+        let line = body.lines().next().unwrap_or("").trim();
+        let reason = host_of(url)
+            .and_then(|host| denials.reason_for(&host))
+            .or_else(|| (!line.is_empty()).then(|| line.chars().take(1024).collect()))
+            .unwrap_or_else(|| POLICY.to_string());
+        Self::Denied(reason)
+    }
+}
+
+/// The URL a Chromium network error names (`net::ERR_X at https://a.test/`).
+fn url_in(message: &str) -> Option<&str> {
+    let at = message.find(NET_ERROR)?;
+    let mut words = message[at..].split_whitespace();
+    words.find(|w| *w == "at")?;
+    words.next()
+}
+
+/// The host name of a URL.
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.host_str().map(str::to_string)
 }
 
 /// True when a fill failed because the element takes no text that way (a button, a custom
@@ -213,6 +295,7 @@ impl From<BrowserError> for tonic::Status {
             | BrowserError::Navigating(_) => tonic::Status::failed_precondition(message),
             BrowserError::Timeout(_) => tonic::Status::deadline_exceeded(message),
             BrowserError::Launch(_) => tonic::Status::unavailable(message),
+            BrowserError::Denied(_) => tonic::Status::permission_denied(message),
             BrowserError::Playwright(_) => tonic::Status::internal(message),
         }
     }
@@ -305,8 +388,8 @@ mod tests {
         let m = invalid_text(&b);
         assert!(
             m.starts_with(
-                "http://example.com/ did not load (net::ERR_CONNECTION_REFUSED); sandboxes have \
-                 no network"
+                "http://example.com/ did not load (net::ERR_CONNECTION_REFUSED); a sandbox \
+                 reaches the web only through the host's egress proxy"
             ),
             "{m}"
         );
@@ -403,11 +486,86 @@ mod tests {
                 tonic::Code::DeadlineExceeded,
             ),
             (BrowserError::Launch("l".into()), tonic::Code::Unavailable),
+            (
+                BrowserError::Denied("d".into()),
+                tonic::Code::PermissionDenied,
+            ),
             (BrowserError::Playwright("p".into()), tonic::Code::Internal),
         ];
         for (err, code) in codes {
             assert_eq!(tonic::Status::from(err).code(), code);
         }
+    }
+
+    const REASON: &str =
+        "blocked by the sandbox's egress policy: evil.test is not in allow_domains [allowed.test]";
+
+    #[test]
+    fn a_tunnel_the_policy_refused_says_the_hosts_reason() {
+        let denials = Denials::new();
+        let since = Instant::now();
+        let failed =
+            || server_error("page.goto: net::ERR_TUNNEL_CONNECTION_FAILED at https://evil.test/x");
+        // No refusal on record: the error stays what it was (and for_goto explains it).
+        assert!(matches!(
+            failed().for_policy_in("https://evil.test/x", since, &denials),
+            BrowserError::Playwright(_)
+        ));
+        denials.record("evil.test", REASON);
+        let b = failed().for_policy_in("https://evil.test/x", since, &denials);
+        assert!(
+            matches!(&b, BrowserError::Denied(m) if m == REASON),
+            "{b:?}"
+        );
+        let s: tonic::Status = b.into();
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
+        assert_eq!(s.message(), REASON);
+        // A redirect from an allowed site fails under the first URL: the refusal since the
+        // navigation started explains it.
+        let redirected =
+            server_error("page.goto: net::ERR_TUNNEL_CONNECTION_FAILED at https://allowed.test/");
+        assert!(matches!(
+            redirected.for_policy_in("https://allowed.test/", since, &denials),
+            BrowserError::Denied(_)
+        ));
+        // Errors that are not the proxy's are left alone.
+        let refused = server_error("page.goto: net::ERR_CONNECTION_REFUSED at http://evil.test/");
+        assert!(matches!(
+            refused.for_policy_in("http://evil.test/", since, &denials),
+            BrowserError::Playwright(_)
+        ));
+        assert_eq!(
+            url_in("page.goto: net::ERR_PROXY_CONNECTION_FAILED at http://a.test/p?q=1"),
+            Some("http://a.test/p?q=1")
+        );
+    }
+
+    #[test]
+    fn a_403_page_from_the_egress_proxy_is_a_refusal() {
+        let marked = HashMap::from([("X-Agent-Runtime-Egress".to_string(), "denied".to_string())]);
+        assert!(BrowserError::is_refusal(403, &marked));
+        // A site's own 403, or the header on another status, is a page like any other.
+        assert!(!BrowserError::is_refusal(403, &HashMap::new()));
+        assert!(!BrowserError::is_refusal(200, &marked));
+
+        let denials = Denials::new();
+        let body = format!("{REASON}\n");
+        let b = BrowserError::refused_in("http://evil.test/", &body, &denials);
+        assert!(
+            matches!(&b, BrowserError::Denied(m) if m == REASON),
+            "{b:?}"
+        );
+        denials.record("evil.test", "from the ring");
+        let b = BrowserError::refused_in("http://evil.test/", &body, &denials);
+        assert!(
+            matches!(&b, BrowserError::Denied(m) if m == "from the ring"),
+            "{b:?}"
+        );
+        let b = BrowserError::refused_in("http://a.test/", "", &denials);
+        assert!(
+            matches!(&b, BrowserError::Denied(m) if m == POLICY),
+            "{b:?}"
+        );
     }
 
     #[test]

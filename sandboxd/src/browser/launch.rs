@@ -69,9 +69,16 @@ const DISABLED_FEATURES: [&str; 22] = [
 ];
 const ENABLED_FEATURES: [&str; 2] = ["CDPScreenshotNewSurface", "NetworkServiceInProcess2"];
 
-/// Every flag Chromium gets from us.
+/// Every flag Chromium gets from us. With the egress proxy listening, Chromium always uses it
+/// (whatever the policy: the host refuses what is not allowed). It is given as a flag, not as
+/// Playwright's `proxy` option, which would also send loopback through the proxy; Chromium's
+/// own rules keep `localhost`, 127.0.0.1 and `[::1]` (servers inside the sandbox) and file://
+/// direct.
 fn chromium_args() -> Vec<String> {
     let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
+    if let Some(proxy) = crate::egress::proxy_url() {
+        args.push(format!("--proxy-server={proxy}"));
+    }
     args.push(format!(
         "--disable-features={}",
         DISABLED_FEATURES.join(",")

@@ -1,7 +1,7 @@
 //! Calls that act on the page as a whole: open a URL, go back/forward/reload, scroll, press a key,
 //! wait for something, evaluate a script.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent_runtime_proto::sets::{NavigateAction, Settled as How};
 use agent_runtime_proto::v1 as pb;
@@ -21,6 +21,10 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 const EVALUATE_LIMIT: usize = 200_000;
 /// How long an evaluated script may run.
 const EVALUATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Chromium's error page, shown after a page that did not load.
+const ERROR_PAGE: &str = "chrome-error://**";
+/// How long a failed goto waits for the error page to commit.
+const ERROR_PAGE_WAIT: Duration = Duration::from_secs(2);
 /// URL schemes the browser opens.
 const SCHEMES: [&str; 5] = ["http", "https", "file", "about", "data"];
 
@@ -37,8 +41,26 @@ impl Browser {
         self.no_dialog()?;
         let page = turn.page.clone();
         let options = GotoOptions::new().timeout(timeout);
-        if let Err(e) = page.goto(&url, Some(options)).await {
-            return Err(self.classify(e).for_goto(&url));
+        let started = Instant::now();
+        let response = match page.goto(&url, Some(options)).await {
+            Ok(response) => response,
+            Err(e) => {
+                let err = self.classify(e);
+                if err.is_load_failure() {
+                    // Chromium commits its error page just after the failure; once it has, the
+                    // next call is not cut short by that navigation.
+                    let wait = GotoOptions::new().timeout(ERROR_PAGE_WAIT);
+                    let _ = page.wait_for_url(ERROR_PAGE, Some(wait)).await;
+                }
+                return Err(err.for_policy(&url, started).for_goto(&url));
+            }
+        };
+        if let Some(r) = response.filter(|r| BrowserError::is_refusal(r.status(), r.headers())) {
+            let body = r.body().await.unwrap_or_default();
+            return Err(BrowserError::refused(
+                r.url(),
+                &String::from_utf8_lossy(&body),
+            ));
         }
         let at = self.location(&page).await;
         drop(turn);
@@ -68,6 +90,7 @@ impl Browser {
                 })?;
         let turn = self.turn().await?;
         let page = turn.page.clone();
+        let (started, at) = (Instant::now(), page.url());
         self.act(turn, async move {
             match action {
                 NavigateAction::Back => page.go_back(None).await.map(|_| ()),
@@ -76,6 +99,7 @@ impl Browser {
             }
         })
         .await
+        .map_err(|e| e.for_policy(&at, started))
     }
 
     /// Scrolls an element into view, or the page by (dx, dy).

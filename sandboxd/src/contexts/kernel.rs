@@ -39,6 +39,15 @@ const READY_PROBE: Duration = Duration::from_millis(300);
 const CHANNEL: usize = 1024;
 /// Lines of the kernel's stderr kept for error messages.
 const STDERR_LINES: usize = 30;
+/// Sets (or, for `None`, removes) environment variables in the kernel; `Kernel::sync_env` calls it.
+const ENV_SYNC: &str = "def _agent_runtime_env(changes):
+    import os
+    for k, v in changes.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+";
 
 /// Where kernel directories live: one per kernel, holding its connection file and IPC sockets.
 pub fn kernels_root() -> PathBuf {
@@ -162,6 +171,9 @@ pub struct Kernel {
     shell_rx: mpsc::Receiver<JupyterMessage>,
     iopub_rx: mpsc::Receiver<JupyterMessage>,
     stderr: StderrTail,
+    /// What egress gave its environment (`crate::egress::child_env`), as of start or the last
+    /// [`Kernel::sync_env`].
+    env: Vec<(String, String)>,
     /// How long the start took.
     pub startup: Duration,
 }
@@ -222,6 +234,7 @@ impl Kernel {
             return Err(e);
         }
 
+        let env = crate::egress::child_env();
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "ipykernel_launcher", "-f"])
             .arg(&file)
@@ -233,6 +246,7 @@ impl Kernel {
             .env("PYDEVD_DISABLE_FILE_VALIDATION", "1")
             .env("JUPYTER_PLATFORM_DIRS", "1")
             .env("PYTHONUNBUFFERED", "1")
+            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -320,6 +334,7 @@ impl Kernel {
             shell_rx,
             iopub_rx,
             stderr,
+            env,
             startup: Duration::ZERO,
         };
         let deadline = started + START_TIMEOUT;
@@ -391,6 +406,34 @@ impl Kernel {
         let code = format!("import os as _os\n_os.chdir({path})\ndel _os");
         self.run_silently(&code, Duration::from_secs(10)).await?;
         self.cwd = cwd.to_path_buf();
+        Ok(())
+    }
+
+    /// Brings `os.environ` up to date with what egress gives processes started now (a spare kernel
+    /// started before the host switched proxy variables on or off); nothing to do otherwise.
+    pub async fn sync_env(&mut self) -> Result<()> {
+        let now = crate::egress::child_env();
+        if now == self.env {
+            return Ok(());
+        }
+        let changes: serde_json::Map<String, serde_json::Value> = crate::egress::managed_vars()
+            .map(|key| {
+                let value = now
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(serde_json::Value::Null, |(_, v)| v.clone().into());
+                (key.to_string(), value)
+            })
+            .collect();
+        // The JSON text as a JSON string, which is also a valid Python string literal.
+        let literal = serde_json::to_string(&serde_json::Value::Object(changes).to_string())
+            .map_err(|e| Error::Internal(format!("encoding environment changes: {e}")))?;
+        let code = format!(
+            "{ENV_SYNC}_agent_runtime_env(__import__('json').loads({literal}))\n\
+             del _agent_runtime_env"
+        );
+        self.run_silently(&code, Duration::from_secs(10)).await?;
+        self.env = now;
         Ok(())
     }
 

@@ -113,6 +113,8 @@ impl Contexts {
         if kernel.cwd() != cwd {
             kernel.chdir(cwd).await?;
         }
+        // A spare started before the host switched proxy variables on or off catches up.
+        kernel.sync_env().await?;
         self.refill_spare();
         Ok((kernel, from_spare))
     }

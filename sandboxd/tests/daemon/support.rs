@@ -29,7 +29,13 @@ impl Daemon {
         let workspace = dir.path().join("workspace");
         std::fs::create_dir(&workspace)?;
         let child = Command::new(env!("CARGO_BIN_EXE_sandboxd"))
-            .args(["--listen", "none", "--socket"])
+            .args([
+                "--listen",
+                "none",
+                "--egress-listen",
+                "127.0.0.1:0",
+                "--socket",
+            ])
             .arg(&socket)
             .arg("--workspace")
             .arg(&workspace)
