@@ -14,6 +14,7 @@ use std::time::Duration;
 use agent_runtime_proto::v1::EgressOffer;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -119,23 +120,25 @@ impl Offers {
     /// 503 here. An offer not taken in time is answered and closed.
     pub fn offer(self: &Arc<Self>, conn: Conn) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let sent = {
+        let refused = {
             let mut listener = self.lock_listener();
             // In the map before the host hears of it, so a fast Carry finds it.
             self.lock_pending().insert(id, conn);
             match listener.as_ref().map(|l| l.offers.try_send(id)) {
-                Some(Ok(())) => true,
-                Some(Err(_)) => {
-                    // The host hung up (or stopped reading): no one is listening any more.
+                Some(Ok(())) => None,
+                Some(Err(TrySendError::Closed(_))) => {
+                    // The host hung up: no one is listening any more.
                     *listener = None;
-                    false
+                    Some(Refusal::NotConnected)
                 }
-                None => false,
+                // The host has not read a queue's worth of offers: it is still there, slow.
+                Some(Err(TrySendError::Full(_))) => Some(Refusal::HostBusy),
+                None => Some(Refusal::NotConnected),
             }
         };
-        if !sent {
+        if let Some(refusal) = refused {
             if let Some(conn) = self.take(id) {
-                refuse::spawn(conn.stream, Refusal::NotConnected, &self.stop);
+                refuse::spawn(conn.stream, refusal, &self.stop);
             }
             return;
         }

@@ -27,6 +27,8 @@ pub enum Refusal {
     NotConnected,
     /// The host did not take the connection in time.
     NotTaken,
+    /// The host has not read the offers already made (a queue's worth).
+    HostBusy,
     /// The sandbox has as many proxy connections open as it may.
     TooMany,
 }
@@ -40,6 +42,9 @@ impl Refusal {
                 "the host's egress proxy did not take the connection within {} s",
                 super::OFFER_TTL.as_secs()
             ),
+            Self::HostBusy => {
+                "the host's egress proxy is not taking connections now; retry shortly".into()
+            }
             Self::TooMany => format!(
                 "too many connections through the egress proxy at once (at most {}); close some \
                  and retry",
