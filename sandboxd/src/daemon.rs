@@ -10,6 +10,7 @@ use agent_runtime_proto::v1::egress_server::EgressServer;
 use agent_runtime_proto::v1::sandbox_server::SandboxServer;
 use anyhow::Context as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
@@ -71,7 +72,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
         tracing::info!(%bound, "serving gRPC on TCP");
-        let incoming = authenticated(TcpListenerStream::new(listener), identity.clone());
+        // Nagle off on every accepted socket: tonic applies its `tcp_nodelay` only to listeners
+        // it binds, and with Nagle on a stream's second small frame waits ~40 ms for the
+        // client's delayed ACK.
+        let accepted = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+            })
+        });
+        let incoming = authenticated(accepted, identity.clone());
         let router = router(service.clone(), egress.clone()).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
