@@ -49,7 +49,12 @@ pub(super) async fn serve(conn: Conn, io: DuplexStream) {
     let io = Metered {
         inner: io,
         sandbox: conn.sandbox.clone(),
-        cap: conn.egress.config.max_bytes,
+        // A connection refused for a cap carries only its refusal, which must get through.
+        cap: if conn.refuse.is_some() {
+            0
+        } else {
+            conn.egress.config.max_bytes
+        },
     };
     let service = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
