@@ -302,7 +302,7 @@ async fn none_has_no_proxy_variables_and_a_live_change_applies_to_the_next_conne
     let refused = rig
         .sh(
             &id,
-            &format!("PROXY={proxy} {}", curl("http://allowed.test/")),
+            &format!("PROXY={proxy}; {}", curl("http://allowed.test/")),
         )
         .await;
     assert!(

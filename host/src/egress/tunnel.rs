@@ -23,6 +23,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CHUNK: usize = 64 * 1024;
 /// Buffer of the in-memory pipe between a Carry stream and the proxy.
 const PIPE: usize = 256 * 1024;
+/// How long a process may keep its side open after ours closed.
+const LINGER: Duration = Duration::from_secs(10);
 
 /// Opens a listener for `sandbox` (replacing the one running), waits for the daemon's `ready`,
 /// and keeps it running in the background.
@@ -161,12 +163,26 @@ async fn carry(egress: Arc<Egress>, sandbox: Arc<SandboxEgress>, conn_id: u64) {
         frames,
         refuse: over,
     };
+    // The connection lives until both directions are done, not until the HTTP server returns:
+    // after a CONNECT the server hands the pipe to the tunnel task and returns at once, and a
+    // refusal returns as soon as its response is written. Dropping the daemon's response stream
+    // then would cancel the call and lose bytes not yet delivered to the process.
+    let mut pump_in = pump_in;
+    let mut pump_out = pump_out;
+    let finished = async {
+        proxy::serve(conn, ours).await;
+        // Ends when every holder of our end (the server, a tunnel) is gone; then our frames
+        // stop and sandboxd half-closes the process's connection.
+        let _ = (&mut pump_out).await;
+        // The process closes its side (normally at once); a process that never does is cut.
+        let _ = tokio::time::timeout(LINGER, &mut pump_in).await;
+    };
     tokio::select! {
         () = sandbox.stop.cancelled() => {}
-        () = proxy::serve(conn, ours) => {}
+        () = finished => {}
     }
     pump_in.abort();
-    let _ = pump_out.await;
+    pump_out.abort();
     sandbox.open.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
 }
