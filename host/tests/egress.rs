@@ -137,7 +137,7 @@ impl Rig {
 /// curl through the sandbox's proxy (`$HTTPS_PROXY`, or sandboxd's default when unset);
 /// `-p` makes even http:// go through CONNECT.
 fn curl(args: &str) -> String {
-    format!("curl -sS --max-time 20 -x \"${{HTTPS_PROXY:-$PROXY}}\" {args} 2>&1; echo \" exit=$?\"")
+    format!("curl -sS --max-time 20 --noproxy '' -x \"${{HTTPS_PROXY:-$PROXY}}\" {args} 2>&1; echo \" exit=$?\"")
 }
 
 fn options(resolve: &[(&str, u16)]) -> EgressOptions {
