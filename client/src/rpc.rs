@@ -105,6 +105,7 @@ macro_rules! rpcs {
 
 rpcs!(Sandbox, sandbox_client {
     pb::HelloRequest => pb::HelloResponse { hello, "Hello" },
+    pb::ConfigureRequest => pb::ConfigureResponse { configure, "Configure" },
     pb::ExecRequest => Streaming<pb::ExecEvent> { exec, "Exec" },
     pb::AttachRequest => Streaming<pb::ExecEvent> { attach, "Attach" },
     pb::ListRunsRequest => pb::ListRunsResponse { list_runs, "ListRuns" },

@@ -15,6 +15,7 @@
 //! started, and what it left in the background runs on until Kill.
 
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use agent_runtime_proto::sets::{ExitReason, Language};
 use agent_runtime_proto::v1::{exec_event::Event, ExecExit, ExecRequest};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -166,12 +167,7 @@ impl ExecSpec {
         };
         let pty = req.pty.map(|p| Size::new(p.rows, p.cols)).transpose()?;
         for (key, value) in &req.env {
-            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(Error::invalid(format!(
-                    "invalid environment variable {key:?}: names must be non-empty without '=' \
-                     or NUL, values without NUL"
-                )));
-            }
+            crate::environment::check(key, value)?;
         }
         Ok(Self {
             language,
@@ -231,6 +227,8 @@ pub struct Exec {
     runs: Arc<Runs>,
     /// Stops the tasks that drain pipes of background processes after their run ended.
     background: CancellationToken,
+    /// The spare Python interpreter, when on.
+    zygote: Option<Arc<crate::zygote::Zygote>>,
 }
 
 /// A byte count from the environment, or the default.
@@ -255,10 +253,15 @@ impl Exec {
             env_bytes(BUFFER_TOTAL_ENV, ring::DEFAULT_TOTAL),
         );
         Self {
-            workspace,
             sessions: Arc::default(),
             runs: Arc::new(Runs::new(tree.clone(), buffers)),
             tree,
+            zygote: crate::zygote::Zygote::from_env(
+                workspace.root(),
+                &std::env::temp_dir(),
+                background.child_token(),
+            ),
+            workspace,
             background,
         }
     }
@@ -284,51 +287,20 @@ impl Exec {
         let terminal = spec.pty.map(Pty::open).transpose()?;
 
         let program = spec.language.program();
-        let mut cmd = Command::new(program);
-        cmd.args(spec.language.args())
-            .arg(script.path())
-            .current_dir(&spec.cwd)
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(crate::egress::child_env());
-        if terminal.is_some() {
-            cmd.env("TERM", "xterm-256color");
-        }
-        cmd.envs(&spec.env);
-        match &terminal {
-            Some((_, slave)) => {
-                let dup = |fd: &std::os::fd::OwnedFd| {
-                    fd.try_clone()
-                        .map_err(|e| Error::Internal(format!("cannot share a terminal: {e}")))
-                };
-                cmd.stdin(Stdio::from(dup(slave)?))
-                    .stdout(Stdio::from(dup(slave)?))
-                    .stderr(Stdio::from(dup(slave)?));
-            }
-            None => {
-                cmd.stdin(if spec.stdin.is_empty() && !spec.open_stdin {
-                    Stdio::null()
-                } else {
-                    Stdio::piped()
-                })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            }
-        }
-        processes::isolate(&mut cmd);
-        if terminal.is_some() {
-            // SAFETY: runs in the forked child after `isolate`'s setsid; one ioctl, which is
-            // async-signal-safe, no allocation, no lock.
-            unsafe {
-                cmd.pre_exec(pty::controlling_terminal);
-            }
-        }
-
         let oom_before = oom::kill_count();
-        let spawned = cmd.spawn();
+        let slave = terminal.as_ref().map(|(_, slave)| slave);
+        let launched = match self.take_spare(&spec, &script, slave).await {
+            Some(launched) => launched,
+            None => self.spawn(&spec, &script, slave)?,
+        };
         // The parent's copies of the terminal go now, or its end of output would never come.
-        drop(cmd);
         let terminal = terminal.map(|(master, _slave)| master);
-        let mut child = spawned.map_err(|source| Error::Spawn { program, source })?;
+        let Launched {
+            child,
+            stdin: child_stdin,
+            stdout: child_stdout,
+            stderr: child_stderr,
+        } = launched;
         let started = Instant::now();
         let Some(pid) = child.id() else {
             return Err(Error::Internal(
@@ -357,11 +329,11 @@ impl Exec {
                 spec.stdin,
                 self.background.child_token(),
             )),
-            (None, true) => child.stdin.take().map(|pipe| {
+            (None, true) => child_stdin.map(|pipe| {
                 Input::start(Sink::Pipe(pipe), spec.stdin, self.background.child_token())
             }),
             (None, false) => {
-                stdin_task = child.stdin.take().map(|mut pipe| {
+                stdin_task = child_stdin.map(|mut pipe| {
                     let data = spec.stdin;
                     // Written concurrently with reading output, so a large stdin cannot deadlock.
                     tokio::spawn(async move {
@@ -393,10 +365,7 @@ impl Exec {
 
         let (stdout, stderr): (Option<Pipe>, Option<Pipe>) = match &terminal {
             Some(pty) => (Some(Box::new(pty.reader())), None),
-            None => (
-                child.stdout.take().map(|p| Box::new(p) as Pipe),
-                child.stderr.take().map(|p| Box::new(p) as Pipe),
-            ),
+            None => (child_stdout, child_stderr),
         };
         let run = Run {
             events,
@@ -419,6 +388,154 @@ impl Exec {
             }
         });
         Ok(stream)
+    }
+
+    /// Starts a run's program cold: `python3 -u FILE`, `bash FILE` or `node FILE`, with pipes or
+    /// the terminal `slave`.
+    fn spawn(&self, spec: &ExecSpec, script: &Script, slave: Option<&OwnedFd>) -> Result<Launched> {
+        let program = spec.language.program();
+        let mut cmd = Command::new(program);
+        cmd.args(spec.language.args())
+            .arg(script.path())
+            .current_dir(&spec.cwd)
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(crate::environment::process_env());
+        if slave.is_some() {
+            cmd.env("TERM", "xterm-256color");
+        }
+        cmd.envs(&spec.env);
+        match slave {
+            Some(slave) => {
+                let dup = |fd: &OwnedFd| {
+                    fd.try_clone()
+                        .map_err(|e| Error::Internal(format!("cannot share a terminal: {e}")))
+                };
+                cmd.stdin(Stdio::from(dup(slave)?))
+                    .stdout(Stdio::from(dup(slave)?))
+                    .stderr(Stdio::from(dup(slave)?));
+            }
+            None => {
+                cmd.stdin(if spec.stdin.is_empty() && !spec.open_stdin {
+                    Stdio::null()
+                } else {
+                    Stdio::piped()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            }
+        }
+        processes::isolate(&mut cmd);
+        if slave.is_some() {
+            // SAFETY: runs in the forked child after `isolate`'s setsid; one ioctl, which is
+            // async-signal-safe, no allocation, no lock.
+            unsafe {
+                cmd.pre_exec(pty::controlling_terminal);
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|source| Error::Spawn { program, source })?;
+        Ok(Launched {
+            stdin: child.stdin.take().map(|p| Box::new(p) as Writer),
+            stdout: child.stdout.take().map(|p| Box::new(p) as Pipe),
+            stderr: child.stderr.take().map(|p| Box::new(p) as Pipe),
+            child,
+        })
+    }
+
+    /// Hands a Python run to the spare interpreter (see `zygote`), with pipes of our own or the
+    /// terminal `slave`; `None` when there is no usable spare or it could not take the run (the
+    /// caller then starts the run cold).
+    async fn take_spare(
+        &self,
+        spec: &ExecSpec,
+        script: &Script,
+        slave: Option<&OwnedFd>,
+    ) -> Option<Launched> {
+        if spec.language != Language::Python {
+            return None;
+        }
+        let spare = self.zygote.as_ref()?.take(&spec.env)?;
+        let sandbox_env = crate::environment::process_env();
+        let env = crate::zygote::full_env(
+            [("PYTHONUNBUFFERED", "1")]
+                .into_iter()
+                .chain(sandbox_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .chain(slave.map(|_| ("TERM", "xterm-256color")))
+                .chain(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        )?;
+        let launched = async {
+            let (fds, ours) = match slave {
+                Some(slave) => ([slave.as_raw_fd(); 3], None),
+                None => {
+                    let stdin = if spec.stdin.is_empty() && !spec.open_stdin {
+                        (OwnedFd::from(std::fs::File::open("/dev/null")?), None)
+                    } else {
+                        let (read, write) = crate::zygote::pipe()?;
+                        (read, Some(write))
+                    };
+                    let (out_read, out_write) = crate::zygote::pipe()?;
+                    let (err_read, err_write) = crate::zygote::pipe()?;
+                    let fds = [
+                        stdin.0.as_raw_fd(),
+                        out_write.as_raw_fd(),
+                        err_write.as_raw_fd(),
+                    ];
+                    // The child's ends stay open until the spare has them (dropped below).
+                    (fds, Some((stdin, out_read, err_read, out_write, err_write)))
+                }
+            };
+            let child = spare
+                .launch(crate::zygote::Job {
+                    script: script.path(),
+                    cwd: &spec.cwd,
+                    env,
+                    fds,
+                    pty: slave.is_some(),
+                })
+                .await?;
+            let (stdin, stdout, stderr) = match ours {
+                None => (None, None, None),
+                Some(((_child_stdin, stdin), out_read, err_read, _out_write, _err_write)) => {
+                    let writer = stdin
+                        .map(tokio::net::unix::pipe::Sender::from_owned_fd)
+                        .transpose()?
+                        .map(|w| Box::new(w) as Writer);
+                    let out = tokio::net::unix::pipe::Receiver::from_owned_fd(out_read)?;
+                    let err = tokio::net::unix::pipe::Receiver::from_owned_fd(err_read)?;
+                    (
+                        writer,
+                        Some(Box::new(out) as Pipe),
+                        Some(Box::new(err) as Pipe),
+                    )
+                }
+            };
+            Ok::<_, std::io::Error>(Launched {
+                child,
+                stdin,
+                stdout,
+                stderr,
+            })
+        }
+        .await;
+        match launched {
+            Ok(launched) => {
+                tracing::debug!("python run handed to the spare interpreter");
+                Some(launched)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the spare interpreter could not take a run; starting it cold");
+                None
+            }
+        }
+    }
+
+    /// The sandbox environment changed (`Configure`): a spare interpreter started under other
+    /// startup-sensitive variables is replaced.
+    pub fn environment_changed(&self) {
+        if let Some(zygote) = &self.zygote {
+            zygote.environment_changed();
+        }
     }
 
     /// Kills every run's processes (and every orphan nobody owns) and stops the background
@@ -486,6 +603,16 @@ impl Drop for Script {
 
 /// Where a run's output is read from: a pipe, or its terminal.
 type Pipe = Box<dyn AsyncRead + Unpin + Send>;
+/// Where a run's stdin is written: a pipe.
+pub type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A run's program, started: the process and our ends of its pipes (none with a terminal).
+struct Launched {
+    child: tokio::process::Child,
+    stdin: Option<Writer>,
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+}
 
 /// One output pipe and its accounting against the cap.
 struct Output {

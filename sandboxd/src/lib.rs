@@ -6,6 +6,7 @@ pub mod cli;
 pub mod contexts;
 pub mod daemon;
 pub mod egress;
+pub mod environment;
 pub mod error;
 pub mod exec;
 pub mod files;
@@ -20,6 +21,7 @@ pub mod runs;
 pub mod service;
 pub mod transfer;
 pub mod workspace;
+pub mod zygote;
 
 pub use daemon::run;
 pub use error::{Error, Result};

@@ -82,6 +82,15 @@ impl Sandbox for SandboxService {
         }))
     }
 
+    async fn configure(
+        &self,
+        request: Request<pb::ConfigureRequest>,
+    ) -> Reply<pb::ConfigureResponse> {
+        crate::environment::set(request.into_inner().env)?;
+        self.exec.environment_changed();
+        Ok(Response::new(pb::ConfigureResponse {}))
+    }
+
     type ExecStream = EventStream;
 
     async fn exec(&self, request: Request<ExecRequest>) -> Reply<EventStream> {

@@ -171,7 +171,8 @@ pub struct Kernel {
     shell_rx: mpsc::Receiver<JupyterMessage>,
     iopub_rx: mpsc::Receiver<JupyterMessage>,
     stderr: StderrTail,
-    /// What egress gave its environment (`crate::egress::child_env`), as of start or the last
+    /// What the sandbox environment and egress gave its environment
+    /// (`crate::environment::process_env`), as of start or the last
     /// [`Kernel::sync_env`].
     env: Vec<(String, String)>,
     /// How long the start took.
@@ -234,7 +235,7 @@ impl Kernel {
             return Err(e);
         }
 
-        let env = crate::egress::child_env();
+        let env = crate::environment::process_env();
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "ipykernel_launcher", "-f"])
             .arg(&file)
@@ -409,20 +410,30 @@ impl Kernel {
         Ok(())
     }
 
-    /// Brings `os.environ` up to date with what egress gives processes started now (a spare kernel
-    /// started before the host switched proxy variables on or off); nothing to do otherwise.
+    /// Brings `os.environ` up to date with what the sandbox environment and egress give processes
+    /// started now (a spare kernel started before the host configured the sandbox or switched
+    /// proxy variables on or off); nothing to do otherwise.
     pub async fn sync_env(&mut self) -> Result<()> {
-        let now = crate::egress::child_env();
+        let now = crate::environment::process_env();
         if now == self.env {
             return Ok(());
         }
-        let changes: serde_json::Map<String, serde_json::Value> = crate::egress::managed_vars()
+        // Egress's variables and the sandbox environment's, before and now: set or removed.
+        let mut keys: Vec<String> = crate::egress::managed_vars()
+            .map(str::to_owned)
+            .chain(self.env.iter().map(|(k, _)| k.clone()))
+            .chain(now.iter().map(|(k, _)| k.clone()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let changes: serde_json::Map<String, serde_json::Value> = keys
+            .into_iter()
             .map(|key| {
                 let value = now
                     .iter()
-                    .find(|(k, _)| k == key)
+                    .find(|(k, _)| *k == key)
                     .map_or(serde_json::Value::Null, |(_, v)| v.clone().into());
-                (key.to_string(), value)
+                (key, value)
             })
             .collect();
         // The JSON text as a JSON string, which is also a valid Python string literal.

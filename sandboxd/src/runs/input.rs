@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +20,7 @@ const TERMINAL_EOF: u8 = 0x04;
 /// Where a run's input goes.
 pub enum Sink {
     /// The write end of its stdin pipe.
-    Pipe(ChildStdin),
+    Pipe(crate::exec::Writer),
     /// Its terminal.
     Terminal(Arc<Pty>),
 }

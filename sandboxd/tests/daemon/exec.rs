@@ -293,6 +293,7 @@ fn descendants(root: i32) -> Vec<i32> {
     parents
         .keys()
         .copied()
+        .filter(|&pid| !crate::support::is_spare(pid))
         .filter(|&pid| {
             let mut at = pid;
             for _ in 0..64 {

@@ -10,3 +10,4 @@ mod handshake;
 mod runs;
 mod service;
 mod support;
+mod zygote;

@@ -617,6 +617,7 @@ fn descendants(root: i32) -> Vec<i32> {
             }
         }
     }
+    found.retain(|&pid| !crate::support::is_spare(pid));
     found
 }
 

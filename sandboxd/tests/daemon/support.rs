@@ -61,6 +61,11 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's unix socket.
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -207,6 +212,13 @@ pub fn session_members(sid: i32) -> Vec<i32> {
         (session == sid && *state != "Z" && *state != "X").then_some(pid)
     })
     .collect()
+}
+
+/// Whether `pid` is a spare Python interpreter (see sandboxd's `zygote`): the daemon keeps one
+/// waiting, as it keeps a spare kernel, so it is not a process user code left behind.
+pub fn is_spare(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.windows(20).any(|w| w == b"agent-runtime-zygote"))
 }
 
 /// Deterministic pseudo-random bytes (no pattern a filesystem or transport could shortcut).
