@@ -167,6 +167,7 @@ rpcs!(Sandboxes, SandboxesClient::new {
     pb::DestroySandboxRequest => pb::DestroySandboxResponse { destroy, "Destroy" },
     pb::ExtendTimeoutRequest => pb::SandboxInfo { extend_timeout, "ExtendTimeout" },
     pb::PoolStatusRequest => pb::PoolStatusResponse { pool_status, "PoolStatus" },
+    pb::PoolShape => pb::PoolStatusResponse { set_pool, "SetPool" },
     pb::SetEgressPolicyRequest => pb::EgressStatus { set_egress_policy, "SetEgressPolicy" },
     pb::GetEgressPolicyRequest => pb::EgressStatus { get_egress_policy, "GetEgressPolicy" },
 });

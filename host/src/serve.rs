@@ -22,7 +22,7 @@ use crate::grpc::proxy::SandboxProxy;
 use crate::ids::SandboxId;
 use crate::limits::Caps;
 use crate::rest::auth::BasicAuth;
-use crate::sandboxes::{Manager, ManagerConfig};
+use crate::sandboxes::{contexts_pool, Manager, ManagerConfig, PoolShape};
 
 /// How long in-flight calls may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -54,8 +54,10 @@ pub struct ServeOptions {
     pub cleanup_on_exit: bool,
     /// How often the reaper looks for expired sandboxes.
     pub reap_interval: Duration,
-    /// Sandboxes with a started kernel kept ready for REST contexts.
+    /// Sandboxes with a started kernel kept ready for REST contexts (the pool `contexts`).
     pub warm_contexts: usize,
+    /// Warm pools (`--pool`).
+    pub pools: Vec<PoolShape>,
     /// Tokens gRPC callers must present (`--token-file`); `None` = anonymous, loopback only.
     pub tokens: Option<crate::auth::Tokens>,
     /// Most memory all sandboxes together may be given; `None` = physical memory minus a reserve.
@@ -184,6 +186,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             }
         },
     };
+    Manager::check_pools(&opts.pools, &opts.caps).map_err(|e| anyhow::anyhow!("--pool: {e}"))?;
     let memory_budget = match opts.memory_budget {
         Some(b) => b,
         None => physical_memory()
@@ -212,11 +215,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             max_sandboxes: opts.max_sandboxes,
             caps: opts.caps.clone(),
             ready_timeout: READY_TIMEOUT,
-            warm_target: if opts.rest_listen.is_some() {
-                opts.warm_contexts
-            } else {
-                0
-            },
+            pools: pools_of(
+                &opts.pools,
+                if opts.rest_listen.is_some() {
+                    opts.warm_contexts
+                } else {
+                    0
+                },
+            ),
             memory_budget,
             host_key,
             egress: opts.egress.build(
@@ -373,7 +379,7 @@ async fn run(w: Wiring) -> anyhow::Result<()> {
     });
     let exit_watch = tokio::spawn(manager.clone().run_exit_watch(stop.clone()));
     let reaper = tokio::spawn(manager.clone().run_reaper(reap_interval, stop.clone()));
-    let warm_pool = tokio::spawn(manager.clone().run_warm_pool(stop.clone()));
+    let warm_pool = tokio::spawn(manager.clone().run_pools(stop.clone()));
     let rest = rest.map(|(listener, auth)| {
         tokio::spawn(crate::rest::serve(
             listener,
@@ -442,8 +448,10 @@ pub struct InProcessOptions {
     pub rest: bool,
     /// Credentials the REST API requires. Default none.
     pub basic_auth: Option<BasicAuth>,
-    /// Warm sandboxes kept for REST contexts. Default 0.
+    /// Warm sandboxes kept for REST contexts (the pool `contexts`). Default 0.
     pub warm_contexts: usize,
+    /// Warm pools. Default none.
+    pub pools: Vec<PoolShape>,
     /// How often the reaper runs. Default 1 s.
     pub reap_interval: Duration,
     /// How long a new sandbox may take to answer. Default 30 s.
@@ -471,6 +479,7 @@ impl Default for InProcessOptions {
             rest: true,
             basic_auth: None,
             warm_contexts: 0,
+            pools: Vec::new(),
             reap_interval: Duration::from_secs(1),
             ready_timeout: READY_TIMEOUT,
             host_key: None,
@@ -524,7 +533,7 @@ impl InProcessHost {
                 max_sandboxes: opts.max_sandboxes,
                 caps: opts.caps,
                 ready_timeout: opts.ready_timeout,
-                warm_target: if opts.rest { opts.warm_contexts } else { 0 },
+                pools: pools_of(&opts.pools, if opts.rest { opts.warm_contexts } else { 0 }),
                 memory_budget: opts.memory_budget,
                 host_key: host_key.clone(),
                 egress: opts.egress.build(egress_dir.clone())?,
@@ -597,6 +606,17 @@ impl Drop for InProcessHost {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// The configured pools plus `--warm-contexts`' (unless a pool of that name is configured).
+fn pools_of(pools: &[PoolShape], warm_contexts: usize) -> Vec<PoolShape> {
+    let mut all = pools.to_vec();
+    if let Some(contexts) = contexts_pool(warm_contexts) {
+        if !all.iter().any(|p| p.name == contexts.name) {
+            all.push(contexts);
+        }
+    }
+    all
 }
 
 /// Total physical memory in bytes (0 when unknown).

@@ -14,9 +14,7 @@ use agent_runtime::backend::Backend;
 use agent_runtime::error::HostError;
 use agent_runtime::ids::SandboxId;
 use agent_runtime::limits::Caps;
-use agent_runtime::sandboxes::{
-    CreateSpec, Manager, ManagerConfig, SandboxStatus, CONTEXT_OWNER_LABEL,
-};
+use agent_runtime::sandboxes::{CreateSpec, Manager, ManagerConfig, SandboxStatus};
 use agent_runtime::serve::{InProcessHost, InProcessOptions};
 use agent_runtime_proto::auth::Secret;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
@@ -42,7 +40,7 @@ fn config(key: &Secret) -> ManagerConfig {
         max_sandboxes: 8,
         caps: Caps::default(),
         ready_timeout: PATIENCE,
-        warm_target: 0,
+        pools: Vec::new(),
         memory_budget: 64 << 30,
         host_key: key.clone(),
         egress: agent_runtime::serve::EgressOptions::default()
@@ -350,48 +348,6 @@ async fn daemons_that_cannot_prove_their_secret_are_not_adopted() {
         .dead_reason
         .unwrap_or_default();
     assert!(reason.contains("did not answer"), "{reason}");
-    assert!(backend.running().is_empty());
-}
-
-#[tokio::test]
-async fn the_warm_pool_fills_unlisted_hands_out_and_refills_leaving_a_slot_free() {
-    let backend = backend();
-    let m = manager(
-        &backend,
-        ManagerConfig {
-            max_sandboxes: 4,
-            warm_target: 2,
-            ..config(&key())
-        },
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let pool = tokio::spawn(m.clone().run_warm_pool(stop.clone()));
-    until("the pool filled", || async { m.warm_status() == (2, 2) }).await;
-    assert!(m.list().is_empty(), "warm sandboxes are not listed");
-    let first = m.take_warm().await.expect("a warm sandbox");
-    assert_eq!(
-        first.labels.get(CONTEXT_OWNER_LABEL.0).map(String::as_str),
-        Some(CONTEXT_OWNER_LABEL.1)
-    );
-    assert_eq!(m.list().len(), 1, "a taken sandbox is listed");
-    let channel = m.channel(&first.id).expect("channel");
-    assert_eq!(hello_id(channel).await.expect("hello"), first.id.as_str());
-    until("the pool refilled", || async {
-        m.warm_status().0 == 2 && backend.creates() == 3
-    })
-    .await;
-    // Taking another leaves one slot free: the pool does not take it, an ordinary create does.
-    let second = m.take_warm().await.expect("another warm sandbox");
-    assert_ne!(second.id, first.id);
-    let ordinary = m
-        .create(CreateSpec::default())
-        .await
-        .expect("the slot the pool leaves free");
-    assert_eq!(m.free_slots(), 0);
-    stop.cancel();
-    pool.await.expect("pool task");
-    assert_eq!(m.list().len(), 3, "{ordinary:?}");
-    m.destroy_all().await;
     assert!(backend.running().is_empty());
 }
 

@@ -28,6 +28,8 @@ use crate::workspace::Workspace;
 pub const MAX_MESSAGE: usize = agent_runtime_proto::MAX_MESSAGE_BYTES;
 /// How long shutdown waits for calls still in progress.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// `1`: launch the browser at start (a warm pool's `browser` shape).
+pub const PREWARM_BROWSER_ENV: &str = "SANDBOXD_PREWARM_BROWSER";
 /// The service name health reports on.
 const SERVICE_NAME: &str = "agent_runtime.v1.Sandbox";
 
@@ -48,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         contexts.enable_spare();
     }
     let browser = Arc::new(Browser::new(workspace.root().to_path_buf()));
+    let prewarm_browser = std::env::var(PREWARM_BROWSER_ENV).is_ok_and(|v| v == "1");
     let identity = Identity::from_env()?;
     match &identity {
         Some(id) => {
@@ -63,6 +66,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let egress_stop = CancellationToken::new();
     let egress =
         EgressService::start(args.egress_listen, identity.clone(), egress_stop.clone()).await;
+    // After egress: Chromium starts behind the proxy.
+    let browser_prewarm = prewarm_browser.then(|| {
+        let browser = browser.clone();
+        tokio::spawn(async move { browser.prewarm().await })
+    });
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -116,6 +124,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Running calls end once their processes are gone; only then can the servers drain.
     exec.shutdown().await;
     contexts.shutdown();
+    if let Some(task) = browser_prewarm {
+        task.abort();
+    }
     browser.shutdown().await;
     egress_stop.cancel();
     stop.cancel();

@@ -329,6 +329,10 @@ impl LocalBackend {
                 "SANDBOXD_PREWARM_KERNEL",
                 u8::from(spec.prewarm_kernel).to_string(),
             )
+            .env(
+                "SANDBOXD_PREWARM_BROWSER",
+                u8::from(spec.prewarm_browser).to_string(),
+            )
             // Without `with_browser` no Playwright driver: browser calls fail the same way
             // everywhere. Without SANDBOXD_RUN_AS the daemon runs the driver's own `node`.
             .env(
@@ -460,6 +464,8 @@ impl Backend for LocalBackend {
                     expires_at: spec.expires_at,
                     labels: spec.labels.clone(),
                     owner: spec.owner.clone(),
+                    pool: spec.pool.clone(),
+                    claimed: false,
                 },
                 commands: tx,
             },
@@ -502,6 +508,39 @@ impl Backend for LocalBackend {
 
     fn endpoint(&self, id: &SandboxId) -> Endpoint {
         Endpoint::Unix(self.sandbox_dir(id).join("run").join(SOCKET_NAME))
+    }
+
+    async fn claim(
+        &self,
+        id: &SandboxId,
+        owner: &str,
+        labels: &HashMap<String, String>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), HostError> {
+        if let Some(local) = self.lock().get_mut(id) {
+            local.info.owner = owner.to_owned();
+            local.info.labels = labels.clone();
+            local.info.expires_at = expires_at;
+            local.info.claimed = true;
+        }
+        Ok(())
+    }
+
+    /// Stops the daemon alone (SIGSTOP): its children run on, unlike in a frozen container.
+    async fn pause(&self, id: &SandboxId) -> Result<(), HostError> {
+        if self.pause_daemon(id) {
+            Ok(())
+        } else {
+            Err(HostError::SandboxNotFound(id.to_string()))
+        }
+    }
+
+    async fn unpause(&self, id: &SandboxId) -> Result<(), HostError> {
+        if self.resume_daemon(id) {
+            Ok(())
+        } else {
+            Err(HostError::SandboxNotFound(id.to_string()))
+        }
     }
 
     async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError> {

@@ -41,6 +41,11 @@ pub struct SandboxSpec {
     pub labels: HashMap<String, String>,
     /// Start a spare Python kernel right away, so the first context is quick.
     pub prewarm_kernel: bool,
+    /// Launch the browser right away, so the first browser call costs no launch.
+    pub prewarm_browser: bool,
+    /// The warm pool it is made for (a label: a member not handed out when the host stopped is
+    /// destroyed on adoption).
+    pub pool: Option<String>,
     /// The secret the daemon proves on every connection; handed over where user code cannot
     /// read it.
     pub secret: agent_runtime_proto::auth::Secret,
@@ -69,6 +74,11 @@ pub struct BackendSandbox {
     pub labels: HashMap<String, String>,
     /// Who owns it (a token name).
     pub owner: String,
+    /// The warm pool it was made for.
+    pub pool: Option<String>,
+    /// Handed out to a caller ([`Backend::claim`]); a pool member that was not is destroyed on
+    /// adoption.
+    pub claimed: bool,
 }
 
 /// A container that stopped by itself, as the backend saw it.
@@ -98,6 +108,19 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_expiry(&self, id: &SandboxId, expires_at: DateTime<Utc>) -> Result<(), HostError>;
     /// Where the sandbox's daemon listens.
     fn endpoint(&self, id: &SandboxId) -> Endpoint;
+    /// Records that a pooled sandbox was handed out: its owner, labels and expiry from now on,
+    /// kept so that a restarted host knows them.
+    async fn claim(
+        &self,
+        id: &SandboxId,
+        owner: &str,
+        labels: &HashMap<String, String>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), HostError>;
+    /// Freezes a sandbox (every process stopped, no CPU) until [`Backend::unpause`].
+    async fn pause(&self, id: &SandboxId) -> Result<(), HostError>;
+    /// Lets a frozen sandbox run again.
+    async fn unpause(&self, id: &SandboxId) -> Result<(), HostError>;
     /// Removes leftovers (directories without a container) of sandboxes not in `keep`.
     async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError>;
     /// Reports every container of this instance that stops by itself, until `stop` is cancelled

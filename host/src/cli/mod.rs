@@ -7,8 +7,9 @@ pub mod call;
 pub mod context;
 pub mod egress_bench;
 pub mod image;
-pub mod run;
 pub mod network;
+pub mod pool;
+pub mod run;
 pub mod sandbox;
 pub mod token;
 
@@ -100,6 +101,14 @@ enum Command {
         #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
         addr: String,
     },
+    /// The host's warm pools: ls (the default), set NAME=SIZE / name=..,size=..,kernel,paused.
+    Pool {
+        #[command(subcommand)]
+        command: Option<pool::PoolCommand>,
+        /// Address of the host.
+        #[arg(long, global = true, env = "AGENT_RUNTIME_ADDR", default_value = DEFAULT_ADDR)]
+        addr: String,
+    },
     /// Check what the host needs (Docker daemon, permissions, image) and say how to fix what is missing.
     Doctor(StateArgs),
     /// Measure start-up and exec latency against `docker run` in the same run.
@@ -165,9 +174,16 @@ struct ServeArgs {
     /// Destroy all sandboxes on shutdown (default: leave them for the next host to adopt).
     #[arg(long)]
     cleanup_on_exit: bool,
-    /// Sandboxes with a started Python kernel kept ready, so REST contexts start at once.
+    /// Sandboxes with a started Python kernel kept ready, so REST contexts start at once (the
+    /// pool `contexts`; with REST only).
     #[arg(long, env = "AGENT_RUNTIME_WARM_CONTEXTS", default_value_t = 1)]
     warm_contexts: usize,
+    /// A warm pool (repeatable): `NAME=SIZE`, or `name=N,size=N,memory=512m,cpu=1` with the
+    /// flags `kernel` (a started Python kernel), `browser` (Chromium launched) and `paused`
+    /// (frozen while waiting). Creates whose memory and CPU match take a member; the pool
+    /// refills in the background. E.g. `--pool default=4 --pool name=idle,size=20,paused`.
+    #[arg(long = "pool", env = "AGENT_RUNTIME_POOLS", value_delimiter = ';', value_parser = parse_pool)]
+    pools: Vec<crate::sandboxes::PoolShape>,
     /// Seconds between reaper passes.
     #[arg(long, default_value_t = 1)]
     reap_interval: u64,
@@ -246,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 cleanup_on_exit: a.cleanup_on_exit,
                 reap_interval: Duration::from_secs(a.reap_interval.max(1)),
                 warm_contexts: a.warm_contexts,
+                pools: a.pools,
                 tokens: match (a.token_file.as_deref(), a.tokens.as_deref()) {
                     (Some(file), _) => {
                         Some(crate::auth::Tokens::load(file).map_err(anyhow::Error::msg)?)
@@ -302,9 +319,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             sandbox,
             addr,
         } => browser::run(command, &addr, require_sandbox(&sandbox)?).await,
+        Command::Pool { command, addr } => pool::run(command, &addr).await,
         Command::Doctor(state) => crate::doctor::run(&state).await,
         Command::Bench(args) => bench::run(args).await,
     }
+}
+
+/// Parses one `--pool` value.
+fn parse_pool(s: &str) -> Result<crate::sandboxes::PoolShape, String> {
+    crate::sandboxes::PoolShape::parse(s)
 }
 
 /// The sandbox a context or browser command works on; clap cannot require a global flag.

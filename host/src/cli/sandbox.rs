@@ -33,6 +33,12 @@ pub enum SandboxCommand {
         /// What may leave the sandbox.
         #[command(flatten)]
         egress: EgressArgs,
+        /// An environment variable KEY=VALUE every process in the sandbox gets (repeatable).
+        #[arg(long = "env", short = 'e', value_parser = parse_kv)]
+        env: Vec<(String, String)>,
+        /// Take it from this warm pool (`none`: always start one; default: any pool that fits).
+        #[arg(long)]
+        pool: Option<String>,
         /// Print the sandbox's details as JSON instead of its id.
         #[arg(long)]
         json: bool,
@@ -113,6 +119,8 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
             timeout,
             labels,
             egress,
+            env,
+            pool,
             json,
         } => {
             let info = host
@@ -122,6 +130,8 @@ pub async fn run(cmd: SandboxCommand, addr: &str) -> anyhow::Result<i32> {
                     timeout_seconds: timeout.unwrap_or(0),
                     labels: labels.into_iter().collect(),
                     egress: egress.given().then(|| egress.policy()),
+                    env: env.into_iter().collect(),
+                    pool: pool.unwrap_or_default(),
                 })
                 .await?;
             if json {
@@ -275,6 +285,7 @@ fn info_json(s: &SandboxInfo) -> serde_json::Value {
         "labels": s.labels,
         "container_id": s.container_id,
         "startup_ms": s.startup_ms,
+        "pool": s.pool,
         "egress": s.egress.as_ref().map(|e| serde_json::json!({
             "network": e.network,
             "allow_domains": e.allow_domains,

@@ -1,4 +1,5 @@
-//! The `Sandboxes` service: create, get, list, destroy, extend, pool status.
+//! The `Sandboxes` service: create (from a warm pool when one fits), get, list, destroy, extend,
+//! egress policy, pool status and pool settings.
 
 use std::sync::Arc;
 
@@ -6,8 +7,8 @@ use agent_runtime_proto::v1::sandboxes_server::Sandboxes;
 use agent_runtime_proto::v1::{
     CreateSandboxRequest, DestroySandboxRequest, DestroySandboxResponse, EgressStatus,
     ExtendTimeoutRequest, GetEgressPolicyRequest, GetSandboxRequest, ListSandboxesRequest,
-    ListSandboxesResponse, PoolStatusRequest, PoolStatusResponse, SandboxInfo,
-    SetEgressPolicyRequest,
+    ListSandboxesResponse, PoolInfo, PoolShape as PoolShapeProto, PoolStatusRequest,
+    PoolStatusResponse, SandboxInfo, SetEgressPolicyRequest,
 };
 use chrono::SecondsFormat;
 use tonic::{Request, Response, Status};
@@ -16,7 +17,7 @@ use crate::auth::{caller_of, Caller, Gate};
 use crate::egress::Policy;
 use crate::error::HostError;
 use crate::ids::SandboxId;
-use crate::sandboxes::{CreateSpec, Manager, SandboxRecord};
+use crate::sandboxes::{CreateSpec, Manager, PoolChoice, PoolShape, SandboxRecord};
 
 /// Implements `agent_runtime.v1.Sandboxes` on top of the manager. Every call sees only the
 /// caller's own sandboxes when the host has tokens (`crate::auth`).
@@ -26,6 +27,29 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// The pools' state as `PoolStatus` answers it.
+    fn status(&self) -> PoolStatusResponse {
+        let pools = self.manager.pool_status();
+        PoolStatusResponse {
+            running: self.manager.list().len() as u32,
+            max_sandboxes: self.manager.max_sandboxes() as u32,
+            warm: pools.iter().map(|p| p.ready as u32).sum(),
+            warm_target: pools.iter().map(|p| p.shape.size as u32).sum(),
+            image: self.manager.image().to_owned(),
+            pools: pools
+                .iter()
+                .map(|p| PoolInfo {
+                    shape: Some(p.shape.to_proto()),
+                    ready: p.ready as u32,
+                    starting: p.starting as u32,
+                    claims: p.claims,
+                    misses: p.misses,
+                    memory_bytes: p.memory_bytes,
+                })
+                .collect(),
+        }
+    }
+
     /// Wraps a manager; `gate` is the one whose interceptor authenticates the calls.
     pub fn new(manager: Arc<Manager>, gate: Gate) -> Self {
         Self { manager, gate }
@@ -63,6 +87,7 @@ pub fn to_info(r: &SandboxRecord) -> SandboxInfo {
         container_id: r.container_id.clone(),
         startup_ms: r.startup_ms,
         egress: Some(r.egress.to_proto()),
+        pool: r.pool.clone().unwrap_or_default(),
     }
 }
 
@@ -84,6 +109,9 @@ impl Sandboxes for Lifecycle {
                 labels: r.labels,
                 prewarm_kernel: false,
                 egress: Policy::from_proto(r.egress.as_ref())?,
+                env: r.env,
+                browser: false,
+                pool: PoolChoice::parse(&r.pool),
             })
             .await?;
         Ok(Response::new(to_info(&record)))
@@ -163,12 +191,15 @@ impl Sandboxes for Lifecycle {
         &self,
         _req: Request<PoolStatusRequest>,
     ) -> Result<Response<PoolStatusResponse>, Status> {
-        Ok(Response::new(PoolStatusResponse {
-            running: self.manager.list().len() as u32,
-            max_sandboxes: self.manager.max_sandboxes() as u32,
-            warm: self.manager.warm_status().0 as u32,
-            warm_target: self.manager.warm_status().1 as u32,
-            image: self.manager.image().to_owned(),
-        }))
+        Ok(Response::new(self.status()))
+    }
+
+    async fn set_pool(
+        &self,
+        req: Request<PoolShapeProto>,
+    ) -> Result<Response<PoolStatusResponse>, Status> {
+        let shape = PoolShape::from_proto(req.get_ref())?;
+        self.manager.set_pool(shape).await?;
+        Ok(Response::new(self.status()))
     }
 }

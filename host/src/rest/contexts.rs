@@ -97,29 +97,20 @@ pub async fn create(
             }
             (id, false)
         }
-        None => match manager.take_warm().await {
-            // A warm sandbox starts with `none`; the caller's policy is applied as it is taken.
-            Some(warm) => {
-                if policy != Policy::default() {
-                    if let Err(e) = manager.set_egress(&warm.id, policy.clone()).await {
-                        let _ = manager.destroy(&warm.id).await;
-                        return Err(e.into());
-                    }
-                }
-                (warm.id, true)
-            }
-            None => {
-                let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
-                let made = manager
-                    .create(CreateSpec {
-                        labels,
-                        egress: policy,
-                        ..CreateSpec::default()
-                    })
-                    .await?;
-                (made.id, true)
-            }
-        },
+        // From a warm pool with a started kernel when one has a sandbox ready (its label and
+        // egress policy applied as it is handed out), else started now.
+        None => {
+            let labels = HashMap::from([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())]);
+            let made = manager
+                .create(CreateSpec {
+                    labels,
+                    egress: policy,
+                    prewarm_kernel: true,
+                    ..CreateSpec::default()
+                })
+                .await?;
+            (made.id, true)
+        }
     };
     let created = async {
         let request = req(

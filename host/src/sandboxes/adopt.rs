@@ -34,6 +34,13 @@ impl Manager {
                 removed += 1;
                 continue;
             }
+            if sb.pool.is_some() && !sb.claimed {
+                // Never handed out: the pool starts a fresh one rather than guess its state.
+                tracing::info!(sandbox_id = %sb.id, "removing an unclaimed pooled sandbox an earlier host left");
+                self.backend.destroy(&sb.id).await?;
+                removed += 1;
+                continue;
+            }
             let record = SandboxRecord {
                 id: sb.id.clone(),
                 container_id: sb.container_id,
@@ -52,6 +59,8 @@ impl Manager {
                 },
                 dead_reason: None,
                 egress: self.config.egress.saved_policy(&sb.id),
+                pool: sb.pool,
+                pooled: false,
             };
             self.lock().insert(
                 sb.id.clone(),

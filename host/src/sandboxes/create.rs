@@ -1,5 +1,7 @@
-//! Creating a sandbox: checks, a slot reserved under the cap and the memory budget before the
-//! backend is asked, then the wait until its daemon answers and proves its secret.
+//! Creating a sandbox: a warm pool's member when one fits (see `pool`), else a cold start —
+//! checks, a slot reserved under the cap and the memory budget before the backend is asked (an
+//! idle pooled sandbox is evicted to make room), then the wait until its daemon answers and
+//! proves its secret, and the caller's environment and egress policy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use chrono::Utc;
 use tonic::transport::Channel;
 
 use super::manager::{Entry, Manager};
+use super::pool::PoolChoice;
 use super::probe::{probe, Probe};
 use super::record::{SandboxRecord, SandboxStatus, ANONYMOUS};
 use crate::backend::SandboxSpec;
@@ -23,6 +26,12 @@ const MAX_LABELS: usize = 16;
 const MAX_LABEL_LEN: usize = 128;
 /// How often a starting sandbox's socket is tried.
 const READY_POLL: Duration = Duration::from_millis(5);
+/// Most sandbox environment variables (as sandboxd allows).
+const MAX_ENV: usize = 128;
+/// Longest environment value (as sandboxd allows).
+const MAX_ENV_VALUE: usize = 32 * 1024;
+/// How long sandboxd may take to take the caller's environment.
+const CONFIGURE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What a caller asks for. Every field's zero value means the host's default, so
 /// `CreateSpec::default()` is an anonymous 512 MiB, 1-core, one-hour sandbox without labels.
@@ -42,6 +51,12 @@ pub struct CreateSpec {
     pub prewarm_kernel: bool,
     /// Egress policy. Default `none`.
     pub egress: Policy,
+    /// Environment variables every process of the sandbox gets. Default none.
+    pub env: HashMap<String, String>,
+    /// Launch the browser right away, so the first browser call costs no launch. Default false.
+    pub browser: bool,
+    /// Which warm pool may provide it. Default: any that fits.
+    pub pool: PoolChoice,
 }
 
 impl Default for CreateSpec {
@@ -54,6 +69,9 @@ impl Default for CreateSpec {
             labels: HashMap::new(),
             prewarm_kernel: false,
             egress: Policy::default(),
+            env: HashMap::new(),
+            browser: false,
+            pool: PoolChoice::Any,
         }
     }
 }
@@ -75,11 +93,43 @@ impl Manager {
     /// mid-create (a client hanging up drops its handler) neither leaves a record stuck in
     /// `creating` nor a container nobody knows the id of — the task finishes and destroys what
     /// it made when nobody is left to take it.
+    ///
+    /// A warm pool's member that fits is handed out instead when there is one (see `pool`).
     pub async fn create(self: &Arc<Self>, spec: CreateSpec) -> Result<SandboxRecord, HostError> {
+        check_env(&spec.env)?;
+        check_labels(&spec.labels)?;
+        if let PoolChoice::Named(name) = &spec.pool {
+            if !self.pool_status().iter().any(|p| &p.shape.name == name) {
+                return Err(HostError::InvalidArgument(format!(
+                    "there is no pool {name:?}; `agent-runtime pool` lists them (\"\" takes any \
+                     that fits, \"none\" starts cold)"
+                )));
+            }
+        }
+        if let Some(record) = self.claim(&spec).await {
+            return Ok(record);
+        }
+        self.create_task(spec, None).await
+    }
+
+    /// Starts a member of pool `pool` (never from a pool, never evicting one).
+    pub(super) async fn create_member(
+        self: &Arc<Self>,
+        spec: CreateSpec,
+        pool: &str,
+    ) -> Result<SandboxRecord, HostError> {
+        self.create_task(spec, Some(pool.to_owned())).await
+    }
+
+    async fn create_task(
+        self: &Arc<Self>,
+        spec: CreateSpec,
+        member_of: Option<String>,
+    ) -> Result<SandboxRecord, HostError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this.create_now(spec).await;
+            let result = this.create_now(spec, member_of).await;
             if let Err(Ok(record)) = tx.send(result) {
                 tracing::info!(sandbox_id = %record.id, "the caller went away during create: destroying");
                 if let Err(e) = this.destroy(&record.id).await {
@@ -91,11 +141,16 @@ impl Manager {
             .map_err(|_| HostError::Backend("the create task stopped unexpectedly".into()))?
     }
 
-    async fn create_now(&self, spec: CreateSpec) -> Result<SandboxRecord, HostError> {
+    async fn create_now(
+        &self,
+        spec: CreateSpec,
+        member_of: Option<String>,
+    ) -> Result<SandboxRecord, HostError> {
         let started = Instant::now();
         let limits =
             Limits::from_request(&spec.memory, spec.cpu, spec.timeout_s, &self.config.caps)?;
         check_labels(&spec.labels)?;
+        check_env(&spec.env)?;
         let id = SandboxId::generate();
         let created_at = Utc::now();
         let expires_at =
@@ -114,9 +169,24 @@ impl Manager {
             owner: spec.owner,
             dead_reason: None,
             egress: spec.egress,
+            pool: member_of.clone(),
+            pooled: member_of.is_some(),
         };
-        self.reserve(&record)?;
-        match self.start(record, started, spec.prewarm_kernel).await {
+        loop {
+            match self.reserve(&record) {
+                Ok(()) => break,
+                // Room for a caller comes before sandboxes nobody has asked for yet.
+                Err(HostError::TooManySandboxes(_) | HostError::MemoryBudget { .. })
+                    if member_of.is_none() && self.evict_one().await => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let extras = Extras {
+            kernel: spec.prewarm_kernel,
+            browser: spec.browser,
+            env: spec.env,
+        };
+        match self.start(record, started, extras).await {
             Ok(record) => Ok(record),
             Err(e) => {
                 self.lock().remove(&id);
@@ -159,7 +229,7 @@ impl Manager {
         &self,
         mut record: SandboxRecord,
         started: Instant,
-        prewarm_kernel: bool,
+        extras: Extras,
     ) -> Result<SandboxRecord, HostError> {
         let spec = SandboxSpec {
             id: record.id.clone(),
@@ -168,7 +238,9 @@ impl Manager {
             created_at: record.created_at,
             expires_at: record.expires_at,
             labels: record.labels.clone(),
-            prewarm_kernel,
+            prewarm_kernel: extras.kernel,
+            prewarm_browser: extras.browser,
+            pool: record.pool.clone(),
             secret: self.secret(&record.id),
             owner: record.owner.clone(),
         };
@@ -185,6 +257,9 @@ impl Manager {
                 record.egress.clone(),
             )
             .await?;
+        if !extras.env.is_empty() {
+            configure(&record.id, channel.clone(), &extras.env).await?;
+        }
         record.status = SandboxStatus::Running;
         record.startup_ms = started.elapsed().as_millis() as u64;
         let mut entries = self.lock();
@@ -226,6 +301,62 @@ impl Manager {
             tokio::time::sleep(READY_POLL).await;
         }
     }
+}
+
+/// What a new sandbox gets besides its record.
+struct Extras {
+    kernel: bool,
+    browser: bool,
+    env: HashMap<String, String>,
+}
+
+/// Gives sandbox `id`'s daemon its environment (`Configure`).
+pub(super) async fn configure(
+    id: &SandboxId,
+    channel: Channel,
+    env: &HashMap<String, String>,
+) -> Result<(), HostError> {
+    let mut client = agent_runtime_proto::v1::sandbox_client::SandboxClient::new(channel);
+    let request = agent_runtime_proto::v1::ConfigureRequest { env: env.clone() };
+    match tokio::time::timeout(CONFIGURE_DEADLINE, client.configure(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+            Err(HostError::NotReady {
+                id: id.to_string(),
+                reason: "its image is too old to take a sandbox environment; rebuild it with \
+                         `agent-runtime image build`"
+                    .into(),
+            })
+        }
+        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+            Err(HostError::InvalidArgument(status.message().to_owned()))
+        }
+        Ok(Err(status)) => Err(HostError::NotReady {
+            id: id.to_string(),
+            reason: format!("it did not take its environment: {}", status.message()),
+        }),
+        Err(_) => Err(HostError::NotReady {
+            id: id.to_string(),
+            reason: "it did not take its environment in time".into(),
+        }),
+    }
+}
+
+fn check_env(env: &HashMap<String, String>) -> Result<(), HostError> {
+    if env.len() > MAX_ENV {
+        return Err(HostError::InvalidArgument(format!(
+            "at most {MAX_ENV} environment variables per sandbox"
+        )));
+    }
+    for (k, v) in env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') || v.len() > MAX_ENV_VALUE {
+            return Err(HostError::InvalidArgument(format!(
+                "environment variable {k:?}: names are non-empty without '=' or NUL, values \
+                 without NUL and at most {MAX_ENV_VALUE} bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_labels(labels: &HashMap<String, String>) -> Result<(), HostError> {

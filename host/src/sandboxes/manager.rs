@@ -1,7 +1,7 @@
 //! The manager's records: one entry per sandbox (record and channel), the queries on them,
 //! extend and destroy.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use agent_runtime_proto::auth::Secret;
 use chrono::Utc;
 use tonic::transport::Channel;
 
+use super::pool::{Pool, PoolShape};
 use super::record::SandboxRecord;
 use crate::backend::Backend;
 use crate::egress::{Egress, Policy};
@@ -27,8 +28,8 @@ pub struct ManagerConfig {
     pub caps: Caps,
     /// How long a new sandbox may take to answer.
     pub ready_timeout: Duration,
-    /// Sandboxes with a started Python kernel kept ready for REST contexts.
-    pub warm_target: usize,
+    /// Warm pools: shapes of sandboxes kept ready (see `pool`).
+    pub pools: Vec<PoolShape>,
     /// Most memory all sandboxes together may be given, in bytes.
     pub memory_budget: u64,
     /// The key every sandbox's secret is derived from.
@@ -49,22 +50,42 @@ pub struct Manager {
     pub(super) backend: Arc<dyn Backend>,
     pub(super) config: ManagerConfig,
     entries: Mutex<HashMap<SandboxId, Entry>>,
-    /// Ready sandboxes not yet handed out, oldest first.
-    warm: Mutex<VecDeque<SandboxId>>,
-    /// Wakes the warm-pool filler after a sandbox was taken.
-    pub(super) warm_taken: tokio::sync::Notify,
+    /// The warm pools and their members not yet handed out.
+    pools: Mutex<Vec<Pool>>,
+    /// Wakes the pool filler (a member was taken, a pool changed).
+    pub(super) pool_wake: tokio::sync::Notify,
 }
 
 impl Manager {
     /// A manager with no sandboxes yet; call `adopt` to take over those an earlier host left.
+    /// Pool shapes whose limits the caps refuse are left out with a warning (`serve` checks
+    /// them first with [`Manager::check_pools`]).
     pub fn new(backend: Arc<dyn Backend>, config: ManagerConfig) -> Self {
+        let pools = config
+            .pools
+            .iter()
+            .filter_map(
+                |shape| match Self::pools_from(std::slice::from_ref(shape), &config.caps) {
+                    Ok(mut pool) => pool.pop(),
+                    Err(e) => {
+                        tracing::warn!(pool = %shape.name, error = %e, "pool left out");
+                        None
+                    }
+                },
+            )
+            .collect();
         Self {
             backend,
             config,
             entries: Mutex::new(HashMap::new()),
-            warm: Mutex::new(VecDeque::new()),
-            warm_taken: tokio::sync::Notify::new(),
+            pools: Mutex::new(pools),
+            pool_wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Checks pool shapes against the caps (limits a caller could not ask for either).
+    pub fn check_pools(shapes: &[PoolShape], caps: &crate::limits::Caps) -> Result<(), HostError> {
+        Self::pools_from(shapes, caps).map(|_| ())
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<SandboxId, Entry>> {
@@ -73,8 +94,9 @@ impl Manager {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn warm_lock(&self) -> MutexGuard<'_, VecDeque<SandboxId>> {
-        self.warm.lock().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn pools_lock(&self) -> MutexGuard<'_, Vec<Pool>> {
+        // Every update is a push, pop or counter: a poisoned lock is still whole.
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The secret sandbox `id`'s daemon proves on every connection.
@@ -110,13 +132,12 @@ impl Manager {
             .ok_or_else(|| HostError::SandboxNotFound(id.to_string()))
     }
 
-    /// All sandboxes, oldest first (warm ones waiting in the pool are not listed).
+    /// All sandboxes, oldest first (pooled ones not yet handed out are not listed).
     pub fn list(&self) -> Vec<SandboxRecord> {
-        let warm: Vec<SandboxId> = self.warm_lock().iter().cloned().collect();
         let mut all: Vec<_> = self
             .lock()
             .values()
-            .filter(|e| !warm.contains(&e.record.id))
+            .filter(|e| !e.record.pooled)
             .map(|e| e.record.clone())
             .collect();
         all.sort_by(|a, b| {
@@ -189,7 +210,7 @@ impl Manager {
 
     /// Destroys a sandbox: container, processes and files.
     pub async fn destroy(&self, id: &SandboxId) -> Result<(), HostError> {
-        self.warm_lock().retain(|w| w != id);
+        self.unpool(id);
         if self.lock().remove(id).is_none() {
             return Err(HostError::SandboxNotFound(id.to_string()));
         }

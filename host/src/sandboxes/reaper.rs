@@ -22,7 +22,7 @@ impl Manager {
     /// freed (container and files removed), and the record stays, `dead`, until destroyed or
     /// its lifetime ends.
     pub async fn mark_dead(&self, id: &SandboxId, reason: &str) {
-        self.warm_lock().retain(|w| w != id);
+        self.unpool(id);
         {
             let mut entries = self.lock();
             let Some(entry) = entries.get_mut(id) else {

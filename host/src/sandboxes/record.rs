@@ -12,7 +12,7 @@ use crate::limits::Limits;
 /// Owner of sandboxes made without a token (all of them when the host has no tokens).
 pub const ANONYMOUS: &str = "anonymous";
 
-/// Label of sandboxes made for REST contexts (the warm pool makes them too).
+/// Label of sandboxes made for REST contexts.
 pub const CONTEXT_OWNER_LABEL: (&str, &str) = ("owner", "rest-context");
 
 /// What the host knows about one sandbox.
@@ -44,6 +44,10 @@ pub struct SandboxRecord {
     pub dead_reason: Option<String>,
     /// Its egress policy.
     pub egress: Policy,
+    /// The warm pool it came from (or waits in); `None` when it was started for its caller.
+    pub pool: Option<String>,
+    /// It waits in its pool (starting or ready), not handed out yet: not listed.
+    pub pooled: bool,
 }
 
 impl SandboxRecord {

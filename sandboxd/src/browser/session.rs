@@ -62,6 +62,15 @@ impl Browser {
         }
     }
 
+    /// Starts the browser now, before anyone asks for it (a warm pool's `browser` shape), so
+    /// the first call costs no launch.
+    pub async fn prewarm(&self) {
+        match self.turn().await {
+            Ok(_) => tracing::info!("browser started ahead of use"),
+            Err(e) => tracing::warn!(error = %e, "cannot start the browser ahead of use"),
+        }
+    }
+
     /// Takes a turn: starts the browser if needed (again, after a crash), picks up tabs the
     /// page opened, and returns the active tab.
     pub(super) async fn turn(&self) -> Result<Turn<'_>> {

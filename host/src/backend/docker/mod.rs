@@ -31,7 +31,11 @@ const LABEL_MEMORY: &str = "agent-runtime.memory";
 const LABEL_CPU: &str = "agent-runtime.cpu";
 const LABEL_TIMEOUT: &str = "agent-runtime.timeout";
 const LABEL_OWNER: &str = "agent-runtime.owner";
+const LABEL_POOL: &str = "agent-runtime.pool";
 const USER_LABEL_PREFIX: &str = "agent-runtime.user.";
+/// File in a sandbox's host directory holding who a pooled sandbox was handed out to (owner and
+/// labels, JSON): container labels cannot change after creation.
+const CLAIM_FILE: &str = "claim.json";
 
 /// Where sandboxd's socket lives inside the container.
 const CONTAINER_RUN_DIR: &str = "/run/agent-runtime";
@@ -102,6 +106,12 @@ impl DockerBackend {
         self.sandbox_dir(id).join("expires-at")
     }
 
+    /// Who a pooled sandbox was handed out to, if it was.
+    fn read_claim(&self, id: &SandboxId) -> Option<Claim> {
+        let text = std::fs::read(self.sandbox_dir(id).join(CLAIM_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
     fn instance_filter(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([(
             "label".to_owned(),
@@ -169,6 +179,13 @@ impl DockerBackend {
             Err(e) => Err(HostError::io(format!("removing {}", dir.display()), e)),
         }
     }
+}
+
+/// Who a pooled sandbox was handed out to (`claim.json`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    owner: String,
+    labels: HashMap<String, String>,
 }
 
 /// Connects to the Docker daemon named by DOCKER_HOST or the default socket.
@@ -288,6 +305,9 @@ impl Backend for DockerBackend {
         for (k, v) in &spec.labels {
             labels.insert(format!("{USER_LABEL_PREFIX}{k}"), v.clone());
         }
+        if let Some(pool) = &spec.pool {
+            labels.insert(LABEL_POOL.to_owned(), pool.clone());
+        }
         let memory = i64::try_from(spec.limits.memory_bytes)
             .map_err(|_| HostError::InvalidArgument("memory limit too large".into()))?;
         let host_config = HostConfig {
@@ -343,6 +363,10 @@ impl Backend for DockerBackend {
                     // to knock on.
                     "SANDBOXD_LISTEN=none".to_owned(),
                     format!("SANDBOXD_PREWARM_KERNEL={}", u8::from(spec.prewarm_kernel)),
+                    format!(
+                        "SANDBOXD_PREWARM_BROWSER={}",
+                        u8::from(spec.prewarm_browser)
+                    ),
                 ]
                 .into_iter()
                 .chain(
@@ -433,12 +457,16 @@ impl Backend for DockerBackend {
                         .unwrap_or(0),
                 ),
             };
-            let user_labels = labels
-                .iter()
-                .filter_map(|(k, v)| {
-                    Some((k.strip_prefix(USER_LABEL_PREFIX)?.to_owned(), v.clone()))
-                })
-                .collect();
+            let claim = self.read_claim(&id);
+            let user_labels = match &claim {
+                Some(claim) => claim.labels.clone(),
+                None => labels
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.strip_prefix(USER_LABEL_PREFIX)?.to_owned(), v.clone()))
+                    })
+                    .collect(),
+            };
             out.push(BackendSandbox {
                 id,
                 container_id: c.id.unwrap_or_default(),
@@ -453,7 +481,12 @@ impl Backend for DockerBackend {
                 created_at,
                 expires_at,
                 labels: user_labels,
-                owner: labels.get(LABEL_OWNER).cloned().unwrap_or_default(),
+                owner: match &claim {
+                    Some(claim) => claim.owner.clone(),
+                    None => labels.get(LABEL_OWNER).cloned().unwrap_or_default(),
+                },
+                pool: labels.get(LABEL_POOL).cloned(),
+                claimed: claim.is_some(),
             });
         }
         Ok(out)
@@ -466,6 +499,38 @@ impl Backend for DockerBackend {
 
     fn endpoint(&self, id: &SandboxId) -> Endpoint {
         Endpoint::Unix(self.sandbox_dir(id).join("run").join(SOCKET_NAME))
+    }
+
+    async fn claim(
+        &self,
+        id: &SandboxId,
+        owner: &str,
+        labels: &HashMap<String, String>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), HostError> {
+        let claim = serde_json::to_vec(&Claim {
+            owner: owner.to_owned(),
+            labels: labels.clone(),
+        })
+        .map_err(|e| HostError::Backend(format!("encoding a claim: {e}")))?;
+        // The directory is root's and not mounted into the sandbox: nothing there is planted.
+        std::fs::write(self.sandbox_dir(id).join(CLAIM_FILE), claim)
+            .map_err(|e| HostError::io("writing a sandbox's claim", e))?;
+        self.set_expiry(id, expires_at).await
+    }
+
+    async fn pause(&self, id: &SandboxId) -> Result<(), HostError> {
+        self.docker
+            .pause_container(id.as_str())
+            .await
+            .map_err(docker_err)
+    }
+
+    async fn unpause(&self, id: &SandboxId) -> Result<(), HostError> {
+        self.docker
+            .unpause_container(id.as_str())
+            .await
+            .map_err(docker_err)
     }
 
     async fn sweep(&self, keep: &[SandboxId]) -> Result<(), HostError> {
