@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("agent_runtime_descriptor.bin"))
+        // Egress bytes pass through without a copy into a Vec on either side.
+        .bytes(".agent_runtime.v1.EgressFrame.data")
         .compile_protos(
             &[
                 "agent_runtime/v1/sandbox.proto",

@@ -166,7 +166,7 @@ async fn bench_in(addr: &str, port: u16, n: usize) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let id = info.sandbox_id;
+    let id = info.sandbox_id.clone();
     let inside = |code: String| {
         let host = &host;
         let id = id.clone();
@@ -193,7 +193,7 @@ async fn bench_in(addr: &str, port: u16, n: usize) -> anyhow::Result<()> {
         }
     };
     let client_sh = format!("cat > /tmp/client.py <<'EOF'\n{CLIENT}\nEOF\n");
-    inside(client_sh).await?;
+    inside(client_sh.clone()).await?;
     // One warm-up request each way, then n.
     inside("python3 /tmp/client.py https://bench.test/small 1".into()).await?;
     let proxied: Vec<f64> = serde_json::from_str(
@@ -202,42 +202,23 @@ async fn bench_in(addr: &str, port: u16, n: usize) -> anyhow::Result<()> {
         ))
         .await?,
     )?;
-    let direct_out = tokio::process::Command::new("python3")
-        .args([
-            "-c",
-            CLIENT,
-            &format!("https://127.0.0.1:{port}/small"),
-            &n.to_string(),
-        ])
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .output()
-        .await?;
-    anyhow::ensure!(
-        direct_out.status.success(),
-        "direct client: {}",
-        String::from_utf8_lossy(&direct_out.stderr)
-    );
-    let direct: Vec<f64> = serde_json::from_slice(&direct_out.stdout)?;
-
+    // The baseline: the same client, in a container of the same image and limits, without the
+    // proxy (host network, so it reaches the loopback server directly).
+    let image = info.image.clone();
+    let direct: Vec<f64> = serde_json::from_str(
+        &baseline(
+            &image,
+            &format!("{client_sh}python3 /tmp/client.py https://127.0.0.1:{port}/small 1 >/dev/null && python3 /tmp/client.py https://127.0.0.1:{port}/small {n}"),
+        )
+        .await?,
+    )?;
     let speed = "curl -ks -o /dev/null -w '%{speed_download}' https://bench.test/big";
     let proxied_bps: f64 = inside(speed.into()).await?.trim().parse()?;
-    let direct_bps: f64 = String::from_utf8_lossy(
-        &tokio::process::Command::new("curl")
-            .args([
-                "-ks",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{speed_download}",
-                &format!("https://127.0.0.1:{port}/big"),
-            ])
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .output()
-            .await?
-            .stdout,
+    let direct_bps: f64 = baseline(
+        &image,
+        &format!("curl -ks -o /dev/null -w '%{{speed_download}}' https://127.0.0.1:{port}/big"),
     )
+    .await?
     .trim()
     .parse()?;
 
@@ -254,7 +235,7 @@ async fn bench_in(addr: &str, port: u16, n: usize) -> anyhow::Result<()> {
     println!("{:<46} {:>9} {:>9}", "measurement", "p50 ms", "p95 ms");
     println!(
         "{:<46} {:>9.2} {:>9.2}",
-        "small HTTPS GET, direct (this machine)",
+        "small HTTPS GET, direct (same image, no proxy)",
         ms(pct(&d, 0.5)),
         ms(pct(&d, 0.95))
     );
@@ -277,4 +258,40 @@ async fn bench_in(addr: &str, port: u16, n: usize) -> anyhow::Result<()> {
         100.0 * proxied_bps / direct_bps.max(1.0)
     );
     Ok(())
+}
+
+/// Runs `code` in a container of `image` with a sandbox's limits but the host's network: the
+/// same client as in the sandbox, without the proxy.
+async fn baseline(image: &str, code: &str) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--user",
+            "1000:1000",
+            "--cpus",
+            "1",
+        ])
+        .args([
+            "--memory",
+            "512m",
+            "--tmpfs",
+            "/tmp",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            code,
+        ])
+        .output()
+        .await
+        .context("running the baseline container")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "baseline container: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -8,6 +8,7 @@
 
 mod addr;
 pub mod audit;
+mod pipe;
 mod policy;
 mod proxy;
 pub mod resolve;

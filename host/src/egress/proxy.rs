@@ -18,10 +18,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::audit::Line;
+use super::pipe::Pipe;
 use super::policy::{normalize, Verdict};
 use super::resolve::DialError;
 use super::{Egress, Outbound, SandboxEgress};
@@ -44,18 +45,8 @@ pub(super) struct Conn {
 }
 
 /// Serves HTTP/1.1 proxy requests on `io` until the client closes it.
-pub(super) async fn serve(conn: Conn, io: DuplexStream) {
+pub(super) async fn serve(conn: Conn, io: Pipe) {
     let conn = Arc::new(conn);
-    let io = Metered {
-        inner: io,
-        sandbox: conn.sandbox.clone(),
-        // A connection refused for a cap carries only its refusal, which must get through.
-        cap: if conn.refuse.is_some() {
-            0
-        } else {
-            conn.egress.config.max_bytes
-        },
-    };
     let service = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(conn, req).await) }
@@ -250,7 +241,7 @@ async fn tunnel(
         };
         tokio::select! {
             () = outbound.token.cancelled() => line.reason = Some("closed: the sandbox's egress policy changed or the sandbox went away".into()),
-            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, 64 << 10, 256 << 10) => {}
         }
     }
     line.bytes_up = up.load(Ordering::Relaxed);
@@ -445,62 +436,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
             self.written.fetch_add(*n as u64, Ordering::Relaxed);
         }
         poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// The carried connection, counting every byte into the sandbox's total and failing once the
-/// sandbox's byte cap is passed.
-struct Metered {
-    inner: DuplexStream,
-    sandbox: Arc<SandboxEgress>,
-    cap: u64,
-}
-
-impl Metered {
-    fn add(&self, n: usize) -> io::Result<()> {
-        let total = self.sandbox.bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if self.cap > 0 && total > self.cap {
-            return Err(io::Error::other(format!(
-                "the sandbox's egress byte limit ({} bytes) is reached",
-                self.cap
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl AsyncRead for Metered {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(self.add(buf.filled().len() - before)),
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for Metered {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => Poll::Ready(self.add(n).map(|()| n)),
-            other => other,
-        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,6 +1,6 @@
 //! The host end of `Egress.Listen`/`Carry`: one listener per sandbox (re-opened when it drops
-//! while the sandbox lives), one Carry stream per proxy connection, bridged to an in-memory
-//! duplex pipe that the HTTP proxy (`proxy.rs`) serves.
+//! while the sandbox lives), one Carry stream per proxy connection, served by the HTTP proxy
+//! (`proxy.rs`) through a `Pipe` (`pipe.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,23 +8,17 @@ use std::time::Duration;
 
 use agent_runtime_proto::v1::egress_client::EgressClient;
 use agent_runtime_proto::v1::{EgressFrame, EgressListenRequest, EgressOffer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, PollSender};
 use tonic::Streaming;
 
+use super::pipe::Pipe;
 use super::proxy::{self, Conn};
 use super::{Egress, SandboxEgress};
 
 /// Longest the daemon may take to answer a Listen or a Carry.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-/// Bytes per frame towards the daemon.
-const CHUNK: usize = 64 * 1024;
-/// Buffer of the in-memory pipe between a Carry stream and the proxy.
-const PIPE: usize = 256 * 1024;
-/// How long a process may keep its side open after ours closed.
-const LINGER: Duration = Duration::from_secs(10);
 
 /// Opens a listener for `sandbox` (replacing the one running), waits for the daemon's `ready`,
 /// and keeps it running in the background.
@@ -152,39 +146,31 @@ async fn carry(egress: Arc<Egress>, sandbox: Arc<SandboxEgress>, conn_id: u64) {
                 .to_owned()
         })
     });
-    sandbox.open.fetch_add(1, Ordering::Relaxed);
-    let (ours, theirs) = tokio::io::duplex(PIPE);
-    let (theirs_read, theirs_write) = tokio::io::split(theirs);
-    let pump_in = tokio::spawn(pump_in(inbound, theirs_write));
-    let pump_out = tokio::spawn(pump_out(theirs_read, frames.clone()));
+    // A connection refused for a cap carries only its refusal, which must get through.
+    let cap = if over.is_some() {
+        0
+    } else {
+        egress.config.max_bytes
+    };
+    let pipe = Pipe::new(
+        inbound,
+        PollSender::new(frames.clone()),
+        sandbox.clone(),
+        cap,
+        permit,
+    );
     let conn = Conn {
         egress,
         sandbox: sandbox.clone(),
         frames,
         refuse: over,
     };
-    // The connection lives until both directions are done, not until the HTTP server returns:
-    // after a CONNECT the server hands the pipe to the tunnel task and returns at once, and a
-    // refusal returns as soon as its response is written. Dropping the daemon's response stream
-    // then would cancel the call and lose bytes not yet delivered to the process.
-    let mut pump_in = pump_in;
-    let mut pump_out = pump_out;
-    let finished = async {
-        proxy::serve(conn, ours).await;
-        // Ends when every holder of our end (the server, a tunnel) is gone; then our frames
-        // stop and sandboxd half-closes the process's connection.
-        let _ = (&mut pump_out).await;
-        // The process closes its side (normally at once); a process that never does is cut.
-        let _ = tokio::time::timeout(LINGER, &mut pump_in).await;
-    };
+    // After a CONNECT the server returns at once, handing the pipe to the tunnel task, which
+    // keeps it (and its place under the caps) until the tunnel closes.
     tokio::select! {
         () = sandbox.stop.cancelled() => {}
-        () = finished => {}
+        () = proxy::serve(conn, pipe) => {}
     }
-    pump_in.abort();
-    pump_out.abort();
-    sandbox.open.fetch_sub(1, Ordering::Relaxed);
-    drop(permit);
 }
 
 fn over_cap(egress: &Egress, sandbox: &SandboxEgress) -> Option<String> {
@@ -204,39 +190,4 @@ fn over_cap(egress: &Egress, sandbox: &SandboxEgress) -> Option<String> {
              more leaves this sandbox"
         )
     })
-}
-
-/// Daemon → proxy.
-async fn pump_in(
-    mut inbound: Streaming<EgressFrame>,
-    mut to_proxy: tokio::io::WriteHalf<tokio::io::DuplexStream>,
-) {
-    while let Ok(Some(frame)) = inbound.message().await {
-        if !frame.data.is_empty() && to_proxy.write_all(&frame.data).await.is_err() {
-            break;
-        }
-    }
-    let _ = to_proxy.shutdown().await;
-}
-
-/// Proxy → daemon; ends (dropping its sender) when the proxy closes its end.
-async fn pump_out(
-    mut from_proxy: tokio::io::ReadHalf<tokio::io::DuplexStream>,
-    frames: mpsc::Sender<EgressFrame>,
-) {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match from_proxy.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let frame = EgressFrame {
-                    data: buf[..n].to_vec(),
-                    ..Default::default()
-                };
-                if frames.send(frame).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }

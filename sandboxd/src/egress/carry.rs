@@ -122,7 +122,7 @@ async fn up(
             }
         }
         let frame = EgressFrame {
-            data: buf,
+            data: buf.into(),
             ..EgressFrame::default()
         };
         let sent = tokio::select! {

@@ -260,7 +260,7 @@ async fn the_host_takes_a_connection_and_bytes_flow_both_ways() -> anyhow::Resul
         for chunk in down.chunks(CHUNK) {
             to_process
                 .send(EgressFrame {
-                    data: chunk.to_vec(),
+                    data: chunk.to_vec().into(),
                     ..EgressFrame::default()
                 })
                 .await?;
@@ -614,7 +614,7 @@ async fn refuse_everything(d: &Sandboxd, mut offers: Streaming<EgressOffer>) {
             );
             let _ = tx
                 .send(EgressFrame {
-                    data: answer.into_bytes(),
+                    data: answer.into_bytes().into(),
                     denial: Some(EgressDenial {
                         host: "evil.test".into(),
                         port: 443,
