@@ -31,6 +31,15 @@ pub struct BenchArgs {
     /// client without the proxy.
     #[arg(long)]
     egress: bool,
+    /// Also measure warm pools (claims from a running and a paused pool the bench sets up and
+    /// removes), Python through the spare interpreter against cold starts, streamed first byte
+    /// and exec throughput across 1 and 10 sandboxes.
+    #[arg(long)]
+    speed: bool,
+    /// Write the results as markdown to this file (e.g. BENCHMARKS.md), with the machine and
+    /// the date.
+    #[arg(long)]
+    write: Option<std::path::PathBuf>,
 }
 
 /// The `p` quantile of sorted samples.
@@ -57,7 +66,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let mut exec = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let info = host.call(CreateSandboxRequest::default()).await?;
+        // Cold: a pool would answer some of these otherwise.
+        let info = host
+            .call(CreateSandboxRequest {
+                pool: "none".into(),
+                ..CreateSandboxRequest::default()
+            })
+            .await?;
         create.push(t.elapsed());
         let t = Instant::now();
         let out = echo(&host, &info.sandbox_id).await?;
@@ -88,27 +103,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         docker.push(t.elapsed());
         anyhow::ensure!(st.success(), "docker run failed");
     }
-    for v in [&mut create, &mut exec, &mut docker] {
-        v.sort();
-    }
-    let base = ms(pct(&docker, 0.5));
-    println!("image {image}, n = {n}");
-    println!(
-        "{:<42} {:>9} {:>9} {:>10}",
-        "measurement", "p50 ms", "p95 ms", "p50/docker"
+    let mut table = super::speed_bench::Table::new(&image, n, &docker);
+    table.row(
+        "docker run --rm --network none IMAGE true",
+        docker.clone(),
+        "baseline",
     );
-    for (name, v) in [
-        ("sandbox create -> ready (gRPC Create)", &create),
-        ("exec `echo hi` round trip through host", &exec),
-        ("docker run --rm --network none IMAGE true", &docker),
-    ] {
-        println!(
-            "{:<42} {:>9.1} {:>9.1} {:>10.2}",
-            name,
-            ms(pct(v, 0.5)),
-            ms(pct(v, 0.95)),
-            ms(pct(v, 0.5)) / base
-        );
+    table.row(
+        "sandbox create -> ready, cold (gRPC Create)",
+        create,
+        "<= 0.4x docker run",
+    );
+    table.row("exec `echo hi` round trip through host", exec, "<= 3 ms");
+    if args.speed {
+        super::speed_bench::run(&host, n, &mut table).await?;
+    }
+    table.print();
+    if let Some(path) = &args.write {
+        table.write(path, n).await?;
+        println!("wrote {}", path.display());
     }
     if let Some(rest) = &args.rest {
         rest_bench(rest, n).await?;

@@ -11,6 +11,7 @@ pub mod network;
 pub mod pool;
 pub mod run;
 pub mod sandbox;
+pub mod speed_bench;
 pub mod token;
 
 use std::net::SocketAddr;
