@@ -277,6 +277,7 @@ async fn forward(
     let body = Tally {
         inner: body,
         count: up.clone(),
+        cut: None,
         _done: None,
     };
     let request = Request::from_parts(parts, body);
@@ -307,6 +308,7 @@ async fn forward(
     let body = Tally {
         inner: body,
         count: down.clone(),
+        cut: Some(outbound.token.clone()),
         _done: Some(Finish {
             egress,
             line,
@@ -367,6 +369,9 @@ impl Drop for Finish {
 struct Tally<B> {
     inner: B,
     count: Arc<AtomicU64>,
+    /// Cancelled when a policy change closes the connection: the body then ends in an error, so
+    /// the client sees a cut download, never a complete-looking one.
+    cut: Option<tokio_util::sync::CancellationToken>,
     _done: Option<Finish>,
 }
 
@@ -382,6 +387,11 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.cut.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Poll::Ready(Some(Err(
+                "closed: the sandbox's egress policy changed or the sandbox went away".into(),
+            )));
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
