@@ -206,3 +206,51 @@ async fn twenty_concurrent_cycles_leak_nothing() {
         .into_inner();
     assert!(left.sandboxes.is_empty());
 }
+
+/// A paused pool in Docker: members wait frozen (`docker pause`), a claim unpauses one and it
+/// answers with the caller's env.
+#[tokio::test]
+async fn a_paused_pool_member_is_unpaused_on_claim_and_answers() {
+    let host = Host::start(&["--pool", "name=frozen,size=1,paused"]);
+    let mut lifecycle = host.sandboxes().await;
+    let frozen = |lifecycle: agent_runtime_proto::v1::sandboxes_client::SandboxesClient<_>| async move {
+        let mut lifecycle = lifecycle;
+        let status = lifecycle
+            .pool_status(agent_runtime_proto::v1::PoolStatusRequest {})
+            .await
+            .expect("pool status")
+            .into_inner();
+        status.pools.first().map_or(0, |p| p.ready)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while frozen(lifecycle.clone()).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hung: the pool never filled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let paused: Vec<String> = agent_runtime_e2e::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=agent-runtime.instance={}", host.instance),
+        "--filter",
+        "status=paused",
+    ])
+    .map(|s| s.lines().map(str::to_owned).collect())
+    .unwrap_or_default();
+    assert_eq!(paused.len(), 1, "the member waits paused");
+    let info = lifecycle
+        .create(CreateSandboxRequest {
+            env: std::collections::HashMap::from([("FROM_POOL".into(), "yes".into())]),
+            ..Default::default()
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert_eq!(info.pool, "frozen");
+    let out = host.sh(&info.sandbox_id, "echo $FROM_POOL").await;
+    assert_eq!(out.stdout, "yes\n");
+    host.destroy(&info.sandbox_id).await;
+}
