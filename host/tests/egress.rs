@@ -386,3 +386,82 @@ EOF"#,
         held.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_host_keeps_each_sandboxs_policy() {
+    let allowed = web("hello again", 0, "");
+    let backend = std::sync::Arc::new(
+        agent_runtime::backend::local::LocalBackend::new().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let opts = || InProcessOptions {
+        egress: options(&[("allowed.test", allowed), ("other.test", allowed)]),
+        ..InProcessOptions::default()
+    };
+    let first = InProcessHost::start(backend.clone(), opts())
+        .await
+        .expect("first host");
+    let channel = Channel::from_shared(first.grpc_url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let rig = Rig {
+        _host: first,
+        channel,
+    };
+    let id = rig.create(&["allowed.test"], "").await;
+    let Rig { _host: first, .. } = rig;
+    let (key, dir) = (first.host_key.clone(), first.egress_dir.clone());
+    first.shutdown().await.expect("shutdown");
+
+    let second = InProcessHost::start(
+        backend,
+        InProcessOptions {
+            host_key: Some(key),
+            egress_dir: Some(dir),
+            ..opts()
+        },
+    )
+    .await
+    .expect("second host");
+    let channel = Channel::from_shared(second.grpc_url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let rig = Rig {
+        _host: second,
+        channel,
+    };
+    let adopted = async {
+        loop {
+            let got = SandboxesClient::new(rig.channel.clone())
+                .get_egress_policy(GetEgressPolicyRequest {
+                    sandbox_id: id.to_string(),
+                    log_lines: 0,
+                })
+                .await;
+            if let Ok(status) = got {
+                return status.into_inner();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let status = tokio::time::timeout(PATIENCE, adopted)
+        .await
+        .expect("the sandbox was not adopted");
+    let policy = status.egress.expect("policy");
+    assert_eq!(
+        (policy.network.as_str(), policy.allow_domains),
+        ("allowlist", vec!["allowed.test".to_string()])
+    );
+    let ok = rig.sh(&id, &curl("http://allowed.test/")).await;
+    assert!(ok.stdout.contains("hello again"), "{}", ok.stdout);
+    let refused = rig.sh(&id, &curl("http://other.test/")).await;
+    assert!(
+        refused.stdout.contains("not in allow_domains"),
+        "{}",
+        refused.stdout
+    );
+    rig._host.manager.destroy_all().await;
+}
