@@ -25,7 +25,9 @@ async fn leftovers(host: &Host, id: &str) -> String {
         .exec(
             id,
             "shell",
-            "ps -eo pid=,ppid=,stat=,args= | awk '$1 != 1 && $4 !~ /sandboxd/ && $1 != '$$' && $2 != '$$''",
+            // sandboxd itself and its spare Python interpreter (the zygote, started again after
+            // a kill-all) are not user processes.
+            "ps -eo pid=,ppid=,stat=,args= | awk '$1 != 1 && $4 !~ /sandboxd/ && $0 !~ /agent-runtime-zygote/ && $1 != '$$' && $2 != '$$''",
             30.0,
         )
         .await
