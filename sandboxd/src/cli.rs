@@ -35,6 +35,9 @@ pub struct Args {
     /// NODE_EXTRA_CA_CERTS, and added to the sandbox user's NSS database for Chromium (certutil).
     #[arg(long, env = "SANDBOXD_EXTRA_CA")]
     pub extra_ca: Option<PathBuf>,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "SANDBOXD_LOG_FORMAT", default_value = "text")]
+    pub log_format: agent_runtime_telemetry::LogFormat,
 }
 
 /// Where to serve TCP.

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use agent_runtime_proto::v1::egress_server::EgressServer;
 use agent_runtime_proto::v1::sandbox_server::SandboxServer;
+use agent_runtime_telemetry::grpc::ServerSpans;
 use anyhow::Context as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
+use tower::layer::util::{Identity as Identity_, Stack};
 
 use crate::browser::Browser;
 use crate::cli::{Args, Listen, Socket};
@@ -91,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             })
         });
         let incoming = authenticated(accepted, identity.clone());
-        let router = router(service.clone(), egress.clone()).await?;
+        let router = router(service.clone(), egress.clone(), &identity).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -99,7 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
         let incoming = authenticated(UnixListenerStream::new(listener), identity.clone());
-        let router = router(service.clone(), egress.clone()).await?;
+        let router = router(service.clone(), egress.clone(), &identity).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -110,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let result = tokio::select! {
-        () = shutdown_signal() => {
+        () = agent_runtime_telemetry::shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
@@ -146,8 +148,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// The full set of services, ready to serve on one listener.
-async fn router(service: SandboxService, egress: EgressService) -> anyhow::Result<Router> {
+/// The full set of services, ready to serve on one listener; every call gets a span that
+/// continues the caller's trace.
+async fn router(
+    service: SandboxService,
+    egress: EgressService,
+    identity: &Option<Identity>,
+) -> anyhow::Result<Router<Stack<ServerSpans, Identity_>>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -166,7 +173,9 @@ async fn router(service: SandboxService, egress: EgressService) -> anyhow::Resul
     let sandbox = SandboxServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let sandbox_id = identity.as_ref().map_or("", |i| i.sandbox_id.as_str());
     Ok(tonic::transport::Server::builder()
+        .layer(ServerSpans::new(sandbox_id))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -194,21 +203,4 @@ fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("cannot open up the permissions of {}", path.display()))?;
     Ok(listener)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

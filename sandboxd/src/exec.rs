@@ -28,6 +28,7 @@ use agent_runtime_proto::v1::{exec_event::Event, ExecExit, ExecRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
 use crate::process_tree::Tree;
@@ -381,12 +382,24 @@ impl Exec {
             oom_before,
             _script: script,
         };
-        tokio::spawn(async move {
-            run.drive(child).await;
-            if let Some(task) = stdin_task {
-                task.abort();
+        // The run's span (a child of the call's): how long the program ran and how it ended.
+        let span = tracing::debug_span!(
+            "process.run",
+            pid,
+            language = program,
+            detach = spec.detach,
+            exit_code = tracing::field::Empty,
+            exit_reason = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                run.drive(child).await;
+                if let Some(task) = stdin_task {
+                    task.abort();
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(stream)
     }
 
@@ -728,6 +741,9 @@ impl Run {
         }
 
         let exit = self.exit(status, ended_at.unwrap_or_else(Instant::now));
+        let span = tracing::Span::current();
+        span.record("exit_code", exit.code);
+        span.record("exit_reason", exit.reason.as_str());
         tracing::info!(
             run_id = self.events.run_id(),
             code = exit.code,

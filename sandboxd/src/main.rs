@@ -13,24 +13,17 @@ fn main() -> std::process::ExitCode {
     let args = sandboxd::cli::Args::parse();
     // Children get proxy variables only when the host asks, never the daemon's own.
     sandboxd::egress::scrub_inherited_env();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, not in `docker logs`.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=error")),
-        )
-        .init();
-    // Before any thread exists: setgroups applies to the whole process.
-    match sandboxd::privileges::harden_daemon() {
-        Ok(Some(user)) => tracing::info!(uid = user.uid, gid = user.gid, "user code runs as"),
-        Ok(None) => {}
+    // Nor the collector's address or headers: the daemon's exporter keeps them to itself.
+    let otel = agent_runtime_telemetry::OtelEnv::take();
+    // Before any thread exists (the span exporter starts some): setgroups applies to the whole
+    // process.
+    let user = match sandboxd::privileges::harden_daemon() {
+        Ok(user) => user,
         Err(e) => {
             eprintln!("sandboxd: error: {e}");
             return std::process::ExitCode::FAILURE;
         }
-    }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -38,7 +31,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sandboxd::run(args)) {
+    let result = runtime.block_on(async {
+        // Inside the runtime: an OTLP/gRPC exporter's channel lives there.
+        let telemetry =
+            agent_runtime_telemetry::init("sandboxd", args.log_format, "info,zeromq=error", &otel)?;
+        if let Some(user) = user {
+            tracing::info!(uid = user.uid, gid = user.gid, "user code runs as");
+        }
+        let result = sandboxd::run(args).await;
+        telemetry.shutdown().await;
+        result
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandboxd: error: {e:#}");

@@ -15,6 +15,8 @@ use agent_runtime_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use tracing::Instrument as _;
+
 use crate::browser::Browser;
 use crate::contexts::Contexts;
 use crate::exec::Exec;
@@ -94,7 +96,14 @@ impl Sandbox for SandboxService {
     type ExecStream = EventStream;
 
     async fn exec(&self, request: Request<ExecRequest>) -> Reply<EventStream> {
-        Ok(Response::new(self.exec.start(request.into_inner()).await?))
+        let req = request.into_inner();
+        let span = tracing::debug_span!(
+            "process.spawn",
+            language = %req.language,
+            code_bytes = req.code.len(),
+            stdin_bytes = req.stdin.len(),
+        );
+        Ok(Response::new(self.exec.start(req).instrument(span).await?))
     }
 
     type AttachStream = EventStream;
@@ -204,15 +213,21 @@ impl Sandbox for SandboxService {
     async fn read_file(&self, request: Request<ReadFileRequest>) -> Reply<ReadFileResponse> {
         let req = request.into_inner();
         Ok(Response::new(
-            self.files.read(&req.path, req.max_bytes).await?,
+            self.files
+                .read(&req.path, req.max_bytes)
+                .instrument(file_io("read"))
+                .await?,
         ))
     }
 
     async fn write_file(&self, request: Request<WriteFileRequest>) -> Reply<WriteFileResponse> {
         let req = request.into_inner();
+        let span = file_io("write");
+        span.record("bytes", req.content.len());
         let reply = self
             .files
             .write(&req.path, req.content, req.mode, req.append)
+            .instrument(span)
             .await?;
         Ok(Response::new(reply))
     }
@@ -220,31 +235,45 @@ impl Sandbox for SandboxService {
     async fn list_dir(&self, request: Request<ListDirRequest>) -> Reply<ListDirResponse> {
         let req = request.into_inner();
         Ok(Response::new(
-            self.files.list(&req.path, req.include_hidden).await?,
+            self.files
+                .list(&req.path, req.include_hidden)
+                .instrument(file_io("list"))
+                .await?,
         ))
     }
 
     async fn stat(&self, request: Request<StatRequest>) -> Reply<FileInfo> {
         Ok(Response::new(
-            self.files.stat(&request.into_inner().path).await?,
+            self.files
+                .stat(&request.into_inner().path)
+                .instrument(file_io("stat"))
+                .await?,
         ))
     }
 
     async fn remove(&self, request: Request<RemoveRequest>) -> Reply<RemoveResponse> {
         let req = request.into_inner();
-        self.files.remove(&req.path, req.recursive).await?;
+        self.files
+            .remove(&req.path, req.recursive)
+            .instrument(file_io("remove"))
+            .await?;
         Ok(Response::new(RemoveResponse { success: true }))
     }
 
     async fn make_dir(&self, request: Request<MakeDirRequest>) -> Reply<FileInfo> {
         Ok(Response::new(
-            self.files.make_dir(&request.into_inner().path).await?,
+            self.files
+                .make_dir(&request.into_inner().path)
+                .instrument(file_io("make_dir"))
+                .await?,
         ))
     }
 
     async fn upload(&self, request: Request<Streaming<UploadRequest>>) -> Reply<UploadResponse> {
         Ok(Response::new(
-            transfer::upload(&self.files, request.into_inner()).await?,
+            transfer::upload(&self.files, request.into_inner())
+                .instrument(file_io("upload"))
+                .await?,
         ))
     }
 
@@ -253,30 +282,64 @@ impl Sandbox for SandboxService {
     async fn download(&self, request: Request<DownloadRequest>) -> Reply<DownloadStream> {
         let req = request.into_inner();
         Ok(Response::new(
-            transfer::download(&self.files, &req.path, req.chunk_size).await?,
+            transfer::download(&self.files, &req.path, req.chunk_size)
+                .instrument(file_io("download"))
+                .await?,
         ))
     }
 
     async fn browser_goto(&self, r: Request<BrowserGotoRequest>) -> Reply<BrowserPage> {
-        Ok(Response::new(self.browser.goto(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .goto(r.into_inner())
+                .instrument(playwright("goto"))
+                .await?,
+        ))
     }
 
     async fn browser_click(
         &self,
         r: Request<BrowserClickRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.click(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .click(r.into_inner())
+                .instrument(playwright("click"))
+                .await?,
+        ))
     }
 
     async fn browser_type(&self, r: Request<BrowserTypeRequest>) -> Reply<BrowserPage> {
-        Ok(Response::new(self.browser.type_text(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .type_text(r.into_inner())
+                .instrument(playwright("type_text"))
+                .await?,
+        ))
     }
 
     async fn browser_snapshot(
         &self,
-        _: Request<BrowserSnapshotRequest>,
+        r: Request<BrowserSnapshotRequest>,
     ) -> Reply<BrowserSnapshotResponse> {
-        Ok(Response::new(self.browser.snapshot().await?))
+        Ok(Response::new(
+            self.browser
+                .snapshot(r.into_inner())
+                .instrument(playwright("snapshot"))
+                .await?,
+        ))
+    }
+
+    async fn browser_find(
+        &self,
+        r: Request<pb::BrowserFindRequest>,
+    ) -> Reply<pb::BrowserFindResponse> {
+        Ok(Response::new(
+            self.browser
+                .find(r.into_inner())
+                .instrument(playwright("find"))
+                .await?,
+        ))
     }
 
     async fn browser_aria_snapshot(
@@ -284,7 +347,10 @@ impl Sandbox for SandboxService {
         r: Request<pb::BrowserAriaSnapshotRequest>,
     ) -> Reply<pb::BrowserAriaSnapshotResponse> {
         Ok(Response::new(
-            self.browser.aria_snapshot(r.into_inner()).await?,
+            self.browser
+                .aria_snapshot(r.into_inner())
+                .instrument(playwright("aria_snapshot"))
+                .await?,
         ))
     }
 
@@ -292,28 +358,48 @@ impl Sandbox for SandboxService {
         &self,
         r: Request<pb::BrowserPressRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.press(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .press(r.into_inner())
+                .instrument(playwright("press"))
+                .await?,
+        ))
     }
 
     async fn browser_scroll(
         &self,
         r: Request<pb::BrowserScrollRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.scroll(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .scroll(r.into_inner())
+                .instrument(playwright("scroll"))
+                .await?,
+        ))
     }
 
     async fn browser_navigate(
         &self,
         r: Request<pb::BrowserNavigateRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.navigate(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .navigate(r.into_inner())
+                .instrument(playwright("navigate"))
+                .await?,
+        ))
     }
 
     async fn browser_wait(
         &self,
         r: Request<pb::BrowserWaitRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.wait(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .wait(r.into_inner())
+                .instrument(playwright("wait"))
+                .await?,
+        ))
     }
 
     async fn browser_select_option(
@@ -321,7 +407,10 @@ impl Sandbox for SandboxService {
         r: Request<pb::BrowserSelectOptionRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
         Ok(Response::new(
-            self.browser.select_option(r.into_inner()).await?,
+            self.browser
+                .select_option(r.into_inner())
+                .instrument(playwright("select_option"))
+                .await?,
         ))
     }
 
@@ -329,28 +418,48 @@ impl Sandbox for SandboxService {
         &self,
         r: Request<pb::BrowserHoverRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.hover(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .hover(r.into_inner())
+                .instrument(playwright("hover"))
+                .await?,
+        ))
     }
 
     async fn browser_evaluate(
         &self,
         r: Request<pb::BrowserEvaluateRequest>,
     ) -> Reply<pb::BrowserEvaluateResponse> {
-        Ok(Response::new(self.browser.evaluate(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .evaluate(r.into_inner())
+                .instrument(playwright("evaluate"))
+                .await?,
+        ))
     }
 
     async fn browser_tabs(
         &self,
         r: Request<pb::BrowserTabsRequest>,
     ) -> Reply<pb::BrowserTabsResponse> {
-        Ok(Response::new(self.browser.tabs(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .tabs(r.into_inner())
+                .instrument(playwright("tabs"))
+                .await?,
+        ))
     }
 
     async fn browser_dialog(
         &self,
         r: Request<pb::BrowserDialogRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(self.browser.dialog(r.into_inner()).await?))
+        Ok(Response::new(
+            self.browser
+                .dialog(r.into_inner())
+                .instrument(playwright("dialog"))
+                .await?,
+        ))
     }
 
     async fn browser_upload_file(
@@ -359,7 +468,10 @@ impl Sandbox for SandboxService {
     ) -> Reply<pb::BrowserActionResponse> {
         let workspace = self.files.workspace().clone();
         Ok(Response::new(
-            self.browser.upload_file(r.into_inner(), &workspace).await?,
+            self.browser
+                .upload_file(r.into_inner(), &workspace)
+                .instrument(playwright("upload_file"))
+                .await?,
         ))
     }
 
@@ -368,7 +480,25 @@ impl Sandbox for SandboxService {
         r: Request<pb::BrowserScreenshotRequest>,
     ) -> Reply<pb::BrowserScreenshotResponse> {
         Ok(Response::new(
-            self.browser.screenshot(r.into_inner()).await?,
+            self.browser
+                .screenshot(r.into_inner())
+                .instrument(playwright("screenshot"))
+                .await?,
         ))
     }
+}
+
+/// The span of one Playwright action (`playwright.click`), a child of the call's.
+fn playwright(action: &'static str) -> tracing::Span {
+    tracing::debug_span!("playwright", otel.name = %format_args!("playwright.{action}"), action)
+}
+
+/// The span of one file operation (`file.read`); `bytes` is recorded when known.
+fn file_io(op: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "file",
+        otel.name = %format_args!("file.{op}"),
+        op,
+        bytes = tracing::field::Empty
+    )
 }

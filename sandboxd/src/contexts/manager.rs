@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use agent_runtime_proto::v1::{CreateContextRequest, RunCodeRequest};
 use tokio::sync::oneshot;
@@ -221,9 +222,18 @@ impl Contexts {
         check_code(&req.code)?;
         let (events, stream) = EventSender::channel();
         let contexts = self.clone();
-        tokio::spawn(async move {
-            cell::drive(&contexts, &context, &req.code, timeout, events).await;
-        });
+        // A child of the call's span: the cell's whole run in the kernel.
+        let span = tracing::debug_span!(
+            "kernel.execute",
+            context_id = %req.context_id,
+            code_bytes = req.code.len()
+        );
+        tokio::spawn(
+            async move {
+                cell::drive(&contexts, &context, &req.code, timeout, events).await;
+            }
+            .instrument(span),
+        );
         Ok(stream)
     }
 
