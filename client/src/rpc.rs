@@ -137,6 +137,7 @@ rpcs!(Sandbox, sandbox_client {
     pb::BrowserAriaSnapshotRequest => pb::BrowserAriaSnapshotResponse {
         browser_aria_snapshot, "BrowserAriaSnapshot"
     },
+    pb::BrowserFindRequest => pb::BrowserFindResponse { browser_find, "BrowserFind" },
     pb::BrowserPressRequest => pb::BrowserActionResponse { browser_press, "BrowserPress" },
     pb::BrowserScrollRequest => pb::BrowserActionResponse { browser_scroll, "BrowserScroll" },
     pb::BrowserNavigateRequest => pb::BrowserActionResponse {

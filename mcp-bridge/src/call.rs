@@ -19,7 +19,8 @@ use crate::server::Bridge;
 /// The sandbox a tool acts on; flattened into every tool's arguments.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct SandboxRef {
-    /// Sandbox id; optional while the session has one.
+    // No description in the schema: the name says it, and the server's instructions say it may
+    // be left out while the session has one sandbox (tools/list stays small, issue 14).
     #[serde(default)]
     pub sandbox_id: Option<String>,
 }

@@ -57,7 +57,7 @@ const EVENTS: &str = r#"<!doctype html><html><head><title>Events</title></head><
 
 async fn snapshot(client: &mut SandboxClient<Channel>, id: &str) -> pb::BrowserSnapshotResponse {
     client
-        .browser_snapshot(with_id(id, pb::BrowserSnapshotRequest {}))
+        .browser_snapshot(with_id(id, pb::BrowserSnapshotRequest::default()))
         .await
         .expect("snapshot")
         .into_inner()
@@ -508,7 +508,7 @@ async fn dialogs_popups_downloads_and_uploads_are_handled_and_reported() {
         "{confirm:?}"
     );
     let blocked = c
-        .browser_snapshot(with_id(&id, pb::BrowserSnapshotRequest {}))
+        .browser_snapshot(with_id(&id, pb::BrowserSnapshotRequest::default()))
         .await
         .expect_err("blocked");
     assert_eq!(blocked.code(), Code::FailedPrecondition);

@@ -330,7 +330,7 @@ async fn goto(host: &Host, id: &str, url: &str) -> Result<pb::BrowserPage, tonic
 async fn snapshot(host: &Host, id: &str) -> pb::BrowserSnapshotResponse {
     host.sandbox()
         .await
-        .browser_snapshot(with_id(id, pb::BrowserSnapshotRequest {}))
+        .browser_snapshot(with_id(id, pb::BrowserSnapshotRequest::default()))
         .await
         .unwrap_or_else(|s| panic!("BrowserSnapshot in {id}: {s:?}"))
         .into_inner()

@@ -207,7 +207,7 @@ impl BrowserCommand {
                 .await?;
             }
             Self::Snapshot { screenshot } => {
-                let r = show(s, pb::BrowserSnapshotRequest {}).await?;
+                let r = show(s, pb::BrowserSnapshotRequest::default()).await?;
                 if let Some(path) = screenshot {
                     save_png(&path, &r.screenshot)?;
                 }

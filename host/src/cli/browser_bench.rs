@@ -66,7 +66,7 @@ pub async fn run(host: &Host, n: usize) -> anyhow::Result<()> {
             for _ in 0..samples {
                 let t = Instant::now();
                 s.call(goto("file:///workspace/bench.html")).await?;
-                let snap = s.call(pb::BrowserSnapshotRequest {}).await?;
+                let snap = s.call(pb::BrowserSnapshotRequest::default()).await?;
                 warm.push(t.elapsed());
                 if sizes.is_none() {
                     let measure = |expr: &str| pb::BrowserEvaluateRequest {

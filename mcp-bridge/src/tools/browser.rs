@@ -8,11 +8,11 @@ use agent_runtime_client::{NavigateAction, TabAction};
 use agent_runtime_proto::v1::{
     BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserAriaSnapshotResponse,
     BrowserClickRequest, BrowserDialogRequest, BrowserEvaluateRequest, BrowserEvaluateResponse,
-    BrowserEvent, BrowserGotoRequest, BrowserHoverRequest, BrowserNavigateRequest, BrowserPage,
-    BrowserPressRequest, BrowserScreenshotRequest, BrowserScreenshotResponse, BrowserScrollRequest,
-    BrowserSelectOptionRequest, BrowserSnapshotRequest, BrowserSnapshotResponse,
-    BrowserTabsRequest, BrowserTabsResponse, BrowserTarget, BrowserTypeRequest,
-    BrowserUploadFileRequest, BrowserWaitRequest,
+    BrowserEvent, BrowserFindRequest, BrowserFindResponse, BrowserGotoRequest, BrowserHoverRequest,
+    BrowserNavigateRequest, BrowserPage, BrowserPressRequest, BrowserScreenshotRequest,
+    BrowserScreenshotResponse, BrowserScrollRequest, BrowserSelectOptionRequest,
+    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTabsRequest, BrowserTabsResponse,
+    BrowserTarget, BrowserTypeRequest, BrowserUploadFileRequest, BrowserWaitRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -23,18 +23,16 @@ use serde_json::{json, Value};
 use crate::call::{Reply, SandboxRef};
 use crate::error::ToolError;
 use crate::host_conn::RUN_MARGIN;
-use crate::results::{
-    insert_if, json_ok, json_with_image_field, json_with_images, Outcome, ToolResult,
-};
+use crate::results::{insert_if, json_ok, json_with_image_field, Outcome, ToolResult};
 use crate::server::Bridge;
 
 /// An element: a ref from browser_snapshot, or a CSS selector.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct Target {
-    /// A ref from the last snapshot, e.g. "ref_3" (preferred).
+    /// From browser_snapshot.
     #[serde(default)]
     pub ref_id: Option<String>,
-    /// A CSS selector (Playwright's `text=Next` works too).
+    // A CSS selector (Playwright's text=Next too); the name says enough for the schema.
     #[serde(default)]
     pub selector: Option<String>,
 }
@@ -94,8 +92,39 @@ pub struct ElementArgs {
 pub struct TypeArgs {
     #[serde(flatten)]
     target: Target,
-    /// The text to type (replaces the field's value).
+    /// Replaces the value.
     pub text: String,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
+}
+
+/// Arguments of browser_snapshot.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct SnapshotArgs {
+    /// Default 12000.
+    #[serde(default)]
+    pub max_chars: Option<u32>,
+    /// Page of the last snapshot (same refs).
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Elements after this ref.
+    #[serde(default)]
+    pub after_ref: Option<String>,
+    /// Default: on page 1.
+    #[serde(default)]
+    pub screenshot: Option<bool>,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
+}
+
+/// Arguments of browser_find.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct FindArgs {
+    /// Words of a label, value, URL or text.
+    pub query: String,
+    /// Default 20.
+    #[serde(default)]
+    pub max_results: Option<u32>,
     #[serde(flatten)]
     sandbox: SandboxRef,
 }
@@ -131,7 +160,7 @@ pub struct ScrollArgs {
     /// Pixels right.
     #[serde(default)]
     pub dx: Option<i32>,
-    /// Pixels down (both 0: one screen down).
+    /// Pixels down (0,0: a screen).
     #[serde(default)]
     pub dy: Option<i32>,
     #[serde(flatten)]
@@ -150,19 +179,19 @@ pub struct NavigateArgs {
 /// Arguments of browser_wait.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct WaitArgs {
-    /// Wait for this text to appear.
+    /// Text to appear.
     #[serde(default)]
     pub text: Option<String>,
-    /// Wait for this text to disappear.
+    /// Text to vanish.
     #[serde(default)]
     pub text_gone: Option<String>,
-    /// Wait for the URL to match (glob or substring).
+    /// URL glob or substring.
     #[serde(default)]
     pub url: Option<String>,
-    /// Or just wait this many seconds.
+    /// Just wait.
     #[serde(default)]
     pub seconds: Option<f64>,
-    /// Give up after this many seconds (default 30).
+    /// Seconds (default 30).
     #[serde(default)]
     pub timeout: Option<f64>,
     #[serde(flatten)]
@@ -174,7 +203,7 @@ pub struct WaitArgs {
 pub struct SelectArgs {
     #[serde(flatten)]
     target: Target,
-    /// Option values or labels to select.
+    /// Values or labels.
     pub values: Vec<String>,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -183,7 +212,7 @@ pub struct SelectArgs {
 /// Arguments of browser_evaluate.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct EvaluateArgs {
-    /// A JS expression (`document.title`) or function (`(el) => el.value`).
+    /// Expression, or function of the element.
     pub expression: String,
     /// Optional element passed to the function.
     #[serde(flatten)]
@@ -224,7 +253,7 @@ pub struct DialogArgs {
 pub struct UploadArgs {
     #[serde(flatten)]
     target: Target,
-    /// Files in the sandbox (relative to /workspace).
+    /// Sandbox paths.
     pub paths: Vec<String>,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -262,6 +291,7 @@ crate::call::calls! {
     BrowserTypeRequest { deadline: browser_deadline, }
     BrowserSnapshotRequest { deadline: browser_deadline, }
     BrowserAriaSnapshotRequest { deadline: browser_deadline, }
+    BrowserFindRequest { deadline: browser_deadline, }
     BrowserPressRequest { deadline: browser_deadline, }
     BrowserScrollRequest { deadline: browser_deadline, }
     BrowserNavigateRequest { deadline: browser_deadline, }
@@ -306,22 +336,31 @@ impl Reply for BrowserActionResponse {
 }
 
 /// `{url, title, screenshot, text, elements}` as structured content; the screenshot as an image
-/// block and, in the text, a note in its place.
+/// block and, in the text, a note in its place; `page`, `pages` and `more` when it did not all fit.
 impl Reply for BrowserSnapshotResponse {
     fn reply(self) -> Outcome {
-        json_with_image_field(
-            with_events(
-                json!({
-                    "url": self.url,
-                    "title": self.title,
-                    "screenshot": self.screenshot,
-                    "text": self.text,
-                    "elements": self.elements,
-                }),
-                &self.events,
-            ),
-            "screenshot",
-        )
+        let mut v = json!({
+            "url": self.url,
+            "title": self.title,
+            "screenshot": self.screenshot,
+            "text": self.text,
+            "elements": self.elements,
+        });
+        insert_if(&mut v, self.pages > 1, "page", json!(self.page));
+        insert_if(&mut v, self.pages > 1, "pages", json!(self.pages));
+        insert_if(&mut v, !self.more.is_empty(), "more", json!(self.more));
+        json_with_image_field(with_events(v, &self.events), "screenshot")
+    }
+}
+
+/// `{url, title, elements, text, matches}`.
+impl Reply for BrowserFindResponse {
+    fn reply(self) -> Outcome {
+        json_ok(with_events(
+            json!({ "url": self.url, "title": self.title, "elements": self.elements,
+                    "text": self.text, "matches": self.matches }),
+            &self.events,
+        ))
     }
 }
 
@@ -366,17 +405,17 @@ impl Reply for BrowserTabsResponse {
     }
 }
 
-/// `{url, title, width, height}`; the PNG goes out as an image block only (repeating it as
-/// base64 text would waste tokens).
+/// `{url, title, width, height, screenshot}`: structured content carries the base64 PNG, the
+/// text a note in its place, and the PNG goes out as an image block.
 impl Reply for BrowserScreenshotResponse {
     fn reply(self) -> Outcome {
-        json_with_images(
+        json_with_image_field(
             with_events(
                 json!({ "url": self.url, "title": self.title, "width": self.width,
-                        "height": self.height }),
+                        "height": self.height, "screenshot": self.png }),
                 &self.events,
             ),
-            vec![self.png],
+            "screenshot",
         )
     }
 }
@@ -428,11 +467,33 @@ impl Bridge {
     }
 
     #[tool(
-        description = "The page now: url, title, text, interactive elements with refs ([ref_1] button \"OK\") and a screenshot.",
+        description = "The page: url, title, text, elements with refs ([ref_1] button \"OK\"), screenshot; big pages in pages (see more).",
         annotations(read_only_hint = true)
     )]
-    async fn browser_snapshot(&self, Parameters(a): Parameters<SandboxRef>) -> ToolResult {
-        self.answer(&a, Ok(BrowserSnapshotRequest {})).await
+    async fn browser_snapshot(&self, Parameters(a): Parameters<SnapshotArgs>) -> ToolResult {
+        let page = a.page.unwrap_or(0);
+        let after_ref = a.after_ref.unwrap_or_default();
+        let first = page <= 1 && after_ref.trim().is_empty();
+        let req = BrowserSnapshotRequest {
+            max_chars: a.max_chars.unwrap_or(0),
+            page,
+            after_ref,
+            no_screenshot: !a.screenshot.unwrap_or(first),
+        };
+        self.answer(&a.sandbox, Ok(req)).await
+    }
+
+    #[tool(
+        description = "Elements (with refs) and text matching words: jump to one without paging.",
+        annotations(read_only_hint = true)
+    )]
+    async fn browser_find(&self, Parameters(a): Parameters<FindArgs>) -> ToolResult {
+        let query = non_empty(a.query, "query is empty: give words such as \"search box\"");
+        let req = query.map(|query| BrowserFindRequest {
+            query,
+            max_results: a.max_results.unwrap_or(0),
+        });
+        self.answer(&a.sandbox, req).await
     }
 
     #[tool(

@@ -25,12 +25,10 @@ pub struct CodeRunArgs {
     pub language: Language,
     /// The program text.
     pub code: String,
-    /// Seconds before the run is killed (default 30, max 3600; with background, default 3600
-    /// and only the program itself is bound by it).
+    /// Seconds before it is killed (default 30, background 3600; max 3600).
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Start it in the background and return {run_id} at once; follow it with process_output,
-    /// answer its input with process_input, stop it with process_kill.
+    /// Return {run_id} at once; then process_output/input/kill.
     #[serde(default)]
     pub background: Option<bool>,
     #[serde(flatten)]
@@ -40,7 +38,7 @@ pub struct CodeRunArgs {
 #[tool_router(router = code_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Run a python, shell or node program in the sandbox (cwd /workspace; no state kept between calls: use run_code for that). Returns stdout, stderr, exitCode. background: true returns {run_id} at once (servers, long jobs). Background jobs started with & are killed at the timeout unless background is set."
+        description = "Run python, shell or node code (cwd /workspace; no state kept: see run_code). Returns stdout, stderr, exitCode. Jobs started with & die at the timeout: use background."
     )]
     async fn code_run(
         &self,

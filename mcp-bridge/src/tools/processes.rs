@@ -33,10 +33,10 @@ pub struct ProcessListArgs {
 pub struct ProcessOutputArgs {
     /// The run, from code_run (background) or process_list.
     pub run_id: String,
-    /// Where to start: next_seq of the previous call (default: the oldest output still kept).
+    /// next_seq of the previous call (default: all kept).
     #[serde(default)]
     pub from_seq: Option<u64>,
-    /// Most output bytes to return (default 65536, at most 262144).
+    /// Default 65536, max 262144.
     #[serde(default)]
     pub max_bytes: Option<usize>,
     #[serde(flatten)]
@@ -46,10 +46,10 @@ pub struct ProcessOutputArgs {
 /// Arguments of process_kill.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ProcessKillArgs {
-    /// The run to kill (with everything it started).
+    /// The run.
     #[serde(default)]
     pub run_id: Option<String>,
-    /// Kill every process in the sandbox instead (runs, background jobs, runaway forks).
+    /// Every process instead.
     #[serde(default)]
     pub all: Option<bool>,
     #[serde(flatten)]
@@ -72,30 +72,24 @@ pub struct ProcessInputArgs {
 
 #[tool_router(router = process_tools, vis = "pub(crate)")]
 impl Bridge {
-    #[tool(
-        description = "List the sandbox's runs: state, exit code, live processes (background jobs started with & included) with pids and commands, CPU time, output sizes and next_seq."
-    )]
+    #[tool(description = "List runs: state, exit code, live processes, next_seq.")]
     async fn process_list(&self, Parameters(args): Parameters<ProcessListArgs>) -> ToolResult {
         respond(self.do_process_list(args).await)
     }
 
     #[tool(
-        description = "Read a run's output from from_seq on (default: all still kept): returns stdout, stderr, next_seq (pass it next time to get only what is new), state, exitCode when ended, dropped_bytes when output fell out of the buffer."
+        description = "A run's output since from_seq: stdout, stderr, next_seq (pass it next time), state, exitCode."
     )]
     async fn process_output(&self, Parameters(args): Parameters<ProcessOutputArgs>) -> ToolResult {
         respond(self.do_process_output(args).await)
     }
 
-    #[tool(
-        description = "Kill a run with all its processes (run_id), or every process in the sandbox (all: true) — e.g. after a fork bomb or to stop every background server."
-    )]
+    #[tool(description = "Kill a run with its processes, or every process (all: true).")]
     async fn process_kill(&self, Parameters(args): Parameters<ProcessKillArgs>) -> ToolResult {
         respond(self.do_process_kill(args).await)
     }
 
-    #[tool(
-        description = "Send text to a background run's stdin (answers input(), prompts, a REPL); eof: true closes stdin afterwards."
-    )]
+    #[tool(description = "Send text to a background run's stdin; eof: true closes it after.")]
     async fn process_input(&self, Parameters(args): Parameters<ProcessInputArgs>) -> ToolResult {
         respond(self.do_process_input(args).await)
     }

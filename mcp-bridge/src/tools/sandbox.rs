@@ -27,16 +27,13 @@ pub struct CreateArgs {
     /// Lifetime in seconds (default 3600).
     #[serde(default)]
     pub timeout: Option<u64>,
-    /// Host names the sandbox may reach over the web, e.g. ["github.com", "*.github.com",
-    /// "*.githubusercontent.com"] ("*." covers every name under it). Implies network
-    /// "allowlist". Without it nothing leaves the sandbox.
+    /// Hosts it may reach, e.g. ["github.com", "*.github.com"]; implies "allowlist".
     #[serde(default)]
     pub allow_domains: Option<Vec<String>>,
-    /// Host names (or "*." wildcards) that stay blocked whatever else allows them.
+    /// Hosts always blocked.
     #[serde(default)]
     pub deny_domains: Option<Vec<String>>,
-    /// "none" (default: no network), "allowlist" (only allow_domains) or "open" (the public
-    /// internet; private, loopback and cloud-metadata addresses stay blocked).
+    /// "none" (default), "allowlist" or "open" (public internet).
     #[serde(default)]
     pub network: Option<NetworkMode>,
 }
@@ -52,7 +49,7 @@ pub struct SandboxArgs {
 #[tool_router(router = sandbox_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Create a new sandbox (Linux container with Python, Node, Chromium). Optional: other tools create one on first use. It has no network unless you pass allow_domains (or network \"open\"); then curl, pip, git, requests and the browser reach those sites through the host's proxy."
+        description = "Create a sandbox (Linux with Python, Node, Chromium); other tools make one on first use. No network unless allow_domains or network \"open\"."
     )]
     async fn sandbox_create(&self, Parameters(args): Parameters<CreateArgs>) -> ToolResult {
         respond(self.do_create(args).await)

@@ -1,34 +1,122 @@
-//! Calls that read the page without changing it: the seed snapshot, the aria outline with refs,
-//! a screenshot.
+//! Calls that read the page without changing it: the seed snapshot (in pages, over one reading
+//! of the page), find, the aria outline with refs, a screenshot.
 
 use agent_runtime_proto::v1 as pb;
 use base64::Engine as _;
+use playwright_rs::protocol::Page;
 use playwright_rs::{ScreenshotOptions, ScreenshotType};
 
-use super::error::Result;
-use super::session::Browser;
-use super::snapshot::{self, OUTLINE_DEFAULT_CHARS};
+use super::error::{BrowserError, Result};
+use super::refs::document_token;
+use super::session::{Browser, State};
+use super::snapshot::{self, Full, BUDGET_RANGE, DEFAULT_BUDGET, OUTLINE_DEFAULT_CHARS};
 
 /// Largest aria outline budget.
 const OUTLINE_MAX_CHARS: usize = 200_000;
+/// Matches `find` returns of each kind by default.
+const FIND_DEFAULT: usize = 20;
 
 impl Browser {
-    /// The seed snapshot of the active tab.
-    pub async fn snapshot(&self) -> Result<pb::BrowserSnapshotResponse> {
-        let mut turn = self.turn().await?;
+    /// A page of the seed snapshot of the active tab. Page 1 reads the page anew; later pages
+    /// (and `after_ref`) are served from that reading while the page has not been acted on.
+    pub async fn snapshot(
+        &self,
+        req: pb::BrowserSnapshotRequest,
+    ) -> Result<pb::BrowserSnapshotResponse> {
+        let budget = match req.max_chars as usize {
+            0 => DEFAULT_BUDGET,
+            n => n.clamp(BUDGET_RANGE.0, BUDGET_RANGE.1),
+        };
+        let after_ref = Some(req.after_ref.trim()).filter(|r| !r.is_empty());
+        let continuing = req.page > 1 || after_ref.is_some();
+        let mut turn = self.read_turn().await?;
         self.no_dialog()?;
         let page = turn.page.clone();
-        let snap = snapshot::snapshot(&page, &mut turn.state.refs)
+        let shot = async {
+            if req.no_screenshot {
+                return Ok(Vec::new());
+            }
+            page.screenshot(
+                ScreenshotOptions::builder()
+                    .screenshot_type(ScreenshotType::Png)
+                    .build(),
+            )
             .await
-            .map_err(|e| self.crash_aware(e))?;
+            .map_err(BrowserError::from)
+        };
+        let kept = if continuing {
+            kept_reading(&page, &mut turn.state).await
+        } else {
+            None
+        };
+        let renewed = continuing && kept.is_none();
+        let (full, png) = match kept {
+            Some(full) => (full, shot.await),
+            None => {
+                let (full, png) = tokio::join!(snapshot::read(&page, &mut turn.state.refs), shot);
+                (full.map_err(|e| self.crash_aware(e))?, png)
+            }
+        };
+        let png = png.map_err(|e| self.crash_aware(e))?;
+        let served = snapshot::serve(&full, budget, req.page as usize, after_ref);
+        turn.state.snapshot = Some(full);
+        let mut served = served?;
+        if renewed {
+            served.more = format!(
+                "the page changed since the snapshot you are paging through, so this is a new                  one (refs from the old one may be stale). {}",
+                served.more
+            );
+        }
         let at = self.location(&page).await;
         drop(turn);
         Ok(pb::BrowserSnapshotResponse {
             url: at.url,
             title: at.title,
-            screenshot: snap.screenshot,
-            text: snap.text,
-            elements: snap.elements,
+            screenshot: if png.is_empty() {
+                String::new()
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(png)
+            },
+            text: served.text,
+            elements: served.elements,
+            events: self.shared.take_events(),
+            page: served.page as u32,
+            pages: served.pages as u32,
+            more: served.more,
+        })
+    }
+
+    /// The elements and text passages of the active tab that match a query, from the last
+    /// snapshot's reading while the page has not been acted on, else from a new one.
+    pub async fn find(&self, req: pb::BrowserFindRequest) -> Result<pb::BrowserFindResponse> {
+        if req.query.trim().is_empty() {
+            return Err(BrowserError::invalid(
+                "query is empty: give words from an element's label or the text, e.g. \"search\"",
+            ));
+        }
+        let limit = match req.max_results as usize {
+            0 => FIND_DEFAULT,
+            n => n.min(500),
+        };
+        let mut turn = self.read_turn().await?;
+        self.no_dialog()?;
+        let page = turn.page.clone();
+        let full = match kept_reading(&page, &mut turn.state).await {
+            Some(full) => full,
+            None => snapshot::read(&page, &mut turn.state.refs)
+                .await
+                .map_err(|e| self.crash_aware(e))?,
+        };
+        let found = snapshot::find(&full, &req.query, limit);
+        turn.state.snapshot = Some(full);
+        let at = self.location(&page).await;
+        drop(turn);
+        Ok(pb::BrowserFindResponse {
+            url: at.url,
+            title: at.title,
+            elements: found.elements.join("\n"),
+            text: found.passages.join("\n"),
+            matches: found.matches as u32,
             events: self.shared.take_events(),
         })
     }
@@ -42,7 +130,7 @@ impl Browser {
             0 => OUTLINE_DEFAULT_CHARS,
             n => n.min(OUTLINE_MAX_CHARS),
         };
-        let mut turn = self.turn().await?;
+        let mut turn = self.read_turn().await?;
         self.no_dialog()?;
         let page = turn.page.clone();
         let (snapshot, truncated, total) = snapshot::outline(&page, &mut turn.state.refs, max)
@@ -64,7 +152,7 @@ impl Browser {
         &self,
         req: pb::BrowserScreenshotRequest,
     ) -> Result<pb::BrowserScreenshotResponse> {
-        let turn = self.turn().await?;
+        let turn = self.read_turn().await?;
         self.no_dialog()?;
         let page = turn.page.clone();
         let png = page
@@ -87,6 +175,13 @@ impl Browser {
             events: self.shared.take_events(),
         })
     }
+}
+
+/// The last reading of the page, when it is still of the page's current document.
+async fn kept_reading(page: &Page, state: &mut State) -> Option<Full> {
+    let full = state.snapshot.take()?;
+    let now = document_token(page).await.ok()?;
+    (now == full.document).then_some(full)
 }
 
 /// Width and height from a PNG's IHDR chunk.

@@ -5,7 +5,7 @@
 pub const TAG: &str = r#"(el) => {
   el.__agentRuntimeListed = true;
   const tag = el.tagName.toLowerCase();
-  const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 100);
+  const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 2000);
   const placeholder = el.getAttribute('placeholder') || '';
   if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '', placeholder };
   const role = el.getAttribute('role');
@@ -40,7 +40,7 @@ pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
     const text = (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim();
     if (!text) continue;
     if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
-    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 100), path: path(el), key: el.__agentRuntimeKey });
+    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey });
   }
   return out;
 }"#;
@@ -48,8 +48,11 @@ pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
 /// The key `FOLDED_CLICKABLES` gave an element, or null.
 pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
 
-/// The body's innerText.
-pub const BODY_TEXT: &str = r#"() => (document.body ? document.body.innerText : '')"#;
+/// The document's token (see `DOCUMENT_TOKEN`) and the body's innerText, in one call.
+pub const PAGE_FACTS: &str = r#"() => {
+  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+  return { document: window.__agentRuntimeDoc, text: document.body ? document.body.innerText : '' };
+}"#;
 
 /// A token that names the current document: it changes when a new document loads.
 pub const DOCUMENT_TOKEN: &str = r#"() => {

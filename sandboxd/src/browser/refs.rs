@@ -84,7 +84,7 @@ impl Refs {
 }
 
 /// Accepts `ref_3`, `3` and `[ref_3]` for the same ref.
-fn normalize(id: &str) -> String {
+pub(super) fn normalize(id: &str) -> String {
     let id = id.trim().trim_start_matches('[').trim_end_matches(']');
     let id = id.strip_prefix("ref=").unwrap_or(id);
     if id.chars().all(|c| c.is_ascii_digit()) && !id.is_empty() {

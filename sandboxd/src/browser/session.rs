@@ -32,6 +32,9 @@ pub(super) struct State {
     live: Option<Live>,
     /// Refs outlive browser restarts, so none is ever reused.
     pub(super) refs: Refs,
+    /// The last snapshot read in full, for its later pages and `find`; any call that may change
+    /// the page drops it.
+    pub(super) snapshot: Option<super::snapshot::Full>,
     closed: bool,
 }
 
@@ -55,6 +58,7 @@ impl Browser {
             state: Mutex::new(State {
                 live: None,
                 refs: Refs::default(),
+                snapshot: None,
                 closed: false,
             }),
             shared: Arc::new(Shared::new(workspace.join("downloads"))),
@@ -74,6 +78,13 @@ impl Browser {
     /// Takes a turn: starts the browser if needed (again, after a crash), picks up tabs the
     /// page opened, and returns the active tab.
     pub(super) async fn turn(&self) -> Result<Turn<'_>> {
+        let mut turn = self.read_turn().await?;
+        turn.state.snapshot = None;
+        Ok(turn)
+    }
+
+    /// A turn for a call that only reads the page: the last snapshot stays usable.
+    pub(super) async fn read_turn(&self) -> Result<Turn<'_>> {
         let mut state = self.state.lock().await;
         if state.closed {
             return Err(BrowserError::Launch("the sandbox is shutting down".into()));

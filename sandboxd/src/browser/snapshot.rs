@@ -1,23 +1,41 @@
 //! The page as a model reads it. The seed snapshot: url, title, a viewport screenshot, the body's
-//! text (≤ 5000 chars) and one line per interactive element with a ref, all read from Playwright's
-//! AI-mode aria tree in one call. The outline: that tree as text with our refs, cut to a budget.
+//! text and one line per interactive element with a ref, all read from Playwright's AI-mode aria
+//! tree in one call. A page is read whole once ([`read`]) and served in pages that fit a budget
+//! ([`serve`]): later pages and [`find`] reuse that reading, so refs stay the same across them.
+//! The outline: that tree as text with our refs, cut to a budget.
 
-use base64::Engine as _;
+use std::ops::Range;
+
 use futures::future::join_all;
 use playwright_rs::protocol::Page;
-use playwright_rs::{AriaSnapshotMode, AriaSnapshotOptions, ScreenshotOptions, ScreenshotType};
+use playwright_rs::{AriaSnapshotMode, AriaSnapshotOptions};
 use serde_json::{Map, Value};
 
-use super::error::Result;
+use super::error::{BrowserError, Result};
 use super::js;
 use super::refs::{document_token, Refs};
 
-/// Most characters of body text a snapshot carries.
-pub const TEXT_LIMIT: usize = 5_000;
-/// Most elements listed; the rest are counted in a last line.
-const ELEMENT_LIMIT: usize = 300;
+/// Default characters of text + elements in one snapshot reply.
+pub const DEFAULT_BUDGET: usize = 12_000;
+/// Smallest and largest budget a caller may ask for.
+pub const BUDGET_RANGE: (usize, usize) = (1_000, 200_000);
+/// Most elements read from one page; the rest are counted.
+const ELEMENT_LIMIT: usize = 5_000;
+/// Most elements whose tag the page is asked for (one round trip each).
+const TAG_LIMIT: usize = 300;
+/// Share of a page's budget that elements get while text remains too (they are what an agent
+/// acts on; the text of the top of the page comes with them).
+const ELEMENT_SHARE: f64 = 0.6;
 /// Default budget of the aria outline.
 pub const OUTLINE_DEFAULT_CHARS: usize = 20_000;
+/// Cuts in element lines: names, field values, placeholders and options.
+const NAME_CHARS: usize = 100;
+const VALUE_CHARS: usize = 100;
+const SHORT_CHARS: usize = 60;
+/// Headings further down listed in a first page's `more`, in characters.
+const LANDMARK_CHARS: usize = 800;
+/// A text passage `find` returns, in characters.
+const PASSAGE_CHARS: usize = 300;
 
 /// Roles an agent can act on, and how their line names them (the element they usually are).
 const INTERACTIVE: [(&str, &str); 18] = [
@@ -60,88 +78,364 @@ struct Folded {
     key: String,
 }
 
-/// The seed snapshot.
-pub struct Snapshot {
-    /// Base64 PNG of the viewport.
-    pub screenshot: String,
-    /// Body innerText, cut to [`TEXT_LIMIT`].
-    pub text: String,
-    /// One line per interactive element.
-    pub elements: String,
+/// The document token and the body's text (see `js::PAGE_FACTS`).
+#[derive(serde::Deserialize)]
+struct Facts {
+    document: String,
+    text: String,
 }
 
-/// Takes the seed snapshot of `page`, giving refs to its interactive elements.
-pub async fn snapshot(page: &Page, refs: &mut Refs) -> Result<Snapshot> {
-    let png = page
-        .screenshot(
-            ScreenshotOptions::builder()
-                .screenshot_type(ScreenshotType::Png)
-                .build(),
-        )
-        .await?;
-    let text: String = page.evaluate::<(), String>(js::BODY_TEXT, None).await?;
-    let document = document_token(page).await?;
-    let tree = page
-        .aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai))
-        .await?;
+/// A page read whole: what every page of its snapshot and `find` are served from.
+#[derive(Debug, Clone)]
+pub struct Full {
+    /// The document it was read from (see `js::DOCUMENT_TOKEN`).
+    pub document: String,
+    /// The body's innerText.
+    pub text: String,
+    /// One line per interactive element, long values cut with a mark.
+    pub elements: Vec<String>,
+    /// The same lines uncut (what `find` shows).
+    pub uncut: Vec<String>,
+    /// Headings in document order, with the offset in `text` where each was found.
+    pub headings: Vec<(usize, String)>,
+    /// Elements beyond [`ELEMENT_LIMIT`], not listed.
+    pub unlisted: usize,
+}
+
+/// Reads `page` whole, giving refs to its interactive elements.
+pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
+    // Both are page-side work; asked together, their round trips overlap.
+    let (facts, tree) = tokio::join!(
+        page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
+        page.aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai)),
+    );
+    let Facts { document, text } = facts?;
+    let tree = tree?;
     let base = url::Url::parse(&page.url()).ok();
     // Nodes to list, in document order; the few the tree cannot name fully are asked about.
     let mut found: Vec<(&Map<String, Value>, String)> = Vec::new();
-    let mut total = 0;
+    let mut headings = Vec::new();
+    let mut total: usize = 0;
     walk(&tree, "", &mut |node, parent_role| {
-        if describe(node, parent_role, None, None).is_some() {
+        if str_of(node, "role") == "heading" {
+            let name = match str_of(node, "name") {
+                "" => own_text(node),
+                n => n.to_string(),
+            };
+            if !name.trim().is_empty() {
+                headings.push(name.trim().to_string());
+            }
+        }
+        if describe(node, parent_role, None, None, false).is_some() {
             total += 1;
             if found.len() < ELEMENT_LIMIT {
                 found.push((node, parent_role.to_string()));
             }
         }
     });
-    let tags = join_all(found.iter().map(|(node, _)| async move {
-        if !needs_tag(node) {
-            return None;
+    let mut asked = 0;
+    let tags = join_all(found.iter().map(|(node, _)| {
+        let ask = needs_tag(node) && asked < TAG_LIMIT;
+        asked += usize::from(ask);
+        async move {
+            if !ask {
+                return None;
+            }
+            page.get_by_ref(str_of(node, "ref"))
+                .evaluate::<Tag, ()>(js::TAG, None)
+                .await
+                .ok()
         }
-        page.get_by_ref(str_of(node, "ref"))
-            .evaluate::<Tag, ()>(js::TAG, None)
-            .await
-            .ok()
     }))
     .await;
-    let mut lines = Vec::with_capacity(found.len() + 1);
+    let mut elements = Vec::with_capacity(found.len());
+    let mut uncut = Vec::with_capacity(found.len());
     for ((node, parent_role), tag) in found.iter().zip(tags) {
-        if let Some(line) = describe(node, parent_role, base.as_ref(), tag.as_ref()) {
+        let short = describe(node, parent_role, base.as_ref(), tag.as_ref(), true);
+        let long = describe(node, parent_role, base.as_ref(), tag.as_ref(), false);
+        if let (Some(short), Some(long)) = (short, long) {
             let id = refs.ref_for(&document, str_of(node, "ref"));
-            lines.push(format!("[{id}] {line}"));
+            elements.push(format!("[{id}] {short}"));
+            uncut.push(format!("[{id}] {long}"));
         }
     }
     // JS-only clickables the tree folded into their parent's text; after the tree's elements.
     if let Ok(folded) = page
-        .evaluate::<usize, Vec<Folded>>(js::FOLDED_CLICKABLES, Some(&ELEMENT_LIMIT))
+        .evaluate::<usize, Vec<Folded>>(js::FOLDED_CLICKABLES, Some(&TAG_LIMIT))
         .await
     {
         for f in folded {
             total += 1;
-            if lines.len() >= ELEMENT_LIMIT {
+            if elements.len() >= ELEMENT_LIMIT {
                 continue;
             }
             let id = refs.ref_for(&document, &super::refs::css_place(&f.path, &f.key));
-            lines.push(format!(
+            elements.push(format!(
                 "[{id}] {} {:?} (clickable)",
                 f.tag,
-                cut(&f.text, 100)
+                cut_marked(&f.text, NAME_CHARS)
             ));
+            uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
         }
     }
-    if total > ELEMENT_LIMIT {
-        lines.push(format!(
-            "… {} more elements not listed; scroll, or use browser_aria_snapshot",
-            total - ELEMENT_LIMIT
-        ));
-    }
-    Ok(Snapshot {
-        screenshot: base64::engine::general_purpose::STANDARD.encode(png),
-        text: cut(&text, TEXT_LIMIT),
-        elements: lines.join("\n"),
+    // Where each heading sits in the text, so a page can name the ones after it.
+    let mut from = 0;
+    let headings = headings
+        .into_iter()
+        .map(|h| {
+            let at = text[from..].find(&h).map_or(from, |i| from + i);
+            from = at;
+            (at, h)
+        })
+        .collect();
+    Ok(Full {
+        document,
+        text,
+        unlisted: total.saturating_sub(elements.len()),
+        elements,
+        uncut,
+        headings,
     })
+}
+
+/// One page of a snapshot.
+#[derive(Debug, PartialEq)]
+pub struct Served {
+    /// The text on this page.
+    pub text: String,
+    /// The element lines on this page.
+    pub elements: String,
+    /// This page, from 1, and how many there are.
+    pub page: usize,
+    pub pages: usize,
+    /// What was left out and how to ask for it; empty when all fit.
+    pub more: String,
+}
+
+/// The parts of text (byte range) and elements (index range) on each page of `full` at `budget`
+/// characters a page. Elements take up to [`ELEMENT_SHARE`] while text remains, text the rest;
+/// once one runs out the other has the whole page. Every page moves on by at least one line.
+fn layout(full: &Full, budget: usize) -> Vec<(Range<usize>, Range<usize>)> {
+    let text = full.text.as_str();
+    let line_len = |i: usize| full.elements[i].chars().count() + 1;
+    let mut pages = Vec::new();
+    let (mut t, mut e) = (0, 0);
+    let mut text_left = text.chars().count();
+    let mut elements_left: usize = (0..full.elements.len()).map(line_len).sum();
+    while pages.is_empty() || t < text.len() || e < full.elements.len() {
+        let mut element_room = if text_left == 0 {
+            budget
+        } else {
+            ((budget as f64 * ELEMENT_SHARE) as usize).min(elements_left)
+        };
+        let text_room = budget - element_room;
+        if text_room > text_left {
+            element_room = budget - text_left;
+        }
+        let e0 = e;
+        let mut used = 0;
+        while e < full.elements.len() && (e == e0 || used + line_len(e) <= element_room) {
+            if e == e0 && line_len(e) > element_room && text_left > 0 && element_room == 0 {
+                break;
+            }
+            used += line_len(e);
+            e += 1;
+        }
+        elements_left -= used;
+        let text_room = budget.saturating_sub(used).max(1);
+        let t0 = t;
+        t = text_end(text, t, text_room);
+        text_left -= text[t0..t].chars().count();
+        pages.push((t0..t, e0..e));
+    }
+    pages
+}
+
+/// Where a page of text starting at byte `from` ends: at most `room` characters, at the last line
+/// break in them when there is one (the whole rest when it fits).
+fn text_end(text: &str, from: usize, room: usize) -> usize {
+    let rest = &text[from..];
+    let limit = match rest.char_indices().nth(room) {
+        Some((i, _)) => i,
+        None => return text.len(),
+    };
+    match rest[..limit].rfind('\n') {
+        Some(i) if i > 0 => from + i + 1,
+        _ => from + limit,
+    }
+}
+
+/// Page `page` (from 1) of `full` at `budget` characters, or the elements after `after_ref`
+/// with the text of the page that holds it.
+pub fn serve(full: &Full, budget: usize, page: usize, after_ref: Option<&str>) -> Result<Served> {
+    let pages = layout(full, budget);
+    let count = pages.len();
+    let (index, text_range, element_range) = match after_ref {
+        Some(wanted) => {
+            let wanted = super::refs::normalize(wanted);
+            let prefix = format!("[{wanted}]");
+            let at = full
+                .elements
+                .iter()
+                .position(|l| l.starts_with(&prefix))
+                .ok_or_else(|| {
+                    BrowserError::invalid(format!(
+                        "{wanted} is not in this snapshot's elements; take a new snapshot (or \
+                         use page)"
+                    ))
+                })?;
+            let index = pages.iter().position(|(_, e)| e.contains(&at)).unwrap_or(0);
+            let (text_range, _) = pages[index].clone();
+            let text_chars = full.text[text_range.clone()].chars().count();
+            let room = budget.saturating_sub(text_chars);
+            let mut end = at + 1;
+            let mut used = 0;
+            while end < full.elements.len()
+                && (end == at + 1 || used + full.elements[end].chars().count() < room)
+            {
+                used += full.elements[end].chars().count() + 1;
+                end += 1;
+            }
+            (index, text_range, (at + 1).min(end)..end)
+        }
+        None => {
+            let index = page.max(1) - 1;
+            let (t, e) = pages.get(index).cloned().ok_or_else(|| {
+                BrowserError::invalid(format!(
+                    "page {page} is past the last page of this snapshot ({count})"
+                ))
+            })?;
+            (index, t, e)
+        }
+    };
+    let text_after = full.text.len() - text_range.end;
+    let elements_after = full.elements.len() - element_range.end;
+    let mut more = String::new();
+    if count > 1 || full.unlisted > 0 {
+        let left_text = full.text[text_range.end..].chars().count();
+        more = format!(
+            "page {} of {count} ({budget} characters a page); after it: {left_text} characters \
+             of text and {elements_after} elements",
+            index + 1
+        );
+        if text_range.start > 0 || element_range.start > 0 {
+            more.push_str(&format!(
+                "; before it: {} characters and {} elements",
+                full.text[..text_range.start].chars().count(),
+                element_range.start
+            ));
+        }
+        if full.unlisted > 0 {
+            more.push_str(&format!(
+                "; {} more elements are not listed at all (scroll, or browser_find)",
+                full.unlisted
+            ));
+        }
+        if text_after > 0 || elements_after > 0 {
+            more.push_str(&format!(
+                ". Next: browser_snapshot {{page: {}}} (same refs), or browser_find {{query}} to \
+                 jump to what you need",
+                index + 2
+            ));
+            let mut landmarks = String::new();
+            for (_, h) in full.headings.iter().filter(|(at, _)| *at >= text_range.end) {
+                if landmarks.chars().count() + h.chars().count() > LANDMARK_CHARS {
+                    landmarks.push_str(" · …");
+                    break;
+                }
+                if !landmarks.is_empty() {
+                    landmarks.push_str(" · ");
+                }
+                landmarks.push_str(h);
+            }
+            if !landmarks.is_empty() {
+                more.push_str(&format!(". Headings further down: {landmarks}"));
+            }
+        }
+    }
+    Ok(Served {
+        text: full.text[text_range].to_string(),
+        elements: full.elements[element_range].join("\n"),
+        page: index + 1,
+        pages: count,
+        more,
+    })
+}
+
+/// What `find` returns.
+#[derive(Debug, PartialEq)]
+pub struct Found {
+    /// Matching element lines, uncut.
+    pub elements: Vec<String>,
+    /// Matching text passages.
+    pub passages: Vec<String>,
+    /// All matches, including those beyond the limit.
+    pub matches: usize,
+}
+
+/// The element lines and text lines of `full` that hold every word of `query` (case-insensitive);
+/// when none holds them all, those holding the most. At most `limit` of each.
+pub fn find(full: &Full, query: &str, limit: usize) -> Found {
+    let words: Vec<String> = query.split_whitespace().map(|w| w.to_lowercase()).collect();
+    let score = |line: &str| {
+        let line = line.to_lowercase();
+        words.iter().filter(|w| line.contains(w.as_str())).count()
+    };
+    let best = |lines: &mut dyn Iterator<Item = &str>| -> Vec<(usize, String)> {
+        let scored: Vec<(usize, String)> = lines
+            .map(|l| (score(l), l.to_string()))
+            .filter(|(s, _)| *s > 0)
+            .collect();
+        let top = scored.iter().map(|(s, _)| *s).max().unwrap_or(0);
+        scored.into_iter().filter(|(s, _)| *s == top).collect()
+    };
+    let elements = best(&mut full.uncut.iter().map(String::as_str));
+    let passages = best(&mut full.text.lines().map(str::trim).filter(|l| !l.is_empty()));
+    // Element matches that hold every word beat passages that hold fewer, and the other way.
+    let top = |v: &[(usize, String)]| v.first().map_or(0, |(s, _)| *s);
+    let (e_top, p_top) = (top(&elements), top(&passages));
+    let keep = |v: Vec<(usize, String)>, other: usize| -> Vec<String> {
+        if v.first().is_some_and(|(s, _)| *s >= other) {
+            v.into_iter().map(|(_, l)| l).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let elements = keep(elements, p_top);
+    let passages: Vec<String> = keep(passages, e_top)
+        .into_iter()
+        .map(|p| passage(&p, &words))
+        .collect();
+    let matches = elements.len() + passages.len();
+    Found {
+        elements: elements.into_iter().take(limit).collect(),
+        passages: passages.into_iter().take(limit).collect(),
+        matches,
+    }
+}
+
+/// A text line cut to [`PASSAGE_CHARS`] around its first matching word, cuts marked.
+fn passage(line: &str, words: &[String]) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= PASSAGE_CHARS {
+        return line.to_string();
+    }
+    let lower = line.to_lowercase();
+    let at_byte = words.iter().filter_map(|w| lower.find(w.as_str())).min();
+    let at = at_byte.map_or(0, |b| lower[..b].chars().count());
+    let start = at
+        .saturating_sub(PASSAGE_CHARS / 3)
+        .min(chars.len() - PASSAGE_CHARS);
+    let end = start + PASSAGE_CHARS;
+    let mut out = String::new();
+    if start > 0 {
+        out.push_str(&format!("(+{start} chars)…"));
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push_str(&format!("…(+{} chars)", chars.len() - end));
+    }
+    out
 }
 
 /// Visits every node of the JSON aria tree in document order, with its parent's role.
@@ -193,13 +487,21 @@ fn needs_tag(node: &Map<String, Value>) -> bool {
 /// The line for an element an agent can act on (without its ref), or None for other nodes.
 /// `button "Sign in"`, `input[type=text] placeholder="Search"`, `a "Home" -> URL`. `tag` is
 /// what the page says the element is (`input[type=password]`, `li[role=tab]`, `span`), when
-/// asked for (see [`needs_tag`]).
+/// asked for (see [`needs_tag`]). `marked`: long names and values are cut, saying by how much.
 fn describe(
     node: &Map<String, Value>,
     parent_role: &str,
     base: Option<&url::Url>,
     tag: Option<&Tag>,
+    marked: bool,
 ) -> Option<String> {
+    let clip = |s: &str, limit: usize| {
+        if marked {
+            cut_marked(s, limit)
+        } else {
+            s.to_string()
+        }
+    };
     if str_of(node, "ref").is_empty() {
         return None;
     }
@@ -235,12 +537,15 @@ fn describe(
     }
     let mut line = tag.map_or(kind, |t| t.tag.as_str()).to_string();
     if !name.is_empty() {
-        line.push_str(&format!(" {:?}", cut(name.trim(), 100)));
+        line.push_str(&format!(" {:?}", clip(name.trim(), NAME_CHARS)));
     }
     if !placeholder.is_empty() {
-        line.push_str(&format!(" placeholder={:?}", cut(placeholder, 60)));
+        line.push_str(&format!(
+            " placeholder={:?}",
+            clip(placeholder, SHORT_CHARS)
+        ));
     }
-    let options = options_of(node);
+    let options = options_of(node, marked);
     if !options.is_empty() {
         let shown: Vec<String> = options.iter().map(|(o, _)| format!("{o:?}")).collect();
         line.push_str(&format!(" options=[{}]", shown.join(", ")));
@@ -250,7 +555,7 @@ fn describe(
     } else if textual {
         let value = own_text(node);
         if !value.is_empty() {
-            line.push_str(&format!(" value={:?}", cut(&value, 60)));
+            line.push_str(&format!(" value={:?}", clip(&value, VALUE_CHARS)));
         }
     }
     match node.get("checked") {
@@ -282,7 +587,7 @@ fn describe(
 }
 
 /// A select's options: (label, selected).
-fn options_of(node: &Map<String, Value>) -> Vec<(String, bool)> {
+fn options_of(node: &Map<String, Value>, marked: bool) -> Vec<(String, bool)> {
     let Some(children) = node.get("children").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -291,10 +596,14 @@ fn options_of(node: &Map<String, Value>) -> Vec<(String, bool)> {
         let Value::Object(c) = child else { continue };
         match str_of(c, "role") {
             "option" => out.push((
-                cut(str_of(c, "name"), 60),
+                if marked {
+                    cut_marked(str_of(c, "name"), SHORT_CHARS)
+                } else {
+                    str_of(c, "name").to_string()
+                },
                 c.get("selected") == Some(&Value::Bool(true)),
             )),
-            "listbox" | "group" => out.extend(options_of(c)),
+            "listbox" | "group" => out.extend(options_of(c, marked)),
             _ => {}
         }
         if out.len() >= 40 {
@@ -357,10 +666,11 @@ fn rewrite_refs(line: &str, document: &str, refs: &mut Refs) -> String {
     out
 }
 
-/// The first `limit` characters of `s`.
-pub fn cut(s: &str, limit: usize) -> String {
+/// The first `limit` characters of `s`, and when that cut something, a mark saying how much:
+/// `…(+12 chars)` (browser_find shows lines uncut).
+pub fn cut_marked(s: &str, limit: usize) -> String {
     match s.char_indices().nth(limit) {
-        Some((i, _)) => s[..i].to_string(),
+        Some((i, _)) => format!("{}…(+{} chars)", &s[..i], s[i..].chars().count()),
         None => s.to_string(),
     }
 }
@@ -374,7 +684,7 @@ mod tests {
         let base = url::Url::parse("https://example.com/a/").ok();
         let mut out = Vec::new();
         walk(&tree, "", &mut |n, p| {
-            if let Some(l) = describe(n, p, base.as_ref(), None) {
+            if let Some(l) = describe(n, p, base.as_ref(), None, true) {
                 out.push(l);
             }
         });
@@ -421,9 +731,94 @@ mod tests {
         );
     }
 
+    fn big_page() -> Full {
+        let text: String = (0..2000)
+            .map(|i| format!("Paragraph {i} of the page.\n"))
+            .collect();
+        let elements: Vec<String> = (1..=1500)
+            .map(|i| format!("[ref_{i}] a \"Link {i}\" -> https://example.com/{i}"))
+            .collect();
+        Full {
+            document: "d".into(),
+            headings: vec![(text.find("Paragraph 1500").unwrap_or(0), "Late part".into())],
+            text,
+            uncut: elements.clone(),
+            elements,
+            unlisted: 0,
+        }
+    }
+
+    #[test]
+    fn pages_fit_the_budget_and_reach_everything() {
+        let full = big_page();
+        let first = serve(&full, DEFAULT_BUDGET, 1, None).expect("page 1");
+        assert!(first.text.chars().count() + first.elements.chars().count() <= DEFAULT_BUDGET);
+        assert!(first.pages > 1 && first.elements.starts_with("[ref_1] "));
+        assert!(
+            first.more.contains("browser_snapshot {page: 2}"),
+            "{}",
+            first.more
+        );
+        assert!(first.more.contains("Late part"), "{}", first.more);
+        let (mut text, mut elements) = (String::new(), Vec::new());
+        for page in 1..=first.pages {
+            let p = serve(&full, DEFAULT_BUDGET, page, None).expect("page");
+            assert!(p.text.chars().count() + p.elements.chars().count() <= DEFAULT_BUDGET);
+            text.push_str(&p.text);
+            elements.extend(p.elements.lines().map(str::to_string));
+        }
+        assert_eq!(text, full.text, "the pages hold the whole text, once");
+        assert_eq!(elements, full.elements, "and every element, once, in order");
+        let last = serve(&full, DEFAULT_BUDGET, first.pages, None).expect("last");
+        assert!(!last.more.contains("Next:"), "{}", last.more);
+        assert!(serve(&full, DEFAULT_BUDGET, first.pages + 1, None).is_err());
+        // After a ref: the elements that follow it.
+        let after = serve(&full, DEFAULT_BUDGET, 1, Some("ref_700")).expect("after");
+        assert!(
+            after.elements.starts_with("[ref_701] "),
+            "{}",
+            &after.elements[..40]
+        );
+        assert!(serve(&full, DEFAULT_BUDGET, 1, Some("ref_9999")).is_err());
+    }
+
+    #[test]
+    fn a_small_page_is_one_page() {
+        let full = Full {
+            document: "d".into(),
+            text: "Hello".into(),
+            elements: vec!["[ref_1] button \"OK\"".into()],
+            uncut: vec!["[ref_1] button \"OK\"".into()],
+            headings: Vec::new(),
+            unlisted: 0,
+        };
+        let p = serve(&full, DEFAULT_BUDGET, 0, None).expect("page");
+        assert_eq!(
+            (p.text.as_str(), p.page, p.pages, p.more.as_str()),
+            ("Hello", 1, 1, "")
+        );
+        assert_eq!(p.elements, "[ref_1] button \"OK\"");
+    }
+
+    #[test]
+    fn find_matches_all_words_in_lines_and_text() {
+        let full = big_page();
+        let found = find(&full, "link 1499", 20);
+        assert_eq!(
+            found.elements[0],
+            "[ref_1499] a \"Link 1499\" -> https://example.com/1499"
+        );
+        assert!(found.passages.is_empty(), "{:?}", found.passages);
+        let found = find(&full, "Paragraph 17 of", 5);
+        assert!(found.elements.is_empty());
+        assert_eq!(found.passages.len(), 5);
+        assert!(found.matches > 5);
+        assert_eq!(find(&full, "zebra", 5).matches, 0);
+    }
+
     #[test]
     fn cut_respects_characters() {
-        assert_eq!(cut("héllo", 2), "hé");
-        assert_eq!(cut("hi", 5), "hi");
+        assert_eq!(cut_marked("héllo", 2), "hé…(+3 chars)");
+        assert_eq!(cut_marked("hi", 5), "hi");
     }
 }

@@ -52,7 +52,7 @@ async fn hello_reports_protocol_version_and_capabilities() -> anyhow::Result<()>
         .starts_with("context ctx-000000000000 not found")));
     // Outside the image there is no driver: the caller is told, and the daemon keeps serving.
     let err = client
-        .browser_snapshot(BrowserSnapshotRequest {})
+        .browser_snapshot(BrowserSnapshotRequest::default())
         .await
         .err();
     assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::Unavailable));

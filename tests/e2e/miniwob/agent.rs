@@ -38,7 +38,7 @@ impl Agent {
         self.calls += 1;
         let snap = self
             .client
-            .browser_snapshot(with_id(&self.sandbox, BrowserSnapshotRequest {}))
+            .browser_snapshot(with_id(&self.sandbox, BrowserSnapshotRequest::default()))
             .await
             .map_err(|s| anyhow!("BrowserSnapshot: {s:?}"))?
             .into_inner();
