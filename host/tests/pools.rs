@@ -362,3 +362,41 @@ async fn grpc_create_takes_from_a_pool_and_pool_status_shows_it() {
     host.manager.destroy_all().await;
     host.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_tenant_token_cannot_resize_the_hosts_pools() {
+    let backend = backend();
+    let dynamic: Arc<dyn Backend> = backend.clone();
+    let tokens = agent_runtime::auth::Tokens::parse("alice:alice-secret-token-0123456789\n")
+        .expect("tokens");
+    let host = InProcessHost::start(
+        dynamic,
+        InProcessOptions {
+            rest: false,
+            tokens: Some(tokens),
+            ..InProcessOptions::default()
+        },
+    )
+    .await
+    .expect("host");
+    let channel = Channel::from_shared(host.grpc_url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut req = tonic::Request::new(PoolShape::new("big", 8).to_proto());
+    req.metadata_mut().insert(
+        "authorization",
+        "Bearer alice-secret-token-0123456789"
+            .parse()
+            .expect("ascii"),
+    );
+    let err = SandboxesClient::new(channel)
+        .set_pool(req)
+        .await
+        .expect_err("a tenant resized the pools");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("serve --pool"), "{err:?}");
+    assert!(backend.running().is_empty(), "no pool member was started");
+    host.shutdown().await.expect("shutdown");
+}

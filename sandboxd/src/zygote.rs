@@ -281,6 +281,8 @@ impl Inner {
                     backoff = FIRST_BACKOFF;
                     *self.lock() = Some(spare);
                 }
+                // The daemon stopping is not a failure worth a warning.
+                Err(_) if stop.is_cancelled() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, pause_s = backoff.as_secs(), "cannot start a spare Python interpreter");
                     tokio::select! {

@@ -198,6 +198,14 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<PoolShapeProto>,
     ) -> Result<Response<PoolStatusResponse>, Status> {
+        // Pools are the host's, shared by every tenant: with tokens, no tenant may resize them
+        // (one could fill the host with warm sandboxes the others then cannot create).
+        if self.gate.enforced() {
+            return Err(Status::permission_denied(
+                "pools are host-wide: on a host with --token-file they are set when it starts \
+                 (serve --pool), not by a caller's token",
+            ));
+        }
         let shape = PoolShape::from_proto(req.get_ref())?;
         self.manager.set_pool(shape).await?;
         Ok(Response::new(self.status()))
