@@ -136,6 +136,16 @@ pub async fn run(state: &StateArgs) -> anyhow::Result<i32> {
             "on a shared machine start `serve --token-file FILE` (lines NAME:TOKEN) and give clients AGENT_RUNTIME_TOKEN",
         );
     }
+    match agent_runtime_telemetry::export_config() {
+        Ok(Some(export)) => r.ok(&format!(
+            "traces: {export} (service {})",
+            std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "agent-runtime".into())
+        )),
+        Ok(None) => r.ok(
+            "traces: off (set OTEL_EXPORTER_OTLP_ENDPOINT, and OTEL_EXPORTER_OTLP_PROTOCOL=grpc or http/protobuf, to export spans)",
+        ),
+        Err(e) => r.fail(&format!("traces: {e}"), "fix or unset OTEL_EXPORTER_OTLP_PROTOCOL"),
+    }
 
     if r.failed {
         println!("some checks failed");

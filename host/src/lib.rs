@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod limits;
+pub mod observe;
 pub mod rest;
 pub mod sandboxes;
 pub mod serve;

@@ -1,17 +1,22 @@
 //! `agent-runtime`: the host binary (serve, image, sandbox, doctor, bench).
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
     let cli = agent_runtime::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry = match agent_runtime_telemetry::init(
+        "agent-runtime",
+        cli.log_format,
+        "info",
+        &agent_runtime_telemetry::OtelEnv::from_env(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("agent-runtime: {e}");
+            std::process::exit(2);
+        }
+    };
     let code = match agent_runtime::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -19,5 +24,7 @@ async fn main() {
             1
         }
     };
+    // Spans still buffered go out before exit.
+    telemetry.shutdown().await;
     std::process::exit(code);
 }

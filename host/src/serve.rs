@@ -21,6 +21,7 @@ use crate::grpc::lifecycle::Lifecycle;
 use crate::grpc::proxy::SandboxProxy;
 use crate::ids::SandboxId;
 use crate::limits::Caps;
+use crate::observe::{CallAudit, Metrics, Observe};
 use crate::rest::auth::BasicAuth;
 use crate::sandboxes::{contexts_pool, Manager, ManagerConfig, PoolShape};
 
@@ -66,6 +67,8 @@ pub struct ServeOptions {
     pub workspace_size: WorkspaceSize,
     /// The egress proxy's settings.
     pub egress: EgressOptions,
+    /// The call audit log.
+    pub audit: crate::observe::AuditOptions,
 }
 
 /// Settings of the egress proxy (`serve --egress-*`).
@@ -280,15 +283,31 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move {
             tokio::select! {
-                () = shutdown_signal() => stop.cancel(),
+                () = agent_runtime_telemetry::shutdown_signal() => stop.cancel(),
                 () = stop.cancelled() => {}
             }
         }
     });
+    let gate = Gate::new(opts.tokens.clone());
+    let observe = Observe::new(
+        Metrics::new(),
+        CallAudit::new(&opts.audit).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the audit log {}: {e} (pass --audit-log PATH or none)",
+                opts.audit
+                    .path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?,
+        gate.clone(),
+    );
     let served = run(Wiring {
         manager: manager.clone(),
         adopted,
-        gate: Gate::new(opts.tokens.clone()),
+        observe,
+        gate,
         grpc,
         rest,
         reap_interval: opts.reap_interval,
@@ -346,6 +365,8 @@ struct Wiring {
     manager: Arc<Manager>,
     /// Sandboxes `adopt` recorded, to probe now that the ports are open.
     adopted: Vec<SandboxId>,
+    /// Spans, metrics and the audit log of every call.
+    observe: Arc<Observe>,
     gate: Gate,
     grpc: tokio::net::TcpListener,
     rest: Option<(tokio::net::TcpListener, Option<BasicAuth>)>,
@@ -364,6 +385,7 @@ async fn run(w: Wiring) -> anyhow::Result<()> {
     let Wiring {
         manager,
         adopted,
+        observe,
         gate,
         grpc,
         rest,
@@ -385,6 +407,7 @@ async fn run(w: Wiring) -> anyhow::Result<()> {
             listener,
             manager.clone(),
             auth,
+            observe.clone(),
             stop.clone(),
         ))
     });
@@ -397,6 +420,7 @@ async fn run(w: Wiring) -> anyhow::Result<()> {
                     activity.touch();
                     tracing::Span::none()
                 })
+                .layer(observe.layer())
                 .add_routes(routes)
                 // Nagle off on every accepted socket: tonic applies its own `tcp_nodelay` only to
                 // listeners it binds, and with Nagle on a server stream's second small frame
@@ -467,6 +491,8 @@ pub struct InProcessOptions {
     /// under the system temp dir. Pass the previous host's [`InProcessHost::egress_dir`] to
     /// restart over the same sandboxes.
     pub egress_dir: Option<PathBuf>,
+    /// The call audit log's file; `None` (default) = no audit log.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for InProcessOptions {
@@ -486,6 +512,7 @@ impl Default for InProcessOptions {
             shutdown_grace: Duration::from_secs(1),
             egress: EgressOptions::default(),
             egress_dir: None,
+            audit_log: None,
         }
     }
 }
@@ -505,6 +532,8 @@ pub struct InProcessHost {
     pub host_key: Secret,
     /// Where its egress proxy logs (`egress.log`) and keeps policies.
     pub egress_dir: PathBuf,
+    /// Its metrics and audit log.
+    pub observe: Arc<Observe>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -551,10 +580,20 @@ impl InProcessHost {
             (None, None)
         };
         let stop = CancellationToken::new();
+        let gate = Gate::new(opts.tokens);
+        let observe = Observe::new(
+            Metrics::new(),
+            CallAudit::new(&crate::observe::AuditOptions {
+                path: opts.audit_log,
+                max_bytes: crate::observe::audit::DEFAULT_MAX_BYTES,
+            })?,
+            gate.clone(),
+        );
         let task = tokio::spawn(run(Wiring {
             manager: manager.clone(),
             adopted,
-            gate: Gate::new(opts.tokens),
+            observe: observe.clone(),
+            gate,
             grpc,
             rest,
             reap_interval: opts.reap_interval,
@@ -568,6 +607,7 @@ impl InProcessHost {
             manager,
             host_key,
             egress_dir,
+            observe,
             stop,
             task: Some(task),
         })
@@ -760,21 +800,5 @@ async fn watch_idle(
             stop.cancel();
             return;
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line interface of `agent-runtime`.
 
+pub mod audit;
 pub mod bench;
 pub mod browser;
 pub mod browser_bench;
@@ -32,6 +33,14 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as `text` (colour only on a terminal) or `json` (for collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENT_RUNTIME_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: agent_runtime_telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +123,8 @@ enum Command {
     Doctor(StateArgs),
     /// Measure start-up and exec latency against `docker run` in the same run.
     Bench(bench::BenchArgs),
+    /// Read the host's call audit log: who did what to which sandbox, how it ended.
+    Audit(audit::AuditArgs),
 }
 
 /// Where state lives and which sandboxd to use.
@@ -225,6 +236,13 @@ struct ServeArgs {
     /// address. Never use it outside tests.
     #[arg(long = "egress-test-resolve", value_name = "NAME=IP:PORT")]
     egress_test_resolve: Vec<String>,
+    /// The call audit log (JSON lines): default `<state>/instances/<instance>/audit.jsonl`;
+    /// `none` turns it off.
+    #[arg(long, env = "AGENT_RUNTIME_AUDIT_LOG")]
+    audit_log: Option<String>,
+    /// Size past which the audit log rotates to `FILE.1` (at most twice this is kept).
+    #[arg(long, default_value = "64m")]
+    audit_max_bytes: String,
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -250,6 +268,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map(crate::rest::auth::BasicAuth::parse)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
+            let audit = crate::observe::AuditOptions {
+                path: match a.audit_log.as_deref().map(str::trim) {
+                    Some("none") => None,
+                    Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                    _ => Some(crate::observe::audit::default_path(
+                        &a.state.state_dir(),
+                        &a.instance,
+                    )),
+                },
+                max_bytes: parse_memory(&a.audit_max_bytes)
+                    .map_err(|e| anyhow::anyhow!("--audit-max-bytes: {e}"))?,
+            };
             serve(ServeOptions {
                 grpc_listen: a.grpc_listen,
                 rest_listen,
@@ -296,6 +326,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     test_resolve: a.egress_test_resolve,
                     sandbox_ca_cert: a.sandbox_ca_cert,
                 },
+                audit,
             })
             .await?;
             Ok(0)
@@ -323,6 +354,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Pool { command, addr } => pool::run(command, &addr).await,
         Command::Doctor(state) => crate::doctor::run(&state).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Audit(args) => audit::run(&args),
     }
 }
 

@@ -65,8 +65,13 @@ pub struct Audit {
 impl Audit {
     /// A log at `dir/egress.log`, rotated past `max_bytes`.
     pub fn new(dir: &Path, max_bytes: u64) -> Self {
+        Self::at(dir.join("egress.log"), max_bytes)
+    }
+
+    /// A JSONL log at `path` (the call audit log shares the writer), rotated past `max_bytes`.
+    pub fn at(path: PathBuf, max_bytes: u64) -> Self {
         Self {
-            path: dir.join("egress.log"),
+            path,
             max_bytes: max_bytes.max(4096),
             file: Mutex::new(None),
         }
@@ -78,14 +83,14 @@ impl Audit {
     }
 
     /// Appends a line; a failure to write is logged, never the caller's problem.
-    pub fn write(&self, line: &Line) {
+    pub fn write(&self, line: &impl Serialize) {
         let Ok(mut text) = serde_json::to_string(line) else {
             return;
         };
         text.push('\n');
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.append(&mut slot, text.as_bytes()) {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the egress audit log");
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the audit log");
             *slot = None;
         }
     }
@@ -135,7 +140,8 @@ fn open(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn rotated(path: &Path) -> PathBuf {
+/// Where a log's previous file goes when it rotates (`PATH.1`).
+pub fn rotated(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".1");
     PathBuf::from(p)

@@ -17,6 +17,7 @@ use crate::auth::{caller_of, Caller, Gate};
 use crate::egress::Policy;
 use crate::error::HostError;
 use crate::ids::SandboxId;
+use crate::observe::CallNote;
 use crate::sandboxes::{CreateSpec, Manager, PoolChoice, PoolShape, SandboxRecord};
 
 /// Implements `agent_runtime.v1.Sandboxes` on top of the manager. Every call sees only the
@@ -65,6 +66,13 @@ impl Lifecycle {
     }
 }
 
+/// Tells the call's audit record which sandbox it was about.
+fn noted(note: &Option<CallNote>, id: &SandboxId) {
+    if let Some(note) = note {
+        note.sandbox(id.as_str());
+    }
+}
+
 /// Parses an id from a request field.
 pub fn parse_id(s: &str) -> Result<SandboxId, HostError> {
     if s.is_empty() {
@@ -98,6 +106,7 @@ impl Sandboxes for Lifecycle {
         req: Request<CreateSandboxRequest>,
     ) -> Result<Response<SandboxInfo>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let r = req.into_inner();
         let record = self
             .manager
@@ -114,12 +123,15 @@ impl Sandboxes for Lifecycle {
                 pool: PoolChoice::parse(&r.pool),
             })
             .await?;
+        noted(&note, &record.id);
         Ok(Response::new(to_info(&record)))
     }
 
     async fn get(&self, req: Request<GetSandboxRequest>) -> Result<Response<SandboxInfo>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let id = parse_id(&req.into_inner().sandbox_id)?;
+        noted(&note, &id);
         Ok(Response::new(to_info(&self.owned(&caller, &id)?)))
     }
 
@@ -143,7 +155,9 @@ impl Sandboxes for Lifecycle {
         req: Request<DestroySandboxRequest>,
     ) -> Result<Response<DestroySandboxResponse>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let id = parse_id(&req.into_inner().sandbox_id)?;
+        noted(&note, &id);
         self.owned(&caller, &id)?;
         self.manager.destroy(&id).await?;
         Ok(Response::new(DestroySandboxResponse { success: true }))
@@ -154,8 +168,10 @@ impl Sandboxes for Lifecycle {
         req: Request<ExtendTimeoutRequest>,
     ) -> Result<Response<SandboxInfo>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let r = req.into_inner();
         let id = parse_id(&r.sandbox_id)?;
+        noted(&note, &id);
         self.owned(&caller, &id)?;
         let record = self.manager.extend(&id, r.timeout_seconds).await?;
         Ok(Response::new(to_info(&record)))
@@ -166,8 +182,10 @@ impl Sandboxes for Lifecycle {
         req: Request<SetEgressPolicyRequest>,
     ) -> Result<Response<EgressStatus>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let r = req.into_inner();
         let id = parse_id(&r.sandbox_id)?;
+        noted(&note, &id);
         self.owned(&caller, &id)?;
         let policy = Policy::from_proto(Some(&r.egress.unwrap_or_default()))?;
         self.manager.set_egress(&id, policy).await?;
@@ -179,8 +197,10 @@ impl Sandboxes for Lifecycle {
         req: Request<GetEgressPolicyRequest>,
     ) -> Result<Response<EgressStatus>, Status> {
         let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
         let r = req.into_inner();
         let id = parse_id(&r.sandbox_id)?;
+        noted(&note, &id);
         self.owned(&caller, &id)?;
         Ok(Response::new(
             self.manager.egress().status(&id, r.log_lines as usize)?,

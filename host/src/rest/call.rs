@@ -27,6 +27,8 @@ pub fn client(manager: &Manager, sandbox: &SandboxId) -> Result<SandboxClient<Ch
 pub fn req<T>(sandbox: &SandboxId, msg: T, deadline: Duration) -> tonic::Request<T> {
     let mut r = with_sandbox(msg, sandbox);
     r.set_timeout(deadline);
+    // sandboxd's span becomes a child of the REST request's.
+    agent_runtime_telemetry::inject_metadata(r.metadata_mut());
     r
 }
 

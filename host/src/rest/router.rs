@@ -13,6 +13,8 @@ use utoipa_axum::routes;
 use super::discovery::Contexts;
 use super::error::RestError;
 use super::{auth, contexts, execute, openapi};
+use crate::observe::rest::observe_rest;
+use crate::observe::Observe;
 use crate::sandboxes::Manager;
 
 /// Liveness: `OK`.
@@ -61,8 +63,30 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     manager: Arc<Manager>,
     auth: Option<auth::BasicAuth>,
+    observe: Arc<Observe>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    // Prometheus text, behind the same credentials as the API.
+    let metrics = Router::new()
+        .route(
+            "/metrics",
+            get({
+                let (observe, manager) = (observe.clone(), manager.clone());
+                move || async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        observe.metrics.render(&manager),
+                    )
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth.clone()),
+            auth::require,
+        ));
     let state = Arc::new(Contexts::new(manager));
     // The sweep asks sandboxes (with deadlines) while the API already answers.
     let sweep = state.clone();
@@ -71,7 +95,10 @@ pub async fn serve(
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router(state, auth))
+        let app = router(state, auth)
+            .merge(metrics)
+            .layer(axum::middleware::from_fn_with_state(observe, observe_rest));
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     };
