@@ -19,6 +19,9 @@ pub struct Cli {
     /// e.g. 127.0.0.1:8090.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Log lines on stderr as `text` or `json` (for collectors).
+    #[arg(long, env = "MCP_BRIDGE_LOG_FORMAT", default_value = "text")]
+    pub log_format: agent_runtime_telemetry::LogFormat,
     /// gRPC address of the Agent Runtime host.
     #[arg(
         long,

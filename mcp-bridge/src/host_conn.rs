@@ -72,6 +72,8 @@ impl Interceptor for HostAuth {
         if !req.metadata().contains_key("grpc-timeout") {
             req.set_timeout(DEFAULT_DEADLINE);
         }
+        // The host's span (and through it sandboxd's) joins the tool call's trace.
+        agent_runtime_telemetry::inject_metadata(req.metadata_mut());
         Ok(req)
     }
 }

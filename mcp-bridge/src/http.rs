@@ -208,18 +208,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    agent_runtime_telemetry::shutdown_signal().await;
 }
 
 #[cfg(test)]

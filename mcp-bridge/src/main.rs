@@ -1,18 +1,22 @@
 //! `mcp-bridge`: parse the command line, log to stderr (stdout carries MCP in stdio mode), run.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
     let cli = mcp_bridge::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    let telemetry = match agent_runtime_telemetry::init(
+        "mcp-bridge",
+        cli.log_format,
+        "info,rmcp=warn",
+        &agent_runtime_telemetry::OtelEnv::from_env(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mcp-bridge: {e}");
+            std::process::exit(2);
+        }
+    };
     let code = match mcp_bridge::cli::run(cli).await {
         Ok(()) => 0,
         Err(e) => {
@@ -20,5 +24,7 @@ async fn main() {
             1
         }
     };
+    // Spans still buffered go out before exit.
+    telemetry.shutdown().await;
     std::process::exit(code);
 }

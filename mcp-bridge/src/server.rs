@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use tracing::Instrument as _;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -138,28 +139,39 @@ impl ServerHandler for Bridge {
             // So a DELETE of the HTTP session can close this one at once (see http.rs).
             self.session.bind_http_id(id);
         }
+        // One trace per tool call: this span is the root, or continues the client's
+        // `_meta.traceparent`; the host's span and sandboxd's are its children.
+        let span = tool_span(&tool, &request, &context);
         let tcc = ToolCallContext::new(self, request, context);
         // A call ends when it is done, when the client cancels it, or when the session ends
         // (EOF, SIGTERM, DELETE, expiry) — whatever it waits for. Dropping it drops its gRPC
         // call, and the host and sandboxd stop the work.
-        let response = tokio::select! {
-            biased;
-            r = self.tool_router.call(tcc) => r?,
-            () = self.session.ended().cancelled() => {
-                tracing::info!(tool, "the session ended during the call: stopped");
-                CallToolResponse::Complete(crate::results::error_result(&ToolError::Unavailable(
-                    format!("{tool} was stopped: this MCP session has ended"),
-                )))
-            }
-            () = cancelled.cancelled() => {
-                tracing::info!(tool, "cancelled: stopped");
-                CallToolResponse::Complete(crate::results::error_result(&ToolError::Internal(
-                    format!("{tool} was cancelled by the client; it was stopped"),
-                )))
-            }
-        };
+        let response = async {
+            Ok::<_, McpError>(tokio::select! {
+                biased;
+                r = self.tool_router.call(tcc) => r?,
+                () = self.session.ended().cancelled() => {
+                    tracing::info!(tool, "the session ended during the call: stopped");
+                    CallToolResponse::Complete(crate::results::error_result(&ToolError::Unavailable(
+                        format!("{tool} was stopped: this MCP session has ended"),
+                    )))
+                }
+                () = cancelled.cancelled() => {
+                    tracing::info!(tool, "cancelled: stopped");
+                    CallToolResponse::Complete(crate::results::error_result(&ToolError::Internal(
+                        format!("{tool} was cancelled by the client; it was stopped"),
+                    )))
+                }
+            })
+        }
+        .instrument(span.clone())
+        .await?;
         Ok(match response {
             CallToolResponse::Complete(r) => {
+                if let Some(code) = crate::results::error_code(&r) {
+                    span.record("error.code", code);
+                    span.record("otel.status_code", "ERROR");
+                }
                 if crate::results::error_code(&r) == Some("UNAVAILABLE") {
                     // The host went away (e.g. it exited while idle): check again, and start
                     // one if need be, on the next call.
@@ -192,4 +204,31 @@ impl ServerHandler for Bridge {
             None,
         ))
     }
+}
+
+/// The span of one tool call, a child of the client's `_meta.traceparent` when it sent one.
+fn tool_span(
+    tool: &str,
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "tool",
+        otel.name = %format_args!("tools/call {tool}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        mcp.tool = %tool,
+        error.code = tracing::field::Empty,
+    );
+    let traceparent = request
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("traceparent"))
+        .or_else(|| context.meta.get("traceparent"))
+        .and_then(|v| v.as_str());
+    if let Some(tp) = traceparent {
+        agent_runtime_telemetry::set_parent_from_traceparent(&span, tp);
+    }
+    span
 }
