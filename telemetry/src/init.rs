@@ -333,8 +333,19 @@ fn provider(
             .build(),
     }
     .map_err(|e| failed(&e))?;
+    // Read here, not by the SDK from the environment: sandboxd has taken the variables out.
+    let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    if let Some(ms) = otel
+        .get("OTEL_BSP_SCHEDULE_DELAY")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        batch = batch.with_scheduled_delay(Duration::from_millis(ms));
+    }
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_resource(otel.resource(service))
         .build())
 }
