@@ -53,7 +53,10 @@ impl Browser {
         let (full, png) = match kept {
             Some(full) => (full, shot.await),
             None => {
-                let (full, png) = tokio::join!(snapshot::read(&page, &mut turn.state.refs), shot);
+                // One after the other: beside the aria call on a big page, the screenshot's
+                // memory pushed a 512 MiB sandbox's renderer over its limit.
+                let png = shot.await;
+                let full = snapshot::read(&page, &mut turn.state.refs).await;
                 (full.map_err(|e| self.crash_aware(e))?, png)
             }
         };
