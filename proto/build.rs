@@ -9,11 +9,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("agent_runtime_descriptor.bin"))
         // Egress bytes pass through without a copy into a Vec on either side.
         .bytes(".agent_runtime.v1.EgressFrame.data")
+        .bytes(".agent_runtime.v1.SpanBatch.otlp_export_trace_service_request")
         .compile_protos(
             &[
                 "agent_runtime/v1/sandbox.proto",
                 "agent_runtime/v1/sandboxes.proto",
                 "agent_runtime/v1/egress.proto",
+                "agent_runtime/v1/telemetry.proto",
             ],
             &["."],
         )?;

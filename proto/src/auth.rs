@@ -25,6 +25,7 @@ const MAX_ID_LEN: usize = 64;
 const HANDSHAKE_PURPOSE: &str = "agent-runtime handshake v1";
 const HELLO_PURPOSE: &str = "agent-runtime hello v1";
 const EGRESS_PURPOSE: &str = "agent-runtime egress v1";
+const TELEMETRY_PURPOSE: &str = "agent-runtime telemetry v1";
 /// Environment variable naming the file sandboxd reads its secret from.
 pub const SECRET_FILE_ENV: &str = "SANDBOXD_SECRET_FILE";
 /// Environment variable carrying the sandbox id sandboxd serves.
@@ -107,6 +108,17 @@ impl Secret {
     /// Checks an `Egress` call's proof in constant time.
     pub fn verify_egress(&self, id: &str, proof_hex: &str) -> bool {
         hex::decode(proof_hex).is_ok_and(|proof| verify(self, EGRESS_PURPOSE, &[], id, &proof))
+    }
+
+    /// The proof the host sends on `Telemetry.Spans` (hex), so only a holder of the secret can
+    /// read the sandbox's spans.
+    pub fn telemetry_proof(&self, id: &str) -> String {
+        hex::encode(self.proof(TELEMETRY_PURPOSE, &[], id).as_ref())
+    }
+
+    /// Checks a `Telemetry` call's proof in constant time.
+    pub fn verify_telemetry(&self, id: &str, proof_hex: &str) -> bool {
+        hex::decode(proof_hex).is_ok_and(|proof| verify(self, TELEMETRY_PURPOSE, &[], id, &proof))
     }
 }
 
