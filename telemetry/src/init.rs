@@ -148,14 +148,16 @@ impl OtelEnv {
         Ok(Some(ExportConfig { endpoint, protocol }))
     }
 
-    fn headers(&self) -> Vec<(String, String)> {
+    /// The headers to send a collector (`OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`).
+    pub fn headers(&self) -> Vec<(String, String)> {
         self.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
             .or_else(|| self.get("OTEL_EXPORTER_OTLP_HEADERS"))
             .map(pairs)
             .unwrap_or_default()
     }
 
-    fn timeout(&self) -> Duration {
+    /// How long one export may take (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, default 10 s).
+    pub fn timeout(&self) -> Duration {
         self.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
             .or_else(|| self.get("OTEL_EXPORTER_OTLP_TIMEOUT"))
             .and_then(|v| v.parse().ok())
@@ -264,6 +266,37 @@ pub fn init(
     default_filter: &str,
     otel: &OtelEnv,
 ) -> Result<Telemetry, TelemetryError> {
+    let provider = match otel.export_config()? {
+        None => None,
+        Some(config) => Some(provider(service, &config, otel)?),
+    };
+    install(service, format, default_filter, provider)
+}
+
+/// Installs the subscriber of a process whose spans the host relays (sandboxd started with
+/// `SANDBOXD_TRACES=host`): as [`init`], but spans go, encoded as OTLP, to the queue
+/// [`crate::relay::queue`] returns, and from there to the host. `otel` gives the service name,
+/// resource attributes and batch timing; any endpoint in it is not used.
+pub fn init_relayed(
+    service: &str,
+    format: LogFormat,
+    default_filter: &str,
+    otel: &OtelEnv,
+) -> Result<Telemetry, TelemetryError> {
+    let exporter = crate::relay::QueueExporter::install();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(batch_processor(exporter, otel))
+        .with_resource(otel.resource(service))
+        .build();
+    install(service, format, default_filter, Some(provider))
+}
+
+fn install(
+    service: &str,
+    format: LogFormat,
+    default_filter: &str,
+    provider: Option<SdkTracerProvider>,
+) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -274,17 +307,11 @@ pub fn init(
             .boxed(),
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
-    let (layer, provider) = match otel.export_config()? {
-        None => (None, None),
-        Some(config) => {
-            let provider = provider(service, &config, otel)?;
-            let tracer = provider.tracer(service.to_owned());
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(EXPORT_FILTER.parse::<Targets>().unwrap_or_default());
-            (Some(layer), Some(provider))
-        }
-    };
+    let layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service.to_owned()))
+            .with_filter(EXPORT_FILTER.parse::<Targets>().unwrap_or_default())
+    });
     tracing_subscriber::registry()
         .with(fmt)
         .with(layer)
@@ -333,6 +360,16 @@ fn provider(
             .build(),
     }
     .map_err(|e| failed(&e))?;
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(batch_processor(exporter, otel))
+        .with_resource(otel.resource(service))
+        .build())
+}
+
+fn batch_processor(
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+    otel: &OtelEnv,
+) -> opentelemetry_sdk::trace::BatchSpanProcessor {
     // Read here, not by the SDK from the environment: sandboxd has taken the variables out.
     let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
     if let Some(ms) = otel
@@ -341,13 +378,9 @@ fn provider(
     {
         batch = batch.with_scheduled_delay(Duration::from_millis(ms));
     }
-    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+    opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
         .with_batch_config(batch.build())
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_resource(otel.resource(service))
-        .build())
+        .build()
 }
 
 #[cfg(test)]

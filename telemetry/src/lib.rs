@@ -6,10 +6,12 @@
 pub mod grpc;
 mod init;
 mod propagate;
+pub mod relay;
 mod signal;
 
 pub use init::{
-    export_config, init, ExportConfig, LogFormat, OtelEnv, Protocol, Telemetry, TelemetryError,
+    export_config, init, init_relayed, ExportConfig, LogFormat, OtelEnv, Protocol, Telemetry,
+    TelemetryError,
 };
 pub use propagate::{
     context_from_traceparent, enabled, extract, inject, inject_metadata, set_parent,
