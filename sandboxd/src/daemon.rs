@@ -1,6 +1,6 @@
 //! The daemon's life: listeners (TCP and the unix socket, each behind the host's handshake), the
-//! `Sandbox` and `Egress` services beside health and reflection, the egress proxy's listener, and
-//! an orderly shutdown on SIGTERM or SIGINT.
+//! `Sandbox`, `Egress` and `Telemetry` services beside health and reflection, the egress proxy's
+//! listener, and an orderly shutdown on SIGTERM or SIGINT.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use agent_runtime_proto::v1::egress_server::EgressServer;
 use agent_runtime_proto::v1::sandbox_server::SandboxServer;
+use agent_runtime_proto::v1::telemetry_server::TelemetryServer;
 use agent_runtime_telemetry::grpc::ServerSpans;
 use anyhow::Context as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
@@ -24,6 +25,7 @@ use crate::exec::Exec;
 use crate::files::Files;
 use crate::identity::{authenticated, Identity};
 use crate::service::SandboxService;
+use crate::spans::SpansService;
 use crate::workspace::Workspace;
 
 /// Largest gRPC message either way: ReadFile and WriteFile carry up to 64 MiB of content.
@@ -68,6 +70,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let egress_stop = CancellationToken::new();
     let egress =
         EgressService::start(args.egress_listen, identity.clone(), egress_stop.clone()).await;
+    let spans = SpansService::new(
+        agent_runtime_telemetry::relay::queue(),
+        identity.clone(),
+        egress_stop.clone(),
+    );
     // After egress: Chromium starts behind the proxy.
     let browser_prewarm = prewarm_browser.then(|| {
         let browser = browser.clone();
@@ -93,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             })
         });
         let incoming = authenticated(accepted, identity.clone());
-        let router = router(service.clone(), egress.clone(), &identity).await?;
+        let router = router(service.clone(), egress.clone(), spans.clone(), &identity).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -101,7 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
         let incoming = authenticated(UnixListenerStream::new(listener), identity.clone());
-        let router = router(service.clone(), egress.clone(), &identity).await?;
+        let router = router(service.clone(), egress.clone(), spans.clone(), &identity).await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -153,6 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn router(
     service: SandboxService,
     egress: EgressService,
+    spans: SpansService,
     identity: &Option<Identity>,
 ) -> anyhow::Result<Router<Stack<ServerSpans, Identity_>>> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -180,7 +188,8 @@ async fn router(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(sandbox)
-        .add_service(EgressServer::new(egress)))
+        .add_service(EgressServer::new(egress))
+        .add_service(TelemetryServer::new(spans)))
 }
 
 /// Binds the unix socket, replacing a stale one, and opens it to every local user: the host

@@ -61,6 +61,11 @@ impl Identity {
     pub fn verify_egress(&self, proof: &str) -> bool {
         self.secret.verify_egress(&self.sandbox_id, proof)
     }
+
+    /// Whether `proof` (hex) is the host's `Telemetry` proof for this sandbox.
+    pub fn verify_telemetry(&self, proof: &str) -> bool {
+        self.secret.verify_telemetry(&self.sandbox_id, proof)
+    }
 }
 
 /// Turns a stream of accepted connections into one of authenticated connections: each runs the

@@ -19,6 +19,7 @@ pub mod run_events;
 pub mod run_limits;
 pub mod runs;
 pub mod service;
+pub mod spans;
 pub mod transfer;
 pub mod workspace;
 pub mod zygote;

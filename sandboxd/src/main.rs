@@ -15,6 +15,10 @@ fn main() -> std::process::ExitCode {
     sandboxd::egress::scrub_inherited_env();
     // Nor the collector's address or headers: the daemon's exporter keeps them to itself.
     let otel = agent_runtime_telemetry::OtelEnv::take();
+    // The host carries the spans (a sandbox has no network): see `spans`.
+    let relayed =
+        std::env::var(agent_runtime_telemetry::relay::TRACES_ENV).is_ok_and(|v| v == "host");
+    std::env::remove_var(agent_runtime_telemetry::relay::TRACES_ENV);
     // Before any thread exists (the span exporter starts some): setgroups applies to the whole
     // process.
     let user = match sandboxd::privileges::harden_daemon() {
@@ -33,8 +37,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         // Inside the runtime: an OTLP/gRPC exporter's channel lives there.
-        let telemetry =
-            agent_runtime_telemetry::init("sandboxd", args.log_format, "info,zeromq=error", &otel)?;
+        let init = if relayed {
+            agent_runtime_telemetry::init_relayed
+        } else {
+            agent_runtime_telemetry::init
+        };
+        let telemetry = init("sandboxd", args.log_format, "info,zeromq=error", &otel)?;
         if let Some(user) = user {
             tracing::info!(uid = user.uid, gid = user.gid, "user code runs as");
         }
