@@ -25,6 +25,11 @@
 //!   spare started: the run starts `python3` cold, as before. A spare that dies before it is used
 //!   is replaced after a pause that doubles each time (1 s up to 60 s), so one that cannot fit in
 //!   memory does not loop.
+//! - **Never at the browser's expense.** A spare holds ~100 MiB with the default preload. None is
+//!   started while the sandbox's memory cgroup has under [`START_HEADROOM`] free, an idle one is
+//!   retired below [`KEEP_HEADROOM`], and once Chromium starts ([`make_room`]) the idle spare is
+//!   retired and no new one starts in that sandbox: at the default 512 MiB, Chromium on a big
+//!   page beside a spare was OOM-killed.
 //! - What still tells them apart: `/proc/self/cmdline` (`python3 -u -c ...`), the modules already
 //!   in `sys.modules`, and the process's start time.
 
@@ -157,6 +162,48 @@ pub struct Zygote {
     inner: Arc<Inner>,
 }
 
+/// Free memory (limit minus usage of the sandbox's memory cgroup) below which no spare is
+/// started: a spare with the default preload holds about 100 MiB, which a sandbox running
+/// Chromium (up to ~470 MiB on a big page in 512 MiB) does not have to give.
+const START_HEADROOM: u64 = 300 << 20;
+/// Free memory below which an idle spare is retired.
+const KEEP_HEADROOM: u64 = 96 << 20;
+
+/// The daemon's zygote, for [`make_room`].
+static CURRENT: std::sync::OnceLock<std::sync::Weak<Inner>> = std::sync::OnceLock::new();
+
+/// Set once Chromium started: no more spares in this sandbox (a page can grow the browser to
+/// most of the sandbox's memory at any time; Python runs start cold, ~30 ms, instead).
+static ROOM_FOR_BROWSER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chromium is about to start: the idle spare is retired to give its memory, and no new one
+/// starts in this sandbox.
+pub fn make_room() {
+    ROOM_FOR_BROWSER.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(inner) = CURRENT.get().and_then(std::sync::Weak::upgrade) {
+        if inner.lock().take().is_some() {
+            tracing::info!("retired the spare Python interpreter to make room");
+        }
+    }
+}
+
+/// Bytes the sandbox's memory cgroup can still give (v2 `memory.max`/`memory.current`, or v1
+/// `memory.limit_in_bytes`/`memory.usage_in_bytes`); `None` without a limit (a daemon outside
+/// a container).
+fn memory_headroom() -> Option<u64> {
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let (limit, usage) = match read("/sys/fs/cgroup/memory.max") {
+        Some(limit) => (limit, read("/sys/fs/cgroup/memory.current")?),
+        None => (
+            read("/sys/fs/cgroup/memory/memory.limit_in_bytes")?,
+            read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?,
+        ),
+    };
+    // "No limit" reads as max (v2) or a huge number (v1).
+    (limit < 1 << 50).then(|| limit.saturating_sub(usage))
+}
+
 struct Inner {
     preload: String,
     /// Where run files are written (the spare's `sys.path[0]`).
@@ -191,6 +238,7 @@ impl Zygote {
                 wake: tokio::sync::Notify::new(),
             }),
         });
+        let _ = CURRENT.set(Arc::downgrade(&zygote.inner));
         handle.spawn(zygote.inner.clone().keep(stop));
         Some(zygote)
     }
@@ -247,6 +295,15 @@ impl Inner {
             let waiting = {
                 let mut slot = self.lock();
                 match slot.as_mut().map(|s| s.child.try_wait()) {
+                    Some(Ok(None))
+                        if memory_headroom().is_some_and(|free| free < KEEP_HEADROOM) =>
+                    {
+                        tracing::info!(
+                            "memory is tight: retiring the idle spare Python interpreter"
+                        );
+                        *slot = None;
+                        true
+                    }
                     Some(Ok(None)) => true,
                     Some(_) => {
                         tracing::warn!("the spare Python interpreter died while waiting");
@@ -275,6 +332,16 @@ impl Inner {
                     () = stop.cancelled() => {}
                     () = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
+            }
+            if ROOM_FOR_BROWSER.load(std::sync::atomic::Ordering::Relaxed)
+                || memory_headroom().is_some_and(|free| free < START_HEADROOM)
+            {
+                // Runs start cold meanwhile; look again in a while.
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
             }
             match self.start(&stop).await {
                 Ok(spare) => {

@@ -111,6 +111,8 @@ impl Browser {
         }
         if state.live.is_none() {
             let started = std::time::Instant::now();
+            // Chromium needs most of a default sandbox's memory: the idle spare interpreter goes.
+            crate::zygote::make_room();
             let launched = launch::launch(&self.shared).await?;
             launch::wire_page(&launched.page, &self.shared).await?;
             tracing::info!(
