@@ -1,7 +1,9 @@
 //! Issue 13, end to end in the middle tier (no Docker): one MCP `code_run` through a real
 //! `mcp-bridge` process, an in-process host and a real `sandboxd` process is ONE trace —
 //! bridge span → host span → sandboxd span → the run's spans — received by real OTLP receivers
-//! on loopback (the host and sandboxd export over gRPC, the bridge over http/protobuf). A REST
+//! on loopback (the host exports over gRPC, the bridge over http/protobuf). sandboxd gets no
+//! collector address: as under Docker, whose sandboxes have no network, its spans reach the host
+//! over `Telemetry.Spans` and the host forwards them to its collector. A REST
 //! execute with a `traceparent` header continues the caller's trace. `/metrics` parses as
 //! Prometheus text and moves with the calls; the audit log has the calls, a hash of the code and
 //! never the code.
@@ -208,7 +210,8 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
     let grpc = grpc_receiver(via_grpc.clone()).await;
     let http = http_receiver(via_http.clone()).await;
 
-    // The host (this process) and the sandboxd processes it starts export over gRPC.
+    // The host (this process) exports over gRPC; the sandboxd processes it starts hand it their
+    // spans (LocalBackend gives them no OTEL_* variables, only SANDBOXD_TRACES=host).
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{grpc}"));
     std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
@@ -250,14 +253,20 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
     let stdout = bridge.stdout.take().expect("piped");
     let stdin = bridge.stdin.take().expect("piped");
     let client = ().serve((stdout, stdin)).await?;
-    let code = "print(6 * 7)";
+    let code = concat!(
+        "import os; print(6 * 7, [k for k in os.environ",
+        " if k.startswith('OTEL_') or k == 'SANDBOXD_TRACES'])"
+    );
     let mut params = CallToolRequestParams::new("code_run");
     params.arguments = json!({"language": "python", "code": code})
         .as_object()
         .cloned();
     let result = client.call_tool(params).await?;
     let text = serde_json::to_string(&result.structured_content)?;
-    assert!(text.contains("42"), "code_run answered {text}");
+    assert!(
+        text.contains("42 []"),
+        "code_run answered {text}: user code must see neither OTEL_* nor SANDBOXD_TRACES"
+    );
 
     // bridge span → host span → sandboxd span → the run.
     let tool = until(&via_http, "the bridge's code_run span", |spans| {

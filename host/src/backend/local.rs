@@ -355,6 +355,14 @@ impl LocalBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true);
+        // Spans go as they do under Docker, whose containers have no network: over the socket to
+        // the host (`observe::spans`), never to the collector this process may know.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OTEL_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(agent_runtime_telemetry::relay::relay_env());
         cmd.spawn().map_err(|e| {
             HostError::Backend(format!(
                 "cannot start {}: {e}; run `cargo build -p sandboxd`",

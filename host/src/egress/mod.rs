@@ -201,6 +201,7 @@ impl Egress {
 
     /// Starts carrying `id`'s connections under `policy` over `channel`; returns once the
     /// daemon's proxy is listening, so the sandbox's first process already sees the policy.
+    /// Its spans ride the same channel, for as long: `observe::spans::relay`.
     pub async fn attach(
         self: &Arc<Self>,
         id: &SandboxId,
@@ -218,9 +219,15 @@ impl Egress {
             next_outbound: AtomicU64::new(0),
             stop: CancellationToken::new(),
             listener: Mutex::new(None),
-            channel: Mutex::new(channel),
+            channel: Mutex::new(channel.clone()),
             proof: secret.egress_proof(id.as_str()),
         });
+        crate::observe::spans::relay(
+            id.clone(),
+            secret.telemetry_proof(id.as_str()),
+            channel,
+            sandbox.stop.child_token(),
+        );
         if let Some(old) = self.lock().insert(id.clone(), sandbox.clone()) {
             old.stop.cancel();
         }

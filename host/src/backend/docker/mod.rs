@@ -375,6 +375,13 @@ impl Backend for DockerBackend {
                         .is_some()
                         .then(|| format!("SANDBOXD_EXTRA_CA={CONTAINER_RUN_DIR}/{EXTRA_CA_NAME}")),
                 )
+                // The container has no network: when the host exports spans, sandboxd's ride
+                // the socket to it (`observe::spans`).
+                .chain(
+                    agent_runtime_telemetry::relay::relay_env()
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                )
                 .collect(),
             ),
             labels: Some(labels),
