@@ -1,7 +1,8 @@
 //! Makes the generated input schemas compact: `tools/list` goes into every model's context, so
-//! it should carry meaning, not boilerplate. Drops `$schema`, `default: null`, number formats and
-//! `["string","null"]` unions (optional fields are simply not `required`), and inlines enums
-//! as `{"type": "string", "enum": [...]}`.
+//! it should carry meaning, not boilerplate. Drops `$schema`, `default: null`/`false`, number
+//! formats, `minimum: 0` (unsigned integers), `["string","null"]` and `anyOf [T, null]` unions
+//! (optional fields are simply not `required`), and inlines enums as
+//! `{"type": "string", "enum": [...]}`.
 
 use serde_json::{Map, Value};
 
@@ -27,6 +28,20 @@ pub fn compact(schema: &Map<String, Value>) -> Map<String, Value> {
 fn simplify(v: &mut Value, defs: &Map<String, Value>) {
     match v {
         Value::Object(m) => {
+            if let Some(Value::Array(variants)) = m.get("anyOf") {
+                let non_null: Vec<&Value> = variants
+                    .iter()
+                    .filter(|x| x.get("type").and_then(Value::as_str) != Some("null"))
+                    .collect();
+                if let [Value::Object(only)] = non_null.as_slice() {
+                    let only = only.clone();
+                    m.remove("anyOf");
+                    for (k, val) in only {
+                        // The property's own description wins over the type's.
+                        m.entry(k).or_insert(val);
+                    }
+                }
+            }
             if let Some(target) = m
                 .get("$ref")
                 .and_then(Value::as_str)
@@ -37,13 +52,20 @@ fn simplify(v: &mut Value, defs: &Map<String, Value>) {
                 m.remove("$ref");
                 if let Value::Object(t) = target {
                     for (k, val) in t {
-                        // The property's own description wins over the type's.
-                        m.entry(k).or_insert(val);
+                        // A type's doc comment speaks to Rust readers, not to the model.
+                        if k != "description" {
+                            m.entry(k).or_insert(val);
+                        }
                     }
                 }
             }
-            if m.get("default").is_some_and(Value::is_null) {
+            if m.get("default")
+                .is_some_and(|d| d.is_null() || d == &Value::Bool(false))
+            {
                 m.remove("default");
+            }
+            if m.get("minimum").and_then(Value::as_i64) == Some(0) {
+                m.remove("minimum");
             }
             m.remove("format");
             if let Some(Value::Array(types)) = m.get("type") {
@@ -94,6 +116,9 @@ mod tests {
             "properties": {
                 "language": {"$ref": "#/$defs/Language", "description": "Which one."},
                 "timeout": {"type": ["number", "null"], "format": "double", "default": null},
+                "network": {"description": "Egress.", "anyOf": [
+                    {"$ref": "#/$defs/Language"}, {"type": "null"}]},
+                "count": {"type": "integer", "minimum": 0, "default": false},
             },
             "required": ["language"],
         });
@@ -106,6 +131,9 @@ mod tests {
                     "language": {"description": "Which one.", "type": "string",
                                  "enum": ["python", "shell"]},
                     "timeout": {"type": "number"},
+                    "network": {"description": "Egress.", "type": "string",
+                                "enum": ["python", "shell"]},
+                    "count": {"type": "integer"},
                 },
                 "required": ["language"],
             })

@@ -95,3 +95,19 @@ fn list_tools_matches_the_golden_file() {
         },
     );
 }
+
+/// `tools/list` goes into every model's context before its first call: all tools, as
+/// `--list-tools` prints them, fit in 10,000 characters (issue 14).
+#[test]
+fn list_tools_fits_the_budget() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .arg("--list-tools")
+        .env_remove("AGENT_RUNTIME_TOKEN")
+        .output()
+        .expect("mcp-bridge runs");
+    let chars = String::from_utf8_lossy(&out.stdout).chars().count();
+    assert!(
+        chars <= 10_000,
+        "tools/list is {chars} characters, over the 10,000 budget: shorten descriptions"
+    );
+}

@@ -29,7 +29,6 @@ use crate::server::Bridge;
 /// An element: a ref from browser_snapshot, or a CSS selector.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct Target {
-    /// From browser_snapshot.
     #[serde(default)]
     pub ref_id: Option<String>,
     // A CSS selector (Playwright's text=Next too); the name says enough for the schema.
@@ -72,7 +71,7 @@ impl Target {
 /// Arguments of browser_goto.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GotoArgs {
-    /// The URL (http(s)://, or file:///workspace/… for files in the sandbox).
+    /// http(s)://… or file:///workspace/…
     pub url: String,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -92,7 +91,6 @@ pub struct ElementArgs {
 pub struct TypeArgs {
     #[serde(flatten)]
     target: Target,
-    /// Replaces the value.
     pub text: String,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -120,7 +118,6 @@ pub struct SnapshotArgs {
 /// Arguments of browser_find.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct FindArgs {
-    /// Words of a label, value, URL or text.
     pub query: String,
     /// Default 20.
     #[serde(default)]
@@ -132,7 +129,7 @@ pub struct FindArgs {
 /// Arguments of browser_aria_snapshot.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct AriaArgs {
-    /// Most characters to return (default 20000).
+    /// Default 20000.
     #[serde(default)]
     pub max_chars: Option<u32>,
     #[serde(flatten)]
@@ -142,7 +139,6 @@ pub struct AriaArgs {
 /// Arguments of browser_press.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct PressArgs {
-    /// Key or chord: "Enter", "Tab", "ArrowDown", "Control+a".
     pub key: String,
     /// Optional element to focus first.
     #[serde(flatten)]
@@ -157,10 +153,8 @@ pub struct ScrollArgs {
     /// Scroll this element into view instead (dx/dy ignored).
     #[serde(flatten)]
     target: Target,
-    /// Pixels right.
     #[serde(default)]
     pub dx: Option<i32>,
-    /// Pixels down (0,0: a screen).
     #[serde(default)]
     pub dy: Option<i32>,
     #[serde(flatten)]
@@ -170,7 +164,6 @@ pub struct ScrollArgs {
 /// Arguments of browser_navigate.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct NavigateArgs {
-    /// "back", "forward" or "reload".
     pub action: NavigateAction,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -179,19 +172,15 @@ pub struct NavigateArgs {
 /// Arguments of browser_wait.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct WaitArgs {
-    /// Text to appear.
     #[serde(default)]
     pub text: Option<String>,
-    /// Text to vanish.
     #[serde(default)]
     pub text_gone: Option<String>,
-    /// URL glob or substring.
     #[serde(default)]
     pub url: Option<String>,
-    /// Just wait.
     #[serde(default)]
     pub seconds: Option<f64>,
-    /// Seconds (default 30).
+    /// Default 30 s.
     #[serde(default)]
     pub timeout: Option<f64>,
     #[serde(flatten)]
@@ -203,7 +192,6 @@ pub struct WaitArgs {
 pub struct SelectArgs {
     #[serde(flatten)]
     target: Target,
-    /// Values or labels.
     pub values: Vec<String>,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -224,12 +212,11 @@ pub struct EvaluateArgs {
 /// Arguments of browser_tabs.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct TabsArgs {
-    /// "list", "new", "select" or "close".
     pub action: TabAction,
-    /// Tab index for select/close.
+    /// For select/close.
     #[serde(default)]
     pub index: Option<u32>,
-    /// URL for new.
+    /// For new.
     #[serde(default)]
     pub url: Option<String>,
     #[serde(flatten)]
@@ -241,7 +228,6 @@ pub struct TabsArgs {
 pub struct DialogArgs {
     /// true: OK; false: Cancel.
     pub accept: bool,
-    /// The answer to a prompt().
     #[serde(default)]
     pub prompt_text: Option<String>,
     #[serde(flatten)]
@@ -253,7 +239,6 @@ pub struct DialogArgs {
 pub struct UploadArgs {
     #[serde(flatten)]
     target: Target,
-    /// Sandbox paths.
     pub paths: Vec<String>,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -262,7 +247,6 @@ pub struct UploadArgs {
 /// Arguments of browser_screenshot.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ScreenshotArgs {
-    /// The whole page instead of the viewport.
     #[serde(default)]
     pub full_page: bool,
     #[serde(flatten)]
@@ -430,7 +414,7 @@ fn non_empty(text: String, hint: &str) -> Result<String, ToolError> {
 
 #[tool_router(router = browser_tools, vis = "pub(crate)")]
 impl Bridge {
-    #[tool(description = "Open a URL in the sandbox's browser.")]
+    #[tool(description = "Open a URL.")]
     async fn browser_goto(&self, Parameters(a): Parameters<GotoArgs>) -> ToolResult {
         let url = non_empty(
             a.url,
@@ -453,9 +437,7 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(
-        description = "Type text into a field by ref_id (from browser_snapshot) or CSS selector."
-    )]
+    #[tool(description = "Replace a field's value with text.")]
     async fn browser_type(&self, Parameters(a): Parameters<TypeArgs>) -> ToolResult {
         let req = a.target.required().map(|t| BrowserTypeRequest {
             selector: t.selector,
@@ -467,7 +449,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "The page: url, title, text, elements with refs ([ref_1] button \"OK\"), screenshot; big pages in pages (see more).",
+        description = "The page: url, title, text, elements with refs ([ref_1] button \"OK\"), screenshot; paged (see more).",
         annotations(read_only_hint = true)
     )]
     async fn browser_snapshot(&self, Parameters(a): Parameters<SnapshotArgs>) -> ToolResult {
@@ -484,7 +466,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "Elements (with refs) and text matching words: jump to one without paging.",
+        description = "Elements (with refs) and text matching words, without paging.",
         annotations(read_only_hint = true)
     )]
     async fn browser_find(&self, Parameters(a): Parameters<FindArgs>) -> ToolResult {
@@ -497,7 +479,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "Accessibility outline of the page (roles, names, refs), incl. iframes.",
+        description = "Accessibility tree with refs, incl. iframes.",
         annotations(read_only_hint = true)
     )]
     async fn browser_aria_snapshot(&self, Parameters(a): Parameters<AriaArgs>) -> ToolResult {
@@ -507,7 +489,7 @@ impl Bridge {
         self.answer(&a.sandbox, Ok(req)).await
     }
 
-    #[tool(description = "Press a key or chord, on an element or the page.")]
+    #[tool(description = "Press a key (\"Enter\", \"Control+a\") on an element or the page.")]
     async fn browser_press(&self, Parameters(a): Parameters<PressArgs>) -> ToolResult {
         let key = non_empty(a.key, "key is empty: give e.g. \"Enter\" or \"Control+a\"");
         let req = key.map(|key| BrowserPressRequest {
@@ -517,7 +499,7 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(description = "Scroll the page by dx/dy pixels, or an element into view.")]
+    #[tool(description = "Scroll by dx/dy pixels (none: a screen down), or an element into view.")]
     async fn browser_scroll(&self, Parameters(a): Parameters<ScrollArgs>) -> ToolResult {
         let req = BrowserScrollRequest {
             target: a.target.optional(),
@@ -535,7 +517,9 @@ impl Bridge {
         self.answer(&a.sandbox, Ok(req)).await
     }
 
-    #[tool(description = "Wait for text to appear or vanish, for the URL, or for seconds.")]
+    #[tool(
+        description = "Wait for text, text_gone (to vanish), a url (glob or substring), or seconds."
+    )]
     async fn browser_wait(&self, Parameters(a): Parameters<WaitArgs>) -> ToolResult {
         let given = [
             a.text.is_some(),
@@ -568,7 +552,7 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(description = "Move the mouse over an element.")]
+    #[tool(description = "Hover over an element.")]
     async fn browser_hover(&self, Parameters(a): Parameters<ElementArgs>) -> ToolResult {
         let req = a
             .target
@@ -577,7 +561,7 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(description = "Evaluate JavaScript in the page; returns the result as JSON.")]
+    #[tool(description = "Run JavaScript in the page; result as JSON.")]
     async fn browser_evaluate(&self, Parameters(a): Parameters<EvaluateArgs>) -> ToolResult {
         let req = BrowserEvaluateRequest {
             expression: a.expression,
@@ -586,7 +570,7 @@ impl Bridge {
         self.answer(&a.sandbox, Ok(req)).await
     }
 
-    #[tool(description = "List, open, select or close browser tabs.")]
+    #[tool(description = "List, open, select or close tabs.")]
     async fn browser_tabs(&self, Parameters(a): Parameters<TabsArgs>) -> ToolResult {
         let req = BrowserTabsRequest {
             action: a.action.as_str().into(),
@@ -596,7 +580,7 @@ impl Bridge {
         self.answer(&a.sandbox, Ok(req)).await
     }
 
-    #[tool(description = "Accept or dismiss the confirm()/prompt() dialog the page waits on.")]
+    #[tool(description = "Answer a pending confirm()/prompt().")]
     async fn browser_dialog(&self, Parameters(a): Parameters<DialogArgs>) -> ToolResult {
         let req = BrowserDialogRequest {
             accept: a.accept,
@@ -605,7 +589,7 @@ impl Bridge {
         self.answer(&a.sandbox, Ok(req)).await
     }
 
-    #[tool(description = "Set the files of an <input type=file> from sandbox paths.")]
+    #[tool(description = "Set the files of an <input type=file> to sandbox paths.")]
     async fn browser_upload_file(&self, Parameters(a): Parameters<UploadArgs>) -> ToolResult {
         let req = a.target.required().and_then(|t| {
             if a.paths.is_empty() {
@@ -622,7 +606,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "PNG screenshot of the viewport or full page.",
+        description = "PNG of the viewport or full_page.",
         annotations(read_only_hint = true)
     )]
     async fn browser_screenshot(&self, Parameters(a): Parameters<ScreenshotArgs>) -> ToolResult {

@@ -21,14 +21,12 @@ use crate::tools::stream::collect;
 /// Arguments of code_run.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CodeRunArgs {
-    /// "python", "shell" (bash) or "node".
     pub language: Language,
-    /// The program text.
     pub code: String,
-    /// Seconds before it is killed (default 30, background 3600; max 3600).
+    /// Seconds (default 30; background 3600).
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Return {run_id} at once; then process_output/input/kill.
+    /// Return {run_id} at once (see process_*).
     #[serde(default)]
     pub background: Option<bool>,
     #[serde(flatten)]
@@ -38,7 +36,7 @@ pub struct CodeRunArgs {
 #[tool_router(router = code_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Run python, shell or node code (cwd /workspace; no state kept: see run_code). Returns stdout, stderr, exitCode. Jobs started with & die at the timeout: use background."
+        description = "Run python, shell (bash) or node in /workspace; no state kept (see run_code). Jobs left running (&) die at the timeout: use background."
     )]
     async fn code_run(
         &self,

@@ -29,10 +29,9 @@ use crate::tools::stream::collect;
 /// Arguments of create_context.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct CreateContextArgs {
-    /// A name for the context.
     #[serde(default)]
     pub name: Option<String>,
-    /// "python" (the only one today).
+    /// "python".
     #[serde(default)]
     pub language: Option<String>,
     #[serde(flatten)]
@@ -42,11 +41,9 @@ pub struct CreateContextArgs {
 /// Arguments of run_code.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RunCodeArgs {
-    /// Python code (a notebook cell); variables persist between calls.
     pub code: String,
-    /// The context, from create_context.
     pub context_id: String,
-    /// Seconds before the kernel is interrupted (default 30).
+    /// Seconds (default 30).
     #[serde(default)]
     pub timeout: Option<f64>,
 }
@@ -54,21 +51,18 @@ pub struct RunCodeArgs {
 /// Arguments naming a context.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ContextArgs {
-    /// The context, from create_context.
     pub context_id: String,
 }
 
 #[tool_router(router = context_tools, vis = "pub(crate)")]
 impl Bridge {
-    #[tool(
-        description = "Start a persistent Python context (Jupyter kernel) whose variables survive between run_code calls."
-    )]
+    #[tool(description = "Start a Jupyter kernel for run_code; variables persist.")]
     async fn create_context(&self, Parameters(args): Parameters<CreateContextArgs>) -> ToolResult {
         respond(self.do_create_context(args).await)
     }
 
     #[tool(
-        description = "Run Python code in a context; state persists. The last expression's value is returned in results."
+        description = "Run a Python cell in a context; the last expression's value is in results."
     )]
     async fn run_code(
         &self,
@@ -78,23 +72,20 @@ impl Bridge {
         respond(self.do_run_code(args, ctx).await)
     }
 
-    #[tool(
-        description = "List the Python contexts of the session's sandbox.",
-        annotations(read_only_hint = true)
-    )]
+    #[tool(description = "List contexts.", annotations(read_only_hint = true))]
     async fn list_contexts(&self, Parameters(args): Parameters<SandboxArgs>) -> ToolResult {
         respond(self.do_list_contexts(args).await)
     }
 
     #[tool(
-        description = "Stop a context and free its kernel.",
+        description = "Stop a context's kernel.",
         annotations(destructive_hint = true)
     )]
     async fn stop_context(&self, Parameters(args): Parameters<ContextArgs>) -> ToolResult {
         respond(self.do_stop_context(args).await)
     }
 
-    #[tool(description = "Restart a context's kernel (its variables are lost).")]
+    #[tool(description = "Restart a context's kernel, losing its variables.")]
     async fn restart_context(&self, Parameters(args): Parameters<ContextArgs>) -> ToolResult {
         respond(self.do_restart_context(args).await)
     }

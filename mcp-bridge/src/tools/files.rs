@@ -21,7 +21,6 @@ use crate::server::Bridge;
 /// Arguments of file_read.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadArgs {
-    /// File path; relative paths are under /workspace.
     pub path: String,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -30,9 +29,7 @@ pub struct ReadArgs {
 /// Arguments of file_write.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct WriteArgs {
-    /// File path; relative paths are under /workspace. Parent directories are created.
     pub path: String,
-    /// The text to write (replaces the file).
     pub content: String,
     #[serde(flatten)]
     sandbox: SandboxRef,
@@ -41,7 +38,6 @@ pub struct WriteArgs {
 /// Arguments of file_list.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListArgs {
-    /// Directory (default /workspace).
     #[serde(default)]
     pub path: Option<String>,
     #[serde(flatten)]
@@ -51,9 +47,8 @@ pub struct ListArgs {
 /// Arguments of file_remove.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RemoveArgs {
-    /// File or directory path.
     pub path: String,
-    /// Required to remove a non-empty directory.
+    /// For a non-empty directory.
     #[serde(default)]
     pub recursive: bool,
     #[serde(flatten)]
@@ -63,7 +58,7 @@ pub struct RemoveArgs {
 #[tool_router(router = file_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Read a file from the sandbox. Binary files come back base64 (encoding: \"base64\").",
+        description = "Read a file (relative to /workspace); binary comes back base64.",
         annotations(read_only_hint = true)
     )]
     async fn file_read(&self, Parameters(a): Parameters<ReadArgs>) -> ToolResult {
@@ -71,7 +66,7 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(description = "Write a text file in the sandbox, replacing it.")]
+    #[tool(description = "Write a text file (relative to /workspace; parents made).")]
     async fn file_write(&self, Parameters(a): Parameters<WriteArgs>) -> ToolResult {
         let req = need_path(a.path).map(|path| WriteFileRequest {
             path,
@@ -83,7 +78,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "List a directory in the sandbox (default /workspace).",
+        description = "List a directory (default /workspace).",
         annotations(read_only_hint = true)
     )]
     async fn file_list(&self, Parameters(a): Parameters<ListArgs>) -> ToolResult {
@@ -95,7 +90,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "Delete a file or directory in the sandbox.",
+        description = "Delete a file or directory.",
         annotations(destructive_hint = true)
     )]
     async fn file_remove(&self, Parameters(a): Parameters<RemoveArgs>) -> ToolResult {

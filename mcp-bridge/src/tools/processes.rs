@@ -31,12 +31,9 @@ pub struct ProcessListArgs {
 /// Arguments of process_output.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ProcessOutputArgs {
-    /// The run, from code_run (background) or process_list.
     pub run_id: String,
-    /// next_seq of the previous call (default: all kept).
     #[serde(default)]
     pub from_seq: Option<u64>,
-    /// Default 65536, max 262144.
     #[serde(default)]
     pub max_bytes: Option<usize>,
     #[serde(flatten)]
@@ -46,10 +43,8 @@ pub struct ProcessOutputArgs {
 /// Arguments of process_kill.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ProcessKillArgs {
-    /// The run.
     #[serde(default)]
     pub run_id: Option<String>,
-    /// Every process instead.
     #[serde(default)]
     pub all: Option<bool>,
     #[serde(flatten)]
@@ -59,11 +54,8 @@ pub struct ProcessKillArgs {
 /// Arguments of process_input.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ProcessInputArgs {
-    /// The run, started with code_run background: true.
     pub run_id: String,
-    /// Text for its stdin (add "\n" to end a line).
     pub text: String,
-    /// Close its stdin after the text (end of file).
     #[serde(default)]
     pub eof: Option<bool>,
     #[serde(flatten)]
@@ -72,24 +64,24 @@ pub struct ProcessInputArgs {
 
 #[tool_router(router = process_tools, vis = "pub(crate)")]
 impl Bridge {
-    #[tool(description = "List runs: state, exit code, live processes, next_seq.")]
+    #[tool(description = "List runs with their state and exit code.")]
     async fn process_list(&self, Parameters(args): Parameters<ProcessListArgs>) -> ToolResult {
         respond(self.do_process_list(args).await)
     }
 
     #[tool(
-        description = "A run's output since from_seq: stdout, stderr, next_seq (pass it next time), state, exitCode."
+        description = "A run's output since from_seq, state, exitCode, and next_seq for the next call."
     )]
     async fn process_output(&self, Parameters(args): Parameters<ProcessOutputArgs>) -> ToolResult {
         respond(self.do_process_output(args).await)
     }
 
-    #[tool(description = "Kill a run with its processes, or every process (all: true).")]
+    #[tool(description = "Kill a run and its processes, or all: true every process.")]
     async fn process_kill(&self, Parameters(args): Parameters<ProcessKillArgs>) -> ToolResult {
         respond(self.do_process_kill(args).await)
     }
 
-    #[tool(description = "Send text to a background run's stdin; eof: true closes it after.")]
+    #[tool(description = "Write text to a run's stdin (\"\\n\" ends a line); eof: true closes it.")]
     async fn process_input(&self, Parameters(args): Parameters<ProcessInputArgs>) -> ToolResult {
         respond(self.do_process_input(args).await)
     }

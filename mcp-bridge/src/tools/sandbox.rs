@@ -18,22 +18,21 @@ use crate::server::Bridge;
 /// Arguments of sandbox_create.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct CreateArgs {
-    /// Memory limit, e.g. "512m" (default) or "1g".
+    /// Default "512m".
     #[serde(default)]
     pub memory: Option<String>,
-    /// CPU cores (default 1).
+    /// Default 1.
     #[serde(default)]
     pub cpu: Option<f64>,
-    /// Lifetime in seconds (default 3600).
+    /// Seconds (default 3600).
     #[serde(default)]
     pub timeout: Option<u64>,
-    /// Hosts it may reach, e.g. ["github.com", "*.github.com"]; implies "allowlist".
+    /// e.g. ["*.github.com"]; implies "allowlist".
     #[serde(default)]
     pub allow_domains: Option<Vec<String>>,
-    /// Hosts always blocked.
     #[serde(default)]
     pub deny_domains: Option<Vec<String>>,
-    /// "none" (default), "allowlist" or "open" (public internet).
+    /// Default "none".
     #[serde(default)]
     pub network: Option<NetworkMode>,
 }
@@ -41,7 +40,6 @@ pub struct CreateArgs {
 /// Arguments naming a sandbox.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct SandboxArgs {
-    /// The sandbox (optional while the session has exactly one).
     #[serde(default)]
     pub sandbox_id: Option<String>,
 }
@@ -49,14 +47,14 @@ pub struct SandboxArgs {
 #[tool_router(router = sandbox_tools, vis = "pub(crate)")]
 impl Bridge {
     #[tool(
-        description = "Create a sandbox (Linux with Python, Node, Chromium); other tools make one on first use. No network unless allow_domains or network \"open\"."
+        description = "Create a sandbox (Linux, Python, Node, Chromium); tools make one on first use and need sandbox_id only when there are several. No network unless allow_domains or network \"open\"."
     )]
     async fn sandbox_create(&self, Parameters(args): Parameters<CreateArgs>) -> ToolResult {
         respond(self.do_create(args).await)
     }
 
     #[tool(
-        description = "Destroy a sandbox with its files, contexts and browser.",
+        description = "Destroy a sandbox and all in it.",
         annotations(destructive_hint = true)
     )]
     async fn sandbox_destroy(&self, Parameters(args): Parameters<SandboxArgs>) -> ToolResult {
