@@ -14,3 +14,4 @@ mod miniwob;
 mod rest;
 mod runs;
 mod security;
+mod telemetry;

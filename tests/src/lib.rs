@@ -108,6 +108,16 @@ impl Host {
 
     /// Starts a host for `instance`.
     pub fn start_instance(instance: &str, cleanup: bool, extra: &[&str]) -> Self {
+        Self::launch(instance, cleanup, extra, &[])
+    }
+
+    /// Starts a host with a fresh instance (destroying its sandboxes when it stops) and `env` set
+    /// on its process only (tests share this process's environment).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(&unique_instance(), true, extra, env)
+    }
+
+    fn launch(instance: &str, cleanup: bool, extra: &[&str], env: &[(&str, &str)]) -> Self {
         ensure_image();
         let mut cmd = Command::new(binary("agent-runtime"));
         cmd.args([
@@ -127,7 +137,8 @@ impl Host {
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info")
             // No warm pool unless a test asks (`--warm-contexts N`): tests count containers.
-            .env("AGENT_RUNTIME_WARM_CONTEXTS", "0");
+            .env("AGENT_RUNTIME_WARM_CONTEXTS", "0")
+            .envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawning agent-runtime serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
