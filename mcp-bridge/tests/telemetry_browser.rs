@@ -1,7 +1,8 @@
 //! Issue 13 in the middle tier with a real Chromium: one MCP `browser_click` through a real
 //! `mcp-bridge` process, an in-process host and a real `sandboxd` driving Playwright is ONE trace
-//! — bridge span → host span → sandboxd span → `playwright.click` — received by a real OTLP/gRPC
-//! receiver on loopback, sandboxd's spans relayed by the host as under Docker. Needs Debian's
+//! — bridge span → host span → sandboxd span → `playwright.click` — received by a real
+//! OTLP/HTTP (protobuf) receiver on loopback, sandboxd's spans relayed by the host as under
+//! Docker and forwarded over http/protobuf (tests/telemetry.rs covers gRPC). Needs Debian's
 //! Chromium and the Playwright driver `agent-runtime image build` stages; fails saying so.
 //!
 //! Its own test binary: the process's tracing subscriber (the host's) is global.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use agent_runtime::backend::local::LocalBackend;
 use agent_runtime::backend::Backend;
 use agent_runtime::serve::{InProcessHost, InProcessOptions};
-use otlp::{grpc_receiver, until, Received};
+use otlp::{http_receiver, until, Received};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::ServiceExt;
@@ -39,9 +40,9 @@ async fn call(client: &RunningService<RoleClient, ()>, tool: &'static str, args:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_browser_click_is_one_trace_with_a_playwright_span() -> anyhow::Result<()> {
     let received = Received::default();
-    let grpc = grpc_receiver(received.clone()).await;
-    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{grpc}"));
-    std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    let http = http_receiver(received.clone()).await;
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{http}"));
+    std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
     std::env::remove_var("OTEL_SERVICE_NAME");
     let telemetry = agent_runtime_telemetry::init(

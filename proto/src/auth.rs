@@ -296,4 +296,14 @@ mod tests {
         assert!(!back.verify_hello(b"nonce", "sb-2", &p));
         assert!(Secret::from_hex("zz").is_none());
     }
+
+    #[test]
+    fn a_telemetry_proof_is_not_an_egress_proof() {
+        let s = Secret::generate().expect("random");
+        let p = s.telemetry_proof("sb-1");
+        assert!(s.verify_telemetry("sb-1", &p));
+        assert!(!s.verify_telemetry("sb-2", &p));
+        assert!(!s.verify_egress("sb-1", &p));
+        assert!(!s.verify_telemetry("sb-1", &s.egress_proof("sb-1")));
+    }
 }
