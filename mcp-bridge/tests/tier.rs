@@ -1544,3 +1544,161 @@ async fn a_new_bridge_resumes_a_background_run_from_its_next_seq() {
     assert_eq!(text, want, "nothing missing, nothing twice");
     second.close().await;
 }
+
+/// Controls the aria tree merges, nests, folds away or repeats (issue 14, what held-out tasks
+/// found): two spans of one clickable toolbar, an opened tree item's child, an `<a>` without
+/// href (named by its title when it has no text), list items of a widget with only a tabindex,
+/// a clickable row of nested divs, a menu item inside a clickable `<li>`, a suggestion item with
+/// a focusable wrapper inside it (jQuery UI's autocomplete).
+const WIDGETS: &str = r#"<!doctype html>
+<html><head><title>Widgets</title><style>
+  .toolbar, .tree li, .row, .menu li { cursor: pointer }
+  .toolbar span { padding: 0 8px }
+</style></head><body>
+<p id="log">none</p>
+<div class="toolbar" id="mail"><span class="btn" data-act="reply">Reply</span><span class="btn" data-act="forward">Forward</span></div>
+<ul class="tree" id="tree"><li data-node="parent">Parent<ul><li data-node="child">Child</li></ul></li></ul>
+<p><a title="Prev" id="prev"><span>Prev</span></a> <span>May 2024</span> <a title="Next month" id="next"><span class="ui-icon" style="display: inline-block; width: 16px; height: 16px; background: #888"></span></a></p>
+<ul id="colors"><li tabindex="-1">Red</li><li tabindex="-1">Green</li></ul>
+<div class="row" id="row"><div><div>Row one</div></div></div>
+<ul class="menu" id="menu"><li><div role="menuitem">Open file</div></li></ul>
+<ul class="menu" id="suggest"><li class="ui-menu-item"><div tabindex="-1" class="ui-menu-item-wrapper">Cebu</div></li></ul>
+<script>
+const log = (s) => { document.getElementById('log').textContent = s; };
+document.getElementById('mail').addEventListener('click', (e) => { if (e.target.dataset.act) log(e.target.dataset.act); });
+document.getElementById('tree').addEventListener('click', (e) => log(e.target.closest('li').dataset.node));
+document.getElementById('prev').addEventListener('click', () => log('prev'));
+document.getElementById('next').addEventListener('click', () => log('next'));
+document.getElementById('colors').addEventListener('click', (e) => log(e.target.textContent));
+document.getElementById('row').addEventListener('click', () => log('row'));
+document.querySelector('#menu [role=menuitem]').addEventListener('click', () => log('open'));
+document.getElementById('suggest').addEventListener('click', (e) => log(e.target.textContent));
+</script></body></html>"#;
+
+/// Writes `html` as `name` in the run's workspace and opens it.
+async fn open_page(b: &mut BrowserRun, name: &str, html: &str) {
+    b.c.ok("file_write", json!({"path": name, "content": html}))
+        .await;
+    let url = b.index.replace("index.html", name);
+    b.page("browser_goto", json!({ "url": url })).await;
+}
+
+/// The element lines holding `needle`.
+fn lines_with<'a>(elements: &'a str, needle: &str) -> Vec<&'a str> {
+    elements.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[tokio::test]
+async fn each_control_is_one_line_with_its_own_ref() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "widgets.html", WIDGETS).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    // (needle in its line, a word no other control's line may share, what clicking it logs)
+    let controls = [
+        ("\"Reply\"", "Reply", "reply"),
+        ("\"Forward\"", "Forward", "forward"),
+        ("\"Parent\"", "Parent", "parent"),
+        ("\"Child\"", "Child", "child"),
+        ("\"Prev\"", "Prev", "prev"),
+        ("\"Next month\"", "Next month", "next"),
+        ("\"Red\"", "Red", "Red"),
+        ("\"Green\"", "Green", "Green"),
+        ("\"Row one\"", "Row one", "row"),
+        ("\"Open file\"", "Open file", "open"),
+        ("li \"Cebu\"", "Cebu", "Cebu"),
+    ];
+    for (needle, word, logged) in controls {
+        let lines = lines_with(&elements, word);
+        assert_eq!(
+            lines.len(),
+            1,
+            "{word}: one line for one control, got {lines:?} in\n{elements}"
+        );
+        assert!(lines[0].contains(needle), "{word}: {lines:?}");
+        let id = ref_of(&elements, needle);
+        b.action("browser_click", json!({ "ref_id": id })).await;
+        let log = b.eval("document.getElementById('log').textContent").await;
+        assert_eq!(log, logged, "clicking {id} ({word}) in\n{elements}");
+    }
+    b.c.close().await;
+}
+
+/// Actions that cannot work: a disabled button, a read-only field, a button under an overlay,
+/// a button hidden since the snapshot.
+const BLOCKED: &str = r#"<!doctype html>
+<html><head><title>Blocked</title></head><body>
+<button id="save" disabled>Save</button>
+<input id="fixed" aria-label="Fixed" readonly value="42">
+<button id="gone">Vanish</button>
+<button id="under">Under</button>
+<div id="banner" class="overlay cookie" style="position: fixed; left: 0; top: 0; width: 100%; height: 400px; background: rgba(0,0,0,.3)">We use cookies</div>
+</body></html>"#;
+
+/// Each fails at once (not after Playwright's 5 s wait) saying why, with the agent's ref and
+/// never Playwright's internal `aria-ref=e14`.
+#[tokio::test]
+async fn actions_that_cannot_work_say_why_at_once() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "blocked.html", BLOCKED).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let save = ref_of(&elements, "button \"Save\"");
+    let fixed = ref_of(&elements, "\"Fixed\"");
+    let gone = ref_of(&elements, "button \"Vanish\"");
+    let under = ref_of(&elements, "button \"Under\"");
+    b.eval("document.getElementById('gone').style.display = 'none'")
+        .await;
+    let cases = [
+        (
+            "browser_click",
+            json!({ "ref_id": save }),
+            &save,
+            "is disabled",
+        ),
+        (
+            "browser_type",
+            json!({ "ref_id": fixed, "text": "7" }),
+            &fixed,
+            "is read-only",
+        ),
+        (
+            "browser_click",
+            json!({ "ref_id": gone }),
+            &gone,
+            "is hidden",
+        ),
+        (
+            "browser_click",
+            json!({ "ref_id": under }),
+            &under,
+            "is covered by <div id=\"banner\" class=\"overlay cookie\"> \"We use cookies\"",
+        ),
+    ];
+    for (tool, args, id, why) in cases {
+        let started = std::time::Instant::now();
+        let r = b.c.call(tool, args).await;
+        let took = started.elapsed();
+        assert_eq!(
+            r.is_error,
+            Some(true),
+            "{tool} {id} ({why}) worked: {}",
+            text_of(&r)
+        );
+        let (_, message) = error_of(tool, &r);
+        assert!(
+            message.contains(&format!("{id} {why}")),
+            "{tool} {id}: {message}"
+        );
+        assert!(!message.contains("aria-ref"), "{tool} {id}: {message}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{tool} {id}: said why only after {took:?}: {message}"
+        );
+    }
+    let value = b.eval("document.getElementById('fixed').value").await;
+    assert_eq!(value, "42");
+    b.c.close().await;
+}

@@ -2,7 +2,8 @@
 //! option, give a file input its files.
 
 use agent_runtime_proto::v1 as pb;
-use playwright_rs::{ClickOptions, FillOptions, HoverOptions, SelectOption};
+use playwright_rs::protocol::Locator;
+use playwright_rs::{ClickOptions, FillOptions, HoverOptions, Position, SelectOption};
 use serde::Deserialize;
 
 use super::error::{self, BrowserError, Result};
@@ -17,9 +18,15 @@ impl Browser {
         let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
-        let options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
+        let at = check(&locator, &target, Action::Click).await?;
+        let mut options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS);
+        if let Some(at) = at {
+            options = options.position(at);
+        }
+        let options = options.build();
         self.act(turn, async move { locator.click(Some(options)).await })
             .await
+            .map_err(|e| e.naming(target.agent_ref().as_deref()))
     }
 
     /// Replaces an input's text (or types into any other focusable element).
@@ -27,6 +34,7 @@ impl Browser {
         let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        check(&locator, &target, Action::Type).await?;
         let page = turn.page.clone();
         let text = req.text;
         let r = self
@@ -40,7 +48,8 @@ impl Browser {
                     other => other,
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.naming(target.agent_ref().as_deref()))?;
         Ok(pb::BrowserPage {
             url: r.url,
             title: r.title,
@@ -54,9 +63,11 @@ impl Browser {
         let target = Target::required(req.target.as_ref())?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
+        check(&locator, &target, Action::Hover).await?;
         let options = HoverOptions::builder().timeout(ACTION_TIMEOUT_MS).build();
         self.act(turn, async move { locator.hover(Some(options)).await })
             .await
+            .map_err(|e| e.naming(target.agent_ref().as_deref()))
     }
 
     /// Selects options of a `<select>` by value or label.
@@ -149,4 +160,45 @@ impl Browser {
         })
         .await
     }
+}
+
+/// An action [`check`] looks ahead for.
+#[derive(Clone, Copy)]
+enum Action {
+    Click,
+    Type,
+    Hover,
+}
+
+/// What `js::ACTION_CHECK` says.
+#[derive(Deserialize)]
+struct Check {
+    problem: Option<String>,
+    x: Option<f64>,
+    y: Option<f64>,
+}
+
+/// Fails at once, saying why, when the element cannot take the action (hidden, disabled,
+/// read-only, covered) instead of letting Playwright wait out its timeout; else where in the
+/// element to click when its centre is on a control nested in it. A check that cannot run
+/// leaves the verdict to Playwright.
+async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Option<Position>> {
+    let kind = match action {
+        Action::Click => "click",
+        Action::Type => "type",
+        Action::Hover => "hover",
+    };
+    let Ok(found) = locator
+        .evaluate::<Check, &str>(js::ACTION_CHECK, Some(kind))
+        .await
+    else {
+        return Ok(None);
+    };
+    if let Some(problem) = found.problem {
+        return Err(BrowserError::NotActionable(format!(
+            "{} {problem}",
+            target.describe()
+        )));
+    }
+    Ok(found.x.zip(found.y).map(|(x, y)| Position { x, y }))
 }

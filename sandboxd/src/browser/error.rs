@@ -61,6 +61,10 @@ pub enum BrowserError {
     /// The sandbox's egress policy refused the page: the host's reason, word for word.
     #[error("{0}")]
     Denied(String),
+    /// The element cannot take the action now (hidden, disabled, read-only, covered): which
+    /// element, why, and what to do.
+    #[error("{0}")]
+    NotActionable(String),
     /// Anything Playwright reported.
     #[error("{0}")]
     Playwright(String),
@@ -222,6 +226,39 @@ fn host_of(url: &str) -> Option<String> {
     url::Url::parse(url).ok()?.host_str().map(str::to_string)
 }
 
+impl BrowserError {
+    /// The same error with Playwright's internal element names (`aria-ref=e14`), which the agent
+    /// never saw, replaced by the ref it gave.
+    pub(super) fn naming(self, agent_ref: Option<&str>) -> Self {
+        let Some(id) = agent_ref else { return self };
+        let rename = |m: String| rename_aria_refs(&m, id);
+        match self {
+            Self::Timeout(m) => Self::Timeout(rename(m)),
+            Self::Playwright(m) => Self::Playwright(rename(m)),
+            Self::Navigating(m) => Self::Navigating(rename(m)),
+            other => other,
+        }
+    }
+}
+
+/// `message` with every `aria-ref=<name>` (in any quoting) replaced by `id`.
+fn rename_aria_refs(message: &str, id: &str) -> String {
+    const MARK: &str = "aria-ref=";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let end = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        out.push_str(id);
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// True when a fill failed because the element takes no text that way (a button, a custom
 /// widget): typing after a click is the fallback.
 pub(super) fn cannot_fill(message: &str) -> bool {
@@ -292,7 +329,8 @@ impl From<BrowserError> for tonic::Status {
             BrowserError::StaleRef(_)
             | BrowserError::NoDialog
             | BrowserError::DialogOpen
-            | BrowserError::Navigating(_) => tonic::Status::failed_precondition(message),
+            | BrowserError::Navigating(_)
+            | BrowserError::NotActionable(_) => tonic::Status::failed_precondition(message),
             BrowserError::Timeout(_) => tonic::Status::deadline_exceeded(message),
             BrowserError::Launch(_) => tonic::Status::unavailable(message),
             BrowserError::Denied(_) => tonic::Status::permission_denied(message),
@@ -307,6 +345,19 @@ pub type Result<T, E = BrowserError> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn playwright_element_names_become_the_agents_ref() {
+        let e = BrowserError::Timeout(
+            "locator.click: Timeout 5000ms exceeded. waiting for locator('aria-ref=f1e14')".into(),
+        );
+        assert_eq!(
+            e.naming(Some("ref_7")).to_string(),
+            "locator.click: Timeout 5000ms exceeded. waiting for locator('ref_7')"
+        );
+        let e = BrowserError::Playwright("[selector: aria-ref=e3]".into());
+        assert_eq!(e.naming(None).to_string(), "[selector: aria-ref=e3]");
+    }
 
     #[test]
     fn call_logs_are_cut_and_whitespace_folded() {

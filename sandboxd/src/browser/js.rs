@@ -1,9 +1,11 @@
 //! The JavaScript the browser runs in pages. Kept here so the Rust side reads as Rust.
 
 /// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
-/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed. It also marks the element as listed, so `FOLDED_CLICKABLES` does not list it again.
-pub const TAG: &str = r#"(el) => {
-  el.__agentRuntimeListed = true;
+/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed. It also
+/// marks the element as listed in this reading (with its index among the tree's lines), so
+/// `MISSED_CONTROLS` does not list it again and can say what it contains.
+pub const TAG: &str = r#"(el, [index, reading]) => {
+  el.__agentRuntimeListed = { index, reading };
   const tag = el.tagName.toLowerCase();
   const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 2000);
   const placeholder = el.getAttribute('placeholder') || '';
@@ -12,11 +14,21 @@ pub const TAG: &str = r#"(el) => {
   return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder };
 }"#;
 
-/// Elements clickable only through JavaScript (`cursor: pointer`, not a link, button or field)
-/// that the aria tree folded into their parent's text (an inline `<span>` word). Each gets a
-/// key that lives on the element and a CSS path to find it again.
-pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
-  const native = new Set(['A', 'BUTTON', 'INPUT', 'SELECT', 'TEXTAREA', 'LABEL', 'OPTION', 'SUMMARY', 'HTML', 'BODY']);
+/// Controls the aria tree does not list on their own: elements clickable only through
+/// JavaScript that it folded into their parent's text (an inline `<span>` word, two buttons of
+/// one clickable toolbar, the child of an opened tree item), and ones with no role and no
+/// pointer cursor that still act (`<a>` without href, `onclick`, `tabindex`, an icon with only a
+/// title). Each gets a key that lives on the element and a CSS path to find it again.
+/// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
+/// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
+/// one holds (an item's inner wrapper) is not listed again.
+pub const MISSED_CONTROLS: &str = r#"([limit, reading]) => {
+  const listed = (e) => e.__agentRuntimeListed && e.__agentRuntimeListed.reading === reading
+    ? e.__agentRuntimeListed.index + 1 : 0;
+  const fields = new Set(['BUTTON', 'INPUT', 'SELECT', 'TEXTAREA', 'LABEL', 'OPTION', 'SUMMARY']);
+  const skip = new Set(['HTML', 'BODY', 'SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'IFRAME', 'BR', 'HR']);
+  const roles = /^(button|link|menuitem|menuitemcheckbox|menuitemradio|tab|option|treeitem|checkbox|radio|switch|gridcell|textbox|combobox|searchbox|slider|spinbutton|listbox)$/;
+  const controlClass = /(^|[-_\s])(btn|button|action|icon|tool|tab|item|link|opt|option|choice|key|day|prev|next|close|toggle)s?($|[-_\s])/i;
   const path = (el) => {
     const parts = [];
     for (let e = el; e && e.nodeType === 1 && e !== document.documentElement; e = e.parentElement) {
@@ -25,27 +37,81 @@ pub const FOLDED_CLICKABLES: &str = r#"(limit) => {
     }
     return 'html > ' + parts.join(' > ');
   };
-  const out = [];
-  // Computed styles cost; a huge page is scanned only this far.
+  const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  const native = (e) => (e.tagName === 'A' && e.hasAttribute('href')) || fields.has(e.tagName)
+    || roles.test(e.getAttribute('role') || '') || e.isContentEditable && !(e.parentElement && e.parentElement.isContentEditable);
+  const pointer = new Map();
+  const isPointer = (e) => {
+    if (!e || e.nodeType !== 1) return false;
+    if (!pointer.has(e)) pointer.set(e, getComputedStyle(e).cursor === 'pointer');
+    return pointer.get(e);
+  };
+  const found = [];
   let scanned = 0;
   for (const el of document.body ? document.body.querySelectorAll('*') : []) {
-    if (out.length >= limit || ++scanned > 20000) break;
-    if (el.__agentRuntimeListed || native.has(el.tagName) || el.closest('a,button,label')) continue;
+    if (found.length >= limit || ++scanned > 20000) break;
+    if (listed(el) || native(el) || skip.has(el.tagName) || !(el instanceof HTMLElement)) continue;
+    if (el.parentElement && el.parentElement.closest('a[href],button,label,select,[role=button],[role=link]')) continue;
+    const own = isPointer(el), inRegion = isPointer(el.parentElement);
+    const text = squash(el.innerText || el.textContent);
+    const cls = typeof el.className === 'string' ? el.className : '';
+    const signal = el.hasAttribute('onclick') || el.hasAttribute('data-action')
+      || (el.hasAttribute('tabindex') && (el.tabIndex >= 0 || el.tagName === 'LI' || el.tagName === 'TD'));
+    let why = (own && !inRegion) || el.tagName === 'A' || signal
+      || (inRegion && (el.tagName === 'LI' || controlClass.test(cls)))
+      || (!text && (el.hasAttribute('title') || el.hasAttribute('aria-label')));
+    if (!why) continue;
     const style = getComputedStyle(el);
-    if (style.cursor !== 'pointer' || style.visibility === 'hidden') continue;
-    const parent = el.parentElement;
-    if (parent && getComputedStyle(parent).cursor === 'pointer') continue;
+    if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
-    const text = (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim();
-    if (!text) continue;
+    const name = text || squash(el.getAttribute('aria-label')) || squash(el.getAttribute('title'));
+    if (!name) continue;
+    found.push(el);
+  }
+  const controls = new Set(found);
+  const isControl = (e) => controls.has(e) || listed(e) > 0 || native(e);
+  // An element's own text: its text less that of the controls inside it (which it lists).
+  const ownText = (root) => {
+    const inner = [];
+    const parts = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
+      acceptNode: (n) => {
+        if (n.nodeType === 1 && n !== root && isControl(n) && n.getClientRects().length > 0) { inner.push(n); return NodeFilter.FILTER_REJECT; }
+        return n.nodeType === 3 ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP;
+      },
+    });
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) parts.push(n.nodeValue);
+    return { inner, text: squash(parts.join(' ')) };
+  };
+  const listedEls = [];
+  for (const el of document.body ? document.body.querySelectorAll('*') : []) if (listed(el)) listedEls.push(el);
+  const info = new Map();
+  for (const el of listedEls.concat(found)) info.set(el, ownText(el));
+  // A control that is all a listed one holds (an item's inner wrapper) is that control: the
+  // outer one stays whole and the inner is not listed again.
+  const inside = new Set();
+  for (const o of info.values()) {
+    if (o.inner.length === 1 && !o.text && controls.has(o.inner[0])) { inside.add(o.inner[0]); o.whole = true; }
+  }
+  const owners = [];
+  for (const el of listedEls) {
+    const o = info.get(el);
+    if (o.inner.length && !o.whole) owners.push([listed(el) - 1, o.text]);
+  }
+  const out = [];
+  for (const el of found) {
+    const o = info.get(el);
+    if (inside.has(el) || (o.inner.length && !o.whole && !o.text)) continue;
+    const text = o.inner.length && !o.whole ? o.text
+      : (squash(el.innerText || el.textContent) || squash(el.getAttribute('aria-label')) || squash(el.getAttribute('title')));
     if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey });
   }
-  return out;
+  return { controls: out, owners };
 }"#;
 
-/// The key `FOLDED_CLICKABLES` gave an element, or null.
+/// The key `MISSED_CONTROLS` gave an element, or null.
 pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
 
 /// The document's token (see `DOCUMENT_TOKEN`) and the body's innerText, in one call.
@@ -118,4 +184,61 @@ pub const OPTION_VALUES: &str = r#"(el, wanted) => {
     return o ? o.value : null;
   });
   return { values, labels: opts.map((o) => o.label || o.text) };
+}"#;
+
+/// Why an action on `el` cannot work, said at once instead of after Playwright's wait: gone,
+/// hidden, disabled, read-only (for `type`), or covered by another element (named). Returns
+/// `{ problem }`, or `{ x, y }`: where in its box to click when its centre lands on a control
+/// nested in it (an opened tree item's child) while its own text is elsewhere, or `{}`.
+pub const ACTION_CHECK: &str = r#"(el, kind) => {
+  const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  const name = (e) => {
+    let s = '<' + e.tagName.toLowerCase();
+    if (e.id) s += ' id="' + e.id + '"';
+    const c = typeof e.className === 'string' ? squash(e.className) : '';
+    if (c) s += ' class="' + c.split(' ').slice(0, 3).join(' ') + '"';
+    s += '>';
+    const t = squash(e.innerText);
+    if (t) s += ' "' + (t.length > 40 ? t.slice(0, 40) + '…' : t) + '"';
+    return s;
+  };
+  if (!el.isConnected) return { problem: 'is no longer on the page; take a new snapshot' };
+  if (el.checkVisibility && !el.checkVisibility({ visibilityProperty: true })) {
+    return { problem: 'is hidden (display: none or visibility: hidden, on it or a parent); take a new snapshot to see what is shown now' };
+  }
+  if (el.getClientRects().length === 0) return { problem: 'is hidden (it has no box on the page); take a new snapshot to see what is shown now' };
+  if (kind !== 'hover') {
+    const off = el.closest('[aria-disabled=true]');
+    if ((el.matches && el.matches(':disabled')) || off) return { problem: 'is disabled; the page enables it when it is ready (fill in or choose what it needs first)' };
+  }
+  if (kind === 'type') {
+    const field = el.tagName === 'INPUT' || el.tagName === 'TEXTAREA';
+    if ((field && el.readOnly) || el.getAttribute('aria-readonly') === 'true') return { problem: 'is read-only: it is not editable' };
+    return {};
+  }
+  if (el.scrollIntoViewIfNeeded) el.scrollIntoViewIfNeeded(true);
+  const box = el.getBoundingClientRect();
+  if (box.width === 0 || box.height === 0) return { problem: 'is hidden (it has no size on the page); take a new snapshot to see what is shown now' };
+  let x = box.left + box.width / 2, y = box.top + box.height / 2;
+  let at = null;
+  const hitCentre = document.elementFromPoint(x, y);
+  if (hitCentre && hitCentre !== el && el.contains(hitCentre)) {
+    // The centre is on something inside: is it this element's own text, or a nested control?
+    const own = Array.from(el.childNodes).find((n) => n.nodeType === 3 && n.nodeValue.trim());
+    const nested = hitCentre.closest('li,a,button,[role],[onclick],[tabindex]');
+    if (own && nested && nested !== el && el.contains(nested)) {
+      const range = document.createRange();
+      range.selectNodeContents(own);
+      const r = range.getClientRects()[0];
+      if (r && r.width > 0) {
+        x = r.left + r.width / 2; y = r.top + r.height / 2;
+        at = { x: x - box.left, y: y - box.top };
+      }
+    }
+  }
+  const hit = document.elementFromPoint(x, y);
+  if (hit && hit !== el && !el.contains(hit) && !hit.contains(el)) {
+    return { problem: 'is covered by ' + name(hit) + ', which would get the click; close or move what covers it, scroll, or press Enter on the element instead' };
+  }
+  return at || {};
 }"#;

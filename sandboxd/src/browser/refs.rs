@@ -157,6 +157,22 @@ impl Target {
         }
     }
 
+    /// The ref, when the target is one (what errors call the element).
+    pub fn agent_ref(&self) -> Option<String> {
+        match self {
+            Self::Ref(id) => Some(normalize(id)),
+            Self::Selector(_) => None,
+        }
+    }
+
+    /// How a message names the element.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Ref(id) => normalize(id),
+            Self::Selector(s) => format!("the element matching {s:?}"),
+        }
+    }
+
     /// True when both name the same element the same way (`3` and `ref_3` are one ref).
     fn same_as(&self, other: &Self) -> bool {
         match (self, other) {

@@ -69,14 +69,25 @@ struct Tag {
     placeholder: String,
 }
 
-/// A clickable the aria tree folded away (see `js::FOLDED_CLICKABLES`).
+/// A control the aria tree does not list on its own (see `js::MISSED_CONTROLS`).
 #[derive(serde::Deserialize)]
-struct Folded {
+struct Missed {
     tag: String,
     text: String,
     path: String,
     key: String,
 }
+
+/// What `js::MISSED_CONTROLS` found: the controls, and for listed lines that contain other
+/// controls, their own text (empty: the line only wraps them).
+#[derive(serde::Deserialize)]
+struct MissedControls {
+    controls: Vec<Missed>,
+    owners: Vec<(usize, String)>,
+}
+
+/// Tells one reading's marks on elements from an earlier one's.
+static READINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 /// The document token and the body's text (see `js::PAGE_FACTS`).
 #[derive(serde::Deserialize)]
@@ -133,8 +144,9 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
             }
         }
     });
+    let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut asked = 0;
-    let tags = join_all(found.iter().map(|(node, _)| {
+    let tags = join_all(found.iter().enumerate().map(|(i, (node, _))| {
         let ask = needs_tag(node) && asked < TAG_LIMIT;
         asked += usize::from(ask);
         async move {
@@ -142,15 +154,43 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
                 return None;
             }
             page.get_by_ref(str_of(node, "ref"))
-                .evaluate::<Tag, ()>(js::TAG, None)
+                .evaluate::<Tag, (usize, u32)>(js::TAG, Some((i, reading)))
                 .await
                 .ok()
         }
     }))
     .await;
+    // Controls the tree folded into a parent's text or left out; after the tree's elements.
+    let missed = page
+        .evaluate::<(usize, u32), MissedControls>(js::MISSED_CONTROLS, Some(&(TAG_LIMIT, reading)))
+        .await
+        .unwrap_or(MissedControls {
+            controls: Vec::new(),
+            owners: Vec::new(),
+        });
+    let owners: std::collections::HashMap<usize, String> = missed.owners.into_iter().collect();
     let mut elements = Vec::with_capacity(found.len());
     let mut uncut = Vec::with_capacity(found.len());
-    for ((node, parent_role), tag) in found.iter().zip(tags) {
+    for (i, ((node, parent_role), tag)) in found.iter().zip(tags).enumerate() {
+        // A clickable that wraps other controls is named by its own text, or, with none, is
+        // the same control as those inside it (a row's nested divs, an item around its
+        // menuitem, a toolbar around its buttons) and is not listed again.
+        let renamed;
+        let node: &Map<String, Value> = match owners.get(&i) {
+            Some(own) if !is_interactive(node) => {
+                if own.is_empty() {
+                    total -= 1;
+                    continue;
+                }
+                let mut n = (*node).clone();
+                n.insert("name".into(), Value::String(own.clone()));
+                n.remove("children");
+                n.remove("text");
+                renamed = n;
+                &renamed
+            }
+            _ => node,
+        };
         let short = describe(node, parent_role, base.as_ref(), tag.as_ref(), true);
         let long = describe(node, parent_role, base.as_ref(), tag.as_ref(), false);
         if let (Some(short), Some(long)) = (short, long) {
@@ -159,24 +199,18 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
             uncut.push(format!("[{id}] {long}"));
         }
     }
-    // JS-only clickables the tree folded into their parent's text; after the tree's elements.
-    if let Ok(folded) = page
-        .evaluate::<usize, Vec<Folded>>(js::FOLDED_CLICKABLES, Some(&TAG_LIMIT))
-        .await
-    {
-        for f in folded {
-            total += 1;
-            if elements.len() >= ELEMENT_LIMIT {
-                continue;
-            }
-            let id = refs.ref_for(&document, &super::refs::css_place(&f.path, &f.key));
-            elements.push(format!(
-                "[{id}] {} {:?} (clickable)",
-                f.tag,
-                cut_marked(&f.text, NAME_CHARS)
-            ));
-            uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
+    for f in missed.controls {
+        total += 1;
+        if elements.len() >= ELEMENT_LIMIT {
+            continue;
         }
+        let id = refs.ref_for(&document, &super::refs::css_place(&f.path, &f.key));
+        elements.push(format!(
+            "[{id}] {} {:?} (clickable)",
+            f.tag,
+            cut_marked(&f.text, NAME_CHARS)
+        ));
+        uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
     }
     // Where each heading sits in the text, so a page can name the ones after it.
     let mut from = 0;
@@ -472,6 +506,12 @@ fn own_text(node: &Map<String, Value>) -> String {
         .map(|c| c.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     parts.join(" ")
+}
+
+/// Whether a node has a role an agent acts on (not just a pointer cursor).
+fn is_interactive(node: &Map<String, Value>) -> bool {
+    let role = str_of(node, "role");
+    INTERACTIVE.iter().any(|(r, _)| *r == role)
 }
 
 /// Whether a node's line needs the element itself: the aria tree does not say an input's type
