@@ -1702,3 +1702,45 @@ async fn actions_that_cannot_work_say_why_at_once() {
     assert_eq!(value, "42");
     b.c.close().await;
 }
+
+/// A canvas no ref can name: the click lands where the screenshot shows.
+const CANVAS: &str = r#"<!doctype html>
+<html><head><title>Canvas</title><style>body { margin: 0 }</style></head><body>
+<canvas id="board" width="300" height="200" style="display: block"></canvas>
+<p id="log">none</p>
+<script>
+document.getElementById('board').addEventListener('click', (e) => {
+  document.getElementById('log').textContent = e.offsetX + ',' + e.offsetY;
+});
+</script></body></html>"#;
+
+/// browser_click {x, y} clicks that point of the viewport; a point with an element, half a point
+/// or one outside the viewport is refused saying what to give.
+#[tokio::test]
+async fn browser_click_takes_a_point() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "canvas.html", CANVAS).await;
+    b.action("browser_click", json!({"x": 120, "y": 45})).await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "120,45"
+    );
+    let m =
+        b.c.fails(
+            "browser_click",
+            json!({"x": 1, "y": 1, "selector": "#board"}),
+            "BAD_REQUEST",
+        )
+        .await;
+    assert!(m.contains("not both"), "{m}");
+    let m =
+        b.c.fails("browser_click", json!({"x": 1}), "BAD_REQUEST")
+            .await;
+    assert!(m.contains("both x and y"), "{m}");
+    let m =
+        b.c.fails("browser_click", json!({"x": 5, "y": 99999}), "BAD_REQUEST")
+            .await;
+    assert!(m.contains("outside the viewport"), "{m}");
+    b.c.close().await;
+}

@@ -224,6 +224,7 @@ impl BrowserCommand {
                         selector,
                         ref_id,
                         target: None,
+                        point: None,
                     },
                 )
                 .await?;

@@ -9,10 +9,11 @@ use agent_runtime_proto::v1::{
     BrowserActionResponse, BrowserAriaSnapshotRequest, BrowserAriaSnapshotResponse,
     BrowserClickRequest, BrowserDialogRequest, BrowserEvaluateRequest, BrowserEvaluateResponse,
     BrowserEvent, BrowserFindRequest, BrowserFindResponse, BrowserGotoRequest, BrowserHoverRequest,
-    BrowserNavigateRequest, BrowserPage, BrowserPressRequest, BrowserScreenshotRequest,
-    BrowserScreenshotResponse, BrowserScrollRequest, BrowserSelectOptionRequest,
-    BrowserSnapshotRequest, BrowserSnapshotResponse, BrowserTabsRequest, BrowserTabsResponse,
-    BrowserTarget, BrowserTypeRequest, BrowserUploadFileRequest, BrowserWaitRequest,
+    BrowserNavigateRequest, BrowserPage, BrowserPoint, BrowserPressRequest,
+    BrowserScreenshotRequest, BrowserScreenshotResponse, BrowserScrollRequest,
+    BrowserSelectOptionRequest, BrowserSnapshotRequest, BrowserSnapshotResponse,
+    BrowserTabsRequest, BrowserTabsResponse, BrowserTarget, BrowserTypeRequest,
+    BrowserUploadFileRequest, BrowserWaitRequest,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
@@ -82,6 +83,20 @@ pub struct GotoArgs {
 pub struct ElementArgs {
     #[serde(flatten)]
     target: Target,
+    #[serde(flatten)]
+    sandbox: SandboxRef,
+}
+
+/// Arguments of browser_click: an element, or a point of the screenshot.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ClickArgs {
+    #[serde(flatten)]
+    target: Target,
+    /// Screenshot pixels from the left (with y).
+    #[serde(default)]
+    pub x: Option<f64>,
+    #[serde(default)]
+    pub y: Option<f64>,
     #[serde(flatten)]
     sandbox: SandboxRef,
 }
@@ -427,13 +442,28 @@ impl Bridge {
         self.answer(&a.sandbox, req).await
     }
 
-    #[tool(description = "Click an element by ref_id (from browser_snapshot) or CSS selector.")]
-    async fn browser_click(&self, Parameters(a): Parameters<ElementArgs>) -> ToolResult {
-        let req = a.target.required().map(|t| BrowserClickRequest {
-            selector: t.selector,
-            ref_id: t.ref_id,
-            target: None,
-        });
+    #[tool(
+        description = "Click an element by ref_id (from browser_snapshot) or CSS selector, or the point x, y."
+    )]
+    async fn browser_click(&self, Parameters(a): Parameters<ClickArgs>) -> ToolResult {
+        let req = match (a.x, a.y) {
+            (None, None) => a.target.required().map(|t| BrowserClickRequest {
+                selector: t.selector,
+                ref_id: t.ref_id,
+                target: None,
+                point: None,
+            }),
+            (Some(x), Some(y)) if !a.target.given() => Ok(BrowserClickRequest {
+                point: Some(BrowserPoint { x, y }),
+                ..Default::default()
+            }),
+            (Some(_), Some(_)) => Err(ToolError::BadRequest(
+                "give either x and y or an element (ref_id or selector), not both".into(),
+            )),
+            _ => Err(ToolError::BadRequest(
+                "give both x and y (viewport pixels, as in the screenshot)".into(),
+            )),
+        };
         self.answer(&a.sandbox, req).await
     }
 

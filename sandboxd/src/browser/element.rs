@@ -13,8 +13,22 @@ use super::session::Browser;
 use super::settle::ACTION_TIMEOUT_MS;
 
 impl Browser {
-    /// Clicks an element.
+    /// Clicks an element, or a point of the viewport.
     pub async fn click(&self, req: pb::BrowserClickRequest) -> Result<pb::BrowserActionResponse> {
+        if let Some(point) = req.point {
+            let named = req
+                .target
+                .as_ref()
+                .is_some_and(|t| !t.selector.trim().is_empty() || !t.ref_id.trim().is_empty())
+                || !req.selector.trim().is_empty()
+                || !req.ref_id.trim().is_empty();
+            if named {
+                return Err(BrowserError::invalid(
+                    "give either a point (x, y) or an element (ref_id or selector), not both",
+                ));
+            }
+            return self.click_point(point).await;
+        }
         let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
@@ -27,6 +41,33 @@ impl Browser {
         self.act(turn, async move { locator.click(Some(options)).await })
             .await
             .map_err(|e| e.naming(target.agent_ref().as_deref()))
+    }
+
+    /// Clicks the point `at` of the viewport, which must be inside it.
+    async fn click_point(&self, at: pb::BrowserPoint) -> Result<pb::BrowserActionResponse> {
+        if !(at.x.is_finite() && at.y.is_finite()) || at.x < 0.0 || at.y < 0.0 {
+            return Err(BrowserError::invalid(
+                "x and y are viewport pixels from its top-left corner, 0 or more",
+            ));
+        }
+        let turn = self.turn().await?;
+        let page = turn.page.clone();
+        let (width, height): (f64, f64) = page
+            .evaluate::<(), (f64, f64)>(js::VIEWPORT, None)
+            .await
+            .map_err(|e| self.classify(e))?;
+        if at.x >= width || at.y >= height {
+            return Err(BrowserError::invalid(format!(
+                "({}, {}) is outside the viewport ({width}x{height}); scroll to bring what you \
+                 want into view, then click where the new screenshot shows it",
+                at.x, at.y
+            )));
+        }
+        self.act(
+            turn,
+            async move { page.mouse().click(at.x, at.y, None).await },
+        )
+        .await
     }
 
     /// Replaces an input's text (or types into any other focusable element).

@@ -242,3 +242,6 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
   }
   return at || {};
 }"#;
+
+/// The viewport's size in CSS pixels: `[width, height]`.
+pub const VIEWPORT: &str = "() => [window.innerWidth, window.innerHeight]";
