@@ -183,6 +183,11 @@ async fn router(
         .max_encoding_message_size(MAX_MESSAGE);
     let sandbox_id = identity.as_ref().map_or("", |i| i.sandbox_id.as_str());
     Ok(tonic::transport::Server::builder()
+        // Bulk bytes (egress downloads, uploads) arrive in fewer, larger HTTP/2 frames and
+        // windows: the daemon shares the sandbox's CPU quota with the process it serves.
+        .max_frame_size(Some(1 << 20))
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20))
         .layer(ServerSpans::new(sandbox_id))
         .add_service(health_service)
         .add_service(reflection_v1)
