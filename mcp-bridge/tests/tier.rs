@@ -1744,3 +1744,39 @@ async fn browser_click_takes_a_point() {
     assert!(m.contains("outside the viewport"), "{m}");
     b.c.close().await;
 }
+
+/// Icon-only controls: no text, named only by a class token, an image's file name or a CSS
+/// background's file name.
+const ICONS: &str = r##"<!doctype html>
+<html><head><title>Icons</title><style>
+  .ico { display: inline-block; width: 16px; height: 16px; border: 1px solid #444 }
+</style></head><body>
+<p id="log">none</p>
+<button class="btn btn-close" onclick="log('close')" style="width: 20px; height: 20px"></button>
+<button onclick="log('search')"><img src="img/ic_search.svg" width="16" height="16"></button>
+<span class="ico" style="background-image: url('icons/trash.png')" onclick="log('trash')"></span>
+<a href="#cart" onclick="log('cart')"><i class="fa fa-shopping-cart ico"></i></a>
+<script>function log(s) { document.getElementById('log').textContent = s; }</script>
+</body></html>"##;
+
+/// Each icon-only control has a line named by its icon, and its ref clicks it.
+#[tokio::test]
+async fn icon_only_controls_are_named_by_their_icon() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "icons.html", ICONS).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    for (needle, logged) in [
+        ("button \"close\"", "close"),
+        ("button \"search\"", "search"),
+        ("span \"trash\"", "trash"),
+        ("a \"shopping cart\"", "cart"),
+    ] {
+        let id = ref_of(&elements, needle);
+        b.action("browser_click", json!({ "ref_id": id })).await;
+        let log = b.eval("document.getElementById('log').textContent").await;
+        assert_eq!(log, logged, "clicking {id} ({needle}) in\n{elements}");
+    }
+    b.c.close().await;
+}

@@ -1,18 +1,68 @@
 //! The JavaScript the browser runs in pages. Kept here so the Rust side reads as Rust.
 
+/// A name for a control with no text (an icon-only button): its `aria-label`, `title`, a
+/// tooltip attribute, an image's `alt`, a telling class token (`fa-trash`, `icon-close` →
+/// "trash", "close"), or the file name of its image or CSS background (`…/search.svg` →
+/// "search"), on it or inside it; '' when none says anything.
+macro_rules! icon_name {
+    () => {
+        r#"((el) => {
+  const words = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  for (const a of ['aria-label', 'title', 'data-tooltip', 'data-title', 'data-original-title', 'alt']) {
+    const v = words(el.getAttribute(a));
+    if (v) return v;
+  }
+  const all = [el].concat(Array.from(el.querySelectorAll('*')).slice(0, 20));
+  for (const e of all) {
+    for (const a of ['aria-label', 'title', 'alt']) {
+      const v = words(e.getAttribute(a));
+      if (v) return v;
+    }
+  }
+  const file = (url) => {
+    const m = /([^\/?#]+?)(?:\.[a-z0-9]{2,5})?(?:[?#].*)?$/i.exec(url || '');
+    return m ? m[1].replace(/^(ic|icon|ico|btn)[-_]/i, '').replace(/[-_]+/g, ' ') : '';
+  };
+  for (const e of all) {
+    if (e.tagName === 'IMG' && e.getAttribute('src') && !e.getAttribute('src').startsWith('data:')) return file(e.getAttribute('src'));
+    const use = e.tagName.toLowerCase() === 'use' && (e.getAttribute('href') || e.getAttribute('xlink:href'));
+    if (use) return use.replace(/^.*#/, '').replace(/^(ic|icon|ico)[-_]/i, '').replace(/[-_]+/g, ' ');
+    const bg = getComputedStyle(e).backgroundImage;
+    const url = /url\(["']?([^"')]+)["']?\)/.exec(bg || '');
+    if (url && !url[1].startsWith('data:')) return file(url[1]);
+  }
+  const plain = /^(fa|fas|far|fal|fab|fa-solid|fa-regular|fa-fw|fa-lg|icon|icons|ico|btn|button|ui|glyphicon|bi|ti|material-icons|svg-inline--fa|small|large|sm|lg|xs|pull-right|pull-left|active|disabled|inline|block|clickable|pointer|js|mr|ml|\w{1,2})$/i;
+  for (const e of all) {
+    const cls = typeof e.className === 'string' ? e.className : (e.getAttribute('class') || '');
+    for (const token of cls.split(/\s+/)) {
+      const t = token.replace(/^(fa|icon|ico|glyphicon|bi|ti|ui-icon|btn|button|ic)[-_]+/i, '');
+      if (t && !plain.test(token) && !plain.test(t) && !/\d{2,}/.test(t) && /[a-z]/i.test(t)) return t.replace(/[-_]+/g, ' ');
+    }
+  }
+  return '';
+})"#
+    };
+}
+
 /// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
-/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed. It also
-/// marks the element as listed in this reading (with its index among the tree's lines), so
-/// `MISSED_CONTROLS` does not list it again and can say what it contains.
-pub const TAG: &str = r#"(el, [index, reading]) => {
+/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed (an
+/// icon-only one by its icon, see `icon_name!`). It also marks the element as listed in this
+/// reading (with its index among the tree's lines), so `MISSED_CONTROLS` does not list it
+/// again and can say what it contains.
+pub const TAG: &str = concat!(
+    r#"(el, [index, reading]) => {
   el.__agentRuntimeListed = { index, reading };
+  const iconName = "#,
+    icon_name!(),
+    r#";
   const tag = el.tagName.toLowerCase();
-  const text = (el.innerText || '').replace(/\s+/g, ' ').trim().slice(0, 2000);
+  const text = ((el.innerText || '').replace(/\s+/g, ' ').trim() || iconName(el)).slice(0, 2000);
   const placeholder = el.getAttribute('placeholder') || '';
   if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '', placeholder };
   const role = el.getAttribute('role');
   return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder };
-}"#;
+}"#
+);
 
 /// Controls the aria tree does not list on their own: elements clickable only through
 /// JavaScript that it folded into their parent's text (an inline `<span>` word, two buttons of
@@ -22,7 +72,11 @@ pub const TAG: &str = r#"(el, [index, reading]) => {
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
 /// one holds (an item's inner wrapper) is not listed again.
-pub const MISSED_CONTROLS: &str = r#"([limit, reading]) => {
+pub const MISSED_CONTROLS: &str = concat!(
+    r#"([limit, reading]) => {
+  const iconName = "#,
+    icon_name!(),
+    r#";
   const listed = (e) => e.__agentRuntimeListed && e.__agentRuntimeListed.reading === reading
     ? e.__agentRuntimeListed.index + 1 : 0;
   const fields = new Set(['BUTTON', 'INPUT', 'SELECT', 'TEXTAREA', 'LABEL', 'OPTION', 'SUMMARY']);
@@ -65,7 +119,7 @@ pub const MISSED_CONTROLS: &str = r#"([limit, reading]) => {
     if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
-    const name = text || squash(el.getAttribute('aria-label')) || squash(el.getAttribute('title'));
+    const name = text || iconName(el);
     if (!name) continue;
     found.push(el);
   }
@@ -104,12 +158,13 @@ pub const MISSED_CONTROLS: &str = r#"([limit, reading]) => {
     const o = info.get(el);
     if (inside.has(el) || (o.inner.length && !o.whole && !o.text)) continue;
     const text = o.inner.length && !o.whole ? o.text
-      : (squash(el.innerText || el.textContent) || squash(el.getAttribute('aria-label')) || squash(el.getAttribute('title')));
+      : (squash(el.innerText || el.textContent) || iconName(el));
     if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey });
   }
   return { controls: out, owners };
-}"#;
+}"#
+);
 
 /// The key `MISSED_CONTROLS` gave an element, or null.
 pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
@@ -202,6 +257,12 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
     if (t) s += ' "' + (t.length > 40 ? t.slice(0, 40) + '…' : t) + '"';
     return s;
   };
+  // Inside a shadow root the root answers for points, and hosts hold their shadow children.
+  const root = el.getRootNode && el.getRootNode().elementFromPoint ? el.getRootNode() : document;
+  const within = (outer, e) => {
+    for (let n = e; n; n = n.parentNode || n.host) if (n === outer) return true;
+    return false;
+  };
   if (!el.isConnected) return { problem: 'is no longer on the page; take a new snapshot' };
   if (el.checkVisibility && !el.checkVisibility({ visibilityProperty: true })) {
     return { problem: 'is hidden (display: none or visibility: hidden, on it or a parent); take a new snapshot to see what is shown now' };
@@ -221,8 +282,8 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
   if (box.width === 0 || box.height === 0) return { problem: 'is hidden (it has no size on the page); take a new snapshot to see what is shown now' };
   let x = box.left + box.width / 2, y = box.top + box.height / 2;
   let at = null;
-  const hitCentre = document.elementFromPoint(x, y);
-  if (hitCentre && hitCentre !== el && el.contains(hitCentre)) {
+  const hitCentre = root.elementFromPoint(x, y);
+  if (hitCentre && hitCentre !== el && within(el, hitCentre)) {
     // The centre is on something inside: is it this element's own text, or a nested control?
     const own = Array.from(el.childNodes).find((n) => n.nodeType === 3 && n.nodeValue.trim());
     const nested = hitCentre.closest('li,a,button,[role],[onclick],[tabindex]');
@@ -236,8 +297,8 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
       }
     }
   }
-  const hit = document.elementFromPoint(x, y);
-  if (hit && hit !== el && !el.contains(hit) && !hit.contains(el)) {
+  const hit = root.elementFromPoint(x, y);
+  if (hit && !within(el, hit) && !within(hit, el)) {
     return { problem: 'is covered by ' + name(hit) + ', which would get the click; close or move what covers it, scroll, or press Enter on the element instead' };
   }
   return at || {};

@@ -518,6 +518,10 @@ fn is_interactive(node: &Map<String, Value>) -> bool {
 /// (password, date, email, ...) nor which element a custom widget or a JS-only clickable is.
 fn needs_tag(node: &Map<String, Value>) -> bool {
     let role = str_of(node, "role");
+    // Nothing names it (an icon-only button or link): the page is asked for its icon's name.
+    if str_of(node, "name").is_empty() && own_text(node).trim().is_empty() {
+        return true;
+    }
     match INTERACTIVE.iter().find(|(r, _)| *r == role) {
         Some((_, kind)) => *kind == role || matches!(role, "textbox" | "spinbutton" | "slider"),
         None => true,
