@@ -35,10 +35,11 @@
 //!   (between its fork and tokio's pidfd, about a millisecond) looks like an orphan too. Without
 //!   pidfds (Linux < 5.3) sandboxd cannot tell its own children from adopted orphans, so the
 //!   unattributed rule is off and only recorded processes and sessions are killed.
-//! - **Reaping.** Orphans that exit become sandboxd's zombies. A reaper reaps them on SIGCHLD (and
-//!   every [`REAP_EVERY`]) but never a child tokio waits for — one with a pidfd, or a run's leader —
-//!   and only a zombie already seen in an earlier pass, so a child between its fork and its pidfd
-//!   (or std's own wait after a failed exec) keeps its exit status.
+//! - **Reaping.** Orphans that exit become sandboxd's zombies. A reaper reaps them shortly after
+//!   SIGCHLD (and every [`REAP_EVERY`]) but never a child tokio waits for — one with a pidfd, or a
+//!   run's leader — and only a zombie already seen in an earlier pass, so a child between its fork
+//!   and its pidfd (or std's own wait after a failed exec) keeps its exit status. It scans `/proc`
+//!   only when some child is a zombie (`waitid` with `WNOWAIT` tells without reaping).
 //!
 //! The kill runs on the calling thread, not the blocking pool: it must work when a fork bomb has
 //! used up the pids limit and no thread can be started.
@@ -57,6 +58,8 @@ use crate::processes::{self, Proc};
 pub const TRACK_EVERY: Duration = Duration::from_millis(20);
 /// How often adopted zombies are looked for besides SIGCHLD.
 pub const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How long after a SIGCHLD zombies are looked for.
+const AFTER_SIGCHLD: Duration = Duration::from_millis(5);
 /// How soon a zombie seen once is looked at again.
 const RECHECK: Duration = Duration::from_millis(20);
 /// Rounds of scan-and-kill before a kill gives up (each round is a few milliseconds).
@@ -343,6 +346,13 @@ impl Tree {
 
     /// Reaps adopted zombies seen in the previous pass; true when some wait for the next one.
     fn reap(&self) -> bool {
+        if !has_zombie_child() {
+            // No child of ours is a zombie (one system call, not a scan of /proc).
+            if let Ok(mut state) = self.state.lock() {
+                state.zombies.clear();
+            }
+            return false;
+        }
         let zombies: Vec<i32> = processes::all_processes()
             .filter(|p| p.ppid == self.own && p.is_zombie())
             .map(|p| p.pid)
@@ -395,7 +405,11 @@ impl Tree {
                         None => std::future::pending().await,
                     }
                 } => {
-                    recheck = self.reap().then(|| tokio::time::Instant::now() + RECHECK);
+                    // Most SIGCHLDs are a run's leader exiting, which tokio reaps: looked at a
+                    // moment later, when its exit event is out and there is most often nothing
+                    // left to scan /proc for.
+                    let soon = tokio::time::Instant::now() + AFTER_SIGCHLD;
+                    recheck = Some(recheck.map_or(soon, |at| at.min(soon)));
                 }
                 _ = reap.tick() => {
                     recheck = self.reap().then(|| tokio::time::Instant::now() + RECHECK);
@@ -408,7 +422,13 @@ impl Tree {
                     self.scan();
                     next_scan = tokio::time::Instant::now() + TRACK_EVERY.max(started.elapsed() * 10);
                 }
-                () = self.wake.notified() => {}
+                () = self.wake.notified() => {
+                    if !tracking {
+                        // `run_started` has just recorded everything: the first scan of the run
+                        // is due one period later, not beside the program starting up.
+                        next_scan = tokio::time::Instant::now() + TRACK_EVERY;
+                    }
+                }
             }
         }
     }
@@ -558,6 +578,27 @@ fn pidfd_children() -> HashSet<i32> {
             .filter(|&pid: &i32| pid > 0)
     })
     .collect()
+}
+
+/// Whether any child of this process (an adopted orphan included) is a zombie, without reaping
+/// it; true when that cannot be told.
+fn has_zombie_child() -> bool {
+    // SAFETY: waitid with WNOWAIT only reads the state of our children into `info`, which is
+    // zeroed first; a zero si_pid afterwards means no child has exited.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let found = libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        match found {
+            0 => info.si_pid() != 0,
+            // ECHILD: no children at all.
+            _ => std::io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD),
+        }
+    }
 }
 
 /// Now, in the clock ticks `/proc/PID/stat` counts start times in.
