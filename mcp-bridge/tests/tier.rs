@@ -1609,6 +1609,20 @@ async fn each_control_is_one_line_with_its_own_ref() {
         ("\"Open file\"", "Open file", "open"),
         ("li \"Cebu\"", "Cebu", "Cebu"),
     ];
+    // In the page's order, whether the tree lists them or the page scan finds them.
+    let at: Vec<usize> = controls
+        .iter()
+        .map(|(needle, _, _)| {
+            elements
+                .lines()
+                .position(|l| l.contains(needle))
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "controls out of the page's order ({at:?}):\n{elements}"
+    );
     for (needle, word, logged) in controls {
         let lines = lines_with(&elements, word);
         assert_eq!(

@@ -101,9 +101,13 @@ pub const MISSED_CONTROLS: &str = concat!(
     return pointer.get(e);
   };
   const found = [];
+  // The listed line each found control follows in document order (-1: before them all).
+  const after = new Map();
+  let last = -1;
   let scanned = 0;
   for (const el of document.body ? document.body.querySelectorAll('*') : []) {
     if (found.length >= limit || ++scanned > 20000) break;
+    if (listed(el)) last = listed(el) - 1;
     if (listed(el) || native(el) || skip.has(el.tagName) || !(el instanceof HTMLElement)) continue;
     if (el.parentElement && el.parentElement.closest('a[href],button,label,select,[role=button],[role=link]')) continue;
     const own = isPointer(el), inRegion = isPointer(el.parentElement);
@@ -122,6 +126,7 @@ pub const MISSED_CONTROLS: &str = concat!(
     const name = text || iconName(el);
     if (!name) continue;
     found.push(el);
+    after.set(el, last);
   }
   const controls = new Set(found);
   const isControl = (e) => controls.has(e) || listed(e) > 0 || native(e);
@@ -160,7 +165,7 @@ pub const MISSED_CONTROLS: &str = concat!(
     const text = o.inner.length && !o.whole ? o.text
       : (squash(el.innerText || el.textContent) || iconName(el));
     if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
-    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey });
+    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey, after: after.get(el) });
   }
   return { controls: out, owners };
 }"#

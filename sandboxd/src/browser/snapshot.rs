@@ -76,6 +76,8 @@ struct Missed {
     text: String,
     path: String,
     key: String,
+    /// The tree line (index into the nodes read) it follows in the page; -1: before them all.
+    after: i64,
 }
 
 /// What `js::MISSED_CONTROLS` found: the controls, and for listed lines that contain other
@@ -169,9 +171,18 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
             owners: Vec::new(),
         });
     let owners: std::collections::HashMap<usize, String> = missed.owners.into_iter().collect();
+    // The controls the tree missed go where they are in the page: after the listed line they
+    // follow (one the page was asked about; others are not marked on the page).
+    let mut missed_after: std::collections::BTreeMap<i64, Vec<Missed>> = Default::default();
+    for m in missed.controls {
+        total += 1;
+        missed_after.entry(m.after).or_default().push(m);
+    }
     let mut elements = Vec::with_capacity(found.len());
     let mut uncut = Vec::with_capacity(found.len());
     for (i, ((node, parent_role), tag)) in found.iter().zip(tags).enumerate() {
+        let before = missed_after.remove(&(i as i64 - 1)).unwrap_or_default();
+        push_missed(before, refs, &document, &mut elements, &mut uncut);
         // A clickable that wraps other controls is named by its own text, or, with none, is
         // the same control as those inside it (a row's nested divs, an item around its
         // menuitem, a toolbar around its buttons) and is not listed again.
@@ -199,19 +210,11 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
             uncut.push(format!("[{id}] {long}"));
         }
     }
-    for f in missed.controls {
-        total += 1;
-        if elements.len() >= ELEMENT_LIMIT {
-            continue;
-        }
-        let id = refs.ref_for(&document, &super::refs::css_place(&f.path, &f.key));
-        elements.push(format!(
-            "[{id}] {} {:?} (clickable)",
-            f.tag,
-            cut_marked(&f.text, NAME_CHARS)
-        ));
-        uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
+    for (_, rest) in std::mem::take(&mut missed_after) {
+        push_missed(rest, refs, &document, &mut elements, &mut uncut);
     }
+    elements.truncate(ELEMENT_LIMIT);
+    uncut.truncate(ELEMENT_LIMIT);
     // Where each heading sits in the text, so a page can name the ones after it.
     let mut from = 0;
     let headings = headings
@@ -230,6 +233,25 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
         uncut,
         headings,
     })
+}
+
+/// Lines (and refs) for controls the tree missed, in the order given.
+fn push_missed(
+    missed: Vec<Missed>,
+    refs: &mut Refs,
+    document: &str,
+    elements: &mut Vec<String>,
+    uncut: &mut Vec<String>,
+) {
+    for f in missed {
+        let id = refs.ref_for(document, &super::refs::css_place(&f.path, &f.key));
+        elements.push(format!(
+            "[{id}] {} {:?} (clickable)",
+            f.tag,
+            cut_marked(&f.text, NAME_CHARS)
+        ));
+        uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
+    }
 }
 
 /// One page of a snapshot.
