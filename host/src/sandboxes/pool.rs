@@ -375,26 +375,9 @@ impl Manager {
         paused: bool,
     ) -> Result<SandboxRecord, HostError> {
         if paused {
-            self.backend.unpause(id).await?;
+            self.thaw(id).await?;
         }
         let channel = self.channel(id)?;
-        if paused {
-            // A frozen daemon's connection may have been dropped; it must answer before use.
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            tokio::time::timeout(
-                CLAIM_PROBE,
-                health.check(tonic_health::pb::HealthCheckRequest::default()),
-            )
-            .await
-            .map_err(|_| HostError::NotReady {
-                id: id.to_string(),
-                reason: "it did not answer after being unpaused".into(),
-            })?
-            .map_err(|e| HostError::NotReady {
-                id: id.to_string(),
-                reason: format!("health after unpause: {}", e.message()),
-            })?;
-        }
         if !spec.env.is_empty() {
             super::create::configure(id, channel, &spec.env).await?;
         }
@@ -419,6 +402,58 @@ impl Manager {
             self.set_egress(id, spec.egress.clone()).await?;
         }
         self.get(id)
+    }
+
+    /// Unpauses a member and returns once its daemon has answered health. The health call goes
+    /// out together with the unpause, not after it: it waits in the socket while the daemon is
+    /// frozen and is answered the moment it thaws, and Docker's own reply to the unpause (which
+    /// on a busy host comes tens of milliseconds after the thaw) is not waited for once the
+    /// daemon has answered — its processes run, which is all the unpause is for. A member whose
+    /// unpause fails, or that does not answer within [`CLAIM_PROBE`], is an error (the caller
+    /// destroys it and tries the next), never handed out.
+    async fn thaw(&self, id: &SandboxId) -> Result<(), HostError> {
+        let channel = self.channel(id)?;
+        let unpause = {
+            let (backend, id) = (self.backend.clone(), id.clone());
+            // Left to finish on its own when the daemon answers first: one Docker API call.
+            tokio::spawn(async move {
+                let unpaused = backend.unpause(&id).await;
+                if let Err(e) = &unpaused {
+                    tracing::warn!(sandbox_id = %id, error = %e, "docker unpause failed");
+                }
+                unpaused
+            })
+        };
+        tokio::pin!(unpause);
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let probe = tokio::time::timeout(
+            CLAIM_PROBE,
+            health.check(tonic_health::pb::HealthCheckRequest::default()),
+        );
+        tokio::pin!(probe);
+        let mut unpaused = false;
+        loop {
+            tokio::select! {
+                answered = &mut probe => {
+                    return match answered {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(HostError::NotReady {
+                            id: id.to_string(),
+                            reason: format!("health after unpause: {}", e.message()),
+                        }),
+                        Err(_) => Err(HostError::NotReady {
+                            id: id.to_string(),
+                            reason: "it did not answer after being unpaused".into(),
+                        }),
+                    };
+                }
+                done = &mut unpause, if !unpaused => match done {
+                    Ok(Ok(())) => unpaused = true,
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(HostError::Backend(format!("unpausing {id}: {e}"))),
+                },
+            }
+        }
     }
 
     /// Destroys one idle member (the newest of the pool with most ready), to make room under
