@@ -539,10 +539,12 @@ async fn a_paused_daemon_meets_its_deadline_blocks_no_one_else_and_recovers() {
         forwarded_hello(&ch, &fine, None).await.expect("the other"),
         fine
     );
-    assert!(
-        !stuck_call.is_finished(),
-        "the other sandbox answered first"
-    );
+    if stuck_call.is_finished() {
+        panic!(
+            "the call to the paused sandbox ended before the other sandbox answered: {:?}",
+            stuck_call.await
+        );
+    }
     let err = stuck_call.await.expect("task").expect_err("stuck");
     // The host answers DEADLINE_EXCEEDED at the client's grpc-timeout; tonic's client enforces
     // the same deadline itself (CANCELLED "Timeout expired"), and either may be first.
