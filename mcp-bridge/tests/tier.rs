@@ -1562,6 +1562,7 @@ const WIDGETS: &str = r#"<!doctype html>
 <ul id="colors"><li tabindex="-1">Red</li><li tabindex="-1">Green</li></ul>
 <div class="row" id="row"><div><div>Row one</div></div></div>
 <ul class="menu" id="menu"><li><div role="menuitem">Open file</div></li></ul>
+<p><input id="agree" type="checkbox" style="position: absolute; opacity: 0"><label for="agree" style="position: relative; padding-left: 24px"><span style="position: absolute; left: 0; top: 0; width: 18px; height: 18px; background: #ccc"></span>Agree</label></p>
 <ul class="menu" id="suggest"><li class="ui-menu-item"><div tabindex="-1" class="ui-menu-item-wrapper">Cebu</div></li></ul>
 <script>
 const log = (s) => { document.getElementById('log').textContent = s; };
@@ -1636,6 +1637,14 @@ async fn each_control_is_one_line_with_its_own_ref() {
         let log = b.eval("document.getElementById('log').textContent").await;
         assert_eq!(log, logged, "clicking {id} ({word}) in\n{elements}");
     }
+    // A styled checkbox under its own label's box is not "covered": the click checks it.
+    let agree = ref_of(&elements, "checkbox");
+    b.action("browser_click", json!({ "ref_id": agree })).await;
+    assert_eq!(
+        b.eval("document.getElementById('agree').checked").await,
+        true,
+        "{elements}"
+    );
     b.c.close().await;
 }
 

@@ -32,10 +32,15 @@ impl Browser {
         let target = Target::from_request(req.target.as_ref(), &req.selector, &req.ref_id)?;
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
-        let at = check(&locator, &target, Action::Click).await?;
+        let found = check(&locator, &target, Action::Click).await?;
         let mut options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS);
-        if let Some(at) = at {
+        if let Some(at) = found.at {
             options = options.position(at);
+        }
+        if found.through {
+            // Its own label lies over it: Playwright would wait for the field to be hit, but a
+            // click there is the field's.
+            options = options.force(true);
         }
         let options = options.build();
         self.act(turn, async move { locator.click(Some(options)).await })
@@ -217,13 +222,24 @@ struct Check {
     problem: Option<String>,
     x: Option<f64>,
     y: Option<f64>,
+    #[serde(default)]
+    through: bool,
+}
+
+/// How to click an element [`check`] passed.
+#[derive(Default)]
+struct Clear {
+    /// Where in its box, when not its centre.
+    at: Option<Position>,
+    /// Its own label lies over it: click through.
+    through: bool,
 }
 
 /// Fails at once, saying why, when the element cannot take the action (hidden, disabled,
-/// read-only, covered) instead of letting Playwright wait out its timeout; else where in the
-/// element to click when its centre is on a control nested in it. A check that cannot run
-/// leaves the verdict to Playwright.
-async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Option<Position>> {
+/// read-only, covered) instead of letting Playwright wait out its timeout; else how to click it
+/// (where, when its centre is on a control nested in it; through its own label). A check that
+/// cannot run leaves the verdict to Playwright.
+async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Clear> {
     let kind = match action {
         Action::Click => "click",
         Action::Type => "type",
@@ -233,7 +249,7 @@ async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Opt
         .evaluate::<Check, &str>(js::ACTION_CHECK, Some(kind))
         .await
     else {
-        return Ok(None);
+        return Ok(Clear::default());
     };
     if let Some(problem) = found.problem {
         return Err(BrowserError::NotActionable(format!(
@@ -241,5 +257,8 @@ async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Opt
             target.describe()
         )));
     }
-    Ok(found.x.zip(found.y).map(|(x, y)| Position { x, y }))
+    Ok(Clear {
+        at: found.x.zip(found.y).map(|(x, y)| Position { x, y }),
+        through: found.through,
+    })
 }

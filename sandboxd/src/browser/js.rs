@@ -249,7 +249,8 @@ pub const OPTION_VALUES: &str = r#"(el, wanted) => {
 /// Why an action on `el` cannot work, said at once instead of after Playwright's wait: gone,
 /// hidden, disabled, read-only (for `type`), or covered by another element (named). Returns
 /// `{ problem }`, or `{ x, y }`: where in its box to click when its centre lands on a control
-/// nested in it (an opened tree item's child) while its own text is elsewhere, or `{}`.
+/// nested in it (an opened tree item's child) while its own text is elsewhere, `through: true`
+/// when its own label lies over it (a styled checkbox), or `{}`.
 pub const ACTION_CHECK: &str = r#"(el, kind) => {
   const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const name = (e) => {
@@ -303,9 +304,13 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
     }
   }
   const hit = root.elementFromPoint(x, y);
-  if (hit && !within(el, hit) && !within(hit, el)) {
+  // A field's own label takes its clicks (a styled checkbox under its label's box).
+  const ownLabel = hit && el.labels && Array.from(el.labels).some((l) => within(l, hit));
+  if (hit && !ownLabel && !within(el, hit) && !within(hit, el)) {
     return { problem: 'is covered by ' + name(hit) + ', which would get the click; close or move what covers it, scroll, or press Enter on the element instead' };
   }
+  // The label gets the click, which is the field's: the click goes through as a user's would.
+  if (ownLabel && !within(el, hit)) return Object.assign({ through: true }, at || {});
   return at || {};
 }"#;
 
