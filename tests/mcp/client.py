@@ -320,8 +320,7 @@ async def egress(session):
     d, _ = await call(session, "sandbox_create", {"allow_domains": [allowed_host]})
     sb = d["sandbox_id"]
     check(d["status"] == "running", f"sandbox_create: {d}")
-    check(d.get("network") == "allowlist" and d.get("allow_domains") == [allowed_host],
-          f"sandbox_create with allow_domains reports the policy: {d}")
+    check(set(d) == {"sandbox_id", "status"}, f"sandbox_create keeps the contract's shape: {d}")
 
     d, _ = await call(session, "browser_goto", {"url": allowed})
     check(d["title"] == f"Egress test: {allowed_host}", f"browser_goto {allowed}: {d}")

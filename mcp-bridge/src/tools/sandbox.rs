@@ -110,13 +110,8 @@ impl Bridge {
                 ..Default::default()
             })
             .await?;
-        let egress = info.egress.unwrap_or_default();
-        json_ok(json!({
-            "sandbox_id": info.sandbox_id,
-            "status": info.status,
-            "network": egress.network,
-            "allow_domains": egress.allow_domains,
-        }))
+        // The contract's exact shape (DESIGN.md §3.1); the policy shows in what the sandbox can reach.
+        json_ok(json!({ "sandbox_id": info.sandbox_id, "status": info.status }))
     }
 
     async fn do_destroy(&self, args: SandboxArgs) -> Outcome {
