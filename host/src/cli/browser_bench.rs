@@ -304,6 +304,9 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
             "--executable-path",
             "/usr/bin/chromium",
         ])
+        // Its snapshot files go to a scratch directory, not into the caller's working directory.
+        .arg("--output-dir")
+        .arg(std::env::temp_dir().join(format!("playwright-mcp-bench-{}", std::process::id())))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

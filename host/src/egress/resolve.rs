@@ -167,9 +167,12 @@ mod tests {
 
     #[tokio::test]
     async fn overrides_reach_loopback_under_their_exact_name_only() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test setup");
         let addr = listener.local_addr().expect("test setup");
-        let r = Resolver::with_test_overrides(&[format!("allowed.test={addr}")]).expect("test setup");
+        let r =
+            Resolver::with_test_overrides(&[format!("allowed.test={addr}")]).expect("test setup");
         assert!(r.dial("Allowed.Test.", 443).await.is_ok());
         assert!(matches!(
             r.dial("x.allowed.test", 443).await,
