@@ -51,6 +51,23 @@ impl Lifecycle {
         }
     }
 
+    /// The preamble of every call that names one sandbox: the caller, the request's body, and
+    /// the sandbox named by `id_of(body)` if the caller may see it (the id is noted for the
+    /// audit first, so a refused call is audited with it).
+    fn target<T>(
+        &self,
+        req: Request<T>,
+        id_of: impl FnOnce(&T) -> &str,
+    ) -> Result<(T, SandboxId, SandboxRecord), Status> {
+        let caller = caller_of(&req);
+        let note = req.extensions().get::<CallNote>().cloned();
+        let body = req.into_inner();
+        let id = parse_id(id_of(&body))?;
+        noted(&note, &id);
+        let record = self.owned(&caller, &id)?;
+        Ok((body, id, record))
+    }
+
     /// Wraps a manager; `gate` is the one whose interceptor authenticates the calls.
     pub fn new(manager: Arc<Manager>, gate: Gate) -> Self {
         Self { manager, gate }
@@ -128,11 +145,8 @@ impl Sandboxes for Lifecycle {
     }
 
     async fn get(&self, req: Request<GetSandboxRequest>) -> Result<Response<SandboxInfo>, Status> {
-        let caller = caller_of(&req);
-        let note = req.extensions().get::<CallNote>().cloned();
-        let id = parse_id(&req.into_inner().sandbox_id)?;
-        noted(&note, &id);
-        Ok(Response::new(to_info(&self.owned(&caller, &id)?)))
+        let (_, _, record) = self.target(req, |r| &r.sandbox_id)?;
+        Ok(Response::new(to_info(&record)))
     }
 
     async fn list(
@@ -154,11 +168,7 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<DestroySandboxRequest>,
     ) -> Result<Response<DestroySandboxResponse>, Status> {
-        let caller = caller_of(&req);
-        let note = req.extensions().get::<CallNote>().cloned();
-        let id = parse_id(&req.into_inner().sandbox_id)?;
-        noted(&note, &id);
-        self.owned(&caller, &id)?;
+        let (_, id, _) = self.target(req, |r| &r.sandbox_id)?;
         self.manager.destroy(&id).await?;
         Ok(Response::new(DestroySandboxResponse { success: true }))
     }
@@ -167,12 +177,7 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<ExtendTimeoutRequest>,
     ) -> Result<Response<SandboxInfo>, Status> {
-        let caller = caller_of(&req);
-        let note = req.extensions().get::<CallNote>().cloned();
-        let r = req.into_inner();
-        let id = parse_id(&r.sandbox_id)?;
-        noted(&note, &id);
-        self.owned(&caller, &id)?;
+        let (r, id, _) = self.target(req, |r| &r.sandbox_id)?;
         let record = self.manager.extend(&id, r.timeout_seconds).await?;
         Ok(Response::new(to_info(&record)))
     }
@@ -181,12 +186,7 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<SetEgressPolicyRequest>,
     ) -> Result<Response<EgressStatus>, Status> {
-        let caller = caller_of(&req);
-        let note = req.extensions().get::<CallNote>().cloned();
-        let r = req.into_inner();
-        let id = parse_id(&r.sandbox_id)?;
-        noted(&note, &id);
-        self.owned(&caller, &id)?;
+        let (r, id, _) = self.target(req, |r| &r.sandbox_id)?;
         let policy = Policy::from_proto(Some(&r.egress.unwrap_or_default()))?;
         self.manager.set_egress(&id, policy).await?;
         Ok(Response::new(self.manager.egress().status(&id, 0)?))
@@ -196,12 +196,7 @@ impl Sandboxes for Lifecycle {
         &self,
         req: Request<GetEgressPolicyRequest>,
     ) -> Result<Response<EgressStatus>, Status> {
-        let caller = caller_of(&req);
-        let note = req.extensions().get::<CallNote>().cloned();
-        let r = req.into_inner();
-        let id = parse_id(&r.sandbox_id)?;
-        noted(&note, &id);
-        self.owned(&caller, &id)?;
+        let (r, id, _) = self.target(req, |r| &r.sandbox_id)?;
         Ok(Response::new(
             self.manager.egress().status(&id, r.log_lines as usize)?,
         ))
