@@ -15,7 +15,7 @@ mod otlp;
 use std::collections::HashMap;
 
 use agent_runtime::serve::{InProcessHost, InProcessOptions};
-use otlp::{grpc_receiver, http_receiver, until, Received};
+use otlp::{grpc_receiver, http_receiver, span_in, until, Received};
 use rmcp::model::CallToolRequestParams;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
@@ -123,31 +123,23 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
         tool.parent, "",
         "a tool call without _meta.traceparent starts its trace"
     );
-    let host_exec = until(&via_grpc, "the host's Exec span", |spans| {
-        spans
-            .iter()
-            .find(|g| {
-                g.service == "agent-runtime"
-                    && g.name == "agent_runtime.v1.Sandbox/Exec"
-                    && g.trace == tool.trace
-            })
-            .cloned()
-    })
+    let host_exec = span_in(
+        &via_grpc,
+        "agent-runtime",
+        "agent_runtime.v1.Sandbox/Exec",
+        &tool.trace,
+    )
     .await;
     assert_eq!(
         host_exec.parent, tool.id,
         "the host's span is the bridge span's child"
     );
-    let daemon_exec = until(&via_grpc, "sandboxd's Exec span", |spans| {
-        spans
-            .iter()
-            .find(|g| {
-                g.service == "sandboxd"
-                    && g.name == "agent_runtime.v1.Sandbox/Exec"
-                    && g.trace == tool.trace
-            })
-            .cloned()
-    })
+    let daemon_exec = span_in(
+        &via_grpc,
+        "sandboxd",
+        "agent_runtime.v1.Sandbox/Exec",
+        &tool.trace,
+    )
     .await;
     assert_eq!(
         daemon_exec.parent, host_exec.id,

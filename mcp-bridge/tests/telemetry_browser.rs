@@ -14,7 +14,7 @@ use std::sync::Arc;
 use agent_runtime::backend::local::LocalBackend;
 use agent_runtime::backend::Backend;
 use agent_runtime::serve::{InProcessHost, InProcessOptions};
-use otlp::{http_receiver, until, Received};
+use otlp::{http_receiver, span_in, until, Received};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::ServiceExt;
@@ -117,28 +117,20 @@ async fn a_browser_click_is_one_trace_with_a_playwright_span() -> anyhow::Result
             .cloned()
     })
     .await;
-    let host_click = until(&received, "the host's BrowserClick span", |spans| {
-        spans
-            .iter()
-            .find(|g| {
-                g.service == "agent-runtime"
-                    && g.name == "agent_runtime.v1.Sandbox/BrowserClick"
-                    && g.trace == tool.trace
-            })
-            .cloned()
-    })
+    let host_click = span_in(
+        &received,
+        "agent-runtime",
+        "agent_runtime.v1.Sandbox/BrowserClick",
+        &tool.trace,
+    )
     .await;
     assert_eq!(host_click.parent, tool.id, "host span under the bridge's");
-    let daemon_click = until(&received, "sandboxd's BrowserClick span", |spans| {
-        spans
-            .iter()
-            .find(|g| {
-                g.service == "sandboxd"
-                    && g.name == "agent_runtime.v1.Sandbox/BrowserClick"
-                    && g.trace == tool.trace
-            })
-            .cloned()
-    })
+    let daemon_click = span_in(
+        &received,
+        "sandboxd",
+        "agent_runtime.v1.Sandbox/BrowserClick",
+        &tool.trace,
+    )
     .await;
     assert_eq!(
         daemon_click.parent, host_click.id,

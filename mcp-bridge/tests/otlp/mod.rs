@@ -164,3 +164,15 @@ pub async fn until<T>(received: &Received, what: &str, check: impl Fn(&[Got]) ->
         .collect();
     panic!("never received {what}; received:\n{}", names.join("\n"));
 }
+
+/// Waits for the span `name` that `service` exported in trace `trace`.
+pub async fn span_in(received: &Received, service: &str, name: &str, trace: &str) -> Got {
+    let what = format!("{service}'s {name} span in trace {trace}");
+    until(received, &what, |spans| {
+        spans
+            .iter()
+            .find(|g| g.service == service && g.name == name && g.trace == trace)
+            .cloned()
+    })
+    .await
+}
