@@ -3,8 +3,9 @@
 //! bridge span → host span → sandboxd span → the run's spans — received by real OTLP receivers
 //! on loopback (the host exports over gRPC, the bridge over http/protobuf). sandboxd gets no
 //! collector address: as under Docker, whose sandboxes have no network, its spans reach the host
-//! over `Telemetry.Spans` and the host forwards them to its collector. A REST
-//! execute with a `traceparent` header continues the caller's trace. `/metrics` parses as
+//! over `Telemetry.Spans` and the host forwards them to its collector. A tool call whose MCP
+//! `_meta` carries a `traceparent`, and a REST execute with a `traceparent` header, continue the
+//! caller's trace. `/metrics` parses as
 //! Prometheus text and moves with the calls; the audit log has the calls, a hash of the code and
 //! never the code.
 //!
@@ -181,6 +182,42 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
         );
     }
 
+    // An MCP client's `_meta.traceparent` makes the tool call a child of the client's span.
+    let mcp_trace = "5b8efff798038103d269b633813fc60c";
+    let mcp_span = "eee19b7ec3c1b174";
+    let params: CallToolRequestParams = serde_json::from_value(json!({
+        "name": "code_run",
+        "arguments": {"language": "shell", "code": "echo traced"},
+        "_meta": {"traceparent": format!("00-{mcp_trace}-{mcp_span}-01")},
+    }))?;
+    let result = client.call_tool(params).await?;
+    let text = serde_json::to_string(&result.structured_content)?;
+    assert!(text.contains("traced"), "code_run answered {text}");
+    let continued = until(
+        &via_http,
+        "the bridge's span in the client's trace",
+        |spans| {
+            spans
+                .iter()
+                .find(|g| g.service == "mcp-bridge" && g.trace == mcp_trace)
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(continued.name, "tools/call code_run");
+    assert_eq!(
+        continued.parent, mcp_span,
+        "the tool call's span is the client's span's child"
+    );
+    let continued_host = span_in(
+        &via_grpc,
+        "agent-runtime",
+        "agent_runtime.v1.Sandbox/Exec",
+        mcp_trace,
+    )
+    .await;
+    assert_eq!(continued_host.parent, continued.id);
+
     // REST with a traceparent continues the caller's trace.
     let http_client = reqwest::Client::new();
     let ctx: Value = http_client
@@ -259,7 +296,7 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
     );
     let exec_ok = r#"agent_runtime_rpc_calls_total{method="Sandbox/Exec",code="OK"}"#;
     assert_eq!(metrics_before.get(exec_ok).copied().unwrap_or(0.0), 0.0);
-    assert_eq!(after.get(exec_ok).copied(), Some(1.0), "metrics: {after:?}");
+    assert_eq!(after.get(exec_ok).copied(), Some(2.0), "metrics: {after:?}");
     assert_eq!(
         after.get("agent_runtime_sandbox_creates_total").copied(),
         Some(1.0)
@@ -275,7 +312,7 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
         after
             .get(r#"agent_runtime_rpc_duration_seconds_count{method="Sandbox/Exec"}"#)
             .copied()
-            == Some(1.0)
+            == Some(2.0)
     );
     assert!(
         after
@@ -288,17 +325,20 @@ async fn one_tool_call_is_one_trace_across_three_processes() -> anyhow::Result<(
     // The audit log: the calls, the code's hash, never the code.
     let log = std::fs::read_to_string(&audit_path)?;
     assert!(
-        !log.contains("6 * 7") && !log.contains("1 + 1"),
+        !log.contains("6 * 7") && !log.contains("1 + 1") && !log.contains("echo traced"),
         "the audit log holds code:\n{log}"
     );
     let records: Vec<Value> = log
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let exec = records
+    let execs: Vec<&Value> = records
         .iter()
-        .find(|r| r["operation"] == "Sandbox/Exec")
-        .unwrap_or_else(|| panic!("no Exec record in\n{log}"));
+        .filter(|r| r["operation"] == "Sandbox/Exec")
+        .collect();
+    assert_eq!(execs.len(), 2, "one line per Exec call:\n{log}");
+    let exec = execs[0];
+    assert_eq!(execs[1]["trace_id"], mcp_trace);
     assert_eq!(exec["outcome"], "OK");
     assert_eq!(exec["caller"], "anonymous");
     assert_eq!(exec["exit_code"], 0);
