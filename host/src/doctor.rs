@@ -136,10 +136,11 @@ pub async fn run(state: &StateArgs) -> anyhow::Result<i32> {
             "on a shared machine start `serve --token-file FILE` (lines NAME:TOKEN) and give clients AGENT_RUNTIME_TOKEN",
         );
     }
-    match agent_runtime_telemetry::export_config() {
+    let otel = agent_runtime_telemetry::OtelEnv::from_env();
+    match otel.export_config() {
         Ok(Some(export)) => r.ok(&format!(
             "traces: {export} (service {})",
-            std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "agent-runtime".into())
+            otel.service_name("agent-runtime")
         )),
         Ok(None) => r.ok(
             "traces: off (set OTEL_EXPORTER_OTLP_ENDPOINT, and OTEL_EXPORTER_OTLP_PROTOCOL=grpc or http/protobuf, to export spans)",

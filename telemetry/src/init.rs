@@ -164,17 +164,26 @@ impl OtelEnv {
             .map_or(Duration::from_secs(10), Duration::from_millis)
     }
 
+    /// The `service.name` spans carry: `OTEL_SERVICE_NAME`, else `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `default` (the binary's name).
+    pub fn service_name(&self, default: &str) -> String {
+        if let Some(name) = self.get("OTEL_SERVICE_NAME") {
+            return name.to_owned();
+        }
+        self.get("OTEL_RESOURCE_ATTRIBUTES")
+            .map(pairs)
+            .and_then(|attrs| attrs.into_iter().find(|(k, _)| k == "service.name"))
+            .map_or_else(|| default.to_owned(), |(_, v)| v)
+    }
+
     fn resource(&self, service: &str) -> Resource {
         let mut attributes: Vec<(String, String)> = self
             .get("OTEL_RESOURCE_ATTRIBUTES")
             .map(pairs)
             .unwrap_or_default();
-        let named = attributes.iter().any(|(k, _)| k == "service.name");
-        let service = self.get("OTEL_SERVICE_NAME").unwrap_or(service);
-        if !named || self.get("OTEL_SERVICE_NAME").is_some() {
-            attributes.retain(|(k, _)| k != "service.name");
-            attributes.push(("service.name".into(), service.to_owned()));
-        }
+        let service = self.service_name(service);
+        attributes.retain(|(k, _)| k != "service.name");
+        attributes.push(("service.name".into(), service));
         Resource::builder_empty()
             .with_attributes(
                 attributes
@@ -424,6 +433,18 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ]);
         assert!(json.export_config().is_err());
+    }
+
+    #[test]
+    fn the_service_name_follows_the_spec_order() {
+        assert_eq!(env(&[]).service_name("agent-runtime"), "agent-runtime");
+        let attrs = (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=ci,service.name=a%20b",
+        );
+        assert_eq!(env(&[attrs]).service_name("agent-runtime"), "a b");
+        let both = env(&[attrs, ("OTEL_SERVICE_NAME", "runner")]);
+        assert_eq!(both.service_name("agent-runtime"), "runner");
     }
 
     #[test]
