@@ -66,6 +66,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Longest the next spare waits for the run that took the last one to end.
 const BUSY_WAIT: Duration = Duration::from_secs(5);
+/// Pause between a run's end (its leader reaped) and the next spare's start, so the run's exit
+/// reaches its caller first.
+const AFTER_RUN: Duration = Duration::from_millis(30);
 /// Largest job (mostly the environment) sent to a spare.
 const MAX_JOB: usize = 8 << 20;
 
@@ -326,11 +329,23 @@ impl Inner {
             // At most BUSY_WAIT: a long run (a server) must not leave every later run cold.
             let busy = self.busy.swap(0, std::sync::atomic::Ordering::Relaxed);
             let waited = std::time::Instant::now();
-            while busy > 0 && running(busy) && waited.elapsed() < BUSY_WAIT && !stop.is_cancelled()
+            // Over means reaped, not just exited: the run's end (its last output, its exit event)
+            // is still being handled while its leader is a zombie, and a spawn now would hold
+            // the daemon's one CPU in the middle of it (it cost a `print(1)` ~25 ms).
+            while busy > 0
+                && crate::processes::process(busy).is_some()
+                && waited.elapsed() < BUSY_WAIT
+                && !stop.is_cancelled()
             {
                 tokio::select! {
                     () = stop.cancelled() => {}
                     () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+            if busy > 0 {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(AFTER_RUN) => {}
                 }
             }
             if ROOM_FOR_BROWSER.load(std::sync::atomic::Ordering::Relaxed)
@@ -393,7 +408,11 @@ impl Inner {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
+        // fork + exec off the runtime's thread: sandboxd usually has one CPU and one worker, and
+        // the spawn waits for the exec (milliseconds) while runs' output and exits queue.
+        let mut child = tokio::task::spawn_blocking(move || cmd.spawn())
+            .await
+            .map_err(std::io::Error::other)??;
         drop(theirs);
         ours.set_nonblocking(true)?;
         let mut control = tokio::net::UnixStream::from_std(ours)?;
@@ -427,11 +446,6 @@ impl Inner {
             ))),
         }
     }
-}
-
-/// Whether process `pid` exists and has not exited.
-fn running(pid: i32) -> bool {
-    crate::processes::process(pid).is_some_and(|p| !p.is_zombie())
 }
 
 /// The full environment a process gets from `Command` with these additions over the daemon's
