@@ -73,6 +73,8 @@ pub struct DockerConfig {
 pub struct DockerBackend {
     docker: Docker,
     config: DockerConfig,
+    /// Workspace images formatted ahead (with a sized workspace).
+    formatted: Option<std::sync::Arc<workspace::Formatted>>,
 }
 
 impl DockerBackend {
@@ -95,7 +97,19 @@ impl DockerBackend {
         if let Some(instance_dir) = config.sandboxes_dir.parent() {
             set_mode(instance_dir, 0o700)?;
         }
-        Ok(Self { docker, config })
+        // Not a sandbox id, so `sweep` leaves it alone.
+        let formatted = match config.workspace_size {
+            Some(size) => Some(workspace::Formatted::new(
+                config.sandboxes_dir.join(".formatted-workspaces"),
+                size,
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            docker,
+            config,
+            formatted,
+        })
     }
 
     fn sandbox_dir(&self, id: &SandboxId) -> PathBuf {
@@ -157,9 +171,14 @@ impl DockerBackend {
             write_private(&run.join(EXTRA_CA_NAME), pem)?;
         }
         match self.config.workspace_size {
-            Some(size) => {
-                workspace::mount(&workspace::image_path(&dir), &workspace, size).await?;
-            }
+            Some(size) => match &self.formatted {
+                Some(formatted) => {
+                    formatted
+                        .mount(&workspace::image_path(&dir), &workspace)
+                        .await?;
+                }
+                None => workspace::mount(&workspace::image_path(&dir), &workspace, size).await?,
+            },
             None => {
                 // A host that is not root cannot chown; a world-writable workspace works then.
                 if chown(&workspace, SANDBOX_UID).is_err() {
