@@ -210,6 +210,78 @@ async fn twenty_concurrent_cycles_leak_nothing() {
 /// A paused pool in Docker: members wait frozen (`docker pause`), a claim unpauses one and it
 /// answers with the caller's env.
 #[tokio::test]
+async fn a_paused_pool_keeps_its_first_member_thawed_and_hands_that_one_out() {
+    let host = Host::start(&["--pool", "name=frozen,size=3,paused"]);
+    let mut lifecycle = host.sandboxes().await;
+    // (running, paused) members of this host: the pool's alone, nothing else is created here.
+    let states = |instance: String| {
+        let ids = |status: &str| -> Vec<String> {
+            agent_runtime_e2e::docker(&[
+                "ps",
+                "--format",
+                "{{.Label \"agent-runtime.sandbox-id\"}}",
+                "--filter",
+                &format!("label=agent-runtime.instance={instance}"),
+                "--filter",
+                &format!("status={status}"),
+            ])
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+        };
+        (ids("running"), ids("paused"))
+    };
+    let watcher = lifecycle.clone();
+    let settled = |want_paused: usize| {
+        let instance = host.instance.clone();
+        let mut lifecycle = watcher.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            loop {
+                // Full and idle first: a member being created runs until it is paused.
+                let pool = lifecycle
+                    .pool_status(agent_runtime_proto::v1::PoolStatusRequest {})
+                    .await
+                    .expect("pool status")
+                    .into_inner()
+                    .pools
+                    .into_iter()
+                    .next();
+                let idle = pool.is_some_and(|p| p.ready == 3 && p.starting == 0);
+                let (running, paused) = states(instance.clone());
+                if idle && running.len() == 1 && paused.len() == want_paused {
+                    return running[0].clone();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "hung: want 1 running and {want_paused} paused members, have {running:?} running, {paused:?} paused"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let head = settled(2).await;
+    let info = lifecycle
+        .create(CreateSandboxRequest {
+            env: std::collections::HashMap::from([("FROM_POOL".into(), "yes".into())]),
+            ..Default::default()
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert_eq!(info.pool, "frozen");
+    assert_eq!(
+        info.sandbox_id, head,
+        "the thawed member is handed out first"
+    );
+    let out = host.sh(&info.sandbox_id, "echo $FROM_POOL").await;
+    assert_eq!(out.stdout, "yes\n");
+    host.destroy(&info.sandbox_id).await;
+    // The pool refills and thaws its next member; two wait frozen.
+    let next = settled(2).await;
+    assert_ne!(next, info.sandbox_id);
+}
+
+#[tokio::test]
 async fn a_paused_pool_member_is_unpaused_on_claim_and_answers() {
     let host = Host::start(&["--pool", "name=frozen,size=1,paused"]);
     let mut lifecycle = host.sandboxes().await;
