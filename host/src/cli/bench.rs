@@ -3,13 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use agent_runtime_client::{Language, RunOutcome};
-use agent_runtime_proto::v1::{
-    CreateSandboxRequest, DestroySandboxRequest, ExecRequest, PoolStatusRequest,
-};
+use agent_runtime_proto::v1::{CreateSandboxRequest, PoolStatusRequest};
 use anyhow::Context as _;
 
-use super::call::{sandbox_id, status_err, Host};
+use super::call::Host;
+use super::speed_bench::{echo, with_sandboxes, Table};
 
 /// Bench options.
 #[derive(Debug, clap::Args)]
@@ -20,7 +18,8 @@ pub struct BenchArgs {
     /// Samples per measurement.
     #[arg(short, long, default_value_t = 20)]
     n: usize,
-    /// Also measure the REST contexts API at this base URL (e.g. http://127.0.0.1:8080).
+    /// Also measure the REST contexts API at this base URL (e.g. http://127.0.0.1:8080):
+    /// context create, `1+1` and the streamed first byte, as rows of the table.
     #[arg(long)]
     rest: Option<String>,
     /// Also measure the browser: cold start, goto + snapshot, snapshot size.
@@ -31,9 +30,15 @@ pub struct BenchArgs {
     /// client without the proxy.
     #[arg(long)]
     egress: bool,
-    /// Also measure warm pools (claims from a running and a paused pool the bench sets up and
-    /// removes), Python through the spare interpreter against cold starts, streamed first byte
-    /// and exec throughput across 1 and 10 sandboxes.
+    /// Also measure, as rows of the same table: warm-pool claims (a running and a paused pool
+    /// the bench sets up and removes); Python `print(1)` and `import pandas` through the spare
+    /// interpreter against cold starts; the streamed first byte; browser goto + snapshot of a
+    /// small page and of Python's `library/os.html` (Debian's python3.11-doc), cold and warm;
+    /// the first goto in a sandbox from a `browser` pool; the MCP bridge's overhead over a
+    /// direct gRPC call (starts the `mcp-bridge` beside this binary); exec throughput across
+    /// 1, 10 and 50 sandboxes (as many as the host's cap allows); density: memory per idle
+    /// sandbox, with a kernel, with a browser, and as many idle sandboxes as the host admits
+    /// (needs Docker on this machine). Every sandbox and pool it makes is removed at the end.
     #[arg(long)]
     speed: bool,
     /// Write the results as markdown to this file (e.g. BENCHMARKS.md), with the machine and
@@ -58,31 +63,43 @@ pub(super) fn ms(d: Duration) -> f64 {
 
 /// Runs the benchmark and prints a table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
-    let n = args.n.max(1);
     let host = Host::connect(&args.addr).await?;
+    tokio::select! {
+        done = measure(&args, &host) => done,
+        _ = tokio::signal::ctrl_c() => {
+            // Parts clean up after themselves when they fail, not when they are dropped here.
+            let removed = super::speed_bench::remove_leftovers(&host).await?;
+            anyhow::bail!("interrupted; removed the bench's pools and its {removed} sandbox(es)")
+        }
+    }
+}
+
+async fn measure(args: &BenchArgs, host: &Host) -> anyhow::Result<i32> {
+    let n = args.n.max(1);
+    let host = host.clone();
     let image = host.call(PoolStatusRequest {}).await?.image;
 
-    let mut create = Vec::with_capacity(n);
-    let mut exec = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        // Cold: a pool would answer some of these otherwise.
-        let info = host
-            .call(CreateSandboxRequest {
-                pool: "none".into(),
-                ..CreateSandboxRequest::default()
-            })
-            .await?;
-        create.push(t.elapsed());
-        let t = Instant::now();
-        let out = echo(&host, &info.sandbox_id).await?;
-        exec.push(t.elapsed());
-        anyhow::ensure!(out == "hi\n", "echo printed {out:?}");
-        host.call(DestroySandboxRequest {
-            sandbox_id: info.sandbox_id,
-        })
-        .await?;
-    }
+    let (create, exec) = with_sandboxes(&host, async |made| {
+        let (mut create, mut exec) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let t = Instant::now();
+            // Cold: a pool would answer some of these otherwise.
+            let info = made
+                .create(CreateSandboxRequest {
+                    pool: "none".into(),
+                    ..CreateSandboxRequest::default()
+                })
+                .await?;
+            create.push(t.elapsed());
+            let t = Instant::now();
+            let out = echo(&host, &info.sandbox_id).await?;
+            exec.push(t.elapsed());
+            anyhow::ensure!(out == "hi\n", "echo printed {out:?}");
+            made.destroy(&info.sandbox_id).await?;
+        }
+        Ok((create, exec))
+    })
+    .await?;
 
     let mut docker = Vec::with_capacity(n);
     for _ in 0..n {
@@ -103,7 +120,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         docker.push(t.elapsed());
         anyhow::ensure!(st.success(), "docker run failed");
     }
-    let mut table = super::speed_bench::Table::new(&image, n, &docker);
+    let mut table = Table::new(&image, n, &docker);
     table.row(
         "docker run --rm --network none IMAGE true",
         docker.clone(),
@@ -125,15 +142,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         "<= 3 ms",
     );
     if args.speed {
-        super::speed_bench::run(&host, n, &mut table).await?;
+        super::speed_bench::run(&host, &args.addr, n, &mut table).await?;
+    }
+    if let Some(rest) = &args.rest {
+        rest_bench(&host, rest, n, &mut table).await?;
+    }
+    if args.speed {
+        super::density_bench::run(&host, &mut table).await?;
     }
     table.print();
     if let Some(path) = &args.write {
         table.write(path, n).await?;
         println!("wrote {}", path.display());
-    }
-    if let Some(rest) = &args.rest {
-        rest_bench(rest, n).await?;
     }
     if args.browser {
         super::browser_bench::run(&host, n).await?;
@@ -144,13 +164,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Context create, `1+1` execute and first streamed byte through the REST API.
-async fn rest_bench(base: &str, n: usize) -> anyhow::Result<()> {
+/// Context create, `1+1` execute and first streamed byte through the REST API, as rows.
+async fn rest_bench(host: &Host, base: &str, n: usize, table: &mut Table) -> anyhow::Result<()> {
     use futures::StreamExt;
     use serde_json::{json, Value};
     let http = reqwest::Client::new();
     let (mut create, mut exec, mut first) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
+        // Contexts come from the warm pool when it has a member, as they would for a user who
+        // does not arrive right behind another.
+        wait_for_contexts_pool(host).await?;
         let t = Instant::now();
         let created: Value = http
             .post(format!("{base}/api/v1/contexts"))
@@ -164,54 +187,69 @@ async fn rest_bench(base: &str, n: usize) -> anyhow::Result<()> {
             .as_str()
             .with_context(|| format!("create answered {created}"))?
             .to_owned();
-        for _ in 0..5 {
+        let measured = async {
+            for _ in 0..5 {
+                let t = Instant::now();
+                let v: Value = http
+                    .post(format!("{base}/api/v1/contexts/{ctx}/execute"))
+                    .json(&json!({"code": "1+1"}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                exec.push(t.elapsed());
+                anyhow::ensure!(v["success"] == true, "1+1 answered {v}");
+            }
             let t = Instant::now();
-            let v: Value = http
+            let resp = http
                 .post(format!("{base}/api/v1/contexts/{ctx}/execute"))
-                .json(&json!({"code": "1+1"}))
+                .header("Accept", "application/x-ndjson")
+                .json(&json!({"code": "print('hi', flush=True)"}))
                 .send()
-                .await?
-                .json()
                 .await?;
-            exec.push(t.elapsed());
-            anyhow::ensure!(v["success"] == true, "1+1 answered {v}");
+            let mut body = resp.bytes_stream();
+            if let Some(chunk) = body.next().await {
+                chunk?;
+                first.push(t.elapsed());
+            }
+            while body.next().await.is_some() {}
+            anyhow::Ok(())
         }
-        let t = Instant::now();
-        let resp = http
-            .post(format!("{base}/api/v1/contexts/{ctx}/execute"))
-            .header("Accept", "application/x-ndjson")
-            .json(&json!({"code": "print('hi', flush=True)"}))
+        .await;
+        // Deleted whether the runs worked or not: the context's sandbox goes with it.
+        let deleted = http
+            .delete(format!("{base}/api/v1/contexts/{ctx}"))
             .send()
-            .await?;
-        let mut body = resp.bytes_stream();
-        if let Some(chunk) = body.next().await {
-            chunk?;
-            first.push(t.elapsed());
-        }
-        while body.next().await.is_some() {}
-        http.delete(format!("{base}/api/v1/contexts/{ctx}"))
-            .send()
-            .await?;
-        // Give the warm pool time to refill, as it would between real users.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+            .await;
+        measured?;
+        deleted?.error_for_status()?;
     }
-    for v in [&mut create, &mut exec, &mut first] {
-        v.sort();
-    }
-    println!("REST {base}, n = {n} contexts");
-    for (name, v, target) in [
-        ("context create (POST /contexts)", &create, "< 100 ms"),
-        ("execute `1+1` (POST /execute)", &exec, "< 50 ms"),
-        ("streaming execute: first byte", &first, ""),
-    ] {
-        println!(
-            "{:<42} {:>9.1} {:>9.1}   target {target}",
-            name,
-            ms(pct(v, 0.5)),
-            ms(pct(v, 0.95))
-        );
-    }
+    table.row(
+        "REST context create (POST /contexts, warm pool)",
+        create,
+        "keep ~15 ms",
+    );
+    table.row("REST execute `1+1` (POST /execute)", exec, "<= 5 ms");
+    table.row("REST streaming execute: first byte", first, "");
     Ok(())
+}
+
+/// Waits until the host's pool of sandboxes with a started kernel (`serve --warm-contexts`,
+/// the pool REST contexts take from) has a member ready; a few seconds when it has none.
+async fn wait_for_contexts_pool(host: &Host) -> anyhow::Result<()> {
+    let status = host.call(PoolStatusRequest {}).await?;
+    let pool = status
+        .pools
+        .iter()
+        .filter_map(|p| p.shape.as_ref())
+        .find(|s| s.kernel && s.size > 0);
+    match pool {
+        Some(shape) => super::speed_bench::wait_ready(host, &shape.name).await,
+        None => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(())
+        }
+    }
 }
 
 /// How long a new sandbox is left to settle (its spare interpreter imports numpy, pandas and
@@ -221,52 +259,27 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// `echo hi` in one sandbox that has settled: what an agent's hundredth call costs, with nothing
 /// of the sandbox's own start-up beside it.
 async fn settled_echo(host: &Host, n: usize) -> anyhow::Result<Vec<Duration>> {
-    let info = host
-        .call(CreateSandboxRequest {
-            pool: "none".into(),
-            ..CreateSandboxRequest::default()
-        })
-        .await?;
-    tokio::time::sleep(SETTLE).await;
-    let mut samples = Vec::with_capacity(n);
-    let mut outcome = Ok(());
-    // The first few warm the channel and the page cache; not counted.
-    for i in 0..n + 3 {
-        let t = Instant::now();
-        match echo(host, &info.sandbox_id).await {
-            Ok(out) if out == "hi\n" => {
-                if i >= 3 {
-                    samples.push(t.elapsed());
-                }
-            }
-            Ok(out) => {
-                outcome = Err(anyhow::anyhow!("echo printed {out:?}"));
-                break;
-            }
-            Err(e) => {
-                outcome = Err(e);
-                break;
+    with_sandboxes(host, async |made| {
+        let id = made
+            .create(CreateSandboxRequest {
+                pool: "none".into(),
+                ..CreateSandboxRequest::default()
+            })
+            .await?
+            .sandbox_id;
+        tokio::time::sleep(SETTLE).await;
+        let mut samples = Vec::with_capacity(n);
+        // The first few warm the channel and the page cache; not counted.
+        for i in 0..n + 3 {
+            let t = Instant::now();
+            let out = echo(host, &id).await?;
+            let took = t.elapsed();
+            anyhow::ensure!(out == "hi\n", "echo printed {out:?}");
+            if i >= 3 {
+                samples.push(took);
             }
         }
-    }
-    host.call(DestroySandboxRequest {
-        sandbox_id: info.sandbox_id,
+        Ok(samples)
     })
-    .await?;
-    outcome.map(|()| samples)
-}
-
-async fn echo(host: &Host, id: &str) -> anyhow::Result<String> {
-    let stream = host
-        .in_sandbox(sandbox_id(id)?)
-        .call(ExecRequest {
-            language: Language::Shell.to_string(),
-            code: "echo hi".into(),
-            ..Default::default()
-        })
-        .await?;
-    let out = RunOutcome::collect(stream, usize::MAX)
-        .await
-        .map_err(status_err)?;
-    Ok(out.stdout)
+    .await
 }
