@@ -52,13 +52,9 @@ impl Browser {
         let renewed = continuing && kept.is_none();
         let (full, png) = match kept {
             Some(full) => (full, shot.await),
-            None => {
-                // One after the other: beside the aria call on a big page, the screenshot's
-                // memory pushed a 512 MiB sandbox's renderer over its limit.
-                let png = shot.await;
-                let full = snapshot::read(&page, &mut turn.state.refs).await;
-                (full.map_err(|e| self.crash_aware(e))?, png)
-            }
+            None => snapshot::read_beside(&page, &mut turn.state.refs, shot)
+                .await
+                .map_err(|e| self.crash_aware(e))?,
         };
         let png = png.map_err(|e| self.crash_aware(e))?;
         let served = snapshot::serve(&full, budget, req.page as usize, after_ref);

@@ -71,9 +71,11 @@ pub const TAG: &str = concat!(
 /// title). Each gets a key that lives on the element and a CSS path to find it again.
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
-/// one holds (an item's inner wrapper) is not listed again.
+/// one holds (an item's inner wrapper) is not listed again. `links`: `[index, href]` of listed
+/// links the page was not asked about, in order; each is found again as the next `a[href]` with
+/// that href, to place the controls after them.
 pub const MISSED_CONTROLS: &str = concat!(
-    r#"([limit, reading]) => {
+    r#"([limit, reading, links]) => {
   const iconName = "#,
     icon_name!(),
     r#";
@@ -92,38 +94,62 @@ pub const MISSED_CONTROLS: &str = concat!(
     return 'html > ' + parts.join(' > ');
   };
   const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  // isContentEditable costs a style lookup: asked only when the page has an editable part.
+  const editable = document.designMode === 'on' || !!document.querySelector('[contenteditable]');
   const native = (e) => (e.tagName === 'A' && e.hasAttribute('href')) || fields.has(e.tagName)
-    || roles.test(e.getAttribute('role') || '') || e.isContentEditable && !(e.parentElement && e.parentElement.isContentEditable);
+    || roles.test(e.getAttribute('role') || '')
+    || editable && e.isContentEditable && !(e.parentElement && e.parentElement.isContentEditable);
   const pointer = new Map();
   const isPointer = (e) => {
     if (!e || e.nodeType !== 1) return false;
     if (!pointer.has(e)) pointer.set(e, getComputedStyle(e).cursor === 'pointer');
     return pointer.get(e);
   };
+  const linkAt = new Map();
+  if (links.length) {
+    const anchors = document.querySelectorAll('a[href]');
+    let k = 0;
+    for (const [index, href] of links) {
+      // A link the tree saw but this document does not hold in order (in a frame or a shadow
+      // root) is passed over after a short look ahead.
+      for (let j = k; j < anchors.length && j < k + 200; j++) {
+        if (anchors[j].getAttribute('href') === href) { linkAt.set(anchors[j], index); k = j + 1; break; }
+      }
+    }
+  }
   const found = [];
   // The listed line each found control follows in document order (-1: before them all).
   const after = new Map();
   let last = -1;
   let scanned = 0;
-  for (const el of document.body ? document.body.querySelectorAll('*') : []) {
+  // What is inside a link, button, label or select acts through it: not visited at all.
+  const container = 'a[href],button,label,select,[role=button],[role=link]';
+  const walker = document.body && document.createTreeWalker(document.body, NodeFilter.SHOW_ELEMENT, {
+    acceptNode: (n) => (n.parentElement !== document.body && n.parentElement.matches(container)
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+  });
+  for (let el = walker && walker.nextNode(); el; el = walker.nextNode()) {
     if (found.length >= limit || ++scanned > 20000) break;
     if (listed(el)) last = listed(el) - 1;
+    else if (linkAt.has(el)) last = linkAt.get(el);
     if (listed(el) || native(el) || skip.has(el.tagName) || !(el instanceof HTMLElement)) continue;
-    if (el.parentElement && el.parentElement.closest('a[href],button,label,select,[role=button],[role=link]')) continue;
     const own = isPointer(el), inRegion = isPointer(el.parentElement);
-    const text = squash(el.innerText || el.textContent);
+    // Its text is read only when needed: innerText on every element of a big page is most of
+    // this scan's cost.
+    let text = null;
+    const textOf = () => (text === null ? (text = squash(el.innerText || el.textContent)) : text);
     const cls = typeof el.className === 'string' ? el.className : '';
     const signal = el.hasAttribute('onclick') || el.hasAttribute('data-action')
       || (el.hasAttribute('tabindex') && (el.tabIndex >= 0 || el.tagName === 'LI' || el.tagName === 'TD'));
     let why = (own && !inRegion) || el.tagName === 'A' || signal
       || (inRegion && (el.tagName === 'LI' || controlClass.test(cls)))
-      || (!text && (el.hasAttribute('title') || el.hasAttribute('aria-label')));
+      || ((el.hasAttribute('title') || el.hasAttribute('aria-label')) && !textOf());
     if (!why) continue;
     const style = getComputedStyle(el);
     if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
-    const name = text || iconName(el);
+    const name = textOf() || iconName(el);
     if (!name) continue;
     found.push(el);
     after.set(el, last);

@@ -117,6 +117,18 @@ pub struct Full {
 
 /// Reads `page` whole, giving refs to its interactive elements.
 pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
+    Ok(read_beside(page, refs, async {}).await?.0)
+}
+
+/// Reads `page` whole, running `beside` (a screenshot) once the aria tree is read: it overlaps
+/// the rest of the reading instead of adding to it, and never runs beside the aria call, whose
+/// memory on a big page leaves no room in a small sandbox for a screenshot's too.
+pub async fn read_beside<T>(
+    page: &Page,
+    refs: &mut Refs,
+    beside: impl std::future::Future<Output = T>,
+) -> Result<(Full, T)> {
+    let started = std::time::Instant::now();
     // Both are page-side work; asked together, their round trips overlap.
     let (facts, tree) = tokio::join!(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
@@ -124,12 +136,31 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
     );
     let Facts { document, text } = facts?;
     let tree = tree?;
+    let aria_ms = started.elapsed().as_millis();
+    let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree), beside);
+    tracing::debug!(
+        aria_ms = aria_ms as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "page read"
+    );
+    Ok((full?, beside))
+}
+
+/// The rest of a reading, from the aria tree: tags, the controls the tree missed, the lines.
+async fn finish(
+    page: &Page,
+    refs: &mut Refs,
+    document: String,
+    text: String,
+    tree: &Value,
+) -> Result<Full> {
+    let started = std::time::Instant::now();
     let base = url::Url::parse(&page.url()).ok();
     // Nodes to list, in document order; the few the tree cannot name fully are asked about.
     let mut found: Vec<(&Map<String, Value>, String)> = Vec::new();
     let mut headings = Vec::new();
     let mut total: usize = 0;
-    walk(&tree, "", &mut |node, parent_role| {
+    walk(tree, "", &mut |node, parent_role| {
         if str_of(node, "role") == "heading" {
             let name = match str_of(node, "name") {
                 "" => own_text(node),
@@ -146,11 +177,18 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
             }
         }
     });
+    let walk_ms = started.elapsed().as_millis();
     let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut asked = 0;
+    // Links the page is not asked about are found again by their href, in order, so the
+    // controls the tree missed can still be placed after the right line.
+    let mut links: Vec<(usize, &str)> = Vec::new();
     let tags = join_all(found.iter().enumerate().map(|(i, (node, _))| {
         let ask = needs_tag(node) && asked < TAG_LIMIT;
         asked += usize::from(ask);
+        if !ask && str_of(node, "role") == "link" && !str_of(node, "url").is_empty() {
+            links.push((i, str_of(node, "url")));
+        }
         async move {
             if !ask {
                 return None;
@@ -162,17 +200,26 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
         }
     }))
     .await;
+    let tags_ms = started.elapsed().as_millis();
     // Controls the tree folded into a parent's text or left out; after the tree's elements.
     let missed = page
-        .evaluate::<(usize, u32), MissedControls>(js::MISSED_CONTROLS, Some(&(TAG_LIMIT, reading)))
+        .evaluate::<_, MissedControls>(js::MISSED_CONTROLS, Some(&(TAG_LIMIT, reading, &links)))
         .await
         .unwrap_or(MissedControls {
             controls: Vec::new(),
             owners: Vec::new(),
         });
+    tracing::debug!(
+        listed = found.len(),
+        asked,
+        walk_ms = walk_ms as u64,
+        tags_ms = tags_ms as u64,
+        missed_ms = started.elapsed().as_millis() as u64,
+        "page read: tags and missed controls"
+    );
     let owners: std::collections::HashMap<usize, String> = missed.owners.into_iter().collect();
     // The controls the tree missed go where they are in the page: after the listed line they
-    // follow (one the page was asked about; others are not marked on the page).
+    // follow (one the page was asked about, or a link found by its href).
     let mut missed_after: std::collections::BTreeMap<i64, Vec<Missed>> = Default::default();
     for m in missed.controls {
         total += 1;
@@ -536,12 +583,53 @@ fn is_interactive(node: &Map<String, Value>) -> bool {
     INTERACTIVE.iter().any(|(r, _)| *r == role)
 }
 
+/// The text inside a node when it is one piece (a link around a `code` element: `os.walk`):
+/// the tree leaves such a node unnamed, its name being that text. None when the text is in
+/// several pieces, whose spacing the tree does not say (the page is asked instead).
+fn sole_text(node: &Map<String, Value>) -> Option<String> {
+    fn pieces<'a>(node: &'a Map<String, Value>, out: &mut Vec<&'a str>) {
+        match node.get("text").and_then(Value::as_str) {
+            Some(t) => out.push(t),
+            None => {
+                for child in node
+                    .get("children")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match child {
+                        Value::String(t) => out.push(t),
+                        Value::Object(c) => match str_of(c, "name") {
+                            "" => pieces(c, out),
+                            n => out.push(n),
+                        },
+                        _ => {}
+                    }
+                    if out.len() > 1 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    pieces(node, &mut out);
+    out.retain(|t| !t.trim().is_empty());
+    match out.as_slice() {
+        [one] => Some(one.trim().to_string()),
+        _ => None,
+    }
+}
+
 /// Whether a node's line needs the element itself: the aria tree does not say an input's type
 /// (password, date, email, ...) nor which element a custom widget or a JS-only clickable is.
 fn needs_tag(node: &Map<String, Value>) -> bool {
     let role = str_of(node, "role");
     // Nothing names it (an icon-only button or link): the page is asked for its icon's name.
-    if str_of(node, "name").is_empty() && own_text(node).trim().is_empty() {
+    if str_of(node, "name").is_empty()
+        && own_text(node).trim().is_empty()
+        && sole_text(node).is_none()
+    {
         return true;
     }
     match INTERACTIVE.iter().find(|(r, _)| *r == role) {
@@ -596,6 +684,9 @@ fn describe(
     }
     if name.is_empty() && !textual {
         name = tag.map(|t| t.text.clone()).unwrap_or_default();
+    }
+    if name.is_empty() && !textual {
+        name = sole_text(node).unwrap_or_default();
     }
     // An input named by its placeholder says so once, as the placeholder.
     if name == placeholder {
@@ -784,6 +875,27 @@ mod tests {
                 r#"input[type=checkbox] "Agree" checked"#,
             ]
         );
+    }
+
+    #[test]
+    fn a_link_around_one_piece_of_text_is_named_by_it_without_asking_the_page() {
+        let one = json!({"role": "link", "ref": "e36", "cursor": "pointer", "url": "#os",
+                         "children": [{"role": "code", "ref": "e37", "text": "os.walk()"}]});
+        let Value::Object(one) = one else { return };
+        assert_eq!(sole_text(&one).as_deref(), Some("os.walk()"));
+        assert!(!needs_tag(&one));
+        let base = url::Url::parse("https://example.com/a/").ok();
+        assert_eq!(
+            describe(&one, "", base.as_ref(), None, true).as_deref(),
+            Some(r#"a "os.walk()" -> https://example.com/a/#os"#)
+        );
+        // Several pieces: how they join is the page's to say.
+        let two = json!({"role": "link", "ref": "e38", "url": "#x", "children": [
+            {"role": "code", "ref": "e39", "text": "os"},
+            {"role": "code", "ref": "e40", "text": "walk"}]});
+        let Value::Object(two) = two else { return };
+        assert_eq!(sole_text(&two), None);
+        assert!(needs_tag(&two));
     }
 
     #[test]
