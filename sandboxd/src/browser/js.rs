@@ -212,6 +212,44 @@ pub const DOCUMENT_TOKEN: &str = r#"() => {
   return window.__agentRuntimeDoc;
 }"#;
 
+/// Before an action: the document's token (see `DOCUMENT_TOKEN`) and how many DOM mutations
+/// the document has had, counted by an observer set up on first use that stays for the
+/// document's life. `SETTLE_AFTER` compares.
+pub const SETTLE_BEFORE: &str = r#"() => {
+  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+  let seen = window.__agentRuntimeMutations;
+  if (!seen) {
+    seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
+    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
+      .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+  }
+  return { document: window.__agentRuntimeDoc, count: seen.count };
+}"#;
+
+/// After an action, in the document `SETTLE_BEFORE` saw (`doc`; null: unknown): `{ same:
+/// false }` when another document is loaded now. Else `{ same: true, settled }`, once the page
+/// has had a turn of its task queue to react (work it deferred with a timer or a promise):
+/// settled then when the DOM did not change since `count`; when it did, once it has had no
+/// mutation for `quiet` ms (false after `max` ms).
+pub const SETTLE_AFTER: &str = r#"({ quiet, max, count, doc }) => new Promise((resolve) => {
+  if (doc !== null && window.__agentRuntimeDoc !== doc) { resolve({ same: false, settled: false }); return; }
+  let seen = window.__agentRuntimeMutations;
+  if (!seen) {
+    seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
+    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
+      .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+    count = -1;
+  }
+  const start = performance.now();
+  const tick = () => {
+    const now = performance.now();
+    if (seen.count === count || now - seen.last >= quiet) resolve({ same: true, settled: true });
+    else if (now - start >= max) resolve({ same: true, settled: false });
+    else setTimeout(tick, 20);
+  };
+  setTimeout(tick, 0);
+})"#;
+
 /// Resolves true once the DOM has had no mutation for `quiet` ms, false after `max` ms.
 pub const DOM_SETTLE: &str = r#"({ quiet, max }) => new Promise((resolve) => {
   const start = performance.now();

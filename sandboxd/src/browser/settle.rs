@@ -24,6 +24,8 @@ const LOAD_WAIT: Duration = Duration::from_secs(10);
 pub struct Before {
     url: String,
     document: Option<String>,
+    /// DOM mutations the document had had (-1: unknown).
+    mutations: i64,
 }
 
 /// What the action led to.
@@ -34,11 +36,23 @@ pub struct Settled {
     pub how: How,
 }
 
-/// Notes the page's URL and document before an action.
+/// What `js::SETTLE_BEFORE` says.
+#[derive(serde::Deserialize)]
+struct Seen {
+    document: String,
+    count: i64,
+}
+
+/// Notes the page's URL, document and DOM mutations before an action.
 pub async fn before(page: &Page) -> Before {
+    let seen = page
+        .evaluate::<(), Seen>(js::SETTLE_BEFORE, None)
+        .await
+        .ok();
     Before {
         url: page.url(),
-        document: document_token(page).await.ok(),
+        mutations: seen.as_ref().map_or(-1, |s| s.count),
+        document: seen.map(|s| s.document),
     }
 }
 
@@ -48,34 +62,76 @@ struct SettleArgs {
     max: u64,
 }
 
-/// Waits for what the action started, and reports it.
+#[derive(serde::Serialize)]
+struct AfterArgs<'a> {
+    quiet: u64,
+    max: u64,
+    count: i64,
+    doc: Option<&'a str>,
+}
+
+/// What `js::SETTLE_AFTER` says.
+#[derive(serde::Deserialize)]
+struct After {
+    same: bool,
+    settled: bool,
+}
+
+/// Waits for what the action started, and reports it. An action that changed nothing in the
+/// DOM returns after the page's next frame; one that changed it, once the changes stop.
 pub async fn after(page: &Page, before: &Before) -> Settled {
     let url_changed = page.url() != before.url;
-    let document = document_token(page).await.ok();
-    let new_document = match (&before.document, &document) {
-        (Some(a), Some(b)) => a != b,
-        // The page was mid-navigation when asked: it is loading a new document.
-        (_, None) => true,
-        (None, Some(_)) => false,
-    };
-    if url_changed || new_document {
-        let loaded =
-            tokio::time::timeout(LOAD_WAIT, page.wait_for_load_state(Some(WaitUntil::Load)))
-                .await
-                .is_ok_and(|r| r.is_ok());
-        // A hash change keeps the document: it has nothing to load.
-        return Settled {
-            navigated: true,
-            how: if loaded || !new_document {
-                How::Navigation
-            } else {
-                How::NavigationLoading
-            },
+    let new_document = if url_changed {
+        match (&before.document, &document_token(page).await.ok()) {
+            (Some(a), Some(b)) => a != b,
+            // The page was mid-navigation when asked: it is loading a new document.
+            (_, None) => true,
+            (None, Some(_)) => false,
+        }
+    } else {
+        let args = AfterArgs {
+            quiet: DOM_QUIET_MS,
+            max: DOM_MAX_MS,
+            count: before.mutations,
+            doc: before.document.as_deref(),
         };
-    }
+        let wait = page.evaluate::<AfterArgs, After>(js::SETTLE_AFTER, Some(&args));
+        match tokio::time::timeout(Duration::from_millis(DOM_MAX_MS + 1_000), wait).await {
+            Ok(Ok(After {
+                same: true,
+                settled,
+            })) => {
+                return Settled {
+                    navigated: false,
+                    how: if settled {
+                        How::DomSettled
+                    } else {
+                        How::DomChanging
+                    },
+                }
+            }
+            // Another document, or the page is between two (the call was cut short).
+            Ok(_) => true,
+            // A dialog blocks the page.
+            Err(_) => {
+                return Settled {
+                    navigated: false,
+                    how: How::PageBusy,
+                }
+            }
+        }
+    };
+    let loaded = tokio::time::timeout(LOAD_WAIT, page.wait_for_load_state(Some(WaitUntil::Load)))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    // A hash change keeps the document: it has nothing to load.
     Settled {
-        navigated: false,
-        how: dom_settle(page).await,
+        navigated: true,
+        how: if loaded || !new_document {
+            How::Navigation
+        } else {
+            How::NavigationLoading
+        },
     }
 }
 
