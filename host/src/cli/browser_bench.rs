@@ -154,6 +154,22 @@ struct Side {
     chars: usize,
 }
 
+/// p50 ms of typing into the docs' search box and of pressing a key in it.
+struct Keys {
+    type_ms: f64,
+    press_ms: f64,
+}
+
+/// The key pressed in the search box: it moves the caret, so neither side waits for a page
+/// change (playwright-mcp waits after Enter only).
+const KEY: &str = "End";
+
+/// CPUs the bench sandbox gets: as many as this machine has, which playwright-mcp on the host
+/// can use too, so neither side has more.
+fn bench_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
 /// The side-by-side of issue 14: our goto and snapshot against playwright-mcp's
 /// browser_navigate and browser_snapshot on the same pages and the same Chromium (Debian's), in
 /// this run. Ours read the pages as file:///workspace/…, theirs over a loopback HTTP server.
@@ -162,7 +178,7 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
         anyhow::bail!("{DOCS} is missing: install python3.11-doc (bash .ci/setup does)");
     }
     let n = n.max(1);
-    let ours = ours_on_docs(host, n).await?;
+    let (ours, our_keys) = ours_on_docs(host, n).await?;
     let theirs = if std::path::Path::new(PLAYWRIGHT_MCP).exists() {
         Some(theirs_on_docs(n).await?)
     } else {
@@ -177,7 +193,7 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     for (i, page) in DOC_PAGES.iter().enumerate() {
         let o = &ours[i];
-        let t = theirs.as_ref().map(|t| &t[i]);
+        let t = theirs.as_ref().map(|(t, _)| &t[i]);
         let pair = |a: f64, b: Option<f64>| match b {
             Some(b) => format!("{a:.0} / {b:.0} ms ({:.2}×)", a / b.max(0.001)),
             None => format!("{a:.0} ms"),
@@ -191,18 +207,71 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
             t.map_or("-".into(), |t| t.chars.to_string())
         );
     }
-    println!("(p50 of {n}; ours: text + elements of the default snapshot, screenshot as an image)");
+    println!(
+        "(p50 of {n}; ours: text + elements of the default snapshot, screenshot as an image; ours \
+         in a sandbox with {} CPUs, playwright-mcp on this host's {})",
+        bench_cpus(),
+        bench_cpus()
+    );
+    println!();
+    println!("| action (tutorial/index.html search box) | ours | playwright-mcp | ours / theirs |");
+    println!("|---|---|---|---|");
+    let their_keys = theirs.as_ref().map(|(_, k)| k);
+    for (name, o, t) in [
+        (
+            "type \"os.walk\"".to_string(),
+            our_keys.type_ms,
+            their_keys.map(|k| k.type_ms),
+        ),
+        (
+            format!("press {KEY}"),
+            our_keys.press_ms,
+            their_keys.map(|k| k.press_ms),
+        ),
+    ] {
+        match t {
+            Some(t) => println!(
+                "| {name} | {o:.1} ms | {t:.1} ms | {:.2}× |",
+                o / t.max(0.001)
+            ),
+            None => println!("| {name} | {o:.1} ms | - | - |"),
+        }
+    }
     Ok(())
 }
 
+/// The ref the snapshot lines give the docs' search box.
+fn search_ref(elements: &str) -> anyhow::Result<String> {
+    elements
+        .lines()
+        .find(|l| l.contains("\"Quick search\""))
+        .and_then(|l| l.strip_prefix('['))
+        .and_then(|l| l.split(']').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no \"Quick search\" box in the snapshot:\n{elements}"))
+}
+
+/// playwright-mcp's ref for the docs' search box, from its snapshot text
+/// (`textbox "Quick search" [ref=e28]`).
+fn their_search_ref(snapshot: &str) -> anyhow::Result<String> {
+    snapshot
+        .lines()
+        .find(|l| l.contains("textbox \"Quick search\""))
+        .and_then(|l| l.split("[ref=").nth(1))
+        .and_then(|l| l.split(']').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no \"Quick search\" textbox in playwright-mcp's snapshot"))
+}
+
 /// Our numbers: the pages and `_static` uploaded to one sandbox.
-async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<Vec<Side>> {
+async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
     // Cold and with 1 GiB: at the default 512 MiB, Chromium's renderer beside the driver and
     // the spare Python interpreter is OOM-killed on os.html (issue 14 notes it).
     let id = host
         .call(pb::CreateSandboxRequest {
             pool: "none".into(),
             memory: "1g".into(),
+            cpu: bench_cpus(),
             ..Default::default()
         })
         .await?
@@ -261,7 +330,46 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<Vec<Side>> {
                 chars,
             });
         }
-        anyhow::Ok(out)
+        s.call(pb::BrowserGotoRequest {
+            url: format!("file:///workspace/docs/{}", DOC_PAGES[0]),
+            ..Default::default()
+        })
+        .await?;
+        let snap = s
+            .call(pb::BrowserSnapshotRequest {
+                no_screenshot: true,
+                ..Default::default()
+            })
+            .await?;
+        let search = search_ref(&snap.elements)?;
+        let (mut typed, mut pressed) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let t = Instant::now();
+            s.call(pb::BrowserTypeRequest {
+                target: Some(pb::BrowserTarget {
+                    ref_id: search.clone(),
+                    selector: String::new(),
+                }),
+                text: "os.walk".into(),
+                ..Default::default()
+            })
+            .await?;
+            typed.push(t.elapsed());
+            let t = Instant::now();
+            s.call(pb::BrowserPressRequest {
+                target: None,
+                key: KEY.into(),
+            })
+            .await?;
+            pressed.push(t.elapsed());
+        }
+        typed.sort();
+        pressed.sort();
+        let keys = Keys {
+            type_ms: ms(pct(&typed, 0.5)),
+            press_ms: ms(pct(&pressed, 0.5)),
+        };
+        anyhow::Ok((out, keys))
     }
     .await;
     host.call(pb::DestroySandboxRequest {
@@ -272,7 +380,7 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<Vec<Side>> {
 }
 
 /// playwright-mcp's numbers, over stdio, with the docs on a loopback HTTP server.
-async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
+async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -335,6 +443,10 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
                 if let Some(e) = v.get("error") {
                     anyhow::bail!("playwright-mcp {method}: {e}");
                 }
+                // A tool that failed says so in its result; its time would mean nothing.
+                if v["result"]["isError"] == true {
+                    anyhow::bail!("playwright-mcp {method} failed: {}", v["result"]["content"]);
+                }
                 return Ok(v["result"].clone());
             }
         }
@@ -364,16 +476,11 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
         ),
     )
     .await?;
-    let text_of = |r: &serde_json::Value| -> usize {
+    let text_of = |r: &serde_json::Value| -> String {
         r["content"]
             .as_array()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|b| b["text"].as_str())
-                    .map(|t| t.chars().count())
-                    .sum()
-            })
-            .unwrap_or(0)
+            .map(|c| c.iter().filter_map(|b| b["text"].as_str()).collect())
+            .unwrap_or_default()
     };
     let mut out = Vec::new();
     for page in DOC_PAGES {
@@ -396,7 +503,7 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
             )
             .await?;
             snap.push(t.elapsed());
-            chars = text_of(&r);
+            chars = text_of(&r).chars().count();
         }
         nav.sort();
         snap.sort();
@@ -407,8 +514,48 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<Vec<Side>> {
             chars,
         });
     }
+    call(
+        "tools/call",
+        tool(
+            "browser_navigate",
+            serde_json::json!({"url": format!("{base}/{}", DOC_PAGES[0])}),
+        ),
+    )
+    .await?;
+    let snap = call(
+        "tools/call",
+        tool("browser_snapshot", serde_json::json!({})),
+    )
+    .await?;
+    let search = their_search_ref(&text_of(&snap))?;
+    let (mut typed, mut pressed) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        call(
+            "tools/call",
+            tool(
+                "browser_type",
+                serde_json::json!({"element": "Quick search", "target": search, "text": "os.walk"}),
+            ),
+        )
+        .await?;
+        typed.push(t.elapsed());
+        let t = Instant::now();
+        call(
+            "tools/call",
+            tool("browser_press_key", serde_json::json!({"key": KEY})),
+        )
+        .await?;
+        pressed.push(t.elapsed());
+    }
+    typed.sort();
+    pressed.sort();
+    let keys = Keys {
+        type_ms: ms(pct(&typed, 0.5)),
+        press_ms: ms(pct(&pressed, 0.5)),
+    };
     drop(stdin);
     let _ = mcp.kill().await;
     let _ = server.kill().await;
-    Ok(out)
+    Ok((out, keys))
 }
