@@ -27,3 +27,8 @@ const _: () = assert!(MAX_MESSAGE_BYTES > (64 << 20) + (1 << 20));
 
 /// Metadata key that names the sandbox a `Sandbox`-service call goes to.
 pub const SANDBOX_ID_HEADER: &str = "sandbox-id";
+
+/// sandboxd's health service name for "what was asked to start ahead (the browser, a spare
+/// kernel) has started": NOT_SERVING until then, SERVING at once when nothing was. A warm pool
+/// waits for it before it counts a member ready.
+pub const WARM_HEALTH_SERVICE: &str = "agent_runtime.v1.Sandbox/warm";

@@ -36,6 +36,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub const PREWARM_BROWSER_ENV: &str = "SANDBOXD_PREWARM_BROWSER";
 /// The service name health reports on.
 const SERVICE_NAME: &str = "agent_runtime.v1.Sandbox";
+/// Health's name for "what was asked to start ahead has started".
+const WARM_SERVICE: &str = agent_runtime_proto::WARM_HEALTH_SERVICE;
 
 /// Runs the daemon until a shutdown signal, then kills every process it started.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -75,11 +77,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         identity.clone(),
         egress_stop.clone(),
     );
-    // After egress: Chromium starts behind the proxy.
-    let browser_prewarm = prewarm_browser.then(|| {
+    // After egress: Chromium starts behind the proxy. `warm` (a health service) turns SERVING
+    // once what was asked to start ahead has started, so a warm pool hands out a sandbox whose
+    // browser or kernel is up, not one still launching it.
+    let (warm_tx, warm) = tokio::sync::watch::channel(false);
+    let kernel_up = std::env::var(PREWARM_ENV)
+        .is_ok_and(|v| v == "1")
+        .then(|| contexts.spare_started());
+    let browser_prewarm = {
         let browser = browser.clone();
-        tokio::spawn(async move { browser.prewarm().await })
-    });
+        tokio::spawn(async move {
+            if prewarm_browser {
+                browser.prewarm().await;
+            }
+            if let Some(mut up) = kernel_up {
+                // Not started (it failed): the kernel starts on first use; stay not warm.
+                let _ = up.wait_for(|up| *up).await;
+            }
+            warm_tx.send_replace(true);
+        })
+    };
 
     let stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -100,7 +117,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             })
         });
         let incoming = authenticated(accepted, identity.clone());
-        let router = router(service.clone(), egress.clone(), spans.clone(), &identity).await?;
+        let router = router(
+            service.clone(),
+            egress.clone(),
+            spans.clone(),
+            &identity,
+            warm.clone(),
+        )
+        .await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -108,7 +132,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let listener = bind_unix(path)?;
         tracing::info!(socket = %path.display(), "serving gRPC on a unix socket");
         let incoming = authenticated(UnixListenerStream::new(listener), identity.clone());
-        let router = router(service.clone(), egress.clone(), spans.clone(), &identity).await?;
+        let router = router(
+            service.clone(),
+            egress.clone(),
+            spans.clone(),
+            &identity,
+            warm.clone(),
+        )
+        .await?;
         servers
             .spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     }
@@ -133,9 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Running calls end once their processes are gone; only then can the servers drain.
     exec.shutdown().await;
     contexts.shutdown();
-    if let Some(task) = browser_prewarm {
-        task.abort();
-    }
+    browser_prewarm.abort();
     browser.shutdown().await;
     egress_stop.cancel();
     stop.cancel();
@@ -162,8 +191,23 @@ async fn router(
     egress: EgressService,
     spans: SpansService,
     identity: &Option<Identity>,
+    mut warm: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Router<Stack<ServerSpans, Identity_>>> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(WARM_SERVICE, tonic_health::ServingStatus::NotServing)
+        .await;
+    {
+        let health = health.clone();
+        // Ends when warm turns true, or when the daemon drops the sender (stopping).
+        tokio::spawn(async move {
+            if warm.wait_for(|warm| *warm).await.is_ok() {
+                health
+                    .set_service_status(WARM_SERVICE, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+        });
+    }
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;

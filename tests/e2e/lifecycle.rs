@@ -210,6 +210,64 @@ async fn twenty_concurrent_cycles_leak_nothing() {
 /// A paused pool in Docker: members wait frozen (`docker pause`), a claim unpauses one and it
 /// answers with the caller's env.
 #[tokio::test]
+async fn a_browser_and_kernel_pool_member_is_ready_only_once_they_run() {
+    let host = Host::start(&[
+        "--pool",
+        "name=warm,size=1,memory=1g,browser,kernel",
+        "--warm-contexts",
+        "0",
+    ]);
+    let mut lifecycle = host.sandboxes().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let status = lifecycle
+            .pool_status(agent_runtime_proto::v1::PoolStatusRequest {})
+            .await
+            .expect("pool status")
+            .into_inner();
+        if status
+            .pools
+            .iter()
+            .any(|p| p.shape.as_ref().is_some_and(|s| s.name == "warm") && p.ready == 1)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hung: the pool never filled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let info = lifecycle
+        .create(CreateSandboxRequest {
+            memory: "1g".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("claim")
+        .into_inner();
+    assert_eq!(info.pool, "warm");
+    // At once, no waiting: Chromium has a page (a renderer process) and the spare kernel runs.
+    let out = host
+        .sh(
+            &info.sandbox_id,
+            "pgrep -c -f -- '--type=renderer' ; pgrep -c -f ipykernel_launcher",
+        )
+        .await;
+    let counts: Vec<u32> = out
+        .stdout
+        .lines()
+        .map(|l| l.trim().parse().unwrap_or(0))
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] >= 1 && counts[1] >= 1,
+        "renderer and kernel processes at claim: {counts:?} ({})",
+        out.stderr
+    );
+    host.destroy(&info.sandbox_id).await;
+}
+
+#[tokio::test]
 async fn a_paused_pool_keeps_its_first_member_thawed_and_hands_that_one_out() {
     let host = Host::start(&["--pool", "name=frozen,size=3,paused"]);
     let mut lifecycle = host.sandboxes().await;

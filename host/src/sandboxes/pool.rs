@@ -40,6 +40,8 @@ pub const LOW_MEMORY: u64 = 1024 * 1024 * 1024;
 /// Smallest paused pool whose first member in line is kept thawed (a pool of one stays frozen:
 /// thawing its only member would make it a running pool).
 const THAW_AHEAD_FROM: usize = 2;
+/// Longest a new member's browser or kernel may take to start before it counts as ready anyway.
+const WARM_WAIT: Duration = Duration::from_secs(60);
 /// How long a claimed member (or an unpaused one) has to answer health.
 const CLAIM_PROBE: Duration = Duration::from_secs(3);
 
@@ -480,6 +482,40 @@ impl Manager {
         }
     }
 
+    /// Waits (at most [`WARM_WAIT`]) until a new member's daemon says that its browser or spare
+    /// kernel has started. One that never says so is kept: it starts them on first use.
+    async fn wait_warm(&self, id: &SandboxId) {
+        let Ok(channel) = self.channel(id) else {
+            return;
+        };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let deadline = tokio::time::Instant::now() + WARM_WAIT;
+        loop {
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: agent_runtime_proto::WARM_HEALTH_SERVICE.into(),
+                })
+                .await;
+            match answer {
+                Ok(reply)
+                    if reply.get_ref().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving
+                            as i32 =>
+                {
+                    return
+                }
+                // An older sandboxd without the service: nothing to wait for.
+                Err(status) if status.code() == tonic::Code::NotFound => return,
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(sandbox_id = %id, "a pool member's browser or kernel did not start within {} s; kept, it starts them on first use", WARM_WAIT.as_secs());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Destroys one idle member (the newest of the pool with most ready), to make room under
     /// pressure; false when there is none.
     pub(super) async fn evict_one(&self) -> bool {
@@ -607,6 +643,10 @@ impl Manager {
             ..CreateSpec::default()
         };
         let made = self.create_member(spec, &shape.name).await;
+        if let (Ok(record), true) = (&made, shape.kernel || shape.browser) {
+            // Ready means what the shape promises is up: a claim must not pay the launch.
+            self.wait_warm(&record.id).await;
+        }
         let made = match made {
             Ok(record) if shape.paused => match self.backend.pause(&record.id).await {
                 Ok(()) => Ok(record),

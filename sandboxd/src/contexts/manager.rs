@@ -44,6 +44,8 @@ pub struct Contexts {
     /// The next kernel, started ahead in the background (in the workspace directory).
     spare: Mutex<Option<SpareKernel>>,
     spare_enabled: AtomicBool,
+    /// True once a spare kernel has started (the daemon's `warm` health says so).
+    spare_up: tokio::sync::watch::Sender<bool>,
     /// Stops the spare starter; cancelled at shutdown.
     stop: CancellationToken,
 }
@@ -57,8 +59,14 @@ impl Contexts {
             registry: Mutex::default(),
             spare: Mutex::default(),
             spare_enabled: AtomicBool::new(false),
+            spare_up: tokio::sync::watch::Sender::new(false),
             stop,
         }
+    }
+
+    /// Becomes true when a spare kernel has started (it stays true).
+    pub fn spare_started(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.spare_up.subscribe()
     }
 
     /// Keeps one ready kernel started ahead from now on.
@@ -82,13 +90,19 @@ impl Contexts {
         let root = self.workspace.root().to_path_buf();
         let live = self.live.clone();
         let stop = self.stop.clone();
+        let up = self.spare_up.clone();
         tokio::spawn(async move {
             tokio::select! {
                 // Dropping a half-started kernel kills it.
                 () = stop.cancelled() => {}
                 started = Kernel::start(&root, &live) => {
-                    if let Err(e) = &started {
-                        tracing::warn!(error = %e, "the spare kernel did not start");
+                    match &started {
+                        Ok(_) => {
+                            if !up.send_replace(true) {
+                                tracing::info!("spare kernel started ahead of use");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the spare kernel did not start"),
                     }
                     // A spare nobody will take (shutdown) is dropped, and so killed.
                     let _ = tx.send(started);
