@@ -8,6 +8,7 @@ use std::time::Duration;
 use agent_runtime_proto::sets::Settled as How;
 use agent_runtime_proto::v1 as pb;
 use playwright_rs::protocol::Page;
+use playwright_rs::server::channel_owner::ChannelOwner as _;
 
 use super::error::{BrowserError, Result};
 use super::session::{Browser, Turn};
@@ -62,12 +63,18 @@ impl Browser {
                 });
             }
         }
-        let settled = settle::after(&page, &before).await;
+        let mut settled = settle::after(&page, &before).await;
         // A popup the action opened becomes the active tab, and this reply says so.
         let mut turn = turn;
-        let page = self.sync_tabs(&mut turn.state).await.unwrap_or(page);
+        let active = self
+            .sync_tabs(&mut turn.state)
+            .await
+            .unwrap_or(page.clone());
         drop(turn);
-        self.respond(&page, settled).await
+        if active.guid() != page.guid() {
+            settled.title = None;
+        }
+        self.respond(&active, settled).await
     }
 
     /// The reply to an action: where the browser is, how the page settled, the events.
@@ -76,7 +83,13 @@ impl Browser {
         page: &Page,
         settled: Settled,
     ) -> Result<pb::BrowserActionResponse> {
-        let at = self.location(page).await;
+        let at = match settled.title {
+            Some(title) => Location {
+                url: page.url(),
+                title,
+            },
+            None => self.location(page).await,
+        };
         Ok(pb::BrowserActionResponse {
             url: at.url,
             title: at.title,

@@ -227,7 +227,7 @@ pub const SETTLE_BEFORE: &str = r#"() => {
 }"#;
 
 /// After an action, in the document `SETTLE_BEFORE` saw (`doc`; null: unknown): `{ same:
-/// false }` when another document is loaded now. Else `{ same: true, settled }`, once the page
+/// false }` when another document is loaded now. Else `{ same: true, settled, title }`, once the page
 /// has had a turn of its task queue to react (work it deferred with a timer or a promise):
 /// settled then when the DOM did not change since `count`; when it did, once it has had no
 /// mutation for `quiet` ms (false after `max` ms).
@@ -243,8 +243,8 @@ pub const SETTLE_AFTER: &str = r#"({ quiet, max, count, doc }) => new Promise((r
   const start = performance.now();
   const tick = () => {
     const now = performance.now();
-    if (seen.count === count || now - seen.last >= quiet) resolve({ same: true, settled: true });
-    else if (now - start >= max) resolve({ same: true, settled: false });
+    if (seen.count === count || now - seen.last >= quiet) resolve({ same: true, settled: true, title: document.title });
+    else if (now - start >= max) resolve({ same: true, settled: false, title: document.title });
     else setTimeout(tick, 20);
   };
   setTimeout(tick, 0);

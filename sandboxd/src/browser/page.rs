@@ -224,6 +224,7 @@ impl Browser {
         let settled = Settled {
             navigated: false,
             how: settle::dom_settle(&page).await,
+            title: None,
         };
         self.respond(&page, settled).await
     }

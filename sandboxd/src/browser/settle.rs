@@ -34,6 +34,8 @@ pub struct Settled {
     pub navigated: bool,
     /// Navigation (still loading or not), DOM settled or still changing, or page busy.
     pub how: How,
+    /// The page's title, when the settling read it (saves the reply a round trip).
+    pub title: Option<String>,
 }
 
 /// What `js::SETTLE_BEFORE` says.
@@ -75,6 +77,8 @@ struct AfterArgs<'a> {
 struct After {
     same: bool,
     settled: bool,
+    #[serde(default)]
+    title: Option<String>,
 }
 
 /// Waits for what the action started, and reports it. An action that changed nothing in the
@@ -100,6 +104,7 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
             Ok(Ok(After {
                 same: true,
                 settled,
+                title,
             })) => {
                 return Settled {
                     navigated: false,
@@ -108,6 +113,7 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
                     } else {
                         How::DomChanging
                     },
+                    title,
                 }
             }
             // Another document, or the page is between two (the call was cut short).
@@ -117,6 +123,7 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
                 return Settled {
                     navigated: false,
                     how: How::PageBusy,
+                    title: None,
                 }
             }
         }
@@ -132,6 +139,7 @@ pub async fn after(page: &Page, before: &Before) -> Settled {
         } else {
             How::NavigationLoading
         },
+        title: None,
     }
 }
 

@@ -96,6 +96,7 @@ impl Browser {
         let settled = Settled {
             navigated: false,
             how: settle::dom_settle(&page).await,
+            title: None,
         };
         drop(turn);
         self.respond(&page, settled).await
