@@ -298,6 +298,7 @@ impl Exec {
         let terminal = terminal.map(|(master, _slave)| master);
         let Launched {
             child,
+            notice,
             stdin: child_stdin,
             stdout: child_stdout,
             stderr: child_stderr,
@@ -380,6 +381,7 @@ impl Exec {
             timeout: spec.timeout,
             started,
             oom_before,
+            notice,
             _script: script,
         };
         // The run's span (a child of the call's): how long the program ran and how it ended.
@@ -453,6 +455,7 @@ impl Exec {
             stdout: child.stdout.take().map(|p| Box::new(p) as Pipe),
             stderr: child.stderr.take().map(|p| Box::new(p) as Pipe),
             child,
+            notice: None,
         })
     }
 
@@ -498,7 +501,7 @@ impl Exec {
                     (fds, Some((stdin, out_read, err_read, out_write, err_write)))
                 }
             };
-            let child = spare
+            let (child, notice) = spare
                 .launch(crate::zygote::Job {
                     script: script.path(),
                     cwd: &spec.cwd,
@@ -525,6 +528,7 @@ impl Exec {
             };
             Ok::<_, std::io::Error>(Launched {
                 child,
+                notice,
                 stdin,
                 stdout,
                 stderr,
@@ -622,6 +626,8 @@ pub type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 /// A run's program, started: the process and our ends of its pipes (none with a terminal).
 struct Launched {
     child: tokio::process::Child,
+    /// A run on the spare interpreter says its exit status here before its teardown.
+    notice: Option<crate::exit_notice::Notice>,
     stdin: Option<Writer>,
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
@@ -658,6 +664,14 @@ impl Output {
     }
 }
 
+/// The status in `notice`, when there is one; pends forever otherwise.
+async fn notice_status(notice: &mut Option<crate::exit_notice::Notice>) -> i32 {
+    match notice {
+        Some(notice) => notice.status().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Everything one run needs after it started.
 struct Run {
     events: EventSender,
@@ -671,6 +685,8 @@ struct Run {
     timeout: Duration,
     started: Instant,
     oom_before: Option<u64>,
+    /// The leader's early exit notice, for a run on the spare interpreter.
+    notice: Option<crate::exit_notice::Notice>,
     /// Removed when the run is dropped.
     _script: Script,
 }
@@ -725,6 +741,19 @@ impl Run {
                     self.session.leader_exited();
                     ended_at = Some(Instant::now());
                     status = Some(exited);
+                    linger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + LINGER);
+                },
+                // The spare's interpreter flushed and closed its output and is about to `_exit`
+                // with this status: the run is over now, not after the kernel tore it down.
+                code = notice_status(&mut self.notice), if status.is_none() => {
+                    if self.detached {
+                        watchdog.abort();
+                    }
+                    self.session.leader_exited();
+                    ended_at = Some(Instant::now());
+                    status = Some(Ok(ExitStatus::from_raw(code << 8)));
                     linger
                         .as_mut()
                         .reset(tokio::time::Instant::now() + LINGER);

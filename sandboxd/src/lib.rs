@@ -9,6 +9,7 @@ pub mod egress;
 pub mod environment;
 pub mod error;
 pub mod exec;
+pub mod exit_notice;
 pub mod files;
 pub mod identity;
 pub mod oom;

@@ -53,6 +53,7 @@ def _agent_runtime_zygote():
         data += more
     control.close()
     job = json.loads(bytes(data))
+    _agent_runtime_notice.append(job.get("exit_notice"))
 
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -124,6 +125,10 @@ def _agent_runtime_zygote():
 
 
 
+# Where to say the exit status before leaving (sandboxd/src/exit_notice.rs), from the job.
+_agent_runtime_notice = []
+
+
 def _agent_runtime_exit(code):
     # The interpreter's own exit, less the teardown: wait for non-daemon threads, run the atexit
     # handlers (the run's, then ours), flush stdio, and leave. Tearing down the preloaded
@@ -131,6 +136,7 @@ def _agent_runtime_exit(code):
     # can rely on happens in it.
     import atexit
     import os
+    import socket
     import sys
     import threading
 
@@ -142,6 +148,19 @@ def _agent_runtime_exit(code):
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
+        except BaseException:
+            pass
+    name = _agent_runtime_notice[0] if _agent_runtime_notice else None
+    if name:
+        # The kernel takes milliseconds to tear down an interpreter with numpy and pandas
+        # loaded, and only then would the pipes close and sandboxd hear of the exit: close
+        # them now and say the status first.
+        try:
+            os.closerange(0, 3)
+            notice = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            notice.connect("\0" + name)
+            notice.sendall(str(code).encode())
+            notice.close()
         except BaseException:
             pass
     os._exit(code)

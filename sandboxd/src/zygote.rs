@@ -106,6 +106,8 @@ fn sensitive_part(env: &[(String, String)]) -> Vec<(String, String)> {
 pub struct Spare {
     child: Child,
     control: tokio::net::UnixStream,
+    /// Where the run says its exit status before its teardown.
+    notices: Option<Arc<crate::exit_notice::ExitNotices>>,
     /// The startup-sensitive part of the sandbox environment it started with.
     started_with: Vec<(String, String)>,
     /// The whole environment it was started with (so that it can apply to the run's what its
@@ -130,11 +132,19 @@ pub struct Job<'a> {
 impl Spare {
     /// Hands the job over; from here the spare is the run's interpreter. Fails (and the spare
     /// is dropped, which kills it) when it died while waiting or cannot take the job.
-    pub async fn launch(mut self, job: Job<'_>) -> std::io::Result<Child> {
+    pub async fn launch(
+        mut self,
+        job: Job<'_>,
+    ) -> std::io::Result<(Child, Option<crate::exit_notice::Notice>)> {
         if self.child.try_wait()?.is_some() {
             return Err(std::io::Error::other("the spare interpreter is gone"));
         }
+        let notice = match (&self.notices, self.child.id()) {
+            (Some(notices), Some(pid)) => Some(notices.expect(pid as i32)),
+            _ => None,
+        };
         let payload = serde_json::json!({
+            "exit_notice": notice.as_ref().and(self.notices.as_ref().map(|n| n.name())),
             "script": job.script,
             "cwd": job.cwd,
             "env": job
@@ -156,7 +166,7 @@ impl Spare {
         let mut message = (body.len() as u32).to_be_bytes().to_vec();
         message.extend_from_slice(&body);
         send_with_fds(&self.control, &job.fds, &message).await?;
-        Ok(self.child)
+        Ok((self.child, notice))
     }
 }
 
@@ -220,6 +230,8 @@ struct Inner {
     busy: std::sync::atomic::AtomicI32,
     /// Wakes the keeper: a spare was taken or dropped.
     wake: tokio::sync::Notify,
+    /// Early exit notices of runs on spares (see `exit_notice`).
+    notices: Option<Arc<crate::exit_notice::ExitNotices>>,
 }
 
 impl Zygote {
@@ -239,6 +251,7 @@ impl Zygote {
                 slot: Mutex::new(None),
                 busy: std::sync::atomic::AtomicI32::new(0),
                 wake: tokio::sync::Notify::new(),
+                notices: crate::exit_notice::ExitNotices::start(stop.clone()),
             }),
         });
         let _ = CURRENT.set(Arc::downgrade(&zygote.inner));
@@ -425,6 +438,7 @@ impl Inner {
             Ok(Ok(1)) if ready[0] == b'R' => Ok(Spare {
                 child,
                 control,
+                notices: self.notices.clone(),
                 started_with: sensitive_part(&env),
                 spawned_env: full_env(
                     [("PYTHONUNBUFFERED", "1")]

@@ -271,3 +271,44 @@ async fn a_crashed_spare_is_replaced_and_the_run_still_succeeds() -> anyhow::Res
     assert_eq!(out.stdout(), "42\n");
     Ok(())
 }
+
+/// Sends `CODE` to every exit-notice listener (`/proc/net/unix` lists the abstract sockets; in a
+/// test several daemons may listen).
+const NOTIFY_ALL: &str = r#"
+import socket
+def notify_all(code):
+    names = [l.split()[-1][1:] for l in open('/proc/net/unix') if '@agent-runtime-exit-' in l]
+    for name in set(names):
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect('\0' + name)
+            s.sendall(str(code).encode())
+            s.close()
+        except OSError:
+            pass
+    return len(names)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_notice_counts_only_from_the_runs_own_interpreter() -> anyhow::Result<()> {
+    let daemon = Daemon::start().await?;
+    let mut client = daemon.client().await?;
+    // Another process of the run (a forked child) says "exit 9": ignored, the run goes on and
+    // ends with its own status.
+    let forked = format!(
+        "{NOTIFY_ALL}\nimport os, sys\npid = os.fork()\nif pid == 0:\n    print('listeners', notify_all(9) > 0, flush=True)\n    os._exit(0)\nos.waitpid(pid, 0)\nprint('after', flush=True)\nsys.exit(3)\n"
+    );
+    let out = warm(&mut client, python(&forked)).await?;
+    assert_eq!(out.stdout(), "listeners True\nafter\n", "{out:?}");
+    assert_eq!(out.exit()?.code, 3, "{out:?}");
+    // The run's own interpreter says "exit 7" and goes on sleeping: its run is over (as if it
+    // had forked and exited), not held to the timeout.
+    let own = format!("{NOTIFY_ALL}\nimport time\nnotify_all(7)\ntime.sleep(60)\n");
+    let mut req = python(&own);
+    // Without the notice the run would be killed at its timeout (a cold try is, and is retried).
+    req.timeout_seconds = 3.0;
+    let out = warm(&mut client, req).await?;
+    let exit = out.exit()?;
+    assert_eq!((exit.code, exit.killed), (7, false), "{out:?}");
+    Ok(())
+}
