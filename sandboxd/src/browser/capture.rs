@@ -4,9 +4,10 @@
 use agent_runtime_proto::v1 as pb;
 use base64::Engine as _;
 use playwright_rs::protocol::Page;
-use playwright_rs::{ScreenshotOptions, ScreenshotType};
+use playwright_rs::{Caret, ScreenshotOptions, ScreenshotType};
 
 use super::error::{BrowserError, Result};
+use super::js;
 use super::refs::document_token;
 use super::session::{Browser, State};
 use super::snapshot::{self, Full, BUDGET_RANGE, DEFAULT_BUDGET, OUTLINE_DEFAULT_CHARS};
@@ -17,8 +18,10 @@ const OUTLINE_MAX_CHARS: usize = 200_000;
 const FIND_DEFAULT: usize = 20;
 
 impl Browser {
-    /// A page of the seed snapshot of the active tab. Page 1 reads the page anew; later pages
-    /// (and `after_ref`) are served from that reading while the page has not been acted on.
+    /// A page of the seed snapshot of the active tab. Page 1 reads the page anew, unless the
+    /// last reading (a snapshot's, or the one `goto` starts) is of the same document with no DOM
+    /// change and no action since; later pages (and `after_ref`) are served from that reading
+    /// while the page has not been acted on. The screenshot is always taken now.
     pub async fn snapshot(
         &self,
         req: pb::BrowserSnapshotRequest,
@@ -39,6 +42,9 @@ impl Browser {
             page.screenshot(
                 ScreenshotOptions::builder()
                     .screenshot_type(ScreenshotType::Png)
+                    // Hiding the caret adds and removes a style in every frame: DOM changes
+                    // that would make the page look changed since its last reading.
+                    .caret(Caret::Initial)
                     .build(),
             )
             .await
@@ -47,7 +53,7 @@ impl Browser {
         let kept = if continuing {
             kept_reading(&page, &mut turn.state).await
         } else {
-            None
+            unchanged_reading(&page, &mut turn.state).await
         };
         let renewed = continuing && kept.is_none();
         let (full, png) = match kept {
@@ -159,6 +165,7 @@ impl Browser {
                 ScreenshotOptions::builder()
                     .screenshot_type(ScreenshotType::Png)
                     .full_page(req.full_page)
+                    .caret(Caret::Initial)
                     .build(),
             )
             .await
@@ -181,6 +188,25 @@ async fn kept_reading(page: &Page, state: &mut State) -> Option<Full> {
     let full = state.snapshot.take()?;
     let now = document_token(page).await.ok()?;
     (now == full.document).then_some(full)
+}
+
+/// What `js::SETTLE_BEFORE` says of the page now.
+#[derive(serde::Deserialize)]
+struct Now {
+    document: String,
+    count: i64,
+}
+
+/// The last reading of the page, when nothing changed since: the same document, no DOM mutation
+/// (see `js::PAGE_FACTS`), and no action (an action drops it).
+async fn unchanged_reading(page: &Page, state: &mut State) -> Option<Full> {
+    let full = state.snapshot.take()?;
+    let now: Now = page
+        .evaluate::<(), Now>(js::SETTLE_BEFORE, None)
+        .await
+        .ok()?;
+    (full.mutations >= 0 && now.document == full.document && now.count == full.mutations)
+        .then_some(full)
 }
 
 /// Width and height from a PNG's IHDR chunk.

@@ -200,11 +200,33 @@ pub const MISSED_CONTROLS: &str = concat!(
 /// The key `MISSED_CONTROLS` gave an element, or null.
 pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
 
-/// The document's token (see `DOCUMENT_TOKEN`) and the body's innerText, in one call.
-pub const PAGE_FACTS: &str = r#"() => {
+/// The document's DOM mutation counter `{ count, last }`: an observer set up on first use stays
+/// for the document's life and counts every mutation (`last`: when the latest was).
+macro_rules! mutations {
+    () => {
+        r#"(() => {
+  let seen = window.__agentRuntimeMutations;
+  if (!seen) {
+    seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
+    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
+      .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+  }
+  return seen;
+})()"#
+    };
+}
+
+/// The document's token (see `DOCUMENT_TOKEN`), the body's innerText and the DOM mutations so
+/// far (see `mutations!`), in one call: a reading stays the page's while the last two hold.
+pub const PAGE_FACTS: &str = concat!(
+    r#"() => {
   if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
-  return { document: window.__agentRuntimeDoc, text: document.body ? document.body.innerText : '' };
-}"#;
+  const seen = "#,
+    mutations!(),
+    r#";
+  return { document: window.__agentRuntimeDoc, text: document.body ? document.body.innerText : '', count: seen.count };
+}"#
+);
 
 /// A token that names the current document: it changes when a new document loads.
 pub const DOCUMENT_TOKEN: &str = r#"() => {
@@ -213,33 +235,31 @@ pub const DOCUMENT_TOKEN: &str = r#"() => {
 }"#;
 
 /// Before an action: the document's token (see `DOCUMENT_TOKEN`) and how many DOM mutations
-/// the document has had, counted by an observer set up on first use that stays for the
-/// document's life. `SETTLE_AFTER` compares.
-pub const SETTLE_BEFORE: &str = r#"() => {
+/// the document has had (see `mutations!`). `SETTLE_AFTER` compares; a kept reading of the page
+/// is still the page's while neither changed.
+pub const SETTLE_BEFORE: &str = concat!(
+    r#"() => {
   if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
-  let seen = window.__agentRuntimeMutations;
-  if (!seen) {
-    seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
-    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
-      .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
-  }
+  const seen = "#,
+    mutations!(),
+    r#";
   return { document: window.__agentRuntimeDoc, count: seen.count };
-}"#;
+}"#
+);
 
 /// After an action, in the document `SETTLE_BEFORE` saw (`doc`; null: unknown): `{ same:
 /// false }` when another document is loaded now. Else `{ same: true, settled, title }`, once the page
 /// has had a turn of its task queue to react (work it deferred with a timer or a promise):
 /// settled then when the DOM did not change since `count`; when it did, once it has had no
 /// mutation for `quiet` ms (false after `max` ms).
-pub const SETTLE_AFTER: &str = r#"({ quiet, max, count, doc }) => new Promise((resolve) => {
+pub const SETTLE_AFTER: &str = concat!(
+    r#"({ quiet, max, count, doc }) => new Promise((resolve) => {
   if (doc !== null && window.__agentRuntimeDoc !== doc) { resolve({ same: false, settled: false }); return; }
-  let seen = window.__agentRuntimeMutations;
-  if (!seen) {
-    seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
-    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
-      .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
-    count = -1;
-  }
+  // Not counted before the action: every change since counts as the action's.
+  if (!window.__agentRuntimeMutations) count = -1;
+  const seen = "#,
+    mutations!(),
+    r#";
   const start = performance.now();
   const tick = () => {
     const now = performance.now();
@@ -248,7 +268,8 @@ pub const SETTLE_AFTER: &str = r#"({ quiet, max, count, doc }) => new Promise((r
     else setTimeout(tick, 20);
   };
   setTimeout(tick, 0);
-})"#;
+})"#
+);
 
 /// Resolves true once the DOM has had no mutation for `quiet` ms, false after `max` ms.
 pub const DOM_SETTLE: &str = r#"({ quiet, max }) => new Promise((resolve) => {

@@ -1,6 +1,7 @@
 //! Calls that act on the page as a whole: open a URL, go back/forward/reload, scroll, press a key,
 //! wait for something, evaluate a script.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_runtime_proto::sets::{NavigateAction, Settled as How};
@@ -29,8 +30,9 @@ const ERROR_PAGE_WAIT: Duration = Duration::from_secs(2);
 const SCHEMES: [&str; 5] = ["http", "https", "file", "about", "data"];
 
 impl Browser {
-    /// Opens `url` in the active tab.
-    pub async fn goto(&self, req: pb::BrowserGotoRequest) -> Result<pb::BrowserPage> {
+    /// Opens `url` in the active tab, and starts reading it for the snapshot that usually
+    /// follows (see [`Browser::read_ahead`]).
+    pub async fn goto(self: &Arc<Self>, req: pb::BrowserGotoRequest) -> Result<pb::BrowserPage> {
         let url = check_url(&req.url)?;
         let timeout = if req.timeout_seconds > 0.0 {
             Duration::from_secs_f64(req.timeout_seconds.min(300.0))
@@ -64,6 +66,7 @@ impl Browser {
         }
         let at = self.location(&page).await;
         drop(turn);
+        self.read_ahead();
         Ok(pb::BrowserPage {
             url: at.url,
             title: at.title,

@@ -18,6 +18,8 @@ use super::refs::Refs;
 
 /// How long closing the browser may take before its processes are left to the sandbox's end.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Longest a reading ahead may hold the turn.
+const READ_AHEAD_LIMIT: Duration = Duration::from_secs(15);
 
 /// The sandbox's browser. Calls take turns; dialogs are answered without waiting for a turn.
 pub struct Browser {
@@ -25,6 +27,9 @@ pub struct Browser {
     pub(super) shared: Arc<Shared>,
     /// Actions left running because a dialog blocked them; they end once it is answered.
     pub(super) blocked: std::sync::Mutex<Vec<AbortHandle>>,
+    /// The reading of a page `goto` opened, made while the agent reads the reply (see
+    /// [`Browser::read_ahead`]); the next action stops it.
+    pub(super) reading_ahead: std::sync::Mutex<Option<AbortHandle>>,
 }
 
 /// Everything behind the call lock.
@@ -63,6 +68,7 @@ impl Browser {
             }),
             shared: Arc::new(Shared::new(workspace.join("downloads"))),
             blocked: std::sync::Mutex::new(Vec::new()),
+            reading_ahead: std::sync::Mutex::new(None),
         }
     }
 
@@ -78,6 +84,8 @@ impl Browser {
     /// Takes a turn: starts the browser if needed (again, after a crash), picks up tabs the
     /// page opened, and returns the active tab.
     pub(super) async fn turn(&self) -> Result<Turn<'_>> {
+        // A reading ahead would be dropped by this call anyway: it stops, and frees the turn.
+        self.stop_reading_ahead();
         let mut turn = self.read_turn().await?;
         turn.state.snapshot = None;
         Ok(turn)
@@ -274,8 +282,54 @@ impl Browser {
         }
     }
 
+    /// Reads the active tab in the background, once this call's turn is free, so the snapshot
+    /// the agent asks for next is served from it (when nothing changed meanwhile; see
+    /// `capture::unchanged_reading`) instead of waiting for the reading. Owned by this browser:
+    /// the next action, another reading ahead or the shutdown stops it.
+    pub(super) fn read_ahead(self: &Arc<Self>) {
+        let browser = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let Ok(mut turn) = browser.read_turn().await else {
+                return;
+            };
+            if browser.shared.dialog_pending() || turn.state.snapshot.is_some() {
+                return;
+            }
+            let page = turn.page.clone();
+            let reading = super::snapshot::read(&page, &mut turn.state.refs);
+            match tokio::time::timeout(READ_AHEAD_LIMIT, reading).await {
+                Ok(Ok(full)) => turn.state.snapshot = Some(full),
+                Ok(Err(e)) => {
+                    let e = browser.crash_aware(e);
+                    tracing::debug!(error = %e, "reading the page ahead failed");
+                }
+                Err(_) => tracing::debug!("reading the page ahead took too long"),
+            }
+        });
+        let previous = self
+            .reading_ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+
+    fn stop_reading_ahead(&self) {
+        let task = self
+            .reading_ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
     /// Closes the browser for good (the sandbox is stopping).
     pub async fn shutdown(&self) {
+        self.stop_reading_ahead();
         self.abort_blocked();
         if let Some(dialog) = self.shared.take_dialog() {
             let _ = dialog.dismiss().await;

@@ -96,6 +96,7 @@ static READINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::ne
 struct Facts {
     document: String,
     text: String,
+    count: i64,
 }
 
 /// A page read whole: what every page of its snapshot and `find` are served from.
@@ -113,6 +114,9 @@ pub struct Full {
     pub headings: Vec<(usize, String)>,
     /// Elements beyond [`ELEMENT_LIMIT`], not listed.
     pub unlisted: usize,
+    /// The document's DOM mutations when it was read (see `js::PAGE_FACTS`): while the count
+    /// stays, the reading is still the page's.
+    pub mutations: i64,
 }
 
 /// Reads `page` whole, giving refs to its interactive elements.
@@ -134,10 +138,18 @@ pub async fn read_beside<T>(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
         page.aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai)),
     );
-    let Facts { document, text } = facts?;
+    let Facts {
+        document,
+        text,
+        count,
+    } = facts?;
     let tree = tree?;
     let aria_ms = started.elapsed().as_millis();
     let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree), beside);
+    let full = full.map(|f| Full {
+        mutations: count,
+        ..f
+    });
     tracing::debug!(
         aria_ms = aria_ms as u64,
         total_ms = started.elapsed().as_millis() as u64,
@@ -279,6 +291,7 @@ async fn finish(
         elements,
         uncut,
         headings,
+        mutations: -1,
     })
 }
 
@@ -923,6 +936,7 @@ mod tests {
             uncut: elements.clone(),
             elements,
             unlisted: 0,
+            mutations: 0,
         }
     }
 
@@ -969,6 +983,7 @@ mod tests {
             uncut: vec!["[ref_1] button \"OK\"".into()],
             headings: Vec::new(),
             unlisted: 0,
+            mutations: 0,
         };
         let p = serve(&full, DEFAULT_BUDGET, 0, None).expect("page");
         assert_eq!(
