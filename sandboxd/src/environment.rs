@@ -54,6 +54,22 @@ pub fn vars() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether `key` is one of the daemon's own settings (`SANDBOXD_*`, from the host or the image):
+/// user code does not see them.
+pub fn is_daemon_setting(key: &str) -> bool {
+    key.starts_with("SANDBOXD_")
+}
+
+/// Keeps the daemon's own settings out of a user process's environment (a run's `env` may
+/// still set one of these names: it is applied after this).
+pub fn hide_daemon_settings(cmd: &mut tokio::process::Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_daemon_setting) {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// What a process started now gets over the daemon's own environment: the sandbox environment,
 /// then egress's variables (proxy and CA settings the host's policy manages win over it).
 pub fn process_env() -> Vec<(String, String)> {

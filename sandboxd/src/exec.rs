@@ -410,6 +410,7 @@ impl Exec {
     fn spawn(&self, spec: &ExecSpec, script: &Script, slave: Option<&OwnedFd>) -> Result<Launched> {
         let program = spec.language.program();
         let mut cmd = Command::new(program);
+        crate::environment::hide_daemon_settings(&mut cmd);
         cmd.args(spec.language.args())
             .arg(script.path())
             .current_dir(&spec.cwd)

@@ -395,6 +395,7 @@ impl Inner {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let env = crate::environment::process_env();
         let mut cmd = Command::new("python3");
+        crate::environment::hide_daemon_settings(&mut cmd);
         cmd.args(["-u", "-c", SOURCE, MARKER, &self.preload])
             .arg(&self.script_dir)
             .current_dir(&self.cwd)
@@ -471,7 +472,11 @@ pub fn full_env<'a>(
     let mut env: Vec<(String, String)> = Vec::new();
     for (k, v) in std::env::vars_os() {
         let (k, v): (OsString, OsString) = (k, v);
-        env.push((k.into_string().ok()?, v.into_string().ok()?));
+        let k = k.into_string().ok()?;
+        if crate::environment::is_daemon_setting(&k) {
+            continue;
+        }
+        env.push((k, v.into_string().ok()?));
     }
     for (k, v) in additions {
         match env.iter_mut().find(|(e, _)| e == k) {

@@ -237,6 +237,7 @@ impl Kernel {
 
         let env = crate::environment::process_env();
         let mut cmd = Command::new("python3");
+        crate::environment::hide_daemon_settings(&mut cmd);
         cmd.args(["-m", "ipykernel_launcher", "-f"])
             .arg(&file)
             .arg("--HistoryManager.enabled=False")

@@ -122,6 +122,22 @@ async fn stdin_env_and_cwd_reach_the_program() -> anyhow::Result<()> {
     req.env = HashMap::from([("GREETING".to_string(), "hi there".to_string())]);
     assert_eq!(run(&mut client, req).await?.stdout(), "hi there 1 True\n");
 
+    // The daemon's own settings stay its own, in cold runs and in runs on the spare alike.
+    for (language, code) in [
+        ("shell", "env | grep -c '^SANDBOXD_' || true"),
+        (
+            "python",
+            "import os\nprint(sum(k.startswith('SANDBOXD_') for k in os.environ))",
+        ),
+        (
+            "python",
+            "import os\nprint(sum(k.startswith('SANDBOXD_') for k in os.environ))",
+        ),
+    ] {
+        let out = run(&mut client, request(language, code)).await?;
+        assert_eq!(out.stdout(), "0\n", "{language}: {out:?}");
+    }
+
     let out = run(&mut client, request("shell", "pwd")).await?;
     assert_eq!(
         out.stdout().trim(),

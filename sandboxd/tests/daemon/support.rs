@@ -40,6 +40,8 @@ impl Daemon {
             .arg("--workspace")
             .arg(&workspace)
             .env("RUST_LOG", "warn")
+            // A daemon setting user code must not see (tests/daemon/exec.rs, zygote.rs).
+            .env("SANDBOXD_TEST_SETTING", "daemon-only")
             // The browser needs the image's driver; here it must fail the same way everywhere.
             .env("PLAYWRIGHT_DRIVER_PATH", "/nonexistent/playwright-driver")
             .stdin(Stdio::null())
