@@ -3,7 +3,7 @@
 
 use agent_runtime_proto::v1 as pb;
 use base64::Engine as _;
-use playwright_rs::protocol::Page;
+use playwright_rs::protocol::{CDPSession, Page};
 use playwright_rs::{Caret, ScreenshotOptions, ScreenshotType};
 
 use super::error::{BrowserError, Result};
@@ -35,9 +35,19 @@ impl Browser {
         let mut turn = self.read_turn().await?;
         self.no_dialog()?;
         let page = turn.page.clone();
+        let cdp = if req.no_screenshot {
+            None
+        } else {
+            self.cdp(&mut turn.state, &page).await.ok()
+        };
         let shot = async {
             if req.no_screenshot {
-                return Ok(Vec::new());
+                return Ok(String::new());
+            }
+            if let Some(cdp) = &cdp {
+                if let Some(png) = fast_screenshot(cdp).await {
+                    return Ok(png);
+                }
             }
             page.screenshot(
                 ScreenshotOptions::builder()
@@ -48,6 +58,7 @@ impl Browser {
                     .build(),
             )
             .await
+            .map(|png| base64::engine::general_purpose::STANDARD.encode(png))
             .map_err(BrowserError::from)
         };
         let kept = if continuing {
@@ -77,11 +88,7 @@ impl Browser {
         Ok(pb::BrowserSnapshotResponse {
             url: at.url,
             title: at.title,
-            screenshot: if png.is_empty() {
-                String::new()
-            } else {
-                base64::engine::general_purpose::STANDARD.encode(png)
-            },
+            screenshot: png,
             text: served.text,
             elements: served.elements,
             events: self.shared.take_events(),
@@ -188,6 +195,23 @@ async fn kept_reading(page: &Page, state: &mut State) -> Option<Full> {
     let full = state.snapshot.take()?;
     let now = document_token(page).await.ok()?;
     (now == full.document).then_some(full)
+}
+
+/// The viewport as a base64 PNG straight from Chromium, encoded for speed rather than size (about
+/// twice as fast as Playwright's screenshot, a quarter larger), and without the caret hidden
+/// (see above); None when Chromium says no (Playwright's is taken instead).
+async fn fast_screenshot(cdp: &CDPSession) -> Option<String> {
+    let params = serde_json::json!({"format": "png", "optimizeForSpeed": true});
+    let shot = cdp
+        .send("Page.captureScreenshot", Some(params))
+        .await
+        .ok()?;
+    // The driver wraps Chromium's answer as `{ result }`.
+    let shot = shot.get("result").unwrap_or(&shot);
+    shot.get("data")
+        .and_then(serde_json::Value::as_str)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
 }
 
 /// What `js::SETTLE_BEFORE` says of the page now.

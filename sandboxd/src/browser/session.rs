@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime_proto::sets::EventKind;
-use playwright_rs::protocol::Page;
+use playwright_rs::protocol::{CDPSession, Page};
 use playwright_rs::server::channel_owner::ChannelOwner as _;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::task::AbortHandle;
@@ -40,6 +40,8 @@ pub(super) struct State {
     /// The last snapshot read in full, for its later pages and `find`; any call that may change
     /// the page drops it.
     pub(super) snapshot: Option<super::snapshot::Full>,
+    /// A CDP session on a tab (its guid), for what Playwright does not offer.
+    cdp: Option<(String, CDPSession)>,
     closed: bool,
 }
 
@@ -64,6 +66,7 @@ impl Browser {
                 live: None,
                 refs: Refs::default(),
                 snapshot: None,
+                cdp: None,
                 closed: false,
             }),
             shared: Arc::new(Shared::new(workspace.join("downloads"))),
@@ -108,6 +111,7 @@ impl Browser {
                 self.abort_blocked();
                 close_live(live).await;
                 state.refs.clear();
+                state.cdp = None;
                 self.shared.push(
                     EventKind::Restarted,
                     "the browser had crashed and was restarted: tabs, page state and refs are \
@@ -325,6 +329,21 @@ impl Browser {
         if let Some(task) = task {
             task.abort();
         }
+    }
+
+    /// A CDP session on `page` (kept while it stays the tab asked about).
+    pub(super) async fn cdp(&self, state: &mut State, page: &Page) -> Result<CDPSession> {
+        if let Some((guid, session)) = &state.cdp {
+            if guid.as_str() == page.guid() {
+                return Ok(session.clone());
+            }
+        }
+        let Some(live) = state.live.as_ref() else {
+            return Err(BrowserError::Launch("the browser is not running".into()));
+        };
+        let session = live.launched.context.new_cdp_session(page).await?;
+        state.cdp = Some((page.guid().to_string(), session.clone()));
+        Ok(session)
     }
 
     /// Closes the browser for good (the sandbox is stopping).
