@@ -200,16 +200,19 @@ pub const MISSED_CONTROLS: &str = concat!(
 /// The key `MISSED_CONTROLS` gave an element, or null.
 pub const KEY_OF: &str = r#"(el) => el.__agentRuntimeKey || null"#;
 
-/// The document's DOM mutation counter `{ count, last }`: an observer set up on first use stays
-/// for the document's life and counts every mutation (`last`: when the latest was).
+/// The document's change counter `{ count, last }`: set up on first use, it stays for the
+/// document's life and counts every DOM mutation and every scroll step (a key or a click may
+/// start a smooth scroll; `last`: when the latest change was).
 macro_rules! mutations {
     () => {
         r#"(() => {
   let seen = window.__agentRuntimeMutations;
   if (!seen) {
     seen = window.__agentRuntimeMutations = { count: 0, last: performance.now() };
-    new MutationObserver(() => { seen.count++; seen.last = performance.now(); })
+    const changed = () => { seen.count++; seen.last = performance.now(); };
+    new MutationObserver(changed)
       .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+    document.addEventListener('scroll', changed, { capture: true, passive: true });
   }
   return seen;
 })()"#
@@ -249,9 +252,9 @@ pub const SETTLE_BEFORE: &str = concat!(
 
 /// After an action, in the document `SETTLE_BEFORE` saw (`doc`; null: unknown): `{ same:
 /// false }` when another document is loaded now. Else `{ same: true, settled, title }`, once the page
-/// has had a turn of its task queue to react (work it deferred with a timer or a promise):
-/// settled then when the DOM did not change since `count`; when it did, once it has had no
-/// mutation for `quiet` ms (false after `max` ms).
+/// has had a frame and a turn of its task queue to react (work it deferred with a timer or a
+/// promise, a smooth scroll's first step): settled then when nothing changed since `count`;
+/// when it did, once it has had no change for `quiet` ms (false after `max` ms).
 pub const SETTLE_AFTER: &str = concat!(
     r#"({ quiet, max, count, doc }) => new Promise((resolve) => {
   if (doc !== null && window.__agentRuntimeDoc !== doc) { resolve({ same: false, settled: false }); return; }
@@ -267,7 +270,12 @@ pub const SETTLE_AFTER: &str = concat!(
     else if (now - start >= max) resolve({ same: true, settled: false, title: document.title });
     else setTimeout(tick, 20);
   };
-  setTimeout(tick, 0);
+  // The first look after the next frame (where a scroll the action started takes its first
+  // step) and a turn of the task queue; a page that gets no frame (hidden) is looked at anyway.
+  let first = true;
+  const once = () => { if (first) { first = false; tick(); } };
+  requestAnimationFrame(() => setTimeout(once, 0));
+  setTimeout(once, 100);
 })"#
 );
 
