@@ -91,6 +91,19 @@ async fn kernels(host: &Host, sandbox: &str) -> (Vec<String>, Vec<String>) {
     (procs, dirs.lines().map(str::to_owned).collect())
 }
 
+/// [`kernels`] once the sandbox runs `want` kernels (the next spare starts a few seconds after a
+/// context took the last one); what it runs then, at the deadline.
+async fn kernels_settled(host: &Host, sandbox: &str, want: usize) -> (Vec<String>, Vec<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (procs, dirs) = kernels(host, sandbox).await;
+        if procs.len() == want || std::time::Instant::now() >= deadline {
+            return (procs, dirs);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn contexts_keep_state_stream_rich_results_and_survive_timeouts() {
     let host = Host::start(&[]);
@@ -453,7 +466,7 @@ async fn contexts_keep_state_stream_rich_results_and_survive_timeouts() {
         .expect_err("deleted twice");
     assert_eq!(again.code(), tonic::Code::NotFound);
     assert!(list(&mut client, &sb).await.is_empty());
-    let (procs, dirs) = kernels(&host, &sb).await;
+    let (procs, dirs) = kernels_settled(&host, &sb, 1).await;
     assert_eq!(
         procs.len(),
         1,
@@ -532,7 +545,7 @@ async fn a_sandbox_has_at_most_sixteen_contexts() {
     create(&mut client, &sb, "after delete", "")
         .await
         .expect("a freed slot");
-    let (procs, _) = kernels(&host, &sb).await;
+    let (procs, _) = kernels_settled(&host, &sb, 17).await;
     assert_eq!(procs.len(), 17, "16 contexts and the spare: {procs:?}");
 }
 
