@@ -194,8 +194,9 @@ async fn machine() -> String {
 /// the host) into `table`; `addr` is the host's gRPC address (the MCP bridge the bench starts
 /// calls it).
 pub async fn run(host: &Host, addr: &str, n: usize, table: &mut Table) -> anyhow::Result<()> {
-    claims(host, n, table, POOLS[0], false).await?;
-    claims(host, n, table, POOLS[1], true).await?;
+    claims(host, n, table, POOLS[0], false, 1).await?;
+    claims(host, n, table, POOLS[1], true, 1).await?;
+    claims(host, n, table, POOLS[1], true, 3).await?;
     python_and_first_byte(host, n, table).await?;
     browser(host, n, table).await?;
     pooled_browser(host, n, table).await?;
@@ -365,16 +366,22 @@ async fn claims(
     table: &mut Table,
     name: &str,
     paused: bool,
+    size: usize,
 ) -> anyhow::Result<()> {
     let shape = PoolShape {
         paused,
-        ..PoolShape::new(name, 1)
+        ..PoolShape::new(name, size)
     };
     host.call(shape.to_proto()).await?;
     let result = with_sandboxes(host, async |made| {
         let (mut samples, mut missed) = (Vec::new(), 0);
         for _ in 0..n {
-            wait_ready(host, name).await?;
+            if size > 1 {
+                // A full, settled pool: a paused one of two or more has thawed its first member.
+                wait_full(host, name, size).await?;
+            } else {
+                wait_ready(host, name).await?;
+            }
             let t = Instant::now();
             let info = made
                 .create(CreateSandboxRequest {
@@ -398,9 +405,13 @@ async fn claims(
     .await;
     host.call(PoolShape::new(name, 0).to_proto()).await?;
     let (samples, missed) = result?;
-    let kind = if paused { "paused" } else { "running" };
+    let kind = match (paused, size) {
+        (false, _) => "running pool".to_owned(),
+        (true, 1) => "paused pool of 1 (a frozen member)".to_owned(),
+        (true, size) => format!("paused pool of {size} (first in line thawed ahead)"),
+    };
     table.row(
-        &format!("sandbox create from a {kind} pool (gRPC Create)"),
+        &format!("sandbox create from a {kind} (gRPC Create)"),
         samples,
         "<= 10 ms (0.05x docker run)",
     );
@@ -410,6 +421,28 @@ async fn claims(
         ));
     }
     Ok(())
+}
+
+/// Waits until pool `name` has `size` members ready and none starting.
+async fn wait_full(host: &Host, name: &str, size: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + REFILL_WAIT * 3;
+    loop {
+        let status = host.call(PoolStatusRequest {}).await?;
+        let full = status.pools.iter().any(|p| {
+            p.shape.as_ref().is_some_and(|s| s.name == name)
+                && p.ready as usize == size
+                && p.starting == 0
+        });
+        if full {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "pool {name} did not fill within {} s",
+            (REFILL_WAIT * 3).as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until pool `name` has a member ready.
