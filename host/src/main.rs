@@ -5,6 +5,16 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let cli = agent_runtime::cli::Cli::parse();
+    if !cli.is_serve() {
+        // A command whose reader went away (`agent-runtime browser snapshot | head`) ends
+        // quietly, as other command-line tools do, instead of panicking in `println!`. The host
+        // keeps Rust's default (ignored: a write to a closed pipe is an error it handles).
+        // SAFETY: setting a signal's disposition to the default has no preconditions; no other
+        // thread installs handlers for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let telemetry = match agent_runtime_telemetry::init(
         "agent-runtime",
         cli.log_format,

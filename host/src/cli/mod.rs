@@ -45,6 +45,13 @@ pub struct Cli {
     pub log_format: agent_runtime_telemetry::LogFormat,
 }
 
+impl Cli {
+    /// Whether this runs the host (a server), rather than a command that prints and exits.
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the host: gRPC on 127.0.0.1:50051, building the sandbox image first if it is missing.
