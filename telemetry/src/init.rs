@@ -8,7 +8,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -308,6 +308,14 @@ fn install(
 ) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Not exporting: log lines carry no span context, so no span is made at all (the fmt layer
+    // would otherwise format every call's span fields for nothing). Exporting: spans prefix the
+    // log lines written inside them too.
+    // (The hint keeps the filter's level, so the `log` bridge and disabled call sites stay cheap.)
+    let spans = provider.is_some();
+    let filter = filter.and(
+        filter_fn(move |meta| spans || !meta.is_span()).with_max_level_hint(LevelFilter::TRACE),
+    );
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Text => fmt

@@ -11,9 +11,12 @@ use http_body::{Body, Frame, SizeHint};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-/// The largest message a tap decodes; bigger ones pass unread (a run's exit event is tiny; code
-/// past this size is not hashed).
+/// The largest request a tap decodes; code past this size is not hashed.
 const MAX_DECODED: usize = 1 << 20;
+
+/// The largest `ExecEvent` a tap decodes: an exit event is a few dozen bytes, so output chunks
+/// above this pass without being copied or decoded.
+const MAX_EVENT_DECODED: usize = 4096;
 
 /// What the taps learnt about one call.
 #[derive(Clone, Debug, Default)]
@@ -43,13 +46,14 @@ pub enum Decode {
     ExecEvents,
 }
 
-/// Splits a gRPC stream into messages, keeping those up to [`MAX_DECODED`] bytes.
+/// Splits a gRPC stream into messages, keeping those up to `max` bytes.
 #[derive(Default)]
 struct Splitter {
     header: Vec<u8>,
     remaining: usize,
     message: Vec<u8>,
     keep: bool,
+    max: usize,
 }
 
 impl Splitter {
@@ -67,7 +71,7 @@ impl Splitter {
                         self.header[3],
                         self.header[4],
                     ]) as usize;
-                    self.keep = self.header[0] == 0 && len <= MAX_DECODED;
+                    self.keep = self.header[0] == 0 && len <= self.max;
                     self.remaining = len;
                     self.message.clear();
                     if len == 0 {
@@ -112,7 +116,14 @@ impl<B> Tap<B> {
             inner,
             tally,
             decode,
-            splitter: Splitter::default(),
+            splitter: Splitter {
+                max: if decode == Decode::ExecEvents {
+                    MAX_EVENT_DECODED
+                } else {
+                    MAX_DECODED
+                },
+                ..Splitter::default()
+            },
             count,
         }
     }
@@ -229,8 +240,15 @@ mod tests {
 
     #[test]
     fn the_exit_event_is_found_among_output() {
+        for size in [3000, 1 << 20] {
+            exit_after_output(size);
+        }
+    }
+
+    /// An output chunk of `size` bytes, then the exit event, fed in 7-byte pieces.
+    fn exit_after_output(size: usize) {
         let out = ExecEvent {
-            event: Some(exec_event::Event::Stdout(vec![b'x'; 3000])),
+            event: Some(exec_event::Event::Stdout(vec![b'x'; size])),
             ..Default::default()
         };
         let exit = ExecEvent {
