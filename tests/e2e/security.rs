@@ -986,8 +986,20 @@ async fn stalled_daemon_times_out(how: Stall) {
     let _undo = stall(&a, how);
 
     let order = Order::default();
+    let started = std::time::Instant::now();
+    // How the stalled call ended and when, for a failure's message.
+    let ended = std::sync::Mutex::new(String::new());
     let stuck = async {
         let r = host.read_file(&a, "/etc/hostname").await;
+        if let Ok(mut e) = ended.lock() {
+            *e = format!(
+                "after {:?}: {:?}",
+                started.elapsed(),
+                r.as_ref()
+                    .map(|_| "an answer")
+                    .map_err(|e| (e.code(), e.message().to_owned()))
+            );
+        }
         order.done("stuck");
         r
     };
@@ -1000,7 +1012,10 @@ async fn stalled_daemon_times_out(how: Stall) {
             assert!(r.is_ok(), "{r:?}");
             assert!(
                 !order.has("stuck"),
-                "round {round}: B answered only after the stalled call to A ended"
+                "round {round}: B answered only after the stalled call to A ended ({}; B's round \
+                 ended after {:?})",
+                ended.lock().map(|e| e.clone()).unwrap_or_default(),
+                started.elapsed()
             );
         }
         // A client deadline is honoured by the host. (tonic clients also enforce it locally,
