@@ -1803,3 +1803,128 @@ async fn icon_only_controls_are_named_by_their_icon() {
     }
     b.c.close().await;
 }
+
+/// Things with no text (issue 14): an SVG of three coloured dots over a backdrop, a board of
+/// empty cells and a canvas that takes clicks. Each clicks through the page's own listener.
+const SHAPES: &str = r##"<!doctype html>
+<html><head><title>Shapes</title><style>
+  body { margin: 0 }
+  #board { display: grid; grid-template-columns: repeat(3, 40px); gap: 4px; margin: 8px }
+  #board div { width: 40px; height: 40px; background: #ccc; cursor: pointer }
+  #pad { display: block; cursor: crosshair }
+</style></head><body>
+<p id="log">none</p>
+<svg id="dots" width="320" height="120">
+  <rect width="320" height="120" fill="#f4f4f4"></rect>
+  <circle cx="60" cy="60" r="24" fill="#2a5"></circle>
+  <circle cx="160" cy="60" r="24" fill="#e33"></circle>
+  <circle cx="260" cy="60" r="24" fill="#36d"></circle>
+</svg>
+<div id="board"></div>
+<canvas id="pad" width="300" height="150"></canvas>
+<script>
+const log = (s) => { document.getElementById('log').textContent = s; };
+document.getElementById('dots').addEventListener('click', (e) => log(e.target.getAttribute('fill') === '#e33' ? 'hit' : 'miss'));
+for (const n of ['top left', 'top', 'top right', 'left', 'center', 'right', 'bottom left', 'bottom', 'bottom right']) {
+  const cell = document.createElement('div');
+  cell.addEventListener('click', () => log(n));
+  document.getElementById('board').appendChild(cell);
+}
+document.getElementById('pad').addEventListener('click', (e) => log('pad ' + e.offsetX + ',' + e.offsetY));
+</script></body></html>"##;
+
+/// The box of a line's `at (x,y) WxH`.
+fn box_of(line: &str) -> [i64; 4] {
+    let rest = &line[line
+        .find(" at (")
+        .unwrap_or_else(|| panic!("no box in {line}"))
+        + 5..];
+    let (x, rest) = rest.split_once(',').expect("x,");
+    let (y, rest) = rest.split_once(") ").expect("y) ");
+    let size = rest.split(' ').next().expect("WxH");
+    let (w, h) = size.split_once('x').expect("WxH");
+    [x, y, w, h].map(|v| v.parse().unwrap_or_else(|_| panic!("{v:?} in {line}")))
+}
+
+/// SVG shapes, empty clickable cells and a canvas each have a line with their kind, box and
+/// colour: the red dot and the middle cell are clicked by ref, the canvas by a point in its box.
+#[tokio::test]
+async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "shapes.html", SHAPES).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    // (a) Three dots, the backdrop left out; the red one by its colour.
+    let dots = lines_with(&elements, "svg circle");
+    assert_eq!(dots.len(), 3, "{elements}");
+    assert!(lines_with(&elements, "svg rect").is_empty(), "{elements}");
+    let red: Vec<&str> = dots
+        .iter()
+        .copied()
+        .filter(|l| l.contains("fill #e33 red"))
+        .collect();
+    assert_eq!(red.len(), 1, "{elements}");
+    let [x, _, w, h] = box_of(red[0]);
+    assert_eq!([x, w, h], [136, 48, 48], "{}", red[0]);
+    b.action(
+        "browser_click",
+        json!({ "ref_id": ref_of(red[0], "svg circle") }),
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "hit"
+    );
+    let green = ref_of(&elements, "fill #2a5 green");
+    b.action("browser_click", json!({ "ref_id": green })).await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "miss"
+    );
+    // (b) Nine cells, one line each with its box; the middle one by its place.
+    let cells = lines_with(&elements, "div (empty)");
+    assert_eq!(cells.len(), 9, "{elements}");
+    assert!(
+        cells
+            .iter()
+            .all(|l| l.contains("40x40 fill #ccc gray (clickable)")),
+        "{cells:?}"
+    );
+    let boxes: Vec<[i64; 4]> = cells.iter().map(|l| box_of(l)).collect();
+    let middle = |i: usize| {
+        let mut v: Vec<i64> = boxes.iter().map(|b| b[i]).collect();
+        v.sort_unstable();
+        v.dedup();
+        assert_eq!(v.len(), 3, "a 3x3 board: {cells:?}");
+        v[1]
+    };
+    let (mx, my) = (middle(0), middle(1));
+    let center = cells[boxes
+        .iter()
+        .position(|b| b[0] == mx && b[1] == my)
+        .expect("middle")];
+    b.action("browser_click", json!({ "ref_id": ref_of(center, "div") }))
+        .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "center"
+    );
+    // (c) The canvas, with its size; a point inside its box is a point on it.
+    let line = lines_with(&elements, "canvas at")[0];
+    assert!(line.contains(" 300x150"), "{line}");
+    let [x, y, _, _] = box_of(line);
+    b.action("browser_click", json!({ "x": x + 150, "y": y + 75 }))
+        .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "pad 150,75"
+    );
+    // In the page's order: the dots, the cells, the canvas.
+    let at = |needle: &str| elements.lines().position(|l| l.contains(needle));
+    assert!(
+        at("svg circle") < at("div (empty)") && at("div (empty)") < at("canvas at"),
+        "{elements}"
+    );
+    b.c.close().await;
+}

@@ -44,9 +44,31 @@ macro_rules! icon_name {
     };
 }
 
+/// Where an element with no text is and what colour it shows, for a line that has nothing else
+/// to tell it from its neighbours (a board's cells, an SVG shape): `{ box: [x, y, width,
+/// height], fill, stroke }`, the box in viewport pixels (what a click by point takes), rounded;
+/// `fill` the computed `fill` of an SVG shape or the background colour of another element,
+/// `stroke` an SVG shape's (a line has only a stroke), as CSS gives them (`rgb(238, 51, 51)`).
+macro_rules! look {
+    () => {
+        r#"((el) => {
+  const r = el.getBoundingClientRect();
+  const style = getComputedStyle(el);
+  const svg = !(el instanceof HTMLElement);
+  return {
+    // `|| 0`: no -0, which the driver passes as a string.
+    box: [r.left, r.top, r.width, r.height].map((v) => Math.round(v) || 0),
+    fill: !svg ? style.backgroundColor : el.tagName === 'line' ? '' : style.fill,
+    stroke: svg ? style.stroke : '',
+  };
+})"#
+    };
+}
+
 /// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
-/// Returns `{ tag, text, placeholder }`; the text names elements the tree left unnamed (an
-/// icon-only one by its icon, see `icon_name!`). It also marks the element as listed in this
+/// Returns `{ tag, text, placeholder, look }`; the text names elements the tree left unnamed
+/// (an icon-only one by its icon, see `icon_name!`); `look` (see `look!`) is given for an
+/// element with no text of its own, null otherwise. It also marks the element as listed in this
 /// reading (with its index among the tree's lines), so `MISSED_CONTROLS` does not list it
 /// again and can say what it contains.
 pub const TAG: &str = concat!(
@@ -55,12 +77,19 @@ pub const TAG: &str = concat!(
   const iconName = "#,
     icon_name!(),
     r#";
-  const tag = el.tagName.toLowerCase();
-  const text = ((el.innerText || '').replace(/\s+/g, ' ').trim() || iconName(el)).slice(0, 2000);
+  const look = "#,
+    look!(),
+    r#";
+  // An SVG shape the tree lists (it shows a pointer) reads like the shapes the page scan finds.
+  const shape = el instanceof SVGElement && el.tagName !== 'svg';
+  const tag = (shape ? 'svg ' : '') + el.tagName.toLowerCase();
+  const own = (el.innerText || '').replace(/\s+/g, ' ').trim();
+  const text = (own || iconName(el)).slice(0, 2000);
   const placeholder = el.getAttribute('placeholder') || '';
-  if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '', placeholder };
+  if (tag === 'input') return { tag: 'input[type=' + (el.getAttribute('type') || 'text').toLowerCase() + ']', text: '', placeholder, look: null };
   const role = el.getAttribute('role');
-  return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder };
+  const fields = /^(select|textarea|img|iframe)$/;
+  return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder, shape, look: own || fields.test(tag) ? null : look(el) };
 }"#
 );
 
@@ -68,16 +97,25 @@ pub const TAG: &str = concat!(
 /// JavaScript that it folded into their parent's text (an inline `<span>` word, two buttons of
 /// one clickable toolbar, the child of an opened tree item), and ones with no role and no
 /// pointer cursor that still act (`<a>` without href, `onclick`, `tabindex`, an icon with only a
-/// title). Each gets a key that lives on the element and a CSS path to find it again.
+/// title). Each gets a key that lives on the element and a CSS path to find it again. A control
+/// with no text and no icon to name it (a board's empty cell) comes with its `look` (see
+/// `look!`), and so do the things that have no text at all: visible SVG shapes (`shape`: `svg
+/// circle`, ..., `clickable` when they show a pointer or have a click handler attribute; at most
+/// `shapeLimit`, the last one saying in `more` how many were passed over) and canvases that show
+/// they take clicks. A shape is left out when it is part of a small icon (the control around it
+/// is listed) or a named picture (a logo), or lies under the others as their background.
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
 /// one holds (an item's inner wrapper) is not listed again. `links`: `[index, href]` of listed
 /// links the page was not asked about, in order; each is found again as the next `a[href]` with
 /// that href, to place the controls after them.
 pub const MISSED_CONTROLS: &str = concat!(
-    r#"([limit, reading, links]) => {
+    r#"([limit, reading, links, shapeLimit]) => {
   const iconName = "#,
     icon_name!(),
+    r#";
+  const look = "#,
+    look!(),
     r#";
   const listed = (e) => e.__agentRuntimeListed && e.__agentRuntimeListed.reading === reading
     ? e.__agentRuntimeListed.index + 1 : 0;
@@ -89,7 +127,8 @@ pub const MISSED_CONTROLS: &str = concat!(
     const parts = [];
     for (let e = el; e && e.nodeType === 1 && e !== document.documentElement; e = e.parentElement) {
       const i = Array.prototype.indexOf.call(e.parentElement ? e.parentElement.children : [], e) + 1;
-      parts.unshift(e.tagName.toLowerCase() + ':nth-child(' + i + ')');
+      // An SVG element's tag is case-sensitive (`clipPath`): its place alone finds it.
+      parts.unshift((e instanceof HTMLElement ? e.tagName.toLowerCase() : '*') + ':nth-child(' + i + ')');
     }
     return 'html > ' + parts.join(' > ');
   };
@@ -118,8 +157,59 @@ pub const MISSED_CONTROLS: &str = concat!(
     }
   }
   const found = [];
+  // Found controls and shapes in document order.
+  const order = [];
   // The listed line each found control follows in document order (-1: before them all).
   const after = new Map();
+  // Shapes: the SVG tags drawn as one thing, what is known of each <svg> (its box, whether it is
+  // an icon or a named picture, its shapes), each listed shape's look, those passed over.
+  const shapeTags = new Set(['circle', 'ellipse', 'rect', 'polygon', 'polyline', 'path', 'line']);
+  const svgs = new Map();
+  const looks = new Map();
+  let shapesLeft = 0;
+  let lastShape = null;
+  const [vw, vh] = [window.innerWidth, window.innerHeight];
+  const svgOf = (svg) => {
+    if (!svgs.has(svg)) {
+      const box = svg.getBoundingClientRect();
+      svgs.set(svg, {
+        box,
+        icon: box.width <= 32 && box.height <= 32,
+        named: svg.getAttribute('role') === 'img' || svg.hasAttribute('aria-label') || !!svg.querySelector(':scope > title'),
+        shapes: svg.querySelectorAll('circle,ellipse,rect,polygon,polyline,path,line').length,
+      });
+    }
+    return svgs.get(svg);
+  };
+  // Takes clicks: a pointer over it, or a handler the page set as an attribute or a property.
+  const handled = (e) => e.hasAttribute('onclick') || e.hasAttribute('onmousedown') || e.onclick !== null || e.onmousedown !== null;
+  // An SVG shape or a canvas to list, or null: visible, with a size, not the backdrop of the
+  // others; `clickable` said.
+  const shapeOf = (el) => {
+    const canvas = el.tagName === 'CANVAS';
+    const svg = canvas ? null : el.ownerSVGElement;
+    if (!canvas && !svg) return null;
+    const box = el.getBoundingClientRect();
+    if (box.width + box.height < 1 || (canvas && (box.width < 1 || box.height < 1))) return null;
+    if (!el.checkVisibility({ opacityProperty: true, visibilityProperty: true })) return null;
+    let clickable = isPointer(el) || handled(el);
+    for (let e = el.parentElement; !clickable && e && !canvas; e = e === svg ? null : e.parentElement) clickable = handled(e);
+    if (canvas) {
+      const cursor = getComputedStyle(el).cursor;
+      // A canvas that shows nothing of taking clicks is a picture (a page's click trace).
+      if (!clickable && !/^(crosshair|cell|grab|move|copy)$/.test(cursor) && !(el.hasAttribute('tabindex') && el.tabIndex >= 0)) return null;
+      return { shape: 'canvas', clickable, look: look(el) };
+    }
+    const s = svgOf(svg);
+    if (s.icon || (s.named && !clickable)) return null;
+    const seen = look(el);
+    const paint = (c) => c && c !== 'none' && !/^rgba\(.*, 0\)$/.test(c) && c !== 'transparent';
+    if (!paint(seen.fill) && !paint(seen.stroke)) return null;
+    // The backdrop of other shapes: (nearly) the whole <svg>, or more than the viewport.
+    const area = box.width * box.height;
+    if (!clickable && ((s.shapes > 1 && area >= 0.9 * s.box.width * s.box.height) || (box.width >= vw && box.height >= vh))) return null;
+    return { shape: 'svg ' + el.tagName, clickable, look: seen };
+  };
   let last = -1;
   let scanned = 0;
   // What is inside a link, button, label or select acts through it: not visited at all.
@@ -132,6 +222,21 @@ pub const MISSED_CONTROLS: &str = concat!(
     if (found.length >= limit || ++scanned > 20000) break;
     if (listed(el)) last = listed(el) - 1;
     else if (linkAt.has(el)) last = linkAt.get(el);
+    if (!listed(el) && (el.tagName === 'CANVAS' || shapeTags.has(el.tagName))) {
+      if (looks.size >= shapeLimit) {
+        // Counted, not looked at: an icon's or a picture's shapes are not.
+        const s = el.ownerSVGElement && svgOf(el.ownerSVGElement);
+        if (s && !s.icon && !s.named) shapesLeft++;
+        continue;
+      }
+      const shape = shapeOf(el);
+      if (!shape) continue;
+      looks.set(el, shape);
+      order.push(el);
+      after.set(el, last);
+      lastShape = el;
+      continue;
+    }
     if (listed(el) || native(el) || skip.has(el.tagName) || !(el instanceof HTMLElement)) continue;
     const own = isPointer(el), inRegion = isPointer(el.parentElement);
     // Its text is read only when needed: innerText on every element of a big page is most of
@@ -149,9 +254,11 @@ pub const MISSED_CONTROLS: &str = concat!(
     if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
-    const name = textOf() || iconName(el);
-    if (!name) continue;
+    // One with nothing to name it (a board's empty cell) is told by where it is, unless it
+    // covers most of the screen (a backdrop that closes a dialog).
+    if (!textOf() && !iconName(el) && box.width * box.height > 0.5 * vw * vh) continue;
     found.push(el);
+    order.push(el);
     after.set(el, last);
   }
   const controls = new Set(found);
@@ -185,13 +292,23 @@ pub const MISSED_CONTROLS: &str = concat!(
     if (o.inner.length && !o.whole) owners.push([listed(el) - 1, o.text]);
   }
   const out = [];
-  for (const el of found) {
+  const keyOf = (el) => {
+    if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
+    return el.__agentRuntimeKey;
+  };
+  for (const el of order) {
+    const shape = looks.get(el);
+    if (shape) {
+      out.push({ tag: shape.shape, text: '', path: path(el), key: keyOf(el), after: after.get(el), look: shape.look,
+        shape: true, clickable: shape.clickable, more: el === lastShape ? shapesLeft : 0 });
+      continue;
+    }
     const o = info.get(el);
     if (inside.has(el) || (o.inner.length && !o.whole && !o.text)) continue;
     const text = o.inner.length && !o.whole ? o.text
       : (squash(el.innerText || el.textContent) || iconName(el));
-    if (!el.__agentRuntimeKey) el.__agentRuntimeKey = 'k' + Math.random().toString(36).slice(2);
-    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: el.__agentRuntimeKey, after: after.get(el) });
+    out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
+      look: text ? null : look(el) });
   }
   return { controls: out, owners };
 }"#
@@ -342,7 +459,8 @@ pub const OPTION_VALUES: &str = r#"(el, wanted) => {
 /// Why an action on `el` cannot work, said at once instead of after Playwright's wait: gone,
 /// hidden, disabled, read-only (for `type`), or covered by another element (named). Returns
 /// `{ problem }`, or `{ x, y }`: where in its box to click when its centre lands on a control
-/// nested in it (an opened tree item's child) while its own text is elsewhere, `through: true`
+/// nested in it (an opened tree item's child) while its own text is elsewhere or, for an SVG
+/// shape, when its centre is not on it (a ring), `through: true`
 /// when its own label lies over it (a styled checkbox), or `{}`.
 pub const ACTION_CHECK: &str = r#"(el, kind) => {
   const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
@@ -396,7 +514,24 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
       }
     }
   }
-  const hit = root.elementFromPoint(x, y);
+  let hit = root.elementFromPoint(x, y);
+  if (hit && !(el instanceof HTMLElement) && !within(el, hit) && within(hit, el)) {
+    // An SVG shape whose centre is not on it (a ring, a crescent): a point that is, on its
+    // outline (where a stroke is drawn) or inside its box.
+    const points = [];
+    try {
+      const length = el.getTotalLength(), m = el.getScreenCTM();
+      for (let k = 0; k < 24; k++) {
+        const p = el.getPointAtLength(length * k / 24).matrixTransform(m);
+        points.push([p.x, p.y]);
+      }
+    } catch (e) { /* not a shape with an outline */ }
+    for (let i = 1; i < 8; i++) for (let j = 1; j < 8; j++) points.push([box.left + box.width * j / 8, box.top + box.height * i / 8]);
+    for (const [px, py] of points) {
+      const h = root.elementFromPoint(px, py);
+      if (h && within(el, h)) { x = px; y = py; hit = h; at = { x: px - box.left, y: py - box.top }; break; }
+    }
+  }
   // A field's own label takes its clicks (a styled checkbox under its label's box).
   const ownLabel = hit && el.labels && Array.from(el.labels).some((l) => within(l, hit));
   if (hit && !ownLabel && !within(el, hit) && !within(hit, el)) {

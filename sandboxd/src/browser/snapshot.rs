@@ -23,6 +23,8 @@ pub const BUDGET_RANGE: (usize, usize) = (1_000, 200_000);
 const ELEMENT_LIMIT: usize = 5_000;
 /// Most elements whose tag the page is asked for (one round trip each).
 const TAG_LIMIT: usize = 300;
+/// Most SVG shapes and canvases listed from one page; the last says how many more there are.
+const SHAPE_LIMIT: usize = 100;
 /// Share of a page's budget that elements get while text remains too (they are what an agent
 /// acts on; the text of the top of the page comes with them).
 const ELEMENT_SHARE: f64 = 0.6;
@@ -67,6 +69,39 @@ struct Tag {
     /// The tree gives a placeholder only when a label names the field; the page always does.
     #[serde(default)]
     placeholder: String,
+    /// Where it is and its colour, when it has no text of its own (see `js::TAG`).
+    #[serde(default)]
+    look: Option<Look>,
+    /// An SVG shape (`svg circle`): never "empty", it is a drawing.
+    #[serde(default)]
+    shape: bool,
+}
+
+/// Where an element with no text is and the colour it shows (see `look!` in `js`).
+#[derive(serde::Deserialize)]
+struct Look {
+    /// x, y, width, height in viewport pixels.
+    #[serde(rename = "box")]
+    bounds: [f64; 4],
+    /// CSS colours: an SVG shape's fill or another element's background, and a shape's stroke.
+    #[serde(default)]
+    fill: String,
+    #[serde(default)]
+    stroke: String,
+}
+
+impl Look {
+    /// ` at (120,80) 40x40 fill #e33 red`: the box, and the fill (or with none, the stroke).
+    fn describe(&self) -> String {
+        let [x, y, w, h] = self.bounds.map(|v| v.round() as i64);
+        let mut out = format!(" at ({x},{y}) {w}x{h}");
+        if let Some(c) = colour(&self.fill) {
+            out.push_str(&format!(" fill {c}"));
+        } else if let Some(c) = colour(&self.stroke) {
+            out.push_str(&format!(" stroke {c}"));
+        }
+        out
+    }
 }
 
 /// A control the aria tree does not list on its own (see `js::MISSED_CONTROLS`).
@@ -78,6 +113,49 @@ struct Missed {
     key: String,
     /// The tree line (index into the nodes read) it follows in the page; -1: before them all.
     after: i64,
+    /// Where it is and its colour, when no text tells it from others.
+    #[serde(default)]
+    look: Option<Look>,
+    /// An SVG shape or a canvas (`tag`: `svg circle`, `canvas`), not a control.
+    #[serde(default)]
+    shape: bool,
+    /// A shape that shows it takes clicks; controls always do.
+    #[serde(default = "yes")]
+    clickable: bool,
+    /// Shapes passed over after this one (the last listed) for [`SHAPE_LIMIT`].
+    #[serde(default)]
+    more: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Missed {
+    /// Its line without the ref; `marked`: a long name is cut, saying by how much.
+    fn describe(&self, marked: bool) -> String {
+        let mut line = self.tag.clone();
+        if !self.text.is_empty() {
+            let name = if marked {
+                cut_marked(&self.text, NAME_CHARS)
+            } else {
+                self.text.clone()
+            };
+            line.push_str(&format!(" {name:?}"));
+        } else if !self.shape {
+            line.push_str(" (empty)");
+        }
+        if let Some(look) = &self.look {
+            line.push_str(&look.describe());
+        }
+        if self.clickable {
+            line.push_str(" (clickable)");
+        }
+        if self.more > 0 {
+            line.push_str(&format!(" (+{} more shapes not listed)", self.more));
+        }
+        line
+    }
 }
 
 /// What `js::MISSED_CONTROLS` found: the controls, and for listed lines that contain other
@@ -215,7 +293,10 @@ async fn finish(
     let tags_ms = started.elapsed().as_millis();
     // Controls the tree folded into a parent's text or left out; after the tree's elements.
     let missed = page
-        .evaluate::<_, MissedControls>(js::MISSED_CONTROLS, Some(&(TAG_LIMIT, reading, &links)))
+        .evaluate::<_, MissedControls>(
+            js::MISSED_CONTROLS,
+            Some(&(TAG_LIMIT, reading, &links, SHAPE_LIMIT)),
+        )
         .await
         .unwrap_or(MissedControls {
             controls: Vec::new(),
@@ -305,12 +386,8 @@ fn push_missed(
 ) {
     for f in missed {
         let id = refs.ref_for(document, &super::refs::css_place(&f.path, &f.key));
-        elements.push(format!(
-            "[{id}] {} {:?} (clickable)",
-            f.tag,
-            cut_marked(&f.text, NAME_CHARS)
-        ));
-        uncut.push(format!("[{id}] {} {:?} (clickable)", f.tag, f.text));
+        elements.push(format!("[{id}] {}", f.describe(true)));
+        uncut.push(format!("[{id}] {}", f.describe(false)));
     }
 }
 
@@ -709,6 +786,13 @@ fn describe(
     if !name.is_empty() {
         line.push_str(&format!(" {:?}", clip(name.trim(), NAME_CHARS)));
     }
+    // No text of its own: where it is (and its colour) tells it from its neighbours.
+    if let Some(look) = tag.and_then(|t| t.look.as_ref()) {
+        if name.is_empty() && placeholder.is_empty() && !tag.is_some_and(|t| t.shape) {
+            line.push_str(" (empty)");
+        }
+        line.push_str(&look.describe());
+    }
     if !placeholder.is_empty() {
         line.push_str(&format!(
             " placeholder={:?}",
@@ -834,6 +918,72 @@ fn rewrite_refs(line: &str, document: &str, refs: &mut Refs) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A CSS colour (`rgb(238, 51, 51)`, `rgba(0, 0, 255, 0.5)`) as hex and a plain name an agent
+/// can match a task's words against: `#e33 red`. None for no colour (`none`, fully transparent)
+/// and for what is not a plain colour (a gradient's `url(#g)`).
+fn colour(css: &str) -> Option<String> {
+    let inner = css
+        .trim()
+        .strip_prefix("rgba(")
+        .or_else(|| css.trim().strip_prefix("rgb("))?
+        .strip_suffix(')')?;
+    let parts: Vec<f64> = inner
+        .split([',', '/', ' '])
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<f64>().ok())
+        .collect::<Option<_>>()?;
+    let (rgb, alpha) = match parts.as_slice() {
+        [r, g, b] => ([*r, *g, *b], 1.0),
+        [r, g, b, a] => ([*r, *g, *b], *a),
+        _ => return None,
+    };
+    if alpha <= 0.0 || rgb.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let [r, g, b] = rgb.map(|v| v.round().clamp(0.0, 255.0) as u8);
+    let hex = if [r, g, b].iter().all(|v| v >> 4 == v & 15) {
+        format!("#{:x}{:x}{:x}", r & 15, g & 15, b & 15)
+    } else {
+        format!("#{r:02x}{g:02x}{b:02x}")
+    };
+    Some(format!("{hex} {}", colour_name(r, g, b)))
+}
+
+/// The plain name of a colour, from its hue, lightness and saturation.
+fn colour_name(r: u8, g: u8, b: u8) -> &'static str {
+    let [r, g, b] = [r, g, b].map(|v| f64::from(v) / 255.0);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let light = (max + min) / 2.0;
+    let chroma = max - min;
+    if light < 0.1 {
+        return "black";
+    }
+    if light > 0.95 {
+        return "white";
+    }
+    if chroma < 0.12 {
+        return "gray";
+    }
+    let hue = if max == r {
+        60.0 * ((g - b) / chroma).rem_euclid(6.0)
+    } else if max == g {
+        60.0 * ((b - r) / chroma + 2.0)
+    } else {
+        60.0 * ((r - g) / chroma + 4.0)
+    };
+    match hue {
+        h if !(15.0..345.0).contains(&h) => "red",
+        h if h < 40.0 && light < 0.4 => "brown",
+        h if h < 45.0 => "orange",
+        h if h < 70.0 => "yellow",
+        h if h < 165.0 => "green",
+        h if h < 195.0 => "cyan",
+        h if h < 255.0 => "blue",
+        h if h < 320.0 => "purple",
+        _ => "pink",
+    }
 }
 
 /// The first `limit` characters of `s`, and when that cut something, a mark saying how much:
@@ -1007,6 +1157,81 @@ mod tests {
         assert_eq!(found.passages.len(), 5);
         assert!(found.matches > 5);
         assert_eq!(find(&full, "zebra", 5).matches, 0);
+    }
+
+    #[test]
+    fn colours_read_as_hex_and_a_plain_name() {
+        assert_eq!(colour("rgb(238, 51, 51)").as_deref(), Some("#e33 red"));
+        assert_eq!(colour("rgb(51, 170, 51)").as_deref(), Some("#3a3 green"));
+        assert_eq!(colour("rgb(30, 60, 200)").as_deref(), Some("#1e3cc8 blue"));
+        assert_eq!(colour("rgba(0, 0, 0, 0.5)").as_deref(), Some("#000 black"));
+        assert_eq!(colour("rgb(221, 221, 221)").as_deref(), Some("#ddd gray"));
+        assert_eq!(
+            colour("rgb(255, 165, 0)").as_deref(),
+            Some("#ffa500 orange")
+        );
+        assert_eq!(
+            colour("rgb(128 0 128 / 1)").as_deref(),
+            Some("#800080 purple")
+        );
+        for none in ["rgba(0, 0, 0, 0)", "none", "url(\"#g\")", "", "rgb(1, 2)"] {
+            assert_eq!(colour(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn things_with_no_text_read_by_kind_place_and_colour() {
+        let look = |fill: &str, stroke: &str| Look {
+            bounds: [120.4, 79.6, 40.0, 40.0],
+            fill: fill.into(),
+            stroke: stroke.into(),
+        };
+        let missed = |tag: &str, shape: bool, clickable: bool, look: Look| Missed {
+            tag: tag.into(),
+            text: String::new(),
+            path: String::new(),
+            key: String::new(),
+            after: -1,
+            look: Some(look),
+            shape,
+            clickable,
+            more: 0,
+        };
+        let circle = missed("svg circle", true, true, look("rgb(238, 51, 51)", "none"));
+        assert_eq!(
+            circle.describe(true),
+            "svg circle at (120,80) 40x40 fill #e33 red (clickable)"
+        );
+        let line = missed("svg line", true, false, look("", "rgb(0, 0, 0)"));
+        assert_eq!(
+            line.describe(true),
+            "svg line at (120,80) 40x40 stroke #000 black"
+        );
+        let mut canvas = missed("canvas", true, true, look("rgba(0, 0, 0, 0)", ""));
+        canvas.more = 7;
+        assert_eq!(
+            canvas.describe(true),
+            "canvas at (120,80) 40x40 (clickable) (+7 more shapes not listed)"
+        );
+        let cell = missed("td", false, true, look("rgb(238, 238, 238)", ""));
+        assert_eq!(
+            cell.describe(true),
+            "td (empty) at (120,80) 40x40 fill #eee gray (clickable)"
+        );
+        // A tree line with no name: the page's look says where it is.
+        let node = json!({"role": "generic", "ref": "e1", "cursor": "pointer"});
+        let Value::Object(node) = node else { return };
+        let tag = Tag {
+            tag: "div".into(),
+            text: String::new(),
+            placeholder: String::new(),
+            look: Some(look("rgb(221, 221, 221)", "")),
+            shape: false,
+        };
+        assert_eq!(
+            describe(&node, "", None, Some(&tag), true).as_deref(),
+            Some("div (empty) at (120,80) 40x40 fill #ddd gray (clickable)")
+        );
     }
 
     #[test]
