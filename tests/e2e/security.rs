@@ -48,9 +48,13 @@ impl Drop for RemoveInstance {
     }
 }
 
-/// The pid of sandboxd in a container, as root in the container sees it.
+/// The pid of sandboxd in a container, as root in the container sees it: root's oldest process
+/// called sandboxd (one it is starting is called so too until its exec).
 fn daemon_pid(container: &str) -> String {
-    let out = docker(&["exec", "-u", "0", container, "pidof", "sandboxd"]).expect("pidof sandboxd");
+    let out = docker(&[
+        "exec", "-u", "0", container, "pgrep", "-o", "-u", "0", "-x", "sandboxd",
+    ])
+    .expect("pgrep sandboxd");
     let pid = out.split_whitespace().next().unwrap_or_default().to_owned();
     assert!(
         pid.parse::<u32>().is_ok(),
@@ -70,7 +74,10 @@ pid = None
 for p in os.listdir('/proc'):
     if p.isdigit():
         try:
-            if open(f'/proc/{p}/comm').read().strip() == 'sandboxd':
+            # Root's oldest sandboxd: one it is starting is called so too until its exec.
+            if (open(f'/proc/{p}/comm').read().strip() == 'sandboxd'
+                    and os.stat(f'/proc/{p}').st_uid == 0
+                    and (pid is None or int(p) < pid)):
                 pid = int(p)
         except OSError:
             pass
@@ -118,7 +125,10 @@ pid = None
 for p in os.listdir('/proc'):
     if p.isdigit():
         try:
-            if open(f'/proc/{p}/comm').read().strip() == 'sandboxd':
+            # Root's oldest sandboxd: one it is starting is called so too until its exec.
+            if (open(f'/proc/{p}/comm').read().strip() == 'sandboxd'
+                    and os.stat(f'/proc/{p}').st_uid == 0
+                    and (pid is None or int(p) < pid)):
                 pid = int(p)
         except OSError:
             pass
@@ -239,7 +249,10 @@ async fn user_code_cannot_signal_ptrace_or_read_sandboxd() {
     let out = host
         .sh(
             &id,
-            "p=$(pidof sandboxd); kill -STOP $p; echo stop=$?; kill -9 $p; echo kill=$?",
+            // The daemon is root's oldest sandboxd: a process it is starting (the spare
+            // interpreter, a run) is also called sandboxd between its fork and its exec, and is
+            // the user's once it has dropped to uid 1000.
+            "p=$(pgrep -o -u 0 -x sandboxd); kill -STOP $p; echo stop=$?; kill -9 $p; echo kill=$?",
         )
         .await;
     assert!(
@@ -507,7 +520,7 @@ async fn container_logs_are_off_and_a_log_flood_goes_nowhere() {
         .sh(
             &id,
             "head -c 52428800 /dev/zero > /proc/1/fd/1; echo init=$?; \
-         head -c 52428800 /dev/zero > /proc/$(pidof sandboxd)/fd/1; echo daemon=$?",
+         head -c 52428800 /dev/zero > /proc/$(pgrep -o -u 0 -x sandboxd)/fd/1; echo daemon=$?",
         )
         .await;
     assert!(out.stdout.contains("init="), "{out:?}");
