@@ -1812,6 +1812,7 @@ const SHAPES: &str = r##"<!doctype html>
   #board { display: grid; grid-template-columns: repeat(3, 40px); gap: 4px; margin: 8px }
   #board div { width: 40px; height: 40px; background: #ccc; cursor: pointer }
   #pad { display: block; cursor: crosshair }
+  #grid { cursor: pointer; border-spacing: 2px } #grid td { width: 24px; height: 24px; padding: 0; background: #fc0 }
 </style></head><body>
 <p id="log">none</p>
 <svg id="dots" width="320" height="120">
@@ -1821,6 +1822,7 @@ const SHAPES: &str = r##"<!doctype html>
   <circle cx="260" cy="60" r="24" fill="#36d"></circle>
 </svg>
 <div id="board"></div>
+<table id="grid"><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr></table>
 <canvas id="pad" width="300" height="150"></canvas>
 <script>
 const log = (s) => { document.getElementById('log').textContent = s; };
@@ -1830,6 +1832,7 @@ for (const n of ['top left', 'top', 'top right', 'left', 'center', 'right', 'bot
   cell.addEventListener('click', () => log(n));
   document.getElementById('board').appendChild(cell);
 }
+document.getElementById('grid').addEventListener('click', (e) => log('td ' + e.target.parentElement.rowIndex + ',' + e.target.cellIndex));
 document.getElementById('pad').addEventListener('click', (e) => log('pad ' + e.offsetX + ',' + e.offsetY));
 </script></body></html>"##;
 
@@ -1882,33 +1885,38 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
         b.eval("document.getElementById('log').textContent").await,
         "miss"
     );
-    // (b) Nine cells, one line each with its box; the middle one by its place.
-    let cells = lines_with(&elements, "div (empty)");
-    assert_eq!(cells.len(), 9, "{elements}");
-    assert!(
-        cells
+    // (b) Nine cells, one line each with its box; the middle one by its place. The same for a
+    // table whose cells take the clicks the table handles.
+    for (kind, look, logged) in [
+        ("div (empty)", "40x40 fill #ccc gray (clickable)", "center"),
+        ("td (empty)", "24x24 fill #fc0 yellow (clickable)", "td 1,1"),
+    ] {
+        let cells = lines_with(&elements, kind);
+        assert_eq!(cells.len(), 9, "{kind} in {elements}");
+        assert!(cells.iter().all(|l| l.contains(look)), "{cells:?}");
+        let boxes: Vec<[i64; 4]> = cells.iter().map(|l| box_of(l)).collect();
+        let middle = |i: usize| {
+            let mut v: Vec<i64> = boxes.iter().map(|b| b[i]).collect();
+            v.sort_unstable();
+            v.dedup();
+            assert_eq!(v.len(), 3, "a 3x3 board: {cells:?}");
+            v[1]
+        };
+        let (mx, my) = (middle(0), middle(1));
+        let center = cells[boxes
             .iter()
-            .all(|l| l.contains("40x40 fill #ccc gray (clickable)")),
-        "{cells:?}"
-    );
-    let boxes: Vec<[i64; 4]> = cells.iter().map(|l| box_of(l)).collect();
-    let middle = |i: usize| {
-        let mut v: Vec<i64> = boxes.iter().map(|b| b[i]).collect();
-        v.sort_unstable();
-        v.dedup();
-        assert_eq!(v.len(), 3, "a 3x3 board: {cells:?}");
-        v[1]
-    };
-    let (mx, my) = (middle(0), middle(1));
-    let center = cells[boxes
-        .iter()
-        .position(|b| b[0] == mx && b[1] == my)
-        .expect("middle")];
-    b.action("browser_click", json!({ "ref_id": ref_of(center, "div") }))
-        .await;
-    assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
-        "center"
+            .position(|b| b[0] == mx && b[1] == my)
+            .expect("middle")];
+        b.action("browser_click", json!({ "ref_id": ref_of(center, kind) }))
+            .await;
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent").await,
+            logged
+        );
+    }
+    assert!(
+        lines_with(&elements, "table").is_empty(),
+        "the table is its cells: {elements}"
     );
     // (c) The canvas, with its size; a point inside its box is a point on it.
     let line = lines_with(&elements, "canvas at")[0];
@@ -1920,11 +1928,12 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
         b.eval("document.getElementById('log').textContent").await,
         "pad 150,75"
     );
-    // In the page's order: the dots, the cells, the canvas.
+    // In the page's order: the dots, the cells, the table's, the canvas.
     let at = |needle: &str| elements.lines().position(|l| l.contains(needle));
+    let order = ["svg circle", "div (empty)", "td (empty)", "canvas at"].map(at);
     assert!(
-        at("svg circle") < at("div (empty)") && at("div (empty)") < at("canvas at"),
-        "{elements}"
+        order.windows(2).all(|w| w[0].is_some() && w[0] < w[1]),
+        "{order:?} in\n{elements}"
     );
     b.c.close().await;
 }

@@ -167,6 +167,19 @@ pub const MISSED_CONTROLS: &str = concat!(
   const svgs = new Map();
   const looks = new Map();
   let shapesLeft = 0;
+  let empties = 0;
+  // Whether an element and 2 or more siblings have one tag (a board's cells, a row's).
+  const alike = new Map();
+  const manyAlike = (el) => {
+    const p = el.parentElement;
+    if (!p || p.children.length < 3) return false;
+    if (!alike.has(p)) {
+      const counts = new Map();
+      for (const k of p.children) counts.set(k.tagName, (counts.get(k.tagName) || 0) + 1);
+      alike.set(p, counts);
+    }
+    return alike.get(p).get(el.tagName) >= 3;
+  };
   let lastShape = null;
   const [vw, vh] = [window.innerWidth, window.innerHeight];
   const svgOf = (svg) => {
@@ -219,7 +232,7 @@ pub const MISSED_CONTROLS: &str = concat!(
       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
   });
   for (let el = walker && walker.nextNode(); el; el = walker.nextNode()) {
-    if (found.length >= limit || ++scanned > 20000) break;
+    if (found.length - empties >= limit || ++scanned > 20000) break;
     if (listed(el)) last = listed(el) - 1;
     else if (linkAt.has(el)) last = linkAt.get(el);
     if (!listed(el) && (el.tagName === 'CANVAS' || shapeTags.has(el.tagName))) {
@@ -248,6 +261,9 @@ pub const MISSED_CONTROLS: &str = concat!(
       || (el.hasAttribute('tabindex') && (el.tabIndex >= 0 || el.tagName === 'LI' || el.tagName === 'TD'));
     let why = (own && !inRegion) || el.tagName === 'A' || signal
       || (inRegion && (el.tagName === 'LI' || controlClass.test(cls)))
+      // The empty cells of a clickable board or table (the click is the board's, the place
+      // the cell's).
+      || (inRegion && !el.firstElementChild && manyAlike(el) && !el.textContent.trim())
       || ((el.hasAttribute('title') || el.hasAttribute('aria-label')) && !textOf());
     if (!why) continue;
     const style = getComputedStyle(el);
@@ -255,8 +271,12 @@ pub const MISSED_CONTROLS: &str = concat!(
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
     // One with nothing to name it (a board's empty cell) is told by where it is, unless it
-    // covers most of the screen (a backdrop that closes a dialog).
-    if (!textOf() && !iconName(el) && box.width * box.height > 0.5 * vw * vh) continue;
+    // covers most of the screen (a backdrop that closes a dialog); they have a limit of their
+    // own, so a big board does not end the scan before the controls after it.
+    if (!textOf() && !iconName(el)) {
+      if (box.width * box.height > 0.5 * vw * vh || empties >= limit) continue;
+      empties++;
+    }
     found.push(el);
     order.push(el);
     after.set(el, last);
