@@ -261,15 +261,15 @@ pub const MISSED_CONTROLS: &str = concat!(
       || (el.hasAttribute('tabindex') && (el.tabIndex >= 0 || el.tagName === 'LI' || el.tagName === 'TD'));
     let why = (own && !inRegion) || el.tagName === 'A' || signal
       || (inRegion && (el.tagName === 'LI' || controlClass.test(cls)))
-      // The empty cells of a clickable board or table (the click is the board's, the place
-      // the cell's).
-      || (inRegion && !el.firstElementChild && manyAlike(el) && !el.textContent.trim())
       || ((el.hasAttribute('title') || el.hasAttribute('aria-label')) && !textOf());
-    if (!why) continue;
+    // The empty cells of a clickable board or table (the click is the board's, the place the
+    // cell's); not the bars of a drawn icon (a menu button's three lines).
+    const cell = !why && inRegion && !el.firstElementChild && manyAlike(el) && !el.textContent.trim();
+    if (!why && !cell) continue;
     const style = getComputedStyle(el);
     if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
-    if (box.width === 0 || box.height === 0) continue;
+    if (box.width === 0 || box.height === 0 || (cell && (box.width < 8 || box.height < 8))) continue;
     // One with nothing to name it (a board's empty cell) is told by where it is, unless it
     // covers most of the screen (a backdrop that closes a dialog); they have a limit of their
     // own, so a big board does not end the scan before the controls after it.
