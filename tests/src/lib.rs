@@ -596,7 +596,13 @@ pub fn daemon_host_pid(container: &str) -> i32 {
         .split_whitespace()
         .filter_map(|p| p.parse::<i32>().ok())
         .find(|p| {
+            // The daemon is root's; a process it starts is called sandboxd until its exec too.
             std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sandboxd")
+                && std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .is_some_and(|u| u.split_whitespace().next() == Some("0"))
+                })
         })
         .unwrap_or_else(|| panic!("no sandboxd under {container}'s init ({children})"))
 }
@@ -606,11 +612,34 @@ pub fn daemon_host_pid(container: &str) -> i32 {
 pub struct Stopped(i32);
 
 impl Stopped {
-    /// Stops the daemon of sandbox `container`.
+    /// Stops the daemon of sandbox `container`, and waits until every thread of it is stopped.
     pub fn new(container: &str) -> Self {
         let pid = daemon_host_pid(container);
-        // SAFETY: plain kill(2) on a pid read from /proc a moment ago.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the command name's closing parenthesis.
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                    })
+                })
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // SAFETY: plain kill(2) on a pid read from /proc a moment ago.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            std::thread::sleep(Duration::from_millis(20));
+            if stopped() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sandboxd {pid} of {container} did not stop: {}",
+                std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+            );
+        }
         Self(pid)
     }
 }
