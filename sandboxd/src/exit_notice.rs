@@ -64,7 +64,9 @@ impl ExitNotices {
     /// end when their interpreter is gone, as cold ones do).
     pub fn start(stop: CancellationToken) -> Option<Arc<Self>> {
         use std::os::linux::net::SocketAddrExt;
-        let name = format!("agent-runtime-exit-{:016x}", rand_u64());
+        // Random: no other daemon on this network namespace picks it (the local backend runs
+        // several).
+        let name = format!("agent-runtime-exit-{}", crate::contexts::random_hex(8));
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
         let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
             .map_err(|e| tracing::warn!(error = %e, "cannot listen for exit notices"))
@@ -146,17 +148,4 @@ impl ExitNotices {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, oneshot::Sender<i32>>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// A name no other daemon on this network namespace picks (the local backend runs several).
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

@@ -10,4 +10,5 @@ pub mod output;
 pub use cell::INTERRUPT_GRACE;
 pub use context::ContextId;
 pub use kernel::kernels_root;
+pub(crate) use kernel::random_hex;
 pub use manager::{Contexts, MAX_CONTEXTS, PREWARM_ENV};
