@@ -50,7 +50,7 @@ async fn format(image: &Path, size: u64) -> Result<(), HostError> {
         .write(true)
         .open(image)
         .map_err(|e| HostError::io(format!("creating {}", image.display()), e))?;
-    set_private(image)?;
+    super::set_mode(image, 0o600)?;
     file.set_len(size)
         .map_err(|e| HostError::io(format!("sizing {}", image.display()), e))?;
     drop(file);
@@ -116,12 +116,7 @@ impl Formatted {
         }
         std::fs::create_dir(&dir)
             .map_err(|e| HostError::io(format!("creating {}", dir.display()), e))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |e| HostError::io(format!("setting permissions of {}", dir.display()), e),
-            )?;
-        }
+        super::set_mode(&dir, 0o700)?;
         let this = std::sync::Arc::new(Self {
             dir,
             size,
@@ -299,12 +294,6 @@ pub fn supported() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn set_private(path: &Path) -> Result<(), HostError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| HostError::io(format!("setting permissions of {}", path.display()), e))
 }
 
 fn path_str(p: &Path) -> Result<&str, HostError> {
