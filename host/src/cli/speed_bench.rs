@@ -425,42 +425,40 @@ async fn claims(
 
 /// Waits until pool `name` has `size` members ready and none starting.
 async fn wait_full(host: &Host, name: &str, size: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + REFILL_WAIT * 3;
-    loop {
-        let status = host.call(PoolStatusRequest {}).await?;
-        let full = status.pools.iter().any(|p| {
-            p.shape.as_ref().is_some_and(|s| s.name == name)
-                && p.ready as usize == size
-                && p.starting == 0
-        });
-        if full {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "pool {name} did not fill within {} s",
-            (REFILL_WAIT * 3).as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_pool(host, name, "fill", REFILL_WAIT * 3, |p| {
+        p.ready as usize == size && p.starting == 0
+    })
+    .await
 }
 
 /// Waits until pool `name` has a member ready.
 pub async fn wait_ready(host: &Host, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + REFILL_WAIT;
+    wait_pool(host, name, "refill", REFILL_WAIT, |p| p.ready > 0).await
+}
+
+/// Polls `PoolStatus` until pool `name` satisfies `done`; an error naming `what` did not happen
+/// after `limit`.
+async fn wait_pool(
+    host: &Host,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&agent_runtime_proto::v1::PoolInfo) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
     loop {
         let status = host.call(PoolStatusRequest {}).await?;
-        let ready = status
+        if status
             .pools
             .iter()
-            .any(|p| p.shape.as_ref().is_some_and(|s| s.name == name) && p.ready > 0);
-        if ready {
+            .any(|p| p.shape.as_ref().is_some_and(|s| s.name == name) && done(p))
+        {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "pool {name} did not refill within {} s",
-            REFILL_WAIT.as_secs()
+            "pool {name} did not {what} within {} s",
+            limit.as_secs()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
