@@ -523,7 +523,11 @@ async fn a_paused_daemon_meets_its_deadline_blocks_no_one_else_and_recovers() {
         ids.push(info.into_inner().sandbox_id);
     }
     let (stuck, fine) = (ids[0].clone(), ids[1].clone());
-    assert!(backend.pause_daemon(&SandboxId::parse(&stuck).expect("id")));
+    assert!(
+        backend
+            .pause_daemon(&SandboxId::parse(&stuck).expect("id"))
+            .await
+    );
     let stuck_call = tokio::spawn({
         let ch = ch.clone();
         let stuck = stuck.clone();

@@ -253,9 +253,25 @@ impl LocalBackend {
     }
 
     /// Stops a sandbox's daemon (SIGSTOP), as a stuck daemon or a paused container: it keeps
-    /// its socket and answers nothing until [`LocalBackend::resume_daemon`].
-    pub fn pause_daemon(&self, id: &SandboxId) -> bool {
-        self.signal(id, libc::SIGSTOP)
+    /// its socket and answers nothing until [`LocalBackend::resume_daemon`]. Returns once every
+    /// thread of it is stopped (the signal goes out from the daemon's supervising task, so a
+    /// call made right after sending it could still be answered); false when it does not run or
+    /// has not stopped within 10 s.
+    pub async fn pause_daemon(&self, id: &SandboxId) -> bool {
+        let Some(pid) = self.pid(id) else {
+            return false;
+        };
+        if !self.signal(id, libc::SIGSTOP) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if all_threads_stopped(pid) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        false
     }
 
     /// Lets a paused daemon run again (SIGCONT).
@@ -536,7 +552,7 @@ impl Backend for LocalBackend {
 
     /// Stops the daemon alone (SIGSTOP): its children run on, unlike in a frozen container.
     async fn pause(&self, id: &SandboxId) -> Result<(), HostError> {
-        if self.pause_daemon(id) {
+        if self.pause_daemon(id).await {
             Ok(())
         } else {
             Err(HostError::SandboxNotFound(id.to_string()))
@@ -639,4 +655,17 @@ fn alive(pid: u32) -> bool {
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_whitespace().next());
     !matches!(state, None | Some("Z" | "X"))
+}
+
+/// Whether every thread of process `pid` is stopped (`T` in its `stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name's closing parenthesis.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        })
+    })
 }
