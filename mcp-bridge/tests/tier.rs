@@ -1805,7 +1805,9 @@ async fn icon_only_controls_are_named_by_their_icon() {
 }
 
 /// Things with no text (issue 14): an SVG of three coloured dots over a backdrop, a board of
-/// empty cells and a canvas that takes clicks. Each clicks through the page's own listener.
+/// empty cells, a canvas that shows it takes clicks and one that does not (its listener is
+/// invisible to the page's scan), a tiny and a hidden canvas. Each clicks through the page's own
+/// listener.
 const SHAPES: &str = r##"<!doctype html>
 <html><head><title>Shapes</title><style>
   body { margin: 0 }
@@ -1824,6 +1826,9 @@ const SHAPES: &str = r##"<!doctype html>
 <div id="board"></div>
 <table id="grid"><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr></table>
 <canvas id="pad" width="300" height="150"></canvas>
+<canvas id="plain" width="200" height="100" style="display: block"></canvas>
+<canvas id="pixel" width="4" height="4"></canvas>
+<canvas id="hidden" width="200" height="100" style="display: none"></canvas>
 <script>
 const log = (s) => { document.getElementById('log').textContent = s; };
 document.getElementById('dots').addEventListener('click', (e) => log(e.target.getAttribute('fill') === '#e33' ? 'hit' : 'miss'));
@@ -1834,6 +1839,7 @@ for (const n of ['top left', 'top', 'top right', 'left', 'center', 'right', 'bot
 }
 document.getElementById('grid').addEventListener('click', (e) => log('td ' + e.target.parentElement.rowIndex + ',' + e.target.cellIndex));
 document.getElementById('pad').addEventListener('click', (e) => log('pad ' + e.offsetX + ',' + e.offsetY));
+document.getElementById('plain').addEventListener('click', (e) => log('plain ' + e.offsetX + ',' + e.offsetY));
 </script></body></html>"##;
 
 /// The box of a line's `at (x,y) WxH`.
@@ -1918,22 +1924,74 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
         lines_with(&elements, "table").is_empty(),
         "the table is its cells: {elements}"
     );
-    // (c) The canvas, with its size; a point inside its box is a point on it.
-    let line = lines_with(&elements, "canvas at")[0];
-    assert!(line.contains(" 300x150"), "{line}");
-    let [x, y, _, _] = box_of(line);
-    b.action("browser_click", json!({ "x": x + 150, "y": y + 75 }))
-        .await;
-    assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
-        "pad 150,75"
+    // (c) The canvases big enough to draw on, with their sizes; a point inside a box is a point
+    // on it. The one with a crosshair shows it takes clicks; the other's listener cannot be
+    // seen, so it is listed without saying so; the 4x4 and the hidden one are not listed.
+    let canvases = lines_with(&elements, "canvas at");
+    assert_eq!(canvases.len(), 2, "{elements}");
+    let (pad, plain) = (canvases[0], canvases[1]);
+    assert!(
+        pad.contains(" 300x150") && pad.ends_with("(clickable)"),
+        "{pad}"
     );
+    assert!(
+        plain.contains(" 200x100") && !plain.contains("clickable"),
+        "{plain}"
+    );
+    for (line, logged) in [(pad, "pad 150,75"), (plain, "plain 100,50")] {
+        let [x, y, w, h] = box_of(line);
+        b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))
+            .await;
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent").await,
+            logged
+        );
+    }
     // In the page's order: the dots, the cells, the table's, the canvas.
     let at = |needle: &str| elements.lines().position(|l| l.contains(needle));
     let order = ["svg circle", "div (empty)", "td (empty)", "canvas at"].map(at);
     assert!(
         order.windows(2).all(|w| w[0].is_some() && w[0] < w[1]),
         "{order:?} in\n{elements}"
+    );
+    b.c.close().await;
+}
+
+/// A canvas drawn red 250 ms after goto's reading ahead started (it marks the window): the
+/// drawing is no DOM change, so only the page's "moving" check keeps a snapshot from returning
+/// the screenshot the reading ahead took before it.
+const LATE_DRAWING: &str = r#"<!doctype html>
+<html><head><title>Late drawing</title></head><body>
+<p>A canvas that is drawn on later.</p>
+<canvas id="late" width="200" height="100"></canvas>
+<script>
+const draw = () => {
+  const g = document.getElementById('late').getContext('2d');
+  g.fillStyle = '#e33';
+  g.fillRect(0, 0, 200, 100);
+};
+const wait = setInterval(() => {
+  if (window.__agentRuntimeMutations) { clearInterval(wait); setTimeout(draw, 250); }
+}, 5);
+</script></body></html>"#;
+
+/// A snapshot's screenshot shows the page as it is when asked, even when goto's reading ahead
+/// took one before the page drew without changing its DOM: two snapshots in a row agree.
+#[tokio::test]
+async fn a_screenshot_taken_ahead_is_not_returned_once_the_page_has_drawn() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "late.html", LATE_DRAWING).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let mut shots = Vec::new();
+    for _ in 0..2 {
+        let r = b.c.call("browser_snapshot", json!({})).await;
+        assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+        shots.push(images_of("browser_snapshot", &r).remove(0));
+    }
+    assert!(
+        shots[0] == shots[1],
+        "the first snapshot after the drawing returned an older screenshot"
     );
     b.c.close().await;
 }

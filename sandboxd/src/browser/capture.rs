@@ -16,12 +16,18 @@ use super::snapshot::{self, Full, BUDGET_RANGE, DEFAULT_BUDGET, OUTLINE_DEFAULT_
 const OUTLINE_MAX_CHARS: usize = 200_000;
 /// Matches `find` returns of each kind by default.
 const FIND_DEFAULT: usize = 20;
+/// How old a screenshot taken ahead (with `goto`'s reading ahead) may be for a snapshot to
+/// return it instead of taking one: the page has had no DOM change or scroll since, and shows
+/// nothing that moves without one; this bounds what the check cannot see (an animated image in
+/// CSS, a late web font).
+const SHOT_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Browser {
     /// A page of the seed snapshot of the active tab. Page 1 reads the page anew, unless the
     /// last reading (a snapshot's, or the one `goto` starts) is of the same document with no DOM
     /// change and no action since; later pages (and `after_ref`) are served from that reading
-    /// while the page has not been acted on. The screenshot is always taken now.
+    /// while the page has not been acted on. The screenshot is taken now, unless the reading
+    /// ahead took one under a second ago and nothing has changed or moved since.
     pub async fn snapshot(
         &self,
         req: pb::BrowserSnapshotRequest,
@@ -68,7 +74,18 @@ impl Browser {
         };
         let renewed = continuing && kept.is_none();
         let (full, png) = match kept {
-            Some(full) => (full, shot.await),
+            // A screenshot the reading ahead took is this one while it is fresh and nothing
+            // moved since (see `unchanged_reading`).
+            Some(mut full) => match full.shot.take() {
+                Some(ahead) if !req.no_screenshot && ahead.at.elapsed() <= SHOT_KEPT => {
+                    tracing::debug!(
+                        age_ms = ahead.at.elapsed().as_millis() as u64,
+                        "the screenshot taken ahead is this snapshot's"
+                    );
+                    (full, Ok(ahead.png))
+                }
+                _ => (full, shot.await),
+            },
             None => snapshot::read_beside(&page, &mut turn.state.refs, shot)
                 .await
                 .map_err(|e| self.crash_aware(e))?,
@@ -200,7 +217,7 @@ async fn kept_reading(page: &Page, state: &mut State) -> Option<Full> {
 /// The viewport as a base64 PNG straight from Chromium, encoded for speed rather than size (about
 /// twice as fast as Playwright's screenshot, a quarter larger), and without the caret hidden
 /// (see above); None when Chromium says no (Playwright's is taken instead).
-async fn fast_screenshot(cdp: &CDPSession) -> Option<String> {
+pub(super) async fn fast_screenshot(cdp: &CDPSession) -> Option<String> {
     let params = serde_json::json!({"format": "png", "optimizeForSpeed": true});
     let shot = cdp
         .send("Page.captureScreenshot", Some(params))
@@ -214,21 +231,23 @@ async fn fast_screenshot(cdp: &CDPSession) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What `js::SETTLE_BEFORE` says of the page now.
+/// What `js::PAGE_STILL` says of the page now.
 #[derive(serde::Deserialize)]
 struct Now {
     document: String,
     count: i64,
+    moving: bool,
 }
 
 /// The last reading of the page, when nothing changed since: the same document, no DOM mutation
-/// (see `js::PAGE_FACTS`), and no action (an action drops it).
+/// or scroll (see `js::PAGE_FACTS`), and no action (an action drops it). Its screenshot is kept
+/// only when nothing on the page can move without a DOM mutation (see `js::PAGE_STILL`).
 async fn unchanged_reading(page: &Page, state: &mut State) -> Option<Full> {
-    let full = state.snapshot.take()?;
-    let now: Now = page
-        .evaluate::<(), Now>(js::SETTLE_BEFORE, None)
-        .await
-        .ok()?;
+    let mut full = state.snapshot.take()?;
+    let now: Now = page.evaluate::<(), Now>(js::PAGE_STILL, None).await.ok()?;
+    if now.moving {
+        full.shot = None;
+    }
     (full.mutations >= 0 && now.document == full.document && now.count == full.mutations)
         .then_some(full)
 }

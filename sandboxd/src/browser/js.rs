@@ -208,9 +208,12 @@ pub const MISSED_CONTROLS: &str = concat!(
     let clickable = isPointer(el) || handled(el);
     for (let e = el.parentElement; !clickable && e && !canvas; e = e === svg ? null : e.parentElement) clickable = handled(e);
     if (canvas) {
+      // Every canvas big enough to draw on is listed with its box: a page's listener added with
+      // addEventListener cannot be seen from here, so only the signs it shows make it
+      // `(clickable)` (a pointer-like cursor, a handler attribute, a tab stop).
+      if (box.width < 16 || box.height < 16) return null;
       const cursor = getComputedStyle(el).cursor;
-      // A canvas that shows nothing of taking clicks is a picture (a page's click trace).
-      if (!clickable && !/^(crosshair|cell|grab|move|copy)$/.test(cursor) && !(el.hasAttribute('tabindex') && el.tabIndex >= 0)) return null;
+      clickable = clickable || /^(crosshair|cell|grab|move|copy)$/.test(cursor) || (el.hasAttribute('tabindex') && el.tabIndex >= 0);
       return { shape: 'canvas', clickable, look: look(el) };
     }
     const s = svgOf(svg);
@@ -384,6 +387,21 @@ pub const SETTLE_BEFORE: &str = concat!(
     mutations!(),
     r#";
   return { document: window.__agentRuntimeDoc, count: seen.count };
+}"#
+);
+
+/// What `SETTLE_BEFORE` says, and whether anything on the page may change how it looks without
+/// a DOM mutation (a running animation or transition, a video, a canvas, a frame, a plugin): a
+/// screenshot taken ahead is kept only while nothing moves.
+pub const PAGE_STILL: &str = concat!(
+    r#"() => {
+  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+  const seen = "#,
+    mutations!(),
+    r#";
+  const moving = document.getAnimations().some((a) => a.playState === 'running')
+    || !!document.querySelector('video, canvas, iframe, embed, object, img[src*=".gif" i], img[src*=".webp" i]');
+  return { document: window.__agentRuntimeDoc, count: seen.count, moving };
 }"#
 );
 

@@ -300,9 +300,21 @@ impl Browser {
                 return;
             }
             let page = turn.page.clone();
-            let reading = super::snapshot::read(&page, &mut turn.state.refs);
+            // The screenshot too, beside the end of the reading: a snapshot asked at once
+            // returns it (see `capture::SHOT_KEPT`).
+            let cdp = browser.cdp(&mut turn.state, &page).await.ok();
+            let shot = async {
+                let png = super::capture::fast_screenshot(cdp.as_ref()?).await?;
+                Some(super::snapshot::Shot {
+                    png,
+                    at: std::time::Instant::now(),
+                })
+            };
+            let reading = super::snapshot::read_beside(&page, &mut turn.state.refs, shot);
             match tokio::time::timeout(READ_AHEAD_LIMIT, reading).await {
-                Ok(Ok(full)) => turn.state.snapshot = Some(full),
+                Ok(Ok((full, shot))) => {
+                    turn.state.snapshot = Some(super::snapshot::Full { shot, ..full })
+                }
                 Ok(Err(e)) => {
                     let e = browser.crash_aware(e);
                     tracing::debug!(error = %e, "reading the page ahead failed");

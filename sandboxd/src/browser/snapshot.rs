@@ -195,6 +195,26 @@ pub struct Full {
     /// The document's DOM mutations when it was read (see `js::PAGE_FACTS`): while the count
     /// stays, the reading is still the page's.
     pub mutations: i64,
+    /// A screenshot taken with the reading (a reading ahead's), for the snapshot that serves it.
+    pub shot: Option<Shot>,
+}
+
+/// A screenshot (base64 PNG) and when it was taken.
+#[derive(Clone)]
+pub struct Shot {
+    pub png: String,
+    pub at: std::time::Instant,
+}
+
+impl std::fmt::Debug for Shot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Shot({} base64 chars, {:?} ago)",
+            self.png.len(),
+            self.at.elapsed()
+        )
+    }
 }
 
 /// Reads `page` whole, giving refs to its interactive elements.
@@ -373,6 +393,7 @@ async fn finish(
         uncut,
         headings,
         mutations: -1,
+        shot: None,
     })
 }
 
@@ -1087,6 +1108,7 @@ mod tests {
             elements,
             unlisted: 0,
             mutations: 0,
+            shot: None,
         }
     }
 
@@ -1134,6 +1156,7 @@ mod tests {
             headings: Vec::new(),
             unlisted: 0,
             mutations: 0,
+            shot: None,
         };
         let p = serve(&full, DEFAULT_BUDGET, 0, None).expect("page");
         assert_eq!(

@@ -27,6 +27,12 @@ pub struct Element {
     /// Listed because it is clickable through JavaScript only.
     pub clickable: bool,
     pub href: Option<String>,
+    /// Where a thing with no text is: `at (x,y) WxH` in viewport pixels.
+    pub bounds: Option<[i64; 4]>,
+    /// Its colour: `fill #e33 red` or `stroke …` (the hex and the name).
+    pub colour: Option<String>,
+    /// A control with nothing to name it (`(empty)`): told by its place.
+    pub empty: bool,
 }
 
 impl Element {
@@ -143,6 +149,12 @@ pub fn parse_line(line: &str) -> anyhow::Result<Element> {
         }
         None => el.tag = head.to_owned(),
     }
+    // An SVG shape's line names the shape after `svg`: `svg circle at (…)`.
+    if el.tag == "svg" {
+        let (shape, r) = rest.split_once(' ').unwrap_or((rest, ""));
+        el.kind = Some(shape.to_owned());
+        rest = r;
+    }
     loop {
         rest = rest.trim_start();
         if rest.is_empty() {
@@ -190,6 +202,42 @@ pub fn parse_line(line: &str) -> anyhow::Result<Element> {
         } else if let Some(r) = rest.strip_prefix("disabled") {
             el.disabled = true;
             rest = r;
+        } else if let Some(r) = rest.strip_prefix("at (") {
+            let (place, r) = r
+                .split_once(") ")
+                .ok_or_else(|| anyhow!("no size after {rest:?}"))?;
+            let (size, r) = r.split_once(' ').unwrap_or((r, ""));
+            let (x, y) = place
+                .split_once(',')
+                .ok_or_else(|| anyhow!("no x,y in {rest:?}"))?;
+            let (w, h) = size
+                .split_once('x')
+                .ok_or_else(|| anyhow!("no WxH in {rest:?}"))?;
+            let mut b = [0i64; 4];
+            for (v, s) in b.iter_mut().zip([x, y, w, h]) {
+                *v = s.parse().with_context(|| format!("{s:?} in {rest:?}"))?;
+            }
+            el.bounds = Some(b);
+            rest = r;
+        } else if let Some(r) = rest
+            .strip_prefix("fill ")
+            .or_else(|| rest.strip_prefix("stroke "))
+        {
+            // `#e33 red`: the hex and a plain name.
+            let mut words = r.splitn(3, ' ');
+            let hex = words.next().unwrap_or_default();
+            let name = words.next().unwrap_or_default();
+            el.colour = Some(format!("{hex} {name}"));
+            rest = words.next().unwrap_or_default();
+        } else if let Some(r) = rest.strip_prefix("(empty)") {
+            el.empty = true;
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("(+") {
+            // `(+N more shapes not listed)`.
+            rest = r
+                .split_once(')')
+                .map(|(_, r)| r)
+                .ok_or_else(|| anyhow!("unclosed ( in {rest:?}"))?;
         } else if let Some(r) = rest.strip_prefix("(clickable)") {
             el.clickable = true;
             rest = r;
@@ -276,6 +324,22 @@ mod tests {
         assert!(el.name.is_empty());
         let el = parse_line(r#"[ref_9] button "ヘルプ\u{200b}""#).expect("parses");
         assert_eq!(el.name, "ヘルプ\u{200b}");
+        let el = parse_line("[ref_10] svg circle at (136,36) 48x48 fill #e33 red (clickable)")
+            .expect("parses");
+        assert!(el.is("svg", Some("circle")) && el.clickable);
+        assert_eq!(el.bounds, Some([136, 36, 48, 48]));
+        assert_eq!(el.colour.as_deref(), Some("#e33 red"));
+        let el = parse_line("[ref_11] div (empty) at (8,-4) 40x40 fill #ccc gray (clickable)")
+            .expect("parses");
+        assert!(el.empty && el.is("div", None));
+        assert_eq!(el.bounds, Some([8, -4, 40, 40]));
+        let el = parse_line("[ref_12] canvas at (165,0) 160x210").expect("parses");
+        assert!(el.is("canvas", None) && !el.clickable);
+        let el = parse_line(
+            "[ref_13] svg path at (0,0) 10x10 stroke #000 black (+4 more shapes not listed)",
+        )
+        .expect("parses");
+        assert_eq!(el.colour.as_deref(), Some("#000 black"));
     }
 
     #[test]
