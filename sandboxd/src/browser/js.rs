@@ -101,8 +101,8 @@ pub const TAG: &str = concat!(
 /// with no text and no icon to name it (a board's empty cell) comes with its `look` (see
 /// `look!`), and so do the things that have no text at all: visible SVG shapes (`shape`: `svg
 /// circle`, ..., `clickable` when they show a pointer or have a click handler attribute; at most
-/// `shapeLimit`, the last one saying in `more` how many were passed over) and canvases that show
-/// they take clicks. A shape is left out when it is part of a small icon (the control around it
+/// `shapeLimit`, the last one saying in `more` how many were passed over) and every visible
+/// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part of a small icon (the control around it
 /// is listed) or a named picture (a logo), or lies under the others as their background.
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
