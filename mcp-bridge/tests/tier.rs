@@ -1995,3 +1995,59 @@ async fn a_screenshot_taken_ahead_is_not_returned_once_the_page_has_drawn() {
     );
     b.c.close().await;
 }
+
+/// Controls with text: a button, a link, a span with a handler.
+const LABELLED: &str = r##"<!doctype html>
+<html><head><title>Labelled</title></head><body>
+<p id="log">none</p>
+<button onclick="log('ok')" style="margin: 40px; width: 120px">OK</button>
+<a href="#home" onclick="log('home')">Home</a>
+<span onclick="log('tap')" style="margin-left: 200px">Tap here</span>
+<script>function log(s) { document.getElementById('log').textContent = s; }</script>
+</body></html>"##;
+
+/// `boxes: true` gives every element line its box, before its trailing marks and URL; a click at
+/// a box's middle is a click on the element. Without it, lines of things with text have none.
+#[tokio::test]
+async fn boxes_on_request_place_every_element() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "labelled.html", LABELLED).await;
+    let plain = b.snapshot().await;
+    let plain = plain["elements"].as_str().expect("elements").to_owned();
+    assert_eq!(plain.lines().count(), 3, "{plain}");
+    assert!(!plain.contains(" at ("), "{plain}");
+    let r =
+        b.c.call(
+            "browser_snapshot",
+            json!({ "boxes": true, "screenshot": false }),
+        )
+        .await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let v = json_of("browser_snapshot", &r);
+    let elements = v["elements"].as_str().expect("elements").to_owned();
+    assert_eq!(elements.lines().count(), 3, "{elements}");
+    for line in elements.lines() {
+        let [_, _, w, h] = box_of(line);
+        assert!(w > 0 && h > 0, "{line}");
+    }
+    let home = lines_with(&elements, "\"Home\"")[0];
+    assert!(
+        home.find(" at (") < home.find(" -> "),
+        "the URL stays last: {home}"
+    );
+    let tap = lines_with(&elements, "Tap here")[0];
+    assert!(tap.ends_with(" (clickable)"), "{tap}");
+    for (needle, logged) in [("\"OK\"", "ok"), ("\"Home\"", "home"), ("Tap here", "tap")] {
+        let line = lines_with(&elements, needle)[0];
+        let [x, y, w, h] = box_of(line);
+        b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))
+            .await;
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent").await,
+            logged,
+            "{line}"
+        );
+    }
+    b.c.close().await;
+}

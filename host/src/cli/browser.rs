@@ -22,6 +22,9 @@ pub enum BrowserCommand {
         /// Also save the viewport screenshot (PNG) here.
         #[arg(long)]
         screenshot: Option<std::path::PathBuf>,
+        /// Give every element line its box: ` at (x,y) WxH` in viewport pixels.
+        #[arg(long)]
+        boxes: bool,
     },
     /// Playwright's accessibility outline with refs.
     Aria {
@@ -206,8 +209,15 @@ impl BrowserCommand {
                 )
                 .await?;
             }
-            Self::Snapshot { screenshot } => {
-                let r = show(s, pb::BrowserSnapshotRequest::default()).await?;
+            Self::Snapshot { screenshot, boxes } => {
+                let r = show(
+                    s,
+                    pb::BrowserSnapshotRequest {
+                        boxes,
+                        ..Default::default()
+                    },
+                )
+                .await?;
                 if let Some(path) = screenshot {
                     save_png(&path, &r.screenshot)?;
                 }

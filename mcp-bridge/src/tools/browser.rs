@@ -126,6 +126,9 @@ pub struct SnapshotArgs {
     /// Default: on page 1.
     #[serde(default)]
     pub screenshot: Option<bool>,
+    // Each element line's box, ` at (x,y) WxH` (no description: tools/list stays small).
+    #[serde(default)]
+    pub boxes: Option<bool>,
     #[serde(flatten)]
     sandbox: SandboxRef,
 }
@@ -443,7 +446,7 @@ impl Bridge {
     }
 
     #[tool(
-        description = "Click an element by ref_id (from browser_snapshot) or CSS selector, or the point x, y."
+        description = "Click an element (ref_id from browser_snapshot, or selector) or the point x, y."
     )]
     async fn browser_click(&self, Parameters(a): Parameters<ClickArgs>) -> ToolResult {
         let req = match (a.x, a.y) {
@@ -491,6 +494,7 @@ impl Bridge {
             page,
             after_ref,
             no_screenshot: !a.screenshot.unwrap_or(first),
+            boxes: a.boxes.unwrap_or(false),
         };
         self.answer(&a.sandbox, Ok(req)).await
     }

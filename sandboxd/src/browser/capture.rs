@@ -91,7 +91,11 @@ impl Browser {
                 .map_err(|e| self.crash_aware(e))?,
         };
         let png = png.map_err(|e| self.crash_aware(e))?;
-        let served = snapshot::serve(&full, budget, req.page as usize, after_ref);
+        let served = if req.boxes {
+            snapshot::serve(&full.with_boxes(), budget, req.page as usize, after_ref)
+        } else {
+            snapshot::serve(&full, budget, req.page as usize, after_ref)
+        };
         turn.state.snapshot = Some(full);
         let mut served = served?;
         if renewed {

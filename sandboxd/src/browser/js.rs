@@ -104,6 +104,7 @@ pub const TAG: &str = concat!(
 /// `shapeLimit`, the last one saying in `more` how many were passed over) and every visible
 /// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part of a small icon (the control around it
 /// is listed) or a named picture (a logo), or lies under the others as their background.
+/// Every control comes with its box (`rect`: x, y, width, height in viewport pixels).
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
 /// one holds (an item's inner wrapper) is not listed again. `links`: `[index, href]` of listed
@@ -330,8 +331,9 @@ pub const MISSED_CONTROLS: &str = concat!(
     if (inside.has(el) || (o.inner.length && !o.whole && !o.text)) continue;
     const text = o.inner.length && !o.whole ? o.text
       : (squash(el.innerText || el.textContent) || iconName(el));
+    const r = el.getBoundingClientRect();
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
-      look: text ? null : look(el) });
+      look: text ? null : look(el), rect: [r.x, r.y, r.width, r.height] });
   }
   return { controls: out, owners };
 }"#

@@ -125,6 +125,9 @@ struct Missed {
     /// Shapes passed over after this one (the last listed) for [`SHAPE_LIMIT`].
     #[serde(default)]
     more: usize,
+    /// Its box (x, y, width, height in viewport pixels), for `boxes`.
+    #[serde(default)]
+    rect: Option<[f64; 4]>,
 }
 
 fn yes() -> bool {
@@ -188,6 +191,10 @@ pub struct Full {
     pub elements: Vec<String>,
     /// The same lines uncut (what `find` shows).
     pub uncut: Vec<String>,
+    /// `elements` and `uncut` with each line's box (` at (x,y) WxH`, viewport pixels) where the
+    /// line has none of its own: what a snapshot that asks for boxes serves.
+    pub boxed: Vec<String>,
+    pub boxed_uncut: Vec<String>,
     /// Headings in document order, with the offset in `text` where each was found.
     pub headings: Vec<(usize, String)>,
     /// Elements beyond [`ELEMENT_LIMIT`], not listed.
@@ -234,7 +241,12 @@ pub async fn read_beside<T>(
     // Both are page-side work; asked together, their round trips overlap.
     let (facts, tree) = tokio::join!(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
-        page.aria_snapshot_json(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai)),
+        // Boxes cost the tree nothing it does not compute anyway (visibility needs them).
+        page.aria_snapshot_json(
+            AriaSnapshotOptions::default()
+                .mode(AriaSnapshotMode::Ai)
+                .boxes(true),
+        ),
     );
     let Facts {
         document,
@@ -340,9 +352,20 @@ async fn finish(
     }
     let mut elements = Vec::with_capacity(found.len());
     let mut uncut = Vec::with_capacity(found.len());
+    let mut boxed = (
+        Vec::with_capacity(found.len()),
+        Vec::with_capacity(found.len()),
+    );
     for (i, ((node, parent_role), tag)) in found.iter().zip(tags).enumerate() {
         let before = missed_after.remove(&(i as i64 - 1)).unwrap_or_default();
-        push_missed(before, refs, &document, &mut elements, &mut uncut);
+        push_missed(
+            before,
+            refs,
+            &document,
+            &mut elements,
+            &mut uncut,
+            &mut boxed,
+        );
         // A clickable that wraps other controls is named by its own text, or, with none, is
         // the same control as those inside it (a row's nested divs, an item around its
         // menuitem, a toolbar around its buttons) and is not listed again.
@@ -366,15 +389,27 @@ async fn finish(
         let long = describe(node, parent_role, base.as_ref(), tag.as_ref(), false);
         if let (Some(short), Some(long)) = (short, long) {
             let id = refs.ref_for(&document, str_of(node, "ref"));
+            let bx = if short.contains(" at (") {
+                String::new()
+            } else {
+                node_box(node)
+            };
+            let url = !str_of(node, "url").is_empty();
+            boxed
+                .0
+                .push(place_box(&format!("[{id}] {short}"), &bx, url));
+            boxed.1.push(place_box(&format!("[{id}] {long}"), &bx, url));
             elements.push(format!("[{id}] {short}"));
             uncut.push(format!("[{id}] {long}"));
         }
     }
     for (_, rest) in std::mem::take(&mut missed_after) {
-        push_missed(rest, refs, &document, &mut elements, &mut uncut);
+        push_missed(rest, refs, &document, &mut elements, &mut uncut, &mut boxed);
     }
     elements.truncate(ELEMENT_LIMIT);
     uncut.truncate(ELEMENT_LIMIT);
+    boxed.0.truncate(ELEMENT_LIMIT);
+    boxed.1.truncate(ELEMENT_LIMIT);
     // Where each heading sits in the text, so a page can name the ones after it.
     let mut from = 0;
     let headings = headings
@@ -391,6 +426,8 @@ async fn finish(
         unlisted: total.saturating_sub(elements.len()),
         elements,
         uncut,
+        boxed: boxed.0,
+        boxed_uncut: boxed.1,
         headings,
         mutations: -1,
         shot: None,
@@ -404,12 +441,67 @@ fn push_missed(
     document: &str,
     elements: &mut Vec<String>,
     uncut: &mut Vec<String>,
+    boxed: &mut (Vec<String>, Vec<String>),
 ) {
     for f in missed {
         let id = refs.ref_for(document, &super::refs::css_place(&f.path, &f.key));
-        elements.push(format!("[{id}] {}", f.describe(true)));
-        uncut.push(format!("[{id}] {}", f.describe(false)));
+        let bx = match (&f.look, f.rect) {
+            (None, Some(rect)) => box_text(rect),
+            _ => String::new(),
+        };
+        let (short, long) = (
+            format!("[{id}] {}", f.describe(true)),
+            format!("[{id}] {}", f.describe(false)),
+        );
+        boxed.0.push(place_box(&short, &bx, false));
+        boxed.1.push(place_box(&long, &bx, false));
+        elements.push(short);
+        uncut.push(long);
     }
+}
+
+/// ` at (x,y) WxH`: a box in viewport pixels, as element lines write it.
+fn box_text(rect: [f64; 4]) -> String {
+    let [x, y, w, h] = rect.map(|v| v.round() as i64);
+    format!(" at ({x},{y}) {w}x{h}")
+}
+
+/// The box the aria tree gives a node (`box: {x, y, width, height}`), or "" without one.
+fn node_box(node: &Map<String, Value>) -> String {
+    let Some(b) = node.get("box").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let get = |k: &str| b.get(k).and_then(Value::as_f64);
+    match (get("x"), get("y"), get("width"), get("height")) {
+        (Some(x), Some(y), Some(w), Some(h)) if w > 0.0 || h > 0.0 => box_text([x, y, w, h]),
+        _ => String::new(),
+    }
+}
+
+impl Full {
+    /// The same reading with each element line's box, for a snapshot that asks for boxes.
+    pub fn with_boxes(&self) -> Full {
+        Full {
+            elements: self.boxed.clone(),
+            uncut: self.boxed_uncut.clone(),
+            shot: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// `line` with the box `bx` before its trailing marks (` (clickable)`, and ` -> URL` on a link
+/// with one), so it reads `[ref_3] button "OK" at (10,20) 80x24 (clickable)` as a shape's does.
+fn place_box(line: &str, bx: &str, url: bool) -> String {
+    let mut cut = if url {
+        line.rfind(" -> ").unwrap_or(line.len())
+    } else {
+        line.len()
+    };
+    if line[..cut].ends_with(" (clickable)") {
+        cut -= " (clickable)".len();
+    }
+    format!("{}{bx}{}", &line[..cut], &line[cut..])
 }
 
 /// One page of a snapshot.
@@ -1105,6 +1197,8 @@ mod tests {
             headings: vec![(text.find("Paragraph 1500").unwrap_or(0), "Late part".into())],
             text,
             uncut: elements.clone(),
+            boxed: Vec::new(),
+            boxed_uncut: Vec::new(),
             elements,
             unlisted: 0,
             mutations: 0,
@@ -1153,6 +1247,8 @@ mod tests {
             text: "Hello".into(),
             elements: vec!["[ref_1] button \"OK\"".into()],
             uncut: vec!["[ref_1] button \"OK\"".into()],
+            boxed: Vec::new(),
+            boxed_uncut: Vec::new(),
             headings: Vec::new(),
             unlisted: 0,
             mutations: 0,
@@ -1219,6 +1315,7 @@ mod tests {
             shape,
             clickable,
             more: 0,
+            rect: None,
         };
         let circle = missed("svg circle", true, true, look("rgb(238, 51, 51)", "none"));
         assert_eq!(
@@ -1254,6 +1351,27 @@ mod tests {
         assert_eq!(
             describe(&node, "", None, Some(&tag), true).as_deref(),
             Some("div (empty) at (120,80) 40x40 fill #ddd gray (clickable)")
+        );
+    }
+
+    #[test]
+    fn boxes_go_before_trailing_marks_and_the_url() {
+        let bx = " at (1,2) 3x4";
+        assert_eq!(
+            place_box(
+                r#"[ref_1] a "x -> y" (clickable) -> https://e.com/"#,
+                bx,
+                true
+            ),
+            r#"[ref_1] a "x -> y" at (1,2) 3x4 (clickable) -> https://e.com/"#
+        );
+        assert_eq!(
+            place_box(r#"[ref_2] span "a -> b" (clickable)"#, bx, false),
+            r#"[ref_2] span "a -> b" at (1,2) 3x4 (clickable)"#
+        );
+        assert_eq!(
+            place_box(r#"[ref_3] button "OK""#, "", false),
+            r#"[ref_3] button "OK""#
         );
     }
 
