@@ -73,6 +73,8 @@ impl Browser {
             unchanged_reading(&page, &mut turn.state).await
         };
         let renewed = continuing && kept.is_none();
+        // A reading without boxes cannot give them: read again (the refs stay).
+        let kept = kept.filter(|full| full.boxes || !req.boxes);
         let (full, png) = match kept {
             // A screenshot the reading ahead took is this one while it is fresh and nothing
             // moved since (see `unchanged_reading`).
@@ -86,7 +88,7 @@ impl Browser {
                 }
                 _ => (full, shot.await),
             },
-            None => snapshot::read_beside(&page, &mut turn.state.refs, shot)
+            None => snapshot::read_beside(&page, &mut turn.state.refs, req.boxes, shot)
                 .await
                 .map_err(|e| self.crash_aware(e))?,
         };

@@ -310,7 +310,7 @@ impl Browser {
                     at: std::time::Instant::now(),
                 })
             };
-            let reading = super::snapshot::read_beside(&page, &mut turn.state.refs, shot);
+            let reading = super::snapshot::read_beside(&page, &mut turn.state.refs, false, shot);
             match tokio::time::timeout(READ_AHEAD_LIMIT, reading).await {
                 Ok(Ok((full, shot))) => {
                     turn.state.snapshot = Some(super::snapshot::Full { shot, ..full })

@@ -191,6 +191,8 @@ pub struct Full {
     pub elements: Vec<String>,
     /// The same lines uncut (what `find` shows).
     pub uncut: Vec<String>,
+    /// Whether it was read with boxes (`boxed` and `boxed_uncut` are empty otherwise).
+    pub boxes: bool,
     /// `elements` and `uncut` with each line's box (` at (x,y) WxH`, viewport pixels) where the
     /// line has none of its own: what a snapshot that asks for boxes serves.
     pub boxed: Vec<String>,
@@ -226,26 +228,28 @@ impl std::fmt::Debug for Shot {
 
 /// Reads `page` whole, giving refs to its interactive elements.
 pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
-    Ok(read_beside(page, refs, async {}).await?.0)
+    Ok(read_beside(page, refs, false, async {}).await?.0)
 }
 
 /// Reads `page` whole, running `beside` (a screenshot) once the aria tree is read: it overlaps
 /// the rest of the reading instead of adding to it, and never runs beside the aria call, whose
-/// memory on a big page leaves no room in a small sandbox for a screenshot's too.
+/// memory on a big page leaves no room in a small sandbox for a screenshot's too. `boxes`: also
+/// the lines with boxes (`Full::boxed`); the tree's boxes make its call half again as slow on a
+/// big page, so only a snapshot that asks for them reads them.
 pub async fn read_beside<T>(
     page: &Page,
     refs: &mut Refs,
+    boxes: bool,
     beside: impl std::future::Future<Output = T>,
 ) -> Result<(Full, T)> {
     let started = std::time::Instant::now();
     // Both are page-side work; asked together, their round trips overlap.
     let (facts, tree) = tokio::join!(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
-        // Boxes cost the tree nothing it does not compute anyway (visibility needs them).
         page.aria_snapshot_json(
             AriaSnapshotOptions::default()
                 .mode(AriaSnapshotMode::Ai)
-                .boxes(true),
+                .boxes(boxes),
         ),
     );
     let Facts {
@@ -255,7 +259,7 @@ pub async fn read_beside<T>(
     } = facts?;
     let tree = tree?;
     let aria_ms = started.elapsed().as_millis();
-    let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree), beside);
+    let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree, boxes), beside);
     let full = full.map(|f| Full {
         mutations: count,
         ..f
@@ -275,6 +279,7 @@ async fn finish(
     document: String,
     text: String,
     tree: &Value,
+    boxes: bool,
 ) -> Result<Full> {
     let started = std::time::Instant::now();
     let base = url::Url::parse(&page.url()).ok();
@@ -426,8 +431,9 @@ async fn finish(
         unlisted: total.saturating_sub(elements.len()),
         elements,
         uncut,
-        boxed: boxed.0,
-        boxed_uncut: boxed.1,
+        boxes,
+        boxed: if boxes { boxed.0 } else { Vec::new() },
+        boxed_uncut: if boxes { boxed.1 } else { Vec::new() },
         headings,
         mutations: -1,
         shot: None,
@@ -481,6 +487,9 @@ fn node_box(node: &Map<String, Value>) -> String {
 impl Full {
     /// The same reading with each element line's box, for a snapshot that asks for boxes.
     pub fn with_boxes(&self) -> Full {
+        if !self.boxes {
+            return self.clone();
+        }
         Full {
             elements: self.boxed.clone(),
             uncut: self.boxed_uncut.clone(),
@@ -1197,6 +1206,7 @@ mod tests {
             headings: vec![(text.find("Paragraph 1500").unwrap_or(0), "Late part".into())],
             text,
             uncut: elements.clone(),
+            boxes: false,
             boxed: Vec::new(),
             boxed_uncut: Vec::new(),
             elements,
@@ -1247,6 +1257,7 @@ mod tests {
             text: "Hello".into(),
             elements: vec!["[ref_1] button \"OK\"".into()],
             uncut: vec!["[ref_1] button \"OK\"".into()],
+            boxes: false,
             boxed: Vec::new(),
             boxed_uncut: Vec::new(),
             headings: Vec::new(),
