@@ -2051,3 +2051,43 @@ async fn boxes_on_request_place_every_element() {
     }
     b.c.close().await;
 }
+
+/// A click that changes the page twice: at once, and again 1.5 s later (after the reading ahead
+/// the click starts has read the first change).
+const TWO_STEPS: &str = r#"<!doctype html>
+<html><head><title>Two steps</title></head><body>
+<button onclick="go()">Start</button>
+<p id="state">idle</p>
+<script>
+function go() {
+  document.getElementById('state').textContent = 'loading';
+  setTimeout(() => {
+    document.getElementById('state').textContent = 'done';
+    const b = document.createElement('button');
+    b.textContent = 'Next step';
+    document.body.appendChild(b);
+  }, 1500);
+}
+</script></body></html>"#;
+
+/// The page is read ahead after an action too; a snapshot never serves that reading once the
+/// page has changed since: it shows the page as it is when asked.
+#[tokio::test]
+async fn a_snapshot_after_an_action_shows_the_page_as_it_is_now() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "steps.html", TWO_STEPS).await;
+    let first = b.snapshot().await;
+    let start = ref_of(first["elements"].as_str().expect("elements"), "\"Start\"");
+    b.action("browser_click", json!({ "ref_id": start })).await;
+    // The reading ahead starts 200 ms after the click's reply (which comes once "loading" has
+    // been quiet for 150 ms); the page changes again 1.5 s after the click.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let after = b.snapshot().await;
+    let elements = after["elements"].as_str().expect("elements");
+    assert!(
+        after["text"].as_str().expect("text").contains("done") && elements.contains("Next step"),
+        "{after}"
+    );
+    b.c.close().await;
+}

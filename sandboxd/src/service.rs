@@ -59,6 +59,13 @@ impl SandboxService {
         self.identity = identity;
         self
     }
+
+    /// A browser action's reply; the snapshot that usually follows is read while the caller
+    /// reads it (see `Browser::after_action`).
+    fn acted<T>(&self, reply: T) -> Reply<T> {
+        self.browser.after_action();
+        Ok(Response::new(reply))
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -301,21 +308,21 @@ impl Sandbox for SandboxService {
         &self,
         r: Request<BrowserClickRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .click(r.into_inner())
-                .instrument(playwright("click"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .click(r.into_inner())
+            .instrument(playwright("click"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_type(&self, r: Request<BrowserTypeRequest>) -> Reply<BrowserPage> {
-        Ok(Response::new(
-            self.browser
-                .type_text(r.into_inner())
-                .instrument(playwright("type_text"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .type_text(r.into_inner())
+            .instrument(playwright("type_text"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_snapshot(
@@ -358,72 +365,72 @@ impl Sandbox for SandboxService {
         &self,
         r: Request<pb::BrowserPressRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .press(r.into_inner())
-                .instrument(playwright("press"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .press(r.into_inner())
+            .instrument(playwright("press"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_scroll(
         &self,
         r: Request<pb::BrowserScrollRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .scroll(r.into_inner())
-                .instrument(playwright("scroll"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .scroll(r.into_inner())
+            .instrument(playwright("scroll"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_navigate(
         &self,
         r: Request<pb::BrowserNavigateRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .navigate(r.into_inner())
-                .instrument(playwright("navigate"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .navigate(r.into_inner())
+            .instrument(playwright("navigate"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_wait(
         &self,
         r: Request<pb::BrowserWaitRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .wait(r.into_inner())
-                .instrument(playwright("wait"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .wait(r.into_inner())
+            .instrument(playwright("wait"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_select_option(
         &self,
         r: Request<pb::BrowserSelectOptionRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .select_option(r.into_inner())
-                .instrument(playwright("select_option"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .select_option(r.into_inner())
+            .instrument(playwright("select_option"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_hover(
         &self,
         r: Request<pb::BrowserHoverRequest>,
     ) -> Reply<pb::BrowserActionResponse> {
-        Ok(Response::new(
-            self.browser
-                .hover(r.into_inner())
-                .instrument(playwright("hover"))
-                .await?,
-        ))
+        let reply = self
+            .browser
+            .hover(r.into_inner())
+            .instrument(playwright("hover"))
+            .await?;
+        self.acted(reply)
     }
 
     async fn browser_evaluate(

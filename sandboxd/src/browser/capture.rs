@@ -88,9 +88,14 @@ impl Browser {
                 }
                 _ => (full, shot.await),
             },
-            None => snapshot::read_beside(&page, &mut turn.state.refs, req.boxes, shot)
-                .await
-                .map_err(|e| self.crash_aware(e))?,
+            None => {
+                let started = std::time::Instant::now();
+                let read = snapshot::read_beside(&page, &mut turn.state.refs, req.boxes, shot)
+                    .await
+                    .map_err(|e| self.crash_aware(e))?;
+                turn.state.read_cost = Some(started.elapsed());
+                read
+            }
         };
         let png = png.map_err(|e| self.crash_aware(e))?;
         let served = if req.boxes {

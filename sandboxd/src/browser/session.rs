@@ -20,6 +20,12 @@ use super::refs::Refs;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Longest a reading ahead may hold the turn.
 const READ_AHEAD_LIMIT: Duration = Duration::from_secs(15);
+/// After an action, the page is read ahead only once this long has passed with no other call (a
+/// program's next call comes sooner, and never waits for a reading it did not ask for)...
+const AFTER_ACTION_DELAY: Duration = Duration::from_millis(200);
+/// ...and only when the page's last reading took at most this long (a big page's reading would
+/// hold the renderer when the next action comes).
+const AFTER_ACTION_READ_MAX: Duration = Duration::from_millis(500);
 
 /// The sandbox's browser. Calls take turns; dialogs are answered without waiting for a turn.
 pub struct Browser {
@@ -42,6 +48,8 @@ pub(super) struct State {
     pub(super) snapshot: Option<super::snapshot::Full>,
     /// A CDP session on a tab (its guid), for what Playwright does not offer.
     cdp: Option<(String, CDPSession)>,
+    /// How long the last reading of a page took (see [`Browser::after_action`]).
+    pub(super) read_cost: Option<Duration>,
     closed: bool,
 }
 
@@ -67,6 +75,7 @@ impl Browser {
                 refs: Refs::default(),
                 snapshot: None,
                 cdp: None,
+                read_cost: None,
                 closed: false,
             }),
             shared: Arc::new(Shared::new(workspace.join("downloads"))),
@@ -291,13 +300,34 @@ impl Browser {
     /// `capture::unchanged_reading`) instead of waiting for the reading. Owned by this browser:
     /// the next action, another reading ahead or the shutdown stops it.
     pub(super) fn read_ahead(self: &Arc<Self>) {
+        self.read_ahead_in(Duration::ZERO, None);
+    }
+
+    /// After an action that succeeded: reads the page ahead for the snapshot that usually comes
+    /// next, once [`AFTER_ACTION_DELAY`] has passed with no other call, on a page whose last
+    /// reading was quick ([`AFTER_ACTION_READ_MAX`]).
+    pub fn after_action(self: &Arc<Self>) {
+        self.read_ahead_in(AFTER_ACTION_DELAY, Some(AFTER_ACTION_READ_MAX));
+    }
+
+    /// [`Browser::read_ahead`] after `delay` (any call that takes a turn meanwhile stops it),
+    /// and with `cheaper_than`, only when the last reading took no longer.
+    fn read_ahead_in(self: &Arc<Self>, delay: Duration, cheaper_than: Option<Duration>) {
         let browser = Arc::clone(self);
         let task = tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let Ok(mut turn) = browser.read_turn().await else {
                 return;
             };
             if browser.shared.dialog_pending() || turn.state.snapshot.is_some() {
                 return;
+            }
+            if let Some(max) = cheaper_than {
+                if turn.state.read_cost.is_none_or(|cost| cost > max) {
+                    return;
+                }
             }
             let page = turn.page.clone();
             // The screenshot too, beside the end of the reading: a snapshot asked at once
@@ -310,9 +340,11 @@ impl Browser {
                     at: std::time::Instant::now(),
                 })
             };
+            let started = std::time::Instant::now();
             let reading = super::snapshot::read_beside(&page, &mut turn.state.refs, false, shot);
             match tokio::time::timeout(READ_AHEAD_LIMIT, reading).await {
                 Ok(Ok((full, shot))) => {
+                    turn.state.read_cost = Some(started.elapsed());
                     turn.state.snapshot = Some(super::snapshot::Full { shot, ..full })
                 }
                 Ok(Err(e)) => {
