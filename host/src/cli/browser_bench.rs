@@ -161,10 +161,12 @@ struct Side {
 /// is longer, so this is no more than it has.
 const THINK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// p50 ms of typing into the docs' search box and of pressing a key in it.
+/// p50 ms of typing into the docs' search box and of pressing a key in it, and of the snapshot
+/// an agent takes [`THINK`] after typing.
 struct Keys {
     type_ms: f64,
     press_ms: f64,
+    snapshot_after_ms: f64,
 }
 
 /// The key pressed in the search box: it moves the caret, so neither side waits for a page
@@ -239,6 +241,11 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
             our_keys.press_ms,
             their_keys.map(|k| k.press_ms),
         ),
+        (
+            format!("snapshot {} s after typing", THINK.as_secs()),
+            our_keys.snapshot_after_ms,
+            their_keys.map(|k| k.snapshot_after_ms),
+        ),
     ] {
         match t {
             Some(t) => println!(
@@ -249,6 +256,12 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The median of `v` in ms.
+fn p50(v: &mut [std::time::Duration]) -> f64 {
+    v.sort();
+    ms(pct(v, 0.5))
 }
 
 /// The ref the snapshot lines give the docs' search box.
@@ -384,11 +397,26 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
             .await?;
             pressed.push(t.elapsed());
         }
-        typed.sort();
-        pressed.sort();
+        let mut after = Vec::new();
+        for _ in 0..n {
+            s.call(pb::BrowserTypeRequest {
+                target: Some(pb::BrowserTarget {
+                    ref_id: search.clone(),
+                    selector: String::new(),
+                }),
+                text: "os.path".into(),
+                ..Default::default()
+            })
+            .await?;
+            tokio::time::sleep(THINK).await;
+            let t = Instant::now();
+            s.call(pb::BrowserSnapshotRequest::default()).await?;
+            after.push(t.elapsed());
+        }
         let keys = Keys {
-            type_ms: ms(pct(&typed, 0.5)),
-            press_ms: ms(pct(&pressed, 0.5)),
+            type_ms: p50(&mut typed),
+            press_ms: p50(&mut pressed),
+            snapshot_after_ms: p50(&mut after),
         };
         anyhow::Ok((out, keys))
     }
@@ -579,11 +607,29 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
         .await?;
         pressed.push(t.elapsed());
     }
-    typed.sort();
-    pressed.sort();
+    let mut after = Vec::new();
+    for _ in 0..n {
+        call(
+            "tools/call",
+            tool(
+                "browser_type",
+                serde_json::json!({"element": "Quick search", "target": search, "text": "os.path"}),
+            ),
+        )
+        .await?;
+        tokio::time::sleep(THINK).await;
+        let t = Instant::now();
+        call(
+            "tools/call",
+            tool("browser_snapshot", serde_json::json!({})),
+        )
+        .await?;
+        after.push(t.elapsed());
+    }
     let keys = Keys {
-        type_ms: ms(pct(&typed, 0.5)),
-        press_ms: ms(pct(&pressed, 0.5)),
+        type_ms: p50(&mut typed),
+        press_ms: p50(&mut pressed),
+        snapshot_after_ms: p50(&mut after),
     };
     drop(stdin);
     let _ = mcp.kill().await;
