@@ -1996,13 +1996,14 @@ async fn a_screenshot_taken_ahead_is_not_returned_once_the_page_has_drawn() {
     b.c.close().await;
 }
 
-/// Controls with text: a button, a link, a span with a handler.
+/// Controls with text (a button, a link, a span with a handler) and one without.
 const LABELLED: &str = r##"<!doctype html>
 <html><head><title>Labelled</title></head><body>
 <p id="log">none</p>
 <button onclick="log('ok')" style="margin: 40px; width: 120px">OK</button>
 <a href="#home" onclick="log('home')">Home</a>
 <span onclick="log('tap')" style="margin-left: 200px">Tap here</span>
+<button class="btn btn-close" onclick="log('close')" style="width: 20px; height: 20px"></button>
 <script>function log(s) { document.getElementById('log').textContent = s; }</script>
 </body></html>"##;
 
@@ -2015,8 +2016,9 @@ async fn boxes_on_request_place_every_element() {
     open_page(&mut b, "labelled.html", LABELLED).await;
     let plain = b.snapshot().await;
     let plain = plain["elements"].as_str().expect("elements").to_owned();
-    assert_eq!(plain.lines().count(), 3, "{plain}");
-    assert!(!plain.contains(" at ("), "{plain}");
+    assert_eq!(plain.lines().count(), 4, "{plain}");
+    // Only the one with no text tells its place.
+    assert_eq!(lines_with(&plain, " at (").len(), 1, "{plain}");
     let r =
         b.c.call(
             "browser_snapshot",
@@ -2026,10 +2028,11 @@ async fn boxes_on_request_place_every_element() {
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     let v = json_of("browser_snapshot", &r);
     let elements = v["elements"].as_str().expect("elements").to_owned();
-    assert_eq!(elements.lines().count(), 3, "{elements}");
+    assert_eq!(elements.lines().count(), 4, "{elements}");
     for line in elements.lines() {
         let [_, _, w, h] = box_of(line);
         assert!(w > 0 && h > 0, "{line}");
+        assert_eq!(line.matches(" at (").count(), 1, "one box: {line}");
     }
     let home = lines_with(&elements, "\"Home\"")[0];
     assert!(
@@ -2038,7 +2041,12 @@ async fn boxes_on_request_place_every_element() {
     );
     let tap = lines_with(&elements, "Tap here")[0];
     assert!(tap.ends_with(" (clickable)"), "{tap}");
-    for (needle, logged) in [("\"OK\"", "ok"), ("\"Home\"", "home"), ("Tap here", "tap")] {
+    for (needle, logged) in [
+        ("\"OK\"", "ok"),
+        ("\"Home\"", "home"),
+        ("Tap here", "tap"),
+        ("\"close\"", "close"),
+    ] {
         let line = lines_with(&elements, needle)[0];
         let [x, y, w, h] = box_of(line);
         b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))

@@ -369,7 +369,7 @@ async fn finish(
             &document,
             &mut elements,
             &mut uncut,
-            &mut boxed,
+            boxes.then_some(&mut boxed),
         );
         // A clickable that wraps other controls is named by its own text, or, with none, is
         // the same control as those inside it (a row's nested divs, an item around its
@@ -394,22 +394,32 @@ async fn finish(
         let long = describe(node, parent_role, base.as_ref(), tag.as_ref(), false);
         if let (Some(short), Some(long)) = (short, long) {
             let id = refs.ref_for(&document, str_of(node, "ref"));
-            let bx = if short.contains(" at (") {
-                String::new()
-            } else {
-                node_box(node)
-            };
-            let url = !str_of(node, "url").is_empty();
-            boxed
-                .0
-                .push(place_box(&format!("[{id}] {short}"), &bx, url));
-            boxed.1.push(place_box(&format!("[{id}] {long}"), &bx, url));
+            if boxes {
+                // A line that tells its place already (a thing with no text) keeps it.
+                let bx = if tag.as_ref().is_some_and(|t| t.look.is_some()) {
+                    String::new()
+                } else {
+                    node_box(node)
+                };
+                let url = !str_of(node, "url").is_empty();
+                boxed
+                    .0
+                    .push(place_box(&format!("[{id}] {short}"), &bx, url));
+                boxed.1.push(place_box(&format!("[{id}] {long}"), &bx, url));
+            }
             elements.push(format!("[{id}] {short}"));
             uncut.push(format!("[{id}] {long}"));
         }
     }
     for (_, rest) in std::mem::take(&mut missed_after) {
-        push_missed(rest, refs, &document, &mut elements, &mut uncut, &mut boxed);
+        push_missed(
+            rest,
+            refs,
+            &document,
+            &mut elements,
+            &mut uncut,
+            boxes.then_some(&mut boxed),
+        );
     }
     elements.truncate(ELEMENT_LIMIT);
     uncut.truncate(ELEMENT_LIMIT);
@@ -432,8 +442,8 @@ async fn finish(
         elements,
         uncut,
         boxes,
-        boxed: if boxes { boxed.0 } else { Vec::new() },
-        boxed_uncut: if boxes { boxed.1 } else { Vec::new() },
+        boxed: boxed.0,
+        boxed_uncut: boxed.1,
         headings,
         mutations: -1,
         shot: None,
@@ -447,20 +457,23 @@ fn push_missed(
     document: &str,
     elements: &mut Vec<String>,
     uncut: &mut Vec<String>,
-    boxed: &mut (Vec<String>, Vec<String>),
+    boxed: Option<&mut (Vec<String>, Vec<String>)>,
 ) {
+    let mut boxed = boxed;
     for f in missed {
         let id = refs.ref_for(document, &super::refs::css_place(&f.path, &f.key));
-        let bx = match (&f.look, f.rect) {
-            (None, Some(rect)) => box_text(rect),
-            _ => String::new(),
-        };
         let (short, long) = (
             format!("[{id}] {}", f.describe(true)),
             format!("[{id}] {}", f.describe(false)),
         );
-        boxed.0.push(place_box(&short, &bx, false));
-        boxed.1.push(place_box(&long, &bx, false));
+        if let Some(boxed) = boxed.as_deref_mut() {
+            let bx = match (&f.look, f.rect) {
+                (None, Some(rect)) => box_text(rect),
+                _ => String::new(),
+            };
+            boxed.0.push(place_box(&short, &bx, false));
+            boxed.1.push(place_box(&long, &bx, false));
+        }
         elements.push(short);
         uncut.push(long);
     }
