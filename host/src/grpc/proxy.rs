@@ -57,13 +57,23 @@ impl tower::Service<http::Request<Body>> for SandboxProxy {
         let manager = self.manager.clone();
         let gate = self.gate.clone();
         Box::pin(async move {
-            let (id, channel) = match target(&manager, &gate, &req) {
-                Ok(c) => c,
+            let id = match target(&manager, &gate, &req) {
+                Ok(id) => id,
                 Err(status) => return Ok(status.into_http()),
             };
             // The deadline covers the answer's start: a unary call's whole reply, a stream's
-            // headers (a stream then runs as long as the daemon's own limits let it).
+            // headers (a stream then runs as long as the daemon's own limits let it), and the
+            // wait for a sandbox that is still starting.
             let deadline = deadline_of(req.headers());
+            let started = tokio::time::Instant::now();
+            let channel = match manager
+                .ready_channel(&id, deadline.min(crate::sandboxes::STARTING_WAIT))
+                .await
+            {
+                Ok(channel) => channel,
+                Err(e) => return Ok(Status::from(e).into_http()),
+            };
+            let deadline = deadline.saturating_sub(started.elapsed());
             match tokio::time::timeout(deadline, channel.oneshot(req)).await {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(e)) => Ok(unreachable(&manager, &id, e).into_http()),
@@ -120,11 +130,7 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
-fn target(
-    manager: &Manager,
-    gate: &Gate,
-    req: &http::Request<Body>,
-) -> Result<(SandboxId, tonic::transport::Channel), Status> {
+fn target(manager: &Manager, gate: &Gate, req: &http::Request<Body>) -> Result<SandboxId, Status> {
     let caller = gate.check(
         req.headers()
             .get(http::header::AUTHORIZATION)
@@ -147,8 +153,7 @@ fn target(
     if !gate.may_use(&caller, &record.owner) {
         return Err(HostError::SandboxNotFound(id.to_string()).into());
     }
-    let channel = manager.channel(&id)?;
-    Ok((id, channel))
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -18,9 +18,15 @@ pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// Deadline of CreateContext: a kernel may have to boot when no spare one is ready.
 pub const CREATE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A client for `sandbox`'s daemon.
-pub fn client(manager: &Manager, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
-    Ok(sandbox_client(manager.channel(sandbox)?))
+/// A client for `sandbox`'s daemon (waiting a moment for one that is still starting).
+pub async fn client(
+    manager: &Manager,
+    sandbox: &SandboxId,
+) -> Result<SandboxClient<Channel>, RestError> {
+    let channel = manager
+        .ready_channel(sandbox, crate::sandboxes::STARTING_WAIT)
+        .await?;
+    Ok(sandbox_client(channel))
 }
 
 /// A request to `sandbox` with the `sandbox-id` metadata and `deadline`.

@@ -122,7 +122,7 @@ pub async fn create(
             },
             CREATE_DEADLINE,
         );
-        let mut client = state.client(&sandbox)?;
+        let mut client = state.client(&sandbox).await?;
         within_mapped(
             CREATE_DEADLINE,
             &sandbox,
@@ -204,7 +204,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Deleted>, RestError> {
     let at = state.locate(&id).await?;
-    let mut client = state.client(&at.sandbox)?;
+    let mut client = state.client(&at.sandbox).await?;
     let request = req(
         &at.sandbox,
         DeleteContextRequest {

@@ -70,8 +70,8 @@ impl Contexts {
     }
 
     /// A client for `sandbox`'s daemon.
-    pub fn client(&self, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
-        client(&self.manager, sandbox)
+    pub async fn client(&self, sandbox: &SandboxId) -> Result<SandboxClient<Channel>, RestError> {
+        client(&self.manager, sandbox).await
     }
 
     /// The contexts of one sandbox, within `deadline`.
@@ -80,7 +80,7 @@ impl Contexts {
         sandbox: &SandboxId,
         deadline: Duration,
     ) -> Result<Vec<Context>, RestError> {
-        let mut client = self.client(sandbox)?;
+        let mut client = self.client(sandbox).await?;
         let request = req(sandbox, ListContextsRequest {}, deadline);
         within(deadline, sandbox, client.list_contexts(request))
             .await

@@ -60,7 +60,7 @@ pub async fn execute(
         },
         deadline,
     );
-    let mut client = state.client(&at.sandbox)?;
+    let mut client = state.client(&at.sandbox).await?;
     let mut stream = within(deadline, &at.sandbox, client.run_code(request)).await?;
 
     let wants_stream = headers

@@ -17,6 +17,11 @@ use crate::error::HostError;
 use crate::ids::SandboxId;
 use crate::limits::Caps;
 
+/// How often a call waiting for a starting sandbox looks again (see `Manager::ready_channel`).
+const READY_POLL: Duration = Duration::from_millis(20);
+/// How long a call waits for a sandbox that is still starting before it answers UNAVAILABLE.
+pub const STARTING_WAIT: Duration = Duration::from_secs(10);
+
 /// Settings of the manager.
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
@@ -164,6 +169,25 @@ impl Manager {
             id: id.to_string(),
             reason: "it is still starting; retry in a moment".into(),
         })
+    }
+
+    /// The channel to a sandbox's daemon, waiting up to `wait` while the sandbox is still
+    /// starting (created by another call a moment ago, or adopted after a restart and being
+    /// probed) instead of failing at once; a dead or unknown sandbox fails at once.
+    pub async fn ready_channel(
+        &self,
+        id: &SandboxId,
+        wait: Duration,
+    ) -> Result<Channel, HostError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            match self.channel(id) {
+                Err(HostError::NotReady { .. }) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(READY_POLL).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sets a sandbox's expiry to now + `timeout_s`.

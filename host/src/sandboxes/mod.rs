@@ -15,6 +15,6 @@ mod reaper;
 mod record;
 
 pub use create::CreateSpec;
-pub use manager::{Manager, ManagerConfig};
+pub use manager::{Manager, ManagerConfig, STARTING_WAIT};
 pub use pool::{contexts_pool, PoolChoice, PoolReport, PoolShape, LOW_MEMORY};
 pub use record::{SandboxRecord, SandboxStatus, ANONYMOUS, CONTEXT_OWNER_LABEL};
