@@ -73,8 +73,8 @@ impl tower::Service<http::Request<Body>> for SandboxProxy {
                 Ok(channel) => channel,
                 Err(e) => return Ok(Status::from(e).into_http()),
             };
-            let deadline = deadline.saturating_sub(started.elapsed());
-            match tokio::time::timeout(deadline, channel.oneshot(req)).await {
+            let left = deadline.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, channel.oneshot(req)).await {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(e)) => Ok(unreachable(&manager, &id, e).into_http()),
                 Err(_) => Ok(Status::deadline_exceeded(format!(
