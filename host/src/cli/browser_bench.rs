@@ -353,14 +353,11 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
                 s.call(pb::BrowserSnapshotRequest::default()).await?;
                 later.push(t.elapsed());
             }
-            for v in [&mut nav, &mut snap, &mut bare, &mut later] {
-                v.sort();
-            }
             out.push(Side {
-                navigate: ms(pct(&nav, 0.5)),
-                snapshot: ms(pct(&snap, 0.5)),
-                bare: Some(ms(pct(&bare, 0.5))),
-                later: ms(pct(&later, 0.5)),
+                navigate: p50(&mut nav),
+                snapshot: p50(&mut snap),
+                bare: Some(p50(&mut bare)),
+                later: p50(&mut later),
                 chars,
             });
         }
@@ -376,18 +373,18 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
             })
             .await?;
         let search = search_ref(&snap.elements)?;
+        let type_in_search = |text: &str| pb::BrowserTypeRequest {
+            target: Some(pb::BrowserTarget {
+                ref_id: search.clone(),
+                selector: String::new(),
+            }),
+            text: text.into(),
+            ..Default::default()
+        };
         let (mut typed, mut pressed) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let t = Instant::now();
-            s.call(pb::BrowserTypeRequest {
-                target: Some(pb::BrowserTarget {
-                    ref_id: search.clone(),
-                    selector: String::new(),
-                }),
-                text: "os.walk".into(),
-                ..Default::default()
-            })
-            .await?;
+            s.call(type_in_search("os.walk")).await?;
             typed.push(t.elapsed());
             let t = Instant::now();
             s.call(pb::BrowserPressRequest {
@@ -399,15 +396,7 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
         }
         let mut after = Vec::new();
         for _ in 0..n {
-            s.call(pb::BrowserTypeRequest {
-                target: Some(pb::BrowserTarget {
-                    ref_id: search.clone(),
-                    selector: String::new(),
-                }),
-                text: "os.path".into(),
-                ..Default::default()
-            })
-            .await?;
+            s.call(type_in_search("os.path")).await?;
             tokio::time::sleep(THINK).await;
             let t = Instant::now();
             s.call(pb::BrowserSnapshotRequest::default()).await?;
@@ -562,14 +551,11 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
             .await?;
             later.push(t.elapsed());
         }
-        later.sort();
-        nav.sort();
-        snap.sort();
         out.push(Side {
-            navigate: ms(pct(&nav, 0.5)),
-            snapshot: ms(pct(&snap, 0.5)),
+            navigate: p50(&mut nav),
+            snapshot: p50(&mut snap),
             bare: None,
-            later: ms(pct(&later, 0.5)),
+            later: p50(&mut later),
             chars,
         });
     }
@@ -587,17 +573,16 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
     )
     .await?;
     let search = their_search_ref(&text_of(&snap))?;
+    let type_in_search = |text: &str| {
+        tool(
+            "browser_type",
+            serde_json::json!({"element": "Quick search", "target": search, "text": text}),
+        )
+    };
     let (mut typed, mut pressed) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        call(
-            "tools/call",
-            tool(
-                "browser_type",
-                serde_json::json!({"element": "Quick search", "target": search, "text": "os.walk"}),
-            ),
-        )
-        .await?;
+        call("tools/call", type_in_search("os.walk")).await?;
         typed.push(t.elapsed());
         let t = Instant::now();
         call(
@@ -609,14 +594,7 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
     }
     let mut after = Vec::new();
     for _ in 0..n {
-        call(
-            "tools/call",
-            tool(
-                "browser_type",
-                serde_json::json!({"element": "Quick search", "target": search, "text": "os.path"}),
-            ),
-        )
-        .await?;
+        call("tools/call", type_in_search("os.path")).await?;
         tokio::time::sleep(THINK).await;
         let t = Instant::now();
         call(
