@@ -102,8 +102,9 @@ pub const TAG: &str = concat!(
 /// `look!`), and so do the things that have no text at all: visible SVG shapes (`shape`: `svg
 /// circle`, ..., `clickable` when they show a pointer or have a click handler attribute; at most
 /// `shapeLimit`, the last one saying in `more` how many were passed over) and every visible
-/// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part of a small icon (the control around it
-/// is listed) or a named picture (a logo), or lies under the others as their background.
+/// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part
+/// of a small icon (the control around it is listed) or a named picture (a logo), or lies under
+/// the others as their background.
 /// Every control comes with its box (`rect`: x, y, width, height in viewport pixels).
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
@@ -379,32 +380,36 @@ pub const DOCUMENT_TOKEN: &str = r#"() => {
   return window.__agentRuntimeDoc;
 }"#;
 
+/// The function `SETTLE_BEFORE` is (a macro, so `PAGE_STILL` can call it).
+macro_rules! settle_before {
+    () => {
+        concat!(
+            r#"() => {
+  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+  const seen = "#,
+            mutations!(),
+            r#";
+  return { document: window.__agentRuntimeDoc, count: seen.count };
+}"#
+        )
+    };
+}
+
 /// Before an action: the document's token (see `DOCUMENT_TOKEN`) and how many DOM mutations
 /// the document has had (see `mutations!`). `SETTLE_AFTER` compares; a kept reading of the page
 /// is still the page's while neither changed.
-pub const SETTLE_BEFORE: &str = concat!(
-    r#"() => {
-  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
-  const seen = "#,
-    mutations!(),
-    r#";
-  return { document: window.__agentRuntimeDoc, count: seen.count };
-}"#
-);
+pub const SETTLE_BEFORE: &str = settle_before!();
 
 /// What `SETTLE_BEFORE` says, and whether anything on the page may change how it looks without
 /// a DOM mutation (a running animation or transition, a video, a canvas, a frame, a plugin): a
 /// screenshot taken ahead is kept only while nothing moves.
 pub const PAGE_STILL: &str = concat!(
-    r#"() => {
-  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
-  const seen = "#,
-    mutations!(),
-    r#";
-  const moving = document.getAnimations().some((a) => a.playState === 'running')
-    || !!document.querySelector('video, canvas, iframe, embed, object, img[src*=".gif" i], img[src*=".webp" i]');
-  return { document: window.__agentRuntimeDoc, count: seen.count, moving };
-}"#
+    "() => ({ ...(",
+    settle_before!(),
+    r#")(),
+  moving: document.getAnimations().some((a) => a.playState === 'running')
+    || !!document.querySelector('video, canvas, iframe, embed, object, img[src*=".gif" i], img[src*=".webp" i]'),
+})"#
 );
 
 /// After an action, in the document `SETTLE_BEFORE` saw (`doc`; null: unknown): `{ same:
