@@ -89,11 +89,10 @@ impl Browser {
                 _ => (full, shot.await),
             },
             None => {
-                let started = std::time::Instant::now();
                 let read = snapshot::read_beside(&page, &mut turn.state.refs, req.boxes, shot)
                     .await
                     .map_err(|e| self.crash_aware(e))?;
-                turn.state.read_cost = Some(started.elapsed());
+                turn.state.read_cost = Some(read.0.took);
                 read
             }
         };

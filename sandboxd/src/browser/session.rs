@@ -340,11 +340,10 @@ impl Browser {
                     at: std::time::Instant::now(),
                 })
             };
-            let started = std::time::Instant::now();
             let reading = super::snapshot::read_beside(&page, &mut turn.state.refs, false, shot);
             match tokio::time::timeout(READ_AHEAD_LIMIT, reading).await {
                 Ok(Ok((full, shot))) => {
-                    turn.state.read_cost = Some(started.elapsed());
+                    turn.state.read_cost = Some(full.took);
                     turn.state.snapshot = Some(super::snapshot::Full { shot, ..full })
                 }
                 Ok(Err(e)) => {

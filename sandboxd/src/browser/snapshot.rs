@@ -206,6 +206,8 @@ pub struct Full {
     pub mutations: i64,
     /// A screenshot taken with the reading (a reading ahead's), for the snapshot that serves it.
     pub shot: Option<Shot>,
+    /// How long the reading took (with what ran beside it).
+    pub took: std::time::Duration,
 }
 
 /// A screenshot (base64 PNG) and when it was taken.
@@ -260,13 +262,15 @@ pub async fn read_beside<T>(
     let tree = tree?;
     let aria_ms = started.elapsed().as_millis();
     let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree, boxes), beside);
+    let took = started.elapsed();
     let full = full.map(|f| Full {
         mutations: count,
+        took,
         ..f
     });
     tracing::debug!(
         aria_ms = aria_ms as u64,
-        total_ms = started.elapsed().as_millis() as u64,
+        total_ms = took.as_millis() as u64,
         "page read"
     );
     Ok((full?, beside))
@@ -447,6 +451,7 @@ async fn finish(
         headings,
         mutations: -1,
         shot: None,
+        took: std::time::Duration::ZERO,
     })
 }
 
@@ -1226,6 +1231,7 @@ mod tests {
             unlisted: 0,
             mutations: 0,
             shot: None,
+            took: std::time::Duration::ZERO,
         }
     }
 
@@ -1277,6 +1283,7 @@ mod tests {
             unlisted: 0,
             mutations: 0,
             shot: None,
+            took: std::time::Duration::ZERO,
         };
         let p = serve(&full, DEFAULT_BUDGET, 0, None).expect("page");
         assert_eq!(
