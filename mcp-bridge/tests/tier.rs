@@ -1855,6 +1855,13 @@ fn box_of(line: &str) -> [i64; 4] {
     [x, y, w, h].map(|v| v.parse().unwrap_or_else(|_| panic!("{v:?} in {line}")))
 }
 
+/// Clicks the middle of the box a line gives (` at (x,y) WxH`).
+async fn click_middle(b: &mut BrowserRun, line: &str) {
+    let [x, y, w, h] = box_of(line);
+    b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))
+        .await;
+}
+
 /// SVG shapes, empty clickable cells and a canvas each have a line with their kind, box and
 /// colour: the red dot and the middle cell are clicked by ref, the canvas by a point in its box.
 #[tokio::test]
@@ -1939,9 +1946,7 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
         "{plain}"
     );
     for (line, logged) in [(pad, "pad 150,75"), (plain, "plain 100,50")] {
-        let [x, y, w, h] = box_of(line);
-        b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))
-            .await;
+        click_middle(&mut b, line).await;
         assert_eq!(
             b.eval("document.getElementById('log').textContent").await,
             logged
@@ -2048,9 +2053,7 @@ async fn boxes_on_request_place_every_element() {
         ("\"close\"", "close"),
     ] {
         let line = lines_with(&elements, needle)[0];
-        let [x, y, w, h] = box_of(line);
-        b.action("browser_click", json!({ "x": x + w / 2, "y": y + h / 2 }))
-            .await;
+        click_middle(&mut b, line).await;
         assert_eq!(
             b.eval("document.getElementById('log').textContent").await,
             logged,
