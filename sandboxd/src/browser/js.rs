@@ -65,21 +65,19 @@ macro_rules! look {
     };
 }
 
-/// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
-/// Returns `{ tag, text, placeholder, look }`; the text names elements the tree left unnamed
-/// (an icon-only one by its icon, see `icon_name!`); `look` (see `look!`) is given for an
-/// element with no text of its own, null otherwise. It also marks the element as listed in this
-/// reading (with its index among the tree's lines), so `MISSED_CONTROLS` does not list it
-/// again and can say what it contains.
-pub const TAG: &str = concat!(
-    r#"(el, [index, reading]) => {
+/// The function `TAG` is, `(el, index, reading) => ...` (a macro, so `MISSED_CONTROLS` can call
+/// it for the elements `MARK_ENGINE` found).
+macro_rules! tag_of {
+    () => {
+        concat!(
+            r#"((el, index, reading) => {
   el.__agentRuntimeListed = { index, reading };
   const iconName = "#,
-    icon_name!(),
-    r#";
+            icon_name!(),
+            r#";
   const look = "#,
-    look!(),
-    r#";
+            look!(),
+            r#";
   // An SVG shape the tree lists (it shows a pointer) reads like the shapes the page scan finds.
   const shape = el instanceof SVGElement && el.tagName !== 'svg';
   const tag = (shape ? 'svg ' : '') + el.tagName.toLowerCase();
@@ -90,8 +88,57 @@ pub const TAG: &str = concat!(
   const role = el.getAttribute('role');
   const fields = /^(select|textarea|img|iframe)$/;
   return { tag: role ? tag + '[role=' + role + ']' : tag, text, placeholder, shape, look: own || fields.test(tag) ? null : look(el) };
-}"#
+})"#
+        )
+    };
+}
+
+/// What an element is, for a snapshot line: `input[type=password]`, `li[role=tab]`, `span`.
+/// Returns `{ tag, text, placeholder, look }`; the text names elements the tree left unnamed
+/// (an icon-only one by its icon, see `icon_name!`); `look` (see `look!`) is given for an
+/// element with no text of its own, null otherwise. It also marks the element as listed in this
+/// reading (with its index among the tree's lines), so `MISSED_CONTROLS` does not list it
+/// again and can say what it contains. One call per element: for elements inside frames, which
+/// `MARK_ENGINE` does not reach.
+pub const TAG: &str = concat!(
+    "(el, [index, reading]) => (",
+    tag_of!(),
+    ")(el, index, reading)"
 );
+
+/// The selector engine (registered as [`MARK_ENGINE_NAME`], run in Playwright's utility world,
+/// where the aria tree's refs live on the elements as `_ariaRef`) that hands the elements of
+/// many refs to the page's own world in one call: its selector is `<event type> <reading>
+/// <index>:<ref> ...`, and for each element of the main frame with one of those refs it
+/// dispatches the event (caught by the listener `PAGE_FACTS` sets up) with `"<reading>
+/// <index>"` as its detail. It matches nothing. The two worlds share only the DOM, so the
+/// elements cross as event targets: no attribute is written, no DOM mutation happens.
+pub const MARK_ENGINE: &str = r#"({
+  queryAll(root, body) {
+    const [type, reading, ...asks] = body.trim().split(/\s+/);
+    const wanted = new Map();
+    for (const ask of asks) {
+      const at = ask.indexOf(':');
+      wanted.set(ask.slice(at + 1), ask.slice(0, at));
+    }
+    const doc = root.ownerDocument || root;
+    const walk = (r) => {
+      for (const el of r.querySelectorAll('*')) {
+        const a = el._ariaRef;
+        if (a && wanted.has(a.ref)) {
+          el.dispatchEvent(new CustomEvent(type, { composed: true, detail: reading + ' ' + wanted.get(a.ref) }));
+        }
+        if (el.shadowRoot) walk(el.shadowRoot);
+      }
+    };
+    if (wanted.size) walk(doc);
+    return [];
+  },
+  query(root, body) { this.queryAll(root, body); return null; },
+})"#;
+
+/// The name `MARK_ENGINE` is registered under.
+pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 
 /// Controls the aria tree does not list on their own: elements clickable only through
 /// JavaScript that it folded into their parent's text (an inline `<span>` word, two buttons of
@@ -113,6 +160,16 @@ pub const TAG: &str = concat!(
 /// that href, to place the controls after them.
 pub const MISSED_CONTROLS: &str = concat!(
     r#"([limit, reading, links, shapeLimit]) => {
+  const tagOf = "#,
+    tag_of!(),
+    r#";
+  // The elements MARK_ENGINE handed over for this reading are read and marked first.
+  const tags = [];
+  const marks = window.__agentRuntimeMarks;
+  if (marks && marks.has(reading)) {
+    for (const [index, el] of marks.get(reading)) tags.push([index, tagOf(el, index, reading)]);
+    marks.delete(reading);
+  }
   const iconName = "#,
     icon_name!(),
     r#";
@@ -336,7 +393,7 @@ pub const MISSED_CONTROLS: &str = concat!(
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
       look: text ? null : look(el), rect: [r.x, r.y, r.width, r.height] });
   }
-  return { controls: out, owners };
+  return { controls: out, owners, tags };
 }"#
 );
 
@@ -363,10 +420,22 @@ macro_rules! mutations {
 }
 
 /// The document's token (see `DOCUMENT_TOKEN`), the body's innerText and the DOM mutations so
-/// far (see `mutations!`), in one call: a reading stays the page's while the last two hold.
+/// far (see `mutations!`), in one call: a reading stays the page's while the last two hold. It
+/// also sets up, once per document, the listener that takes the elements `MARK_ENGINE` hands
+/// over (its event type is `agent-runtime-mark-<document token>`).
 pub const PAGE_FACTS: &str = concat!(
     r#"() => {
   if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+  if (!window.__agentRuntimeMarks) {
+    // Elements MARK_ENGINE hands over, by reading: [index, element] (see MARK_ENGINE).
+    const marks = window.__agentRuntimeMarks = new Map();
+    document.addEventListener('agent-runtime-mark-' + window.__agentRuntimeDoc, (e) => {
+      e.stopImmediatePropagation();
+      const [reading, index] = String(e.detail).split(' ').map(Number);
+      if (!marks.has(reading)) marks.set(reading, []);
+      marks.get(reading).push([index, e.composedPath()[0]]);
+    }, true);
+  }
   const seen = "#,
     mutations!(),
     r#";

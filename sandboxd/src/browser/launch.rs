@@ -8,6 +8,7 @@ use playwright_rs::{BrowserContextOptions, LaunchOptions, Viewport};
 
 use super::error::{BrowserError, Result};
 use super::events::Shared;
+use super::js;
 
 /// Debian's Chromium binary (the `/usr/bin/chromium` wrapper script only adds flags we set).
 const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
@@ -109,6 +110,17 @@ pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
     let playwright = Playwright::launch()
         .await
         .map_err(|e| BrowserError::Launch(format!("the playwright driver: {e}")))?;
+    // Before the context: engines reach the contexts created after them.
+    if let Err(e) = playwright
+        .selectors()
+        .register(js::MARK_ENGINE_NAME, js::MARK_ENGINE, Some(true))
+        .await
+    {
+        let _ = playwright.shutdown().await;
+        return Err(BrowserError::Launch(format!(
+            "the playwright driver refused a selector engine: {e}"
+        )));
+    }
     let executable = CHROMIUM_CANDIDATES
         .iter()
         .find(|p| std::path::Path::new(p).exists())

@@ -21,7 +21,8 @@ pub const DEFAULT_BUDGET: usize = 12_000;
 pub const BUDGET_RANGE: (usize, usize) = (1_000, 200_000);
 /// Most elements read from one page; the rest are counted.
 const ELEMENT_LIMIT: usize = 5_000;
-/// Most elements whose tag the page is asked for (one round trip each).
+/// Most elements whose tag the page is asked for (all at once in the main frame, one round trip
+/// each inside frames).
 const TAG_LIMIT: usize = 300;
 /// Most SVG shapes and canvases listed from one page; the last says how many more there are.
 const SHAPE_LIMIT: usize = 100;
@@ -163,10 +164,13 @@ impl Missed {
 
 /// What `js::MISSED_CONTROLS` found: the controls, and for listed lines that contain other
 /// controls, their own text (empty: the line only wraps them).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 struct MissedControls {
     controls: Vec<Missed>,
     owners: Vec<(usize, String)>,
+    /// What the elements `js::MARK_ENGINE` handed over are (see `js::TAG`), by line index.
+    #[serde(default)]
+    tags: Vec<(usize, Tag)>,
 }
 
 /// Tells one reading's marks on elements from an earlier one's.
@@ -314,35 +318,67 @@ async fn finish(
     // Links the page is not asked about are found again by their href, in order, so the
     // controls the tree missed can still be placed after the right line.
     let mut links: Vec<(usize, &str)> = Vec::new();
-    let tags = join_all(found.iter().enumerate().map(|(i, (node, _))| {
+    // Elements of the main frame are handed to the page's world all at once (`js::MARK_ENGINE`)
+    // and read by the page scan below; those inside frames are asked about one by one.
+    let mut marks = String::new();
+    let mut in_frames = Vec::new();
+    for (i, (node, _)) in found.iter().enumerate() {
         let ask = needs_tag(node) && asked < TAG_LIMIT;
         asked += usize::from(ask);
         if !ask && str_of(node, "role") == "link" && !str_of(node, "url").is_empty() {
             links.push((i, str_of(node, "url")));
         }
-        async move {
-            if !ask {
-                return None;
+        if ask {
+            let aria = str_of(node, "ref");
+            if is_main_frame_ref(aria) {
+                marks.push_str(&format!(" {i}:{aria}"));
+            } else {
+                in_frames.push((i, aria));
             }
-            page.get_by_ref(str_of(node, "ref"))
-                .evaluate::<Tag, (usize, u32)>(js::TAG, Some((i, reading)))
-                .await
-                .ok()
         }
-    }))
-    .await;
+    }
+    let mark = async {
+        if marks.is_empty() {
+            return;
+        }
+        let selector = format!(
+            "{}=agent-runtime-mark-{document} {reading}{marks}",
+            js::MARK_ENGINE_NAME
+        );
+        if let Err(e) = page.locator(selector).count().await {
+            tracing::debug!(error = %e, "marking the listed elements failed");
+        }
+    };
+    let framed = join_all(in_frames.iter().map(|&(i, aria)| async move {
+        let tag = page
+            .get_by_ref(aria)
+            .evaluate::<Tag, (usize, u32)>(js::TAG, Some((i, reading)))
+            .await
+            .ok();
+        (i, tag)
+    }));
+    let ((), framed) = tokio::join!(mark, framed);
     let tags_ms = started.elapsed().as_millis();
     // Controls the tree folded into a parent's text or left out; after the tree's elements.
+    // The marked elements' tags come with them.
     let missed = page
         .evaluate::<_, MissedControls>(
             js::MISSED_CONTROLS,
             Some(&(TAG_LIMIT, reading, &links, SHAPE_LIMIT)),
         )
         .await
-        .unwrap_or(MissedControls {
-            controls: Vec::new(),
-            owners: Vec::new(),
-        });
+        .unwrap_or_default();
+    let mut tags: Vec<Option<Tag>> = std::iter::repeat_with(|| None).take(found.len()).collect();
+    for (i, tag) in missed
+        .tags
+        .into_iter()
+        .map(|(i, t)| (i, Some(t)))
+        .chain(framed)
+    {
+        if let Some(slot) = tags.get_mut(i) {
+            *slot = tag;
+        }
+    }
     tracing::debug!(
         listed = found.len(),
         asked,
@@ -849,6 +885,12 @@ fn sole_text(node: &Map<String, Value>) -> Option<String> {
         [one] => Some(one.trim().to_string()),
         _ => None,
     }
+}
+
+/// Whether an aria ref names an element of the main frame (`e12`; `f1e3` is inside a frame).
+fn is_main_frame_ref(aria: &str) -> bool {
+    aria.strip_prefix('e')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether a node's line needs the element itself: the aria tree does not say an input's type
