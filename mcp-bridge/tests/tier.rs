@@ -1804,6 +1804,189 @@ async fn icon_only_controls_are_named_by_their_icon() {
     b.c.close().await;
 }
 
+/// Controls that show nothing of taking clicks (issue 14's held-out pages): no role, no text,
+/// no pointer, their handlers bound through jQuery (Debian's python3.11-doc ships it) — a
+/// row's two icons (CSS `content` images) inside a clickable row, a palette of coloured
+/// swatches, a board whose empty cells take clicks through one handler its container
+/// delegates, a folder whose closed branch hides its items. Beside them: painted swatches with
+/// no handler (listed, not marked clickable) and a table of empty white cells (not listed).
+const BOUND: &str = r##"<!doctype html>
+<html><head><title>Bound</title><style>
+  body { margin: 8px; font: 14px sans-serif }
+  .row { cursor: pointer; padding: 4px; border-bottom: 1px solid #ccc }
+  .row .archive { content: url(icons/archive-box.png); width: 16px; height: 16px; display: inline-block }
+  .row .flag { content: url(icons/flag.png); width: 16px; height: 16px; display: inline-block }
+  #palette span, #plain span { display: inline-block; width: 20px; height: 20px; margin: 4px }
+  #board { display: grid; grid-template-columns: repeat(3, 30px); gap: 2px }
+  #board i { display: block; width: 30px; height: 30px; border: 1px solid #000 }
+  #blank td { width: 40px; height: 20px; background: #fff }
+  .hidden { display: none }
+</style>
+<script src="file:///usr/share/doc/python3.11/html/_static/jquery.js"></script>
+</head><body>
+<p id="log">none</p>
+<div class="row" id="mail">Quarterly report <span class="archive"></span><span class="flag"></span></div>
+<div id="palette"><span style="background:#d22"></span><span style="background:#2a2"></span><span style="background:#22d"></span></div>
+<div id="board"><i></i><i></i><i></i><i></i><i></i><i></i><i></i><i></i><i></i></div>
+<div id="plain"><span style="background:#f80"></span><span style="background:#0cc"></span><span style="background:#c0c"></span></div>
+<table id="blank"><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr></table>
+<ul id="tree"><li><span class="toggle">+</span><span class="folder">Projects</span><ul class="hidden"><li>Secret plans</li></ul></li></ul>
+<script>
+const log = (s) => $('#log').text(s);
+$('#mail').on('click', () => { if ($('#log').text() === 'none') log('row'); });
+$('#mail .archive').on('click', (e) => { e.stopPropagation(); log('archived'); });
+$('#mail .flag').on('click', (e) => { e.stopPropagation(); log('flagged'); });
+$('#palette span').on('click', function () { log('swatch ' + $(this).index()); });
+$('#board').on('click', 'i', function () { log('cell ' + $(this).index()); });
+$('#tree .toggle').on('click', () => { $('#tree ul').toggleClass('hidden'); log('toggled'); });
+$('#tree .folder').on('click', () => log('folder'));
+</script></body></html>"##;
+
+#[tokio::test]
+async fn controls_bound_through_a_library_are_listed_and_act() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "bound.html", BOUND).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    // The row's icons, named by their image files, one line each, and each acts on its own.
+    for (needle, logged) in [
+        ("span \"archive box\" (clickable)", "archived"),
+        ("span \"flag\" (clickable)", "flagged"),
+    ] {
+        b.action(
+            "browser_click",
+            json!({ "ref_id": ref_of(&elements, needle) }),
+        )
+        .await;
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent").await,
+            logged,
+            "{needle} in\n{elements}"
+        );
+    }
+    // The palette: three swatches by colour, clickable; the middle one is the green one.
+    let swatches = lines_with(&elements, "span (empty)");
+    let palette: Vec<&str> = swatches
+        .iter()
+        .copied()
+        .filter(|l| l.ends_with("(clickable)"))
+        .collect();
+    assert_eq!(palette.len(), 3, "{elements}");
+    b.action(
+        "browser_click",
+        json!({ "ref_id": ref_of(&elements, "fill #2a2 green (clickable)") }),
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "swatch 1"
+    );
+    // The painted swatches with no handler are there, told by colour, not marked clickable.
+    let plain: Vec<&str> = swatches
+        .iter()
+        .copied()
+        .filter(|l| !l.ends_with("(clickable)"))
+        .collect();
+    assert_eq!(plain.len(), 3, "{elements}");
+    assert!(
+        plain.iter().any(|l| l.contains("fill #f80 orange")),
+        "{plain:?}"
+    );
+    // The board's cells, through the handler its container delegates: nine, the fifth by place.
+    let cells = lines_with(&elements, "i (empty)");
+    assert_eq!(cells.len(), 9, "{elements}");
+    assert!(
+        cells.iter().all(|l| l.ends_with("(clickable)")),
+        "{cells:?}"
+    );
+    b.action(
+        "browser_click",
+        json!({ "ref_id": ref_of(cells[4], "i (empty)") }),
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "cell 4"
+    );
+    // Empty white table cells say nothing: not listed.
+    assert!(lines_with(&elements, "td").is_empty(), "{elements}");
+    // The closed folder: its toggle and its name, and nothing of what it hides.
+    assert!(!elements.contains("Secret"), "{elements}");
+    b.action(
+        "browser_click",
+        json!({ "ref_id": ref_of(&elements, "span \"Projects\" (clickable)") }),
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.getElementById('log').textContent").await,
+        "folder"
+    );
+    b.action(
+        "browser_click",
+        json!({ "ref_id": ref_of(&elements, "span \"+\" (clickable)") }),
+    )
+    .await;
+    let opened = b.snapshot().await;
+    assert!(
+        opened["elements"]
+            .as_str()
+            .expect("elements")
+            .contains("Secret plans")
+            || opened["text"]
+                .as_str()
+                .expect("text")
+                .contains("Secret plans"),
+        "{opened}"
+    );
+    b.c.close().await;
+}
+
+/// An icon that swaps its image on hover (held-out social pages): until the hover image is in,
+/// the icon has no box, so a press made as the pointer arrives lands on the card under it and
+/// the click goes to the card. The click must reach the icon.
+const HOVER_SWAP: &str = r##"<!doctype html>
+<html><head><title>Hover swap</title><style>
+  .more { content: url(icon.svg); height: 16px; cursor: pointer }
+  .more:hover { content: url(icon-hover.svg) }
+</style></head><body><p id="log">none</p>
+<div id="card">A post <span class="more" id="more" title="More actions"></span></div>
+<script>
+const log = (s) => { document.getElementById('log').textContent = s; };
+document.getElementById('more').addEventListener('click', () => log('menu'));
+document.getElementById('card').addEventListener('click', (e) => { if (e.target.id !== 'more') log('card'); });
+</script></body></html>"##;
+
+#[tokio::test]
+async fn a_click_reaches_an_icon_that_swaps_its_image_on_hover() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    let icon = r##"<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect width="16" height="16" fill="#888"/></svg>"##;
+    for (name, svg) in [
+        ("icon.svg", icon.to_owned()),
+        ("icon-hover.svg", icon.replace("#888", "#e33")),
+    ] {
+        b.c.ok("file_write", json!({"path": name, "content": svg}))
+            .await;
+    }
+    for round in 0..3 {
+        open_page(&mut b, "hover.html", HOVER_SWAP).await;
+        let snap = b.snapshot().await;
+        let elements = snap["elements"].as_str().expect("elements").to_owned();
+        b.action(
+            "browser_click",
+            json!({ "ref_id": ref_of(&elements, "\"More actions\"") }),
+        )
+        .await;
+        assert_eq!(
+            b.eval("document.getElementById('log').textContent").await,
+            "menu",
+            "round {round}: the click went past the icon in\n{elements}"
+        );
+    }
+    b.c.close().await;
+}
+
 /// Things with no text (issue 14): an SVG of three coloured dots over a backdrop, a board of
 /// empty cells, a canvas that shows it takes clicks and one that does not (its listener is
 /// invisible to the page's scan), a tiny and a hidden canvas. Each clicks through the page's own

@@ -34,18 +34,29 @@ impl Browser {
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
         let found = check(&locator, &target, Action::Click).await?;
         let mut options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS);
+        let mut hover = HoverOptions::builder().timeout(ACTION_TIMEOUT_MS);
         if let Some(at) = found.at {
             options = options.position(at);
+            hover = hover.position(at);
         }
         if found.through {
             // Its own label lies over it: Playwright would wait for the field to be hit, but a
             // click there is the field's.
-            options = options.force(true);
+            hover = hover.force(true);
         }
-        let options = options.build();
-        self.act(turn, async move { locator.click(Some(options)).await })
-            .await
-            .map_err(|e| e.naming(target.agent_ref().as_deref()))
+        // The hover has waited for the element to be visible, still and the one hit; the click
+        // that follows does not wait for all that again.
+        let (options, hover) = (options.force(true).build(), hover.build());
+        self.act(turn, async move {
+            // The pointer arrives before the press, as a person's does: a page that changes
+            // under the pointer (an icon swapped for its hover image, which leaves it without a
+            // box until the image is in) has done so before the button goes down; pressed at
+            // once, the press lands on what was under the icon and the click on neither.
+            locator.hover(Some(hover)).await?;
+            locator.click(Some(options)).await
+        })
+        .await
+        .map_err(|e| e.naming(target.agent_ref().as_deref()))
     }
 
     /// Clicks the point `at` of the viewport, which must be inside it.
@@ -68,10 +79,11 @@ impl Browser {
                 at.x, at.y
             )));
         }
-        self.act(
-            turn,
-            async move { page.mouse().click(at.x, at.y, None).await },
-        )
+        self.act(turn, async move {
+            // The pointer arrives first (see `click`).
+            page.mouse().move_to(at.x, at.y, None).await?;
+            page.mouse().click(at.x, at.y, None).await
+        })
         .await
     }
 

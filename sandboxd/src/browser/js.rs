@@ -2,8 +2,8 @@
 
 /// A name for a control with no text (an icon-only button): its `aria-label`, `title`, a
 /// tooltip attribute, an image's `alt`, a telling class token (`fa-trash`, `icon-close` →
-/// "trash", "close"), or the file name of its image or CSS background (`…/search.svg` →
-/// "search"), on it or inside it; '' when none says anything.
+/// "trash", "close"), or the file name of its image, CSS background or CSS `content` image
+/// (`…/search.svg` → "search"), on it or inside it; '' when none says anything.
 macro_rules! icon_name {
     () => {
         r#"((el) => {
@@ -23,13 +23,21 @@ macro_rules! icon_name {
     const m = /([^\/?#]+?)(?:\.[a-z0-9]{2,5})?(?:[?#].*)?$/i.exec(url || '');
     return m ? m[1].replace(/^(ic|icon|ico|btn)[-_]/i, '').replace(/[-_]+/g, ' ') : '';
   };
+  // A file name with numbers in it (`ui-icons_444444_256x240.png`) is a sheet of many icons:
+  // said only when no class token says more.
+  let sheet = '';
   for (const e of all) {
-    if (e.tagName === 'IMG' && e.getAttribute('src') && !e.getAttribute('src').startsWith('data:')) return file(e.getAttribute('src'));
+    let name = '';
+    if (e.tagName === 'IMG' && e.getAttribute('src') && !e.getAttribute('src').startsWith('data:')) name = file(e.getAttribute('src'));
     const use = e.tagName.toLowerCase() === 'use' && (e.getAttribute('href') || e.getAttribute('xlink:href'));
     if (use) return use.replace(/^.*#/, '').replace(/^(ic|icon|ico)[-_]/i, '').replace(/[-_]+/g, ' ');
-    const bg = getComputedStyle(e).backgroundImage;
-    const url = /url\(["']?([^"')]+)["']?\)/.exec(bg || '');
-    if (url && !url[1].startsWith('data:')) return file(url[1]);
+    if (!name) {
+      const css = getComputedStyle(e);
+      const url = /url\(["']?([^"')]+)["']?\)/.exec(css.backgroundImage || '') || /url\(["']?([^"')]+)["']?\)/.exec(css.content || '');
+      if (url && !url[1].startsWith('data:')) name = file(url[1]);
+    }
+    if (name && !/\d{3,}|\d+x\d+/.test(name)) return name;
+    if (name && !sheet) sheet = name;
   }
   const plain = /^(fa|fas|far|fal|fab|fa-solid|fa-regular|fa-fw|fa-lg|icon|icons|ico|btn|button|ui|glyphicon|bi|ti|material-icons|svg-inline--fa|small|large|sm|lg|xs|pull-right|pull-left|active|disabled|inline|block|clickable|pointer|js|mr|ml|\w{1,2})$/i;
   for (const e of all) {
@@ -39,7 +47,7 @@ macro_rules! icon_name {
       if (t && !plain.test(token) && !plain.test(t) && !/\d{2,}/.test(t) && /[a-z]/i.test(t)) return t.replace(/[-_]+/g, ' ');
     }
   }
-  return '';
+  return sheet;
 })"#
     };
 }
@@ -143,10 +151,12 @@ pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 /// Controls the aria tree does not list on their own: elements clickable only through
 /// JavaScript that it folded into their parent's text (an inline `<span>` word, two buttons of
 /// one clickable toolbar, the child of an opened tree item), and ones with no role and no
-/// pointer cursor that still act (`<a>` without href, `onclick`, `tabindex`, an icon with only a
-/// title). Each gets a key that lives on the element and a CSS path to find it again. A control
-/// with no text and no icon to name it (a board's empty cell) comes with its `look` (see
-/// `look!`), and so do the things that have no text at all: visible SVG shapes (`shape`: `svg
+/// pointer cursor that still act (`<a>` without href, `onclick`, `tabindex`, a click handler
+/// bound through jQuery or d3, an icon with only a title). Each gets a key that lives on the
+/// element and a CSS path to find it again. A control with no text and no icon to name it (a
+/// board's empty cell) comes with its `look` (see `look!`); an empty cell that shows no sign of
+/// taking clicks is listed too when it is painted apart from what it sits on (a colour swatch;
+/// `clickable: false`). So do the things that have no text at all: visible SVG shapes (`shape`: `svg
 /// circle`, ..., `clickable` when they show a pointer or have a click handler attribute; at most
 /// `shapeLimit`, the last one saying in `more` how many were passed over) and every visible
 /// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part
@@ -227,6 +237,10 @@ pub const MISSED_CONTROLS: &str = concat!(
   const looks = new Map();
   let shapesLeft = 0;
   let empties = 0;
+  // Painted empty cells listed with no sign of taking clicks (see below), and how many.
+  const unsure = new Set();
+  let plain = 0;
+  const backdrops = new Map();
   // Whether an element and 2 or more siblings have one tag (a board's cells, a row's).
   const alike = new Map();
   const manyAlike = (el) => {
@@ -253,8 +267,47 @@ pub const MISSED_CONTROLS: &str = concat!(
     }
     return svgs.get(svg);
   };
-  // Takes clicks: a pointer over it, or a handler the page set as an attribute or a property.
-  const handled = (e) => e.hasAttribute('onclick') || e.hasAttribute('onmousedown') || e.onclick !== null || e.onmousedown !== null;
+  // Click handlers a page bound through jQuery or d3, which keep them where a page script can
+  // read them (a listener added with addEventListener itself cannot be seen from here). A
+  // handler jQuery delegates (`$(root).on('click', selector, ...)`) binds what its selector
+  // matches under its root, found once when the root is seen (roots come before what they
+  // hold); one that matches more than `wide` elements tells nothing and is passed over.
+  const clickType = /^(click|dblclick|mousedown|mouseup|pointerdown|pointerup|touchstart|touchend)$/;
+  const jq = typeof window.jQuery === 'function' && typeof window.jQuery._data === 'function' ? window.jQuery : null;
+  const delegatedTo = new Set();
+  const wide = 500;
+  const jqDirect = (e) => {
+    let events = null;
+    try { events = jq._data(e, 'events'); } catch (_) { return false; }
+    if (!events || typeof events !== 'object') return false;
+    let direct = false;
+    for (const type of Object.keys(events)) {
+      if (!clickType.test(type) || !Array.isArray(events[type])) continue;
+      for (const h of events[type]) {
+        if (!h || !h.selector) { direct = true; continue; }
+        try {
+          const hits = e.querySelectorAll(h.selector);
+          if (hits.length <= wide) for (const hit of hits) delegatedTo.add(hit);
+        } catch (_) {}
+      }
+    }
+    return direct;
+  };
+  if (jq) for (const root of [document, document.documentElement, document.body]) if (root) jqDirect(root);
+  const boundSeen = new Map();
+  const bound = (e) => {
+    if (!e || e.nodeType !== 1) return false;
+    if (!boundSeen.has(e)) {
+      const d3 = !!(e.__onclick || e.__onmousedown || e.__onmouseup)
+        || (Array.isArray(e.__on) && e.__on.some((h) => h && clickType.test(h.type)));
+      boundSeen.set(e, d3 || (!!jq && jqDirect(e)) || delegatedTo.has(e));
+    }
+    return boundSeen.get(e);
+  };
+  // Takes clicks: a handler the page set as an attribute or a property, or bound through a
+  // library (see `bound`).
+  const handled = (e) => e.hasAttribute('onclick') || e.hasAttribute('onmousedown') || e.onclick !== null || e.onmousedown !== null
+    || bound(e);
   // An SVG shape or a canvas to list, or null: visible, with a size, not the backdrop of the
   // others; `clickable` said.
   const shapeOf = (el) => {
@@ -313,7 +366,10 @@ pub const MISSED_CONTROLS: &str = concat!(
       continue;
     }
     if (listed(el) || native(el) || skip.has(el.tagName) || !(el instanceof HTMLElement)) continue;
-    const own = isPointer(el), inRegion = isPointer(el.parentElement);
+    // A handler bound on the element itself makes it a control even inside a clickable region
+    // (a row's star and trash icons).
+    const hooked = bound(el);
+    const own = isPointer(el) || hooked, inRegion = isPointer(el.parentElement) || bound(el.parentElement);
     // Its text is read only when needed: innerText on every element of a big page is most of
     // this scan's cost.
     let text = null;
@@ -321,17 +377,40 @@ pub const MISSED_CONTROLS: &str = concat!(
     const cls = typeof el.className === 'string' ? el.className : '';
     const signal = el.hasAttribute('onclick') || el.hasAttribute('data-action')
       || (el.hasAttribute('tabindex') && (el.tabIndex >= 0 || el.tagName === 'LI' || el.tagName === 'TD'));
-    let why = (own && !inRegion) || el.tagName === 'A' || signal
+    let why = (own && !inRegion) || hooked || el.tagName === 'A' || signal
       || (inRegion && (el.tagName === 'LI' || controlClass.test(cls)))
       || ((el.hasAttribute('title') || el.hasAttribute('aria-label')) && !textOf());
     // The empty cells of a clickable board or table (the click is the board's, the place the
     // cell's); not the bars of a drawn icon (a menu button's three lines).
-    const cell = !why && inRegion && !el.firstElementChild && manyAlike(el) && !el.textContent.trim();
+    const cell = !why && !el.firstElementChild && manyAlike(el) && !el.textContent.trim();
     if (!why && !cell) continue;
     const style = getComputedStyle(el);
     if (style.visibility === 'hidden' || style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0 || (cell && (box.width < 8 || box.height < 8))) continue;
+    // A cell nothing shows to take clicks (its listener, if any, cannot be seen) is still listed
+    // when it is painted apart from what it sits on (a colour swatch, a board's square), not
+    // marked clickable; bare or bordered-only cells (an empty table cell) are not.
+    if (cell && !inRegion) {
+      if (box.width > 200 || box.height > 200 || plain >= shapeLimit) continue;
+      const paint = (c) => c && c !== 'transparent' && !/^rgba\(.*, 0\)$/.test(c);
+      const url = (v) => /url\(/.test(v || '');
+      // What it sits on: the nearest ancestor with a colour, else the page's white (known
+      // once per parent: cells come in rows).
+      const p = el.parentElement;
+      if (!backdrops.has(p)) {
+        let under = 'rgb(255, 255, 255)';
+        for (let a = p; a; a = a.parentElement) {
+          const c = getComputedStyle(a).backgroundColor;
+          if (paint(c)) { under = c; break; }
+        }
+        backdrops.set(p, under);
+      }
+      const under = backdrops.get(p);
+      if (!(paint(style.backgroundColor) && style.backgroundColor !== under) && !url(style.backgroundImage) && !url(style.content)) continue;
+      plain++;
+      unsure.add(el);
+    }
     // One with nothing to name it (a board's empty cell) is told by where it is, unless it
     // covers most of the screen (a backdrop that closes a dialog); they have a limit of their
     // own, so a big board does not end the scan before the controls after it.
@@ -351,7 +430,12 @@ pub const MISSED_CONTROLS: &str = concat!(
     const parts = [];
     const walker = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
       acceptNode: (n) => {
-        if (n.nodeType === 1 && n !== root && isControl(n) && n.getClientRects().length > 0) { inner.push(n); return NodeFilter.FILTER_REJECT; }
+        if (n.nodeType === 1 && n !== root) {
+          // A hidden part (a closed folder's items) says nothing.
+          const shown = n.getClientRects().length > 0 || getComputedStyle(n).display === 'contents';
+          if (!shown) return NodeFilter.FILTER_REJECT;
+          if (isControl(n)) { inner.push(n); return NodeFilter.FILTER_REJECT; }
+        }
         return n.nodeType === 3 ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP;
       },
     });
@@ -387,11 +471,15 @@ pub const MISSED_CONTROLS: &str = concat!(
     }
     const o = info.get(el);
     if (inside.has(el) || (o.inner.length && !o.whole && !o.text)) continue;
-    const text = o.inner.length && !o.whole ? o.text
-      : (squash(el.innerText || el.textContent) || iconName(el));
+    const words = o.inner.length && !o.whole ? o.text : squash(el.innerText || el.textContent);
+    const text = words || iconName(el);
     const r = el.getBoundingClientRect();
+    // No text of its own: where it is, and its colour when it shows one (a swatch named only by
+    // its class).
+    const seen = words ? null : look(el);
+    const painted = seen && seen.fill && seen.fill !== 'transparent' && !/^rgba\(.*, 0\)$/.test(seen.fill);
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
-      look: text ? null : look(el), rect: [r.x, r.y, r.width, r.height] });
+      look: !text || painted ? seen : null, rect: [r.x, r.y, r.width, r.height], clickable: !unsure.has(el) });
   }
   return { controls: out, owners, tags };
 }"#

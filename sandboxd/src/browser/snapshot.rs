@@ -1156,9 +1156,11 @@ fn colour_name(r: u8, g: u8, b: u8) -> &'static str {
         60.0 * ((r - g) / chroma + 4.0)
     };
     match hue {
+        h if !(15.0..345.0).contains(&h) && light > 0.75 => "pink",
         h if !(15.0..345.0).contains(&h) => "red",
         h if h < 40.0 && light < 0.4 => "brown",
         h if h < 45.0 => "orange",
+        h if h < 70.0 && light < 0.35 => "olive",
         h if h < 70.0 => "yellow",
         h if h < 165.0 => "green",
         h if h < 195.0 => "cyan",
@@ -1366,6 +1368,12 @@ mod tests {
             colour("rgb(128 0 128 / 1)").as_deref(),
             Some("#800080 purple")
         );
+        assert_eq!(
+            colour("rgb(255, 192, 203)").as_deref(),
+            Some("#ffc0cb pink")
+        );
+        assert_eq!(colour("rgb(128, 128, 0)").as_deref(), Some("#808000 olive"));
+        assert_eq!(colour("rgb(255, 255, 0)").as_deref(), Some("#ff0 yellow"));
         for none in ["rgba(0, 0, 0, 0)", "none", "url(\"#g\")", "", "rgb(1, 2)"] {
             assert_eq!(colour(none), None, "{none}");
         }
