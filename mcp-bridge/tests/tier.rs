@@ -1987,7 +1987,7 @@ async fn a_click_reaches_an_icon_that_swaps_its_image_on_hover() {
     b.c.close().await;
 }
 
-/// Things with no text (issue 14): an SVG of three coloured dots over a backdrop, a board of
+/// Things with no text (issue 14): an SVG of three coloured dots (and a label) over a backdrop, a board of
 /// empty cells, a canvas that shows it takes clicks and one that does not (its listener is
 /// invisible to the page's scan), a tiny and a hidden canvas. Each clicks through the page's own
 /// listener.
@@ -2005,6 +2005,7 @@ const SHAPES: &str = r##"<!doctype html>
   <circle cx="60" cy="60" r="24" fill="#2a5"></circle>
   <circle cx="160" cy="60" r="24" fill="#e33"></circle>
   <circle cx="260" cy="60" r="24" fill="#36d"></circle>
+  <text x="8" y="112" fill="#333">Legend</text>
 </svg>
 <div id="board"></div>
 <table id="grid"><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr><tr><td></td><td></td><td></td></tr></table>
@@ -2054,9 +2055,12 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
     open_page(&mut b, "shapes.html", SHAPES).await;
     let snap = b.snapshot().await;
     let elements = snap["elements"].as_str().expect("elements").to_owned();
-    // (a) Three dots, the backdrop left out; the red one by its colour.
+    // (a) Three dots, the backdrop left out; the red one by its colour. The drawing's label is
+    // listed with its words and place.
     let dots = lines_with(&elements, "svg circle");
     assert_eq!(dots.len(), 3, "{elements}");
+    let label = lines_with(&elements, "svg text \"Legend\" at (");
+    assert_eq!(label.len(), 1, "{elements}");
     assert!(lines_with(&elements, "svg rect").is_empty(), "{elements}");
     let red: Vec<&str> = dots
         .iter()

@@ -33,27 +33,56 @@ impl Browser {
         let turn = self.turn().await?;
         let locator = target.resolve(&turn.page, &turn.state.refs).await?;
         let found = check(&locator, &target, Action::Click).await?;
+        let page = turn.page.clone();
         let mut options = ClickOptions::builder().timeout(ACTION_TIMEOUT_MS);
+        let mut again = ClickOptions::builder()
+            .timeout(ACTION_TIMEOUT_MS)
+            .force(true);
         let mut hover = HoverOptions::builder().timeout(ACTION_TIMEOUT_MS);
         if let Some(at) = found.at {
             options = options.position(at);
+            again = again.position(at);
             hover = hover.position(at);
         }
         if found.through {
             // Its own label lies over it: Playwright would wait for the field to be hit, but a
             // click there is the field's.
+            options = options.force(true);
             hover = hover.force(true);
         }
-        // The hover has waited for the element to be visible, still and the one hit; the click
-        // that follows does not wait for all that again.
-        let (options, hover) = (options.force(true).build(), hover.build());
+        let through = found.through;
+        let (options, again, hover) = (options.build(), again.build(), hover.build());
         self.act(turn, async move {
-            // The pointer arrives before the press, as a person's does: a page that changes
-            // under the pointer (an icon swapped for its hover image, which leaves it without a
-            // box until the image is in) has done so before the button goes down; pressed at
-            // once, the press lands on what was under the icon and the click on neither.
+            let watching = locator
+                .evaluate::<bool, ()>(js::CLICK_WATCH, None)
+                .await
+                .unwrap_or(false);
+            locator.click(Some(options)).await?;
+            // Through its own label, the press is the label's.
+            if !watching || through {
+                return Ok(());
+            }
+            // A page can change under the pointer as it arrives (an icon swapped for its hover
+            // image has no box until the image is in): the press then lands on what is under
+            // the element, and the click on neither. Then the pointer goes first, as a person's
+            // does, the page has a frame to react, and the press follows (not waiting for
+            // stillness again: the hover did). A press that reached it is never made again.
+            let reached = page
+                .evaluate::<(), Reached>(js::CLICK_REACHED, None)
+                .await
+                .unwrap_or(Reached {
+                    reached: true,
+                    connected: false,
+                });
+            if reached.reached || !reached.connected {
+                return Ok(());
+            }
+            tracing::debug!("the press missed the element as the page changed under the pointer; again, pointer first");
             locator.hover(Some(hover)).await?;
-            locator.click(Some(options)).await
+            let _ = page
+                .evaluate::<u64, bool>(js::POINTER_SETTLE, Some(&POINTER_SETTLE_MS))
+                .await;
+            locator.click(Some(again)).await
         })
         .await
         .map_err(|e| e.naming(target.agent_ref().as_deref()))
@@ -79,11 +108,10 @@ impl Browser {
                 at.x, at.y
             )));
         }
-        self.act(turn, async move {
-            // The pointer arrives first (see `click`).
-            page.mouse().move_to(at.x, at.y, None).await?;
-            page.mouse().click(at.x, at.y, None).await
-        })
+        self.act(
+            turn,
+            async move { page.mouse().click(at.x, at.y, None).await },
+        )
         .await
     }
 
@@ -226,6 +254,17 @@ enum Action {
     Click,
     Type,
     Hover,
+}
+
+/// Longest wait, after the pointer arrived for a second try, for the page to stop changing.
+const POINTER_SETTLE_MS: u64 = 300;
+
+/// What `js::CLICK_REACHED` says: whether the click's press reached the element, and whether
+/// it is still on the page.
+#[derive(Deserialize)]
+struct Reached {
+    reached: bool,
+    connected: bool,
 }
 
 /// What `js::ACTION_CHECK` says.

@@ -156,10 +156,10 @@ pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 /// element and a CSS path to find it again. A control with no text and no icon to name it (a
 /// board's empty cell) comes with its `look` (see `look!`); an empty cell that shows no sign of
 /// taking clicks is listed too when it is painted apart from what it sits on (a colour swatch;
-/// `clickable: false`). So do the things that have no text at all: visible SVG shapes (`shape`: `svg
-/// circle`, ..., `clickable` when they show a pointer or have a click handler attribute; at most
-/// `shapeLimit`, the last one saying in `more` how many were passed over) and every visible
-/// canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part
+/// `clickable: false`). So do the things drawn rather than written: visible SVG shapes (`shape`:
+/// `svg circle`, ..., and SVG texts with their words; `clickable` when they show a pointer or
+/// have a click handler; at most `shapeLimit`, the last one saying in `more` how many were
+/// passed over) and every visible canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part
 /// of a small icon (the control around it is listed) or a named picture (a logo), or lies under
 /// the others as their background.
 /// Every control comes with its box (`rect`: x, y, width, height in viewport pixels).
@@ -232,7 +232,8 @@ pub const MISSED_CONTROLS: &str = concat!(
   const after = new Map();
   // Shapes: the SVG tags drawn as one thing, what is known of each <svg> (its box, whether it is
   // an icon or a named picture, its shapes), each listed shape's look, those passed over.
-  const shapeTags = new Set(['circle', 'ellipse', 'rect', 'polygon', 'polyline', 'path', 'line']);
+  // An SVG text (a chart's or a pie menu's label) is listed like a shape, with its words.
+  const shapeTags = new Set(['circle', 'ellipse', 'rect', 'polygon', 'polyline', 'path', 'line', 'text']);
   const svgs = new Map();
   const looks = new Map();
   let shapesLeft = 0;
@@ -336,7 +337,9 @@ pub const MISSED_CONTROLS: &str = concat!(
     // The backdrop of other shapes: (nearly) the whole <svg>, or more than the viewport.
     const area = box.width * box.height;
     if (!clickable && ((s.shapes > 1 && area >= 0.9 * s.box.width * s.box.height) || (box.width >= vw && box.height >= vh))) return null;
-    return { shape: 'svg ' + el.tagName, clickable, look: seen };
+    const words = el.tagName === 'text' ? squash(el.textContent).slice(0, 200) : '';
+    if (el.tagName === 'text' && !words) return null;
+    return { shape: 'svg ' + el.tagName, clickable, look: seen, words };
   };
   let last = -1;
   let scanned = 0;
@@ -465,7 +468,7 @@ pub const MISSED_CONTROLS: &str = concat!(
   for (const el of order) {
     const shape = looks.get(el);
     if (shape) {
-      out.push({ tag: shape.shape, text: '', path: path(el), key: keyOf(el), after: after.get(el), look: shape.look,
+      out.push({ tag: shape.shape, text: shape.words || '', path: path(el), key: keyOf(el), after: after.get(el), look: shape.look,
         shape: true, clickable: shape.clickable, more: el === lastShape ? shapesLeft : 0 });
       continue;
     }
@@ -743,6 +746,60 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
   if (ownLabel && !within(el, hit)) return Object.assign({ through: true }, at || {});
   return at || {};
 }"#;
+
+/// Before a click: watches whether its press reaches `el` (something inside it, or its label),
+/// on the window in the capture phase, before the page's own handlers. The press is the
+/// `mousedown`; when the page cancelled the `pointerdown` there is none, and the `pointerdown`
+/// says. Not the `click`: a page that acts on the press (focus, or a redraw under the pointer
+/// before the release) may never get one. See `CLICK_REACHED`.
+pub const CLICK_WATCH: &str = r#"(el) => {
+  const w = window;
+  if (!w.__agentRuntimeClickWatch) {
+    const watch = w.__agentRuntimeClickWatch = { el: null, down: null, pointer: null };
+    // The element, or one of its labels (a press on a field's label is the field's).
+    const on = (key) => (e) => {
+      if (!watch.el || watch[key] !== null) return;
+      const path = e.composedPath();
+      watch[key] = path.includes(watch.el) || Array.from(watch.el.labels || []).some((l) => path.includes(l));
+    };
+    w.addEventListener('mousedown', on('down'), true);
+    w.addEventListener('pointerdown', on('pointer'), true);
+  }
+  Object.assign(w.__agentRuntimeClickWatch, { el, down: null, pointer: null });
+  return true;
+}"#;
+
+/// After a click: `{ reached, connected }` for the element `CLICK_WATCH` watched (reached: its
+/// press did, or no press was seen at all), and the watch ends. A document with no watch (a new
+/// one) says reached.
+pub const CLICK_REACHED: &str = r#"() => {
+  const watch = window.__agentRuntimeClickWatch;
+  if (!watch || !watch.el) return { reached: true, connected: false };
+  const press = watch.down !== null ? watch.down : watch.pointer;
+  const out = { reached: press !== false, connected: watch.el.isConnected };
+  watch.el = null;
+  return out;
+}"#;
+
+/// After the pointer arrived on an element: resolves true after a frame with no DOM change
+/// (see `mutations!`), false after `max` ms of changes (or with no frames, a hidden page).
+pub const POINTER_SETTLE: &str = concat!(
+    r#"(max) => new Promise((resolve) => {
+  const seen = "#,
+    mutations!(),
+    r#";
+  let count = seen.count;
+  const start = performance.now();
+  const frame = () => {
+    if (seen.count === count) { resolve(true); return; }
+    if (performance.now() - start >= max) { resolve(false); return; }
+    count = seen.count;
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+  setTimeout(() => resolve(false), max + 50);
+})"#
+);
 
 /// The viewport's size in CSS pixels: `[width, height]`.
 pub const VIEWPORT: &str = "() => [window.innerWidth, window.innerHeight]";

@@ -1,10 +1,10 @@
 //! The only door a solver has to the browser: our snapshots to see, and click / type / press /
-//! select to act. No evaluate here — starting episodes and reading rewards is the harness's job.
+//! select / hover to act. No evaluate here — starting episodes and reading rewards is the harness's job.
 
 use agent_runtime_e2e::with_id;
 use agent_runtime_proto::v1::sandbox_client::SandboxClient;
 use agent_runtime_proto::v1::{
-    BrowserAriaSnapshotRequest, BrowserClickRequest, BrowserPressRequest,
+    BrowserAriaSnapshotRequest, BrowserClickRequest, BrowserHoverRequest, BrowserPressRequest,
     BrowserSelectOptionRequest, BrowserSnapshotRequest, BrowserTarget, BrowserTypeRequest,
 };
 use anyhow::anyhow;
@@ -118,6 +118,22 @@ impl Agent {
             ))
             .await
             .map_err(|s| anyhow!("BrowserPress {key:?}: {s:?}"))?;
+        Ok(())
+    }
+
+    /// BrowserHover by ref: the pointer over the element (a menu that opens on hover).
+    pub async fn hover(&mut self, el: &Element) -> anyhow::Result<()> {
+        self.calls += 1;
+        self.log(&format!("BrowserHover {}", el.id));
+        self.client
+            .browser_hover(with_id(
+                &self.sandbox,
+                BrowserHoverRequest {
+                    target: Some(target(el)),
+                },
+            ))
+            .await
+            .map_err(|s| anyhow!("BrowserHover {}: {s:?}", el.id))?;
         Ok(())
     }
 

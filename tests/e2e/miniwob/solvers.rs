@@ -48,6 +48,7 @@ pub const TASKS: &[&str] = &[
     "social-media",
     "email-inbox-delete",
     "email-inbox-important",
+    "click-menu",
 ];
 
 /// Solves one episode of `task`, already started.
@@ -329,6 +330,7 @@ pub async fn solve(task: &str, agent: &mut Agent) -> anyhow::Result<()> {
         }
         "navigate-tree" => navigate_tree(agent, page, first_quoted(&q)?).await,
         "social-media" => social_media(agent, &page, &q).await,
+        "click-menu" => click_menu(agent, page.clone(), &q).await,
         "email-inbox-delete" | "email-inbox-important" => {
             // Find the email by Gerta and click the trash icon to delete it / the star icon to
             // mark it as important. Each row (`div "Gerta Aenean. …"`) is followed by its own
@@ -714,6 +716,44 @@ async fn social_media(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result
             agent.click(&item).await
         }
     }
+}
+
+/// Select Almira>Sherye>Anissa: a menu whose submenus open while the pointer rests on their
+/// item (`div[role=menuitem]` lines). Each item but the last is hovered, the last clicked; a
+/// submenu that opens after a delay is looked for again in a later snapshot.
+async fn click_menu(agent: &mut Agent, mut page: Page, q: &str) -> anyhow::Result<()> {
+    let path: Vec<&str> = q
+        .strip_prefix("Select ")
+        .ok_or_else(|| anyhow!("no \"Select \" in {q:?}"))?
+        .split('>')
+        .collect();
+    for (i, item) in path.iter().enumerate() {
+        let mut tries = 0;
+        let el = loop {
+            let found = page
+                .elements
+                .iter()
+                .find(|e| e.kind.as_deref() == Some("menuitem") && e.name == *item)
+                .cloned();
+            match found {
+                Some(el) => break el,
+                None if tries < 10 => {
+                    // jQuery UI opens a submenu 300 ms after the pointer enters its item; a
+                    // model's next call comes later than that anyway.
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                    page = agent.snapshot().await?;
+                }
+                None => bail!("no menu item {item:?} in\n{}", page.dump()),
+            }
+        };
+        if i + 1 == path.len() {
+            return agent.click(&el).await;
+        }
+        agent.hover(&el).await?;
+        page = agent.snapshot().await?;
+    }
+    bail!("an empty menu path in {q:?}")
 }
 
 #[cfg(test)]
