@@ -1012,7 +1012,14 @@ fn describe(
         line.push_str(" (clickable)");
     }
     let href = str_of(node, "url");
-    if !href.is_empty() {
+    // `#` and `javascript:` say nothing of where a link goes (a script acts on the click): a
+    // calendar's 31 day links would add the page's URL 31 times.
+    let says_where = !(href.is_empty()
+        || href == "#"
+        || href
+            .get(..11)
+            .is_some_and(|s| s.eq_ignore_ascii_case("javascript:")));
+    if says_where {
         let absolute = base
             .and_then(|b| b.join(href).ok())
             .map(|u| u.to_string())
@@ -1236,6 +1243,16 @@ mod tests {
             describe(&one, "", base.as_ref(), None, true).as_deref(),
             Some(r#"a "os.walk()" -> https://example.com/a/#os"#)
         );
+        // A link that says nothing of where it goes has no URL on its line.
+        for href in ["#", "javascript:void(0)", "JavaScript:go()"] {
+            let day = json!({"role": "link", "name": "3", "ref": "e41", "url": href});
+            let Value::Object(day) = day else { return };
+            assert_eq!(
+                describe(&day, "", base.as_ref(), None, true).as_deref(),
+                Some(r#"a "3""#),
+                "{href}"
+            );
+        }
         // Several pieces: how they join is the page's to say.
         let two = json!({"role": "link", "ref": "e38", "url": "#x", "children": [
             {"role": "code", "ref": "e39", "text": "os"},

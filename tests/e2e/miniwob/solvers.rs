@@ -49,6 +49,7 @@ pub const TASKS: &[&str] = &[
     "email-inbox-delete",
     "email-inbox-important",
     "click-menu",
+    "choose-date",
 ];
 
 /// Solves one episode of `task`, already started.
@@ -331,6 +332,7 @@ pub async fn solve(task: &str, agent: &mut Agent) -> anyhow::Result<()> {
         "navigate-tree" => navigate_tree(agent, page, first_quoted(&q)?).await,
         "social-media" => social_media(agent, &page, &q).await,
         "click-menu" => click_menu(agent, page.clone(), &q).await,
+        "choose-date" => choose_date(agent, &page, &q).await,
         "email-inbox-delete" | "email-inbox-important" => {
             // Find the email by Gerta and click the trash icon to delete it / the star icon to
             // mark it as important. Each row (`div "Gerta Aenean. …"`) is followed by its own
@@ -754,6 +756,66 @@ async fn click_menu(agent: &mut Agent, mut page: Page, q: &str) -> anyhow::Resul
         page = agent.snapshot().await?;
     }
     bail!("an empty menu path in {q:?}")
+}
+
+/// Select 10/03/2016 as the date and hit submit: a calendar opens from the field, showing one
+/// month (`December 2016` in the text) with `a "Prev"` / `a "Next"` (no href, no role: issue
+/// 14's calendar) and a link per day. The calendar is drawn anew on each move, so each move is
+/// followed by a snapshot.
+async fn choose_date(agent: &mut Agent, page: &Page, q: &str) -> anyhow::Result<()> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let date = between(q, "Select ", " as the date")?;
+    let parts: Vec<i32> = date
+        .split('/')
+        .map(|p| p.parse().with_context(|| format!("{date:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    let [month, day, year] = parts[..] else {
+        bail!("not MM/DD/YYYY: {date:?}")
+    };
+    agent.click(page.one("input", Some("text"))?).await?;
+    let mut page = agent.snapshot().await?;
+    for _ in 0..60 {
+        let shown = page
+            .lines()
+            .find_map(|l| {
+                // `December&nbsp;2016`.
+                let mut words = l.split_whitespace();
+                let (m, y) = (words.next()?, words.next()?);
+                let m = MONTHS.iter().position(|n| *n == m)? as i32 + 1;
+                Some((m, y.parse::<i32>().ok()?))
+            })
+            .ok_or_else(|| anyhow!("no month shown in\n{}", page.dump()))?;
+        let diff = (year - shown.1) * 12 + (month - shown.0);
+        if diff == 0 {
+            let day = page
+                .elements
+                .iter()
+                .find(|e| e.tag == "a" && e.name == day.to_string())
+                .ok_or_else(|| anyhow!("no day {day} in\n{}", page.dump()))?
+                .clone();
+            agent.click(&day).await?;
+            let page = agent.snapshot().await?;
+            return click_button_named(agent, &page, "Submit").await;
+        }
+        let way = if diff < 0 { "Prev" } else { "Next" };
+        let el = page.named("a", None, way)?.clone();
+        agent.click(&el).await?;
+        page = agent.snapshot().await?;
+    }
+    bail!("{date} not reached in 60 months")
 }
 
 #[cfg(test)]
