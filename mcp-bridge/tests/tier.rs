@@ -958,6 +958,13 @@ impl BrowserRun {
         v
     }
 
+    /// Clicks the element with ref `id` and returns what the page logged (`#log`'s text).
+    async fn click_log(&mut self, id: &str) -> Value {
+        self.action("browser_click", json!({ "ref_id": id })).await;
+        self.eval("document.getElementById('log').textContent")
+            .await
+    }
+
     /// browser_evaluate's `result`.
     async fn eval(&mut self, expression: &str) -> Value {
         let v = self
@@ -1633,8 +1640,7 @@ async fn each_control_is_one_line_with_its_own_ref() {
         );
         assert!(lines[0].contains(needle), "{word}: {lines:?}");
         let id = ref_of(&elements, needle);
-        b.action("browser_click", json!({ "ref_id": id })).await;
-        let log = b.eval("document.getElementById('log').textContent").await;
+        let log = b.click_log(&id).await;
         assert_eq!(log, logged, "clicking {id} ({word}) in\n{elements}");
     }
     // A styled checkbox under its own label's box is not "covered": the click checks it.
@@ -1797,8 +1803,7 @@ async fn icon_only_controls_are_named_by_their_icon() {
         ("a \"shopping cart\"", "cart"),
     ] {
         let id = ref_of(&elements, needle);
-        b.action("browser_click", json!({ "ref_id": id })).await;
-        let log = b.eval("document.getElementById('log').textContent").await;
+        let log = b.click_log(&id).await;
         assert_eq!(log, logged, "clicking {id} ({needle}) in\n{elements}");
     }
     b.c.close().await;
@@ -1854,13 +1859,8 @@ async fn controls_bound_through_a_library_are_listed_and_act() {
         ("span \"archive box\" (clickable)", "archived"),
         ("span \"flag\" (clickable)", "flagged"),
     ] {
-        b.action(
-            "browser_click",
-            json!({ "ref_id": ref_of(&elements, needle) }),
-        )
-        .await;
         assert_eq!(
-            b.eval("document.getElementById('log').textContent").await,
+            b.click_log(&ref_of(&elements, needle)).await,
             logged,
             "{needle} in\n{elements}"
         );
@@ -1873,13 +1873,9 @@ async fn controls_bound_through_a_library_are_listed_and_act() {
         .filter(|l| l.ends_with("(clickable)"))
         .collect();
     assert_eq!(palette.len(), 3, "{elements}");
-    b.action(
-        "browser_click",
-        json!({ "ref_id": ref_of(&elements, "fill #2a2 green (clickable)") }),
-    )
-    .await;
     assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
+        b.click_log(&ref_of(&elements, "fill #2a2 green (clickable)"))
+            .await,
         "swatch 1"
     );
     // The painted swatches with no handler are there, told by colour, not marked clickable.
@@ -1900,26 +1896,14 @@ async fn controls_bound_through_a_library_are_listed_and_act() {
         cells.iter().all(|l| l.ends_with("(clickable)")),
         "{cells:?}"
     );
-    b.action(
-        "browser_click",
-        json!({ "ref_id": ref_of(cells[4], "i (empty)") }),
-    )
-    .await;
-    assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
-        "cell 4"
-    );
+    assert_eq!(b.click_log(&ref_of(cells[4], "i (empty)")).await, "cell 4");
     // Empty white table cells say nothing: not listed.
     assert!(lines_with(&elements, "td").is_empty(), "{elements}");
     // The closed folder: its toggle and its name, and nothing of what it hides.
     assert!(!elements.contains("Secret"), "{elements}");
-    b.action(
-        "browser_click",
-        json!({ "ref_id": ref_of(&elements, "span \"Projects\" (clickable)") }),
-    )
-    .await;
     assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
+        b.click_log(&ref_of(&elements, "span \"Projects\" (clickable)"))
+            .await,
         "folder"
     );
     b.action(
@@ -1973,13 +1957,8 @@ async fn a_click_reaches_an_icon_that_swaps_its_image_on_hover() {
         open_page(&mut b, "hover.html", HOVER_SWAP).await;
         let snap = b.snapshot().await;
         let elements = snap["elements"].as_str().expect("elements").to_owned();
-        b.action(
-            "browser_click",
-            json!({ "ref_id": ref_of(&elements, "\"More actions\"") }),
-        )
-        .await;
         assert_eq!(
-            b.eval("document.getElementById('log').textContent").await,
+            b.click_log(&ref_of(&elements, "\"More actions\"")).await,
             "menu",
             "round {round}: the click went past the icon in\n{elements}"
         );
@@ -2070,21 +2049,9 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
     assert_eq!(red.len(), 1, "{elements}");
     let [x, _, w, h] = box_of(red[0]);
     assert_eq!([x, w, h], [136, 48, 48], "{}", red[0]);
-    b.action(
-        "browser_click",
-        json!({ "ref_id": ref_of(red[0], "svg circle") }),
-    )
-    .await;
-    assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
-        "hit"
-    );
+    assert_eq!(b.click_log(&ref_of(red[0], "svg circle")).await, "hit");
     let green = ref_of(&elements, "fill #2a5 green");
-    b.action("browser_click", json!({ "ref_id": green })).await;
-    assert_eq!(
-        b.eval("document.getElementById('log').textContent").await,
-        "miss"
-    );
+    assert_eq!(b.click_log(&green).await, "miss");
     // (b) Nine cells, one line each with its box; the middle one by its place. The same for a
     // table whose cells take the clicks the table handles.
     for (kind, look, logged) in [
@@ -2107,12 +2074,7 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
             .iter()
             .position(|b| b[0] == mx && b[1] == my)
             .expect("middle")];
-        b.action("browser_click", json!({ "ref_id": ref_of(center, kind) }))
-            .await;
-        assert_eq!(
-            b.eval("document.getElementById('log').textContent").await,
-            logged
-        );
+        assert_eq!(b.click_log(&ref_of(center, kind)).await, logged);
     }
     assert!(
         lines_with(&elements, "table").is_empty(),

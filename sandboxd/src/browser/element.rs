@@ -50,13 +50,9 @@ impl Browser {
             options = options.force(true);
             hover = hover.force(true);
         }
-        let through = found.through;
+        let (watching, through) = (found.watching, found.through);
         let (options, again, hover) = (options.build(), again.build(), hover.build());
         self.act(turn, async move {
-            let watching = locator
-                .evaluate::<bool, ()>(js::CLICK_WATCH, None)
-                .await
-                .unwrap_or(false);
             locator.click(Some(options)).await?;
             // Through its own label, the press is the label's.
             if !watching || through {
@@ -284,6 +280,8 @@ struct Clear {
     at: Option<Position>,
     /// Its own label lies over it: click through.
     through: bool,
+    /// The check ran, so a click's press is watched (see `js::CLICK_REACHED`).
+    watching: bool,
 }
 
 /// Fails at once, saying why, when the element cannot take the action (hidden, disabled,
@@ -311,5 +309,6 @@ async fn check(locator: &Locator, target: &Target, action: Action) -> Result<Cle
     Ok(Clear {
         at: found.x.zip(found.y).map(|(x, y)| Position { x, y }),
         through: found.through,
+        watching: true,
     })
 }

@@ -33,7 +33,8 @@ macro_rules! icon_name {
     if (use) return use.replace(/^.*#/, '').replace(/^(ic|icon|ico)[-_]/i, '').replace(/[-_]+/g, ' ');
     if (!name) {
       const css = getComputedStyle(e);
-      const url = /url\(["']?([^"')]+)["']?\)/.exec(css.backgroundImage || '') || /url\(["']?([^"')]+)["']?\)/.exec(css.content || '');
+      const cssUrl = (v) => /url\(["']?([^"')]+)["']?\)/.exec(v || '');
+      const url = cssUrl(css.backgroundImage) || cssUrl(css.content);
       if (url && !url[1].startsWith('data:')) name = file(url[1]);
     }
     if (name && !/\d{3,}|\d+x\d+/.test(name)) return name;
@@ -159,9 +160,9 @@ pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 /// `clickable: false`). So do the things drawn rather than written: visible SVG shapes (`shape`:
 /// `svg circle`, ..., and SVG texts with their words; `clickable` when they show a pointer or
 /// have a click handler; at most `shapeLimit`, the last one saying in `more` how many were
-/// passed over) and every visible canvas of 16x16 or more (`clickable` when it shows it). A shape is left out when it is part
-/// of a small icon (the control around it is listed) or a named picture (a logo), or lies under
-/// the others as their background.
+/// passed over) and every visible canvas of 16x16 or more (`clickable` when it shows it). A
+/// shape is left out when it is part of a small icon (the control around it is listed) or a
+/// named picture (a logo), or lies under the others as their background.
 /// Every control comes with its box (`rect`: x, y, width, height in viewport pixels).
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
@@ -234,6 +235,8 @@ pub const MISSED_CONTROLS: &str = concat!(
   // an icon or a named picture, its shapes), each listed shape's look, those passed over.
   // An SVG text (a chart's or a pie menu's label) is listed like a shape, with its words.
   const shapeTags = new Set(['circle', 'ellipse', 'rect', 'polygon', 'polyline', 'path', 'line', 'text']);
+  // Whether a CSS colour shows at all (an SVG fill or stroke, a background).
+  const paint = (c) => c && c !== 'none' && !/^rgba\(.*, 0\)$/.test(c) && c !== 'transparent';
   const svgs = new Map();
   const looks = new Map();
   let shapesLeft = 0;
@@ -332,7 +335,6 @@ pub const MISSED_CONTROLS: &str = concat!(
     const s = svgOf(svg);
     if (s.icon || (s.named && !clickable)) return null;
     const seen = look(el);
-    const paint = (c) => c && c !== 'none' && !/^rgba\(.*, 0\)$/.test(c) && c !== 'transparent';
     if (!paint(seen.fill) && !paint(seen.stroke)) return null;
     // The backdrop of other shapes: (nearly) the whole <svg>, or more than the viewport.
     const area = box.width * box.height;
@@ -396,7 +398,6 @@ pub const MISSED_CONTROLS: &str = concat!(
     // marked clickable; bare or bordered-only cells (an empty table cell) are not.
     if (cell && !inRegion) {
       if (box.width > 200 || box.height > 200 || plain >= shapeLimit) continue;
-      const paint = (c) => c && c !== 'transparent' && !/^rgba\(.*, 0\)$/.test(c);
       const url = (v) => /url\(/.test(v || '');
       // What it sits on: the nearest ancestor with a colour, else the page's white (known
       // once per parent: cells come in rows).
@@ -480,7 +481,7 @@ pub const MISSED_CONTROLS: &str = concat!(
     // No text of its own: where it is, and its colour when it shows one (a swatch named only by
     // its class).
     const seen = words ? null : look(el);
-    const painted = seen && seen.fill && seen.fill !== 'transparent' && !/^rgba\(.*, 0\)$/.test(seen.fill);
+    const painted = seen && paint(seen.fill);
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
       look: !text || painted ? seen : null, rect: [r.x, r.y, r.width, r.height], clickable: !unsure.has(el) });
   }
@@ -661,13 +662,43 @@ pub const OPTION_VALUES: &str = r#"(el, wanted) => {
   return { values, labels: opts.map((o) => o.label || o.text) };
 }"#;
 
+/// Before a click (`ACTION_CHECK` runs it): watches whether its press reaches `el` (something inside it, or its label),
+/// on the window in the capture phase, before the page's own handlers. The press is the
+/// `mousedown`; when the page cancelled the `pointerdown` there is none, and the `pointerdown`
+/// says. Not the `click`: a page that acts on the press (focus, or a redraw under the pointer
+/// before the release) may never get one. See `CLICK_REACHED`.
+macro_rules! click_watch {
+    () => {
+        r#"((el) => {
+  const w = window;
+  if (!w.__agentRuntimeClickWatch) {
+    const watch = w.__agentRuntimeClickWatch = { el: null, down: null, pointer: null };
+    // The element, or one of its labels (a press on a field's label is the field's).
+    const on = (key) => (e) => {
+      if (!watch.el || watch[key] !== null) return;
+      const path = e.composedPath();
+      watch[key] = path.includes(watch.el) || Array.from(watch.el.labels || []).some((l) => path.includes(l));
+    };
+    w.addEventListener('mousedown', on('down'), true);
+    w.addEventListener('pointerdown', on('pointer'), true);
+  }
+  Object.assign(w.__agentRuntimeClickWatch, { el, down: null, pointer: null });
+  return true;
+})"#
+    };
+}
+
 /// Why an action on `el` cannot work, said at once instead of after Playwright's wait: gone,
 /// hidden, disabled, read-only (for `type`), or covered by another element (named). Returns
 /// `{ problem }`, or `{ x, y }`: where in its box to click when its centre lands on a control
 /// nested in it (an opened tree item's child) while its own text is elsewhere or, for an SVG
 /// shape, when its centre is not on it (a ring), `through: true`
-/// when its own label lies over it (a styled checkbox), or `{}`.
-pub const ACTION_CHECK: &str = r#"(el, kind) => {
+/// when its own label lies over it (a styled checkbox), or `{}`. Before a click it also starts
+/// watching the click's press (see `click_watch!`).
+pub const ACTION_CHECK: &str = concat!(
+    "(el, kind) => {\n  if (kind === 'click') ",
+    click_watch!(),
+    r#"(el);
   const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const name = (e) => {
     let s = '<' + e.tagName.toLowerCase();
@@ -745,31 +776,10 @@ pub const ACTION_CHECK: &str = r#"(el, kind) => {
   // The label gets the click, which is the field's: the click goes through as a user's would.
   if (ownLabel && !within(el, hit)) return Object.assign({ through: true }, at || {});
   return at || {};
-}"#;
+}"#
+);
 
-/// Before a click: watches whether its press reaches `el` (something inside it, or its label),
-/// on the window in the capture phase, before the page's own handlers. The press is the
-/// `mousedown`; when the page cancelled the `pointerdown` there is none, and the `pointerdown`
-/// says. Not the `click`: a page that acts on the press (focus, or a redraw under the pointer
-/// before the release) may never get one. See `CLICK_REACHED`.
-pub const CLICK_WATCH: &str = r#"(el) => {
-  const w = window;
-  if (!w.__agentRuntimeClickWatch) {
-    const watch = w.__agentRuntimeClickWatch = { el: null, down: null, pointer: null };
-    // The element, or one of its labels (a press on a field's label is the field's).
-    const on = (key) => (e) => {
-      if (!watch.el || watch[key] !== null) return;
-      const path = e.composedPath();
-      watch[key] = path.includes(watch.el) || Array.from(watch.el.labels || []).some((l) => path.includes(l));
-    };
-    w.addEventListener('mousedown', on('down'), true);
-    w.addEventListener('pointerdown', on('pointer'), true);
-  }
-  Object.assign(w.__agentRuntimeClickWatch, { el, down: null, pointer: null });
-  return true;
-}"#;
-
-/// After a click: `{ reached, connected }` for the element `CLICK_WATCH` watched (reached: its
+/// After a click: `{ reached, connected }` for the element `click_watch!` watched (reached: its
 /// press did, or no press was seen at all), and the watch ends. A document with no watch (a new
 /// one) says reached.
 pub const CLICK_REACHED: &str = r#"() => {
