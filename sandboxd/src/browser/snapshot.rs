@@ -338,7 +338,9 @@ async fn finish(
         }
     }
     let mark = async {
-        if marks.is_empty() {
+        // The token is the page's to set (`window.__agentRuntimeDoc`): one that is not ours in
+        // form would end up inside a Playwright selector, so its elements are not marked.
+        if marks.is_empty() || !document.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return;
         }
         let selector = format!(
