@@ -1654,6 +1654,70 @@ async fn each_control_is_one_line_with_its_own_ref() {
     b.c.close().await;
 }
 
+/// A page the page scan reads (no frames): refs across snapshots, outlines and a rename.
+const RENAMING: &str = r##"<!doctype html>
+<html><head><title>Renaming</title></head><body>
+<ul role="tablist"><li role="tab"><a role="presentation" tabindex="-1" href="#one">Tab one</a></li></ul>
+<table><tr><th>Genre</th><td><input id="genre" type="text"></td></tr></table>
+<button id="keep" onclick="document.getElementById('log').textContent = 'kept'">Keep</button>
+<button id="rename" onclick="this.textContent = 'Renamed'">Rename me</button>
+<p id="log"></p>
+</body></html>"##;
+
+/// An element keeps its ref across snapshots and in the outline (which also names the row's
+/// field); once it is renamed it gets a new ref and its old one fails at once as stale. A link
+/// a widget marks `presentation` but that still takes focus is listed as the link it is.
+#[tokio::test]
+async fn refs_hold_across_snapshots_and_outlines_until_renamed() {
+    let tier = Tier::start_with_browser().await;
+    let mut b = BrowserRun::start(&tier).await;
+    open_page(&mut b, "renaming.html", RENAMING).await;
+    let snap = b.snapshot().await;
+    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let keep = ref_of(&elements, "button \"Keep\"");
+    let rename = ref_of(&elements, "button \"Rename me\"");
+    let genre = ref_of(&elements, "input[type=text]");
+    assert!(
+        elements.contains("a \"Tab one\""),
+        "a focusable `presentation` link is a link:\n{elements}"
+    );
+    let outline = b
+        .ok(
+            "browser_aria_snapshot",
+            json!({}),
+            &["snapshot", "url", "title"],
+        )
+        .await;
+    let outline = outline["snapshot"].as_str().expect("outline").to_owned();
+    for (line, id) in [("button \"Keep\"", &keep), ("textbox", &genre)] {
+        let found = outline
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_default();
+        assert!(
+            found.contains(&format!("[ref={id}]")),
+            "the outline names {line} {id} too:\n{outline}"
+        );
+    }
+    b.action("browser_click", json!({ "ref_id": rename })).await;
+    let again = b.snapshot().await;
+    let again = again["elements"].as_str().expect("elements").to_owned();
+    assert_eq!(ref_of(&again, "button \"Keep\""), keep, "{again}");
+    let renamed = ref_of(&again, "button \"Renamed\"");
+    assert_ne!(
+        renamed, rename,
+        "a renamed button is new to the agent:\n{again}"
+    );
+    let (code, message) = error_of(
+        "browser_click",
+        &b.c.call("browser_click", json!({ "ref_id": rename })).await,
+    );
+    assert_eq!(code, "BAD_REQUEST", "{message}");
+    assert!(message.contains("stale"), "{message}");
+    assert_eq!(b.click_log(&keep).await, "kept");
+    b.c.close().await;
+}
+
 /// Actions that cannot work: a disabled button, a read-only field, a button under an overlay,
 /// a button hidden since the snapshot.
 const BLOCKED: &str = r#"<!doctype html>

@@ -150,6 +150,8 @@ struct Side {
     navigate: f64,
     /// Asked right after the navigate's reply.
     snapshot: f64,
+    /// The navigate and that snapshot together (p50 of their sums): what an agent waits.
+    both: f64,
     /// Ours only: the same with `no_screenshot` (playwright-mcp's takes none).
     bare: Option<f64>,
     /// Asked [`THINK`] after the navigate's reply, as an agent does once its model has read it.
@@ -196,11 +198,12 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
     };
     println!();
     println!(
-        "| page | navigate ours / playwright-mcp | snapshot right after it | the same, ours \
-         without image | snapshot {} s after it | snapshot text ours / playwright-mcp |",
+        "| page | navigate ours / playwright-mcp | snapshot right after it | both | the same \
+         snapshot, ours without image | snapshot {} s after it | snapshot text ours / \
+         playwright-mcp |",
         THINK.as_secs()
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (i, page) in DOC_PAGES.iter().enumerate() {
         let o = &ours[i];
         let t = theirs.as_ref().map(|(t, _)| &t[i]);
@@ -209,9 +212,10 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
             None => format!("{a:.0} ms"),
         };
         println!(
-            "| {page} | {} | {} | {} | {} | {} / {} chars |",
+            "| {page} | {} | {} | {} | {} | {} | {} / {} chars |",
             pair(o.navigate, t.map(|t| t.navigate)),
             pair(o.snapshot, t.map(|t| t.snapshot)),
+            pair(o.both, t.map(|t| t.both)),
             pair(o.bare.unwrap_or(0.0), t.map(|t| t.snapshot)),
             pair(o.later, t.map(|t| t.later)),
             o.chars,
@@ -220,8 +224,8 @@ pub async fn docs(host: &Host, n: usize) -> anyhow::Result<()> {
     }
     println!(
         "(p50 of {n}, each snapshot after a navigate of its own; ours: text + elements of the \
-         default snapshot, screenshot as an image; our goto starts reading the page for the \
-         next snapshot, playwright-mcp's navigate returns a snapshot; ours in a sandbox with {} \
+         default snapshot, screenshot as an image; our goto replies once it has read the page \
+         for the next snapshot (up to 2 s), playwright-mcp's navigate returns a snapshot; ours in a sandbox with {} \
          CPUs, playwright-mcp on this host's {})",
         bench_cpus(),
         bench_cpus()
@@ -323,8 +327,14 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
         let mut out = Vec::new();
         for page in DOC_PAGES {
             eprintln!("ours: {page}");
-            let (mut nav, mut snap, mut bare, mut later, mut chars) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+            let (mut nav, mut snap, mut both, mut bare, mut later, mut chars) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                0,
+            );
             let goto = || pb::BrowserGotoRequest {
                 url: format!("file:///workspace/docs/{page}"),
                 ..Default::default()
@@ -338,6 +348,7 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
                 let t = Instant::now();
                 let r = s.call(pb::BrowserSnapshotRequest::default()).await?;
                 snap.push(t.elapsed());
+                both.push(nav[nav.len() - 1] + t.elapsed());
                 chars = r.text.chars().count() + r.elements.chars().count();
                 s.call(goto()).await?;
                 let t = Instant::now();
@@ -356,6 +367,7 @@ async fn ours_on_docs(host: &Host, n: usize) -> anyhow::Result<(Vec<Side>, Keys)
             out.push(Side {
                 navigate: p50(&mut nav),
                 snapshot: p50(&mut snap),
+                both: p50(&mut both),
                 bare: Some(p50(&mut bare)),
                 later: p50(&mut later),
                 chars,
@@ -522,7 +534,8 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
     };
     let mut out = Vec::new();
     for page in DOC_PAGES {
-        let (mut nav, mut snap, mut later, mut chars) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let (mut nav, mut snap, mut both, mut later, mut chars) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
         let navigate = || {
             tool(
                 "browser_navigate",
@@ -540,6 +553,7 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
             )
             .await?;
             snap.push(t.elapsed());
+            both.push(nav[nav.len() - 1] + t.elapsed());
             chars = text_of(&r).chars().count();
             call("tools/call", navigate()).await?;
             tokio::time::sleep(THINK).await;
@@ -554,6 +568,7 @@ async fn theirs_on_docs(n: usize) -> anyhow::Result<(Vec<Side>, Keys)> {
         out.push(Side {
             navigate: p50(&mut nav),
             snapshot: p50(&mut snap),
+            both: p50(&mut both),
             bare: None,
             later: p50(&mut later),
             chars,

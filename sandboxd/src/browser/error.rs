@@ -241,14 +241,21 @@ impl BrowserError {
     }
 }
 
-/// `message` with every `aria-ref=<name>` (in any quoting) replaced by `id`.
+/// `message` with every `aria-ref=<name>` and `agent-runtime-el=<key>` (in any quoting)
+/// replaced by `id`.
 fn rename_aria_refs(message: &str, id: &str) -> String {
-    const MARK: &str = "aria-ref=";
+    ["aria-ref=", "agent-runtime-el="]
+        .iter()
+        .fold(message.to_string(), |m, mark| rename_one(&m, mark, id))
+}
+
+/// `message` with every `<mark><name>` replaced by `id`.
+fn rename_one(message: &str, mark: &str, id: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(at) = rest.find(MARK) {
+    while let Some(at) = rest.find(mark) {
         out.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len()..];
+        let after = &rest[at + mark.len()..];
         let end = after
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
@@ -357,6 +364,14 @@ mod tests {
         );
         let e = BrowserError::Playwright("[selector: aria-ref=e3]".into());
         assert_eq!(e.naming(None).to_string(), "[selector: aria-ref=e3]");
+        // The page scan's keys too.
+        let e = BrowserError::Playwright(
+            "waiting for locator('agent-runtime-el=k12') and aria-ref=e3".into(),
+        );
+        assert_eq!(
+            e.naming(Some("ref_2")).to_string(),
+            "waiting for locator('ref_2') and ref_2"
+        );
     }
 
     #[test]

@@ -74,6 +74,38 @@ macro_rules! look {
     };
 }
 
+/// The key an element has (`k12`), kept in the page's world (`window.__agentRuntimeEls`) and
+/// found again by `REF_ENGINE`: `(el, sig) => key`. An element keeps its key while what the
+/// reading that keyed it said of it (`sig`: its role and name) stays, so it keeps its ref across
+/// snapshots and outlines; once that changes (a button renamed), it gets a new key and the old one
+/// finds nothing, so the agent's old ref fails at once. No `sig` (an outline): the key it has.
+macro_rules! page_key {
+    () => {
+        r#"((el, sig) => {
+  let reg = window.__agentRuntimeEls;
+  if (!reg || !(reg.byKey instanceof Map) || !(reg.keys instanceof WeakMap)) {
+    reg = { next: 0, byKey: new Map(), keys: new WeakMap() };
+    Object.defineProperty(window, '__agentRuntimeEls', { value: reg, configurable: true });
+  }
+  let had = reg.keys.get(el);
+  if (had && sig !== undefined && had.sig !== undefined && had.sig !== sig) {
+    reg.byKey.delete(had.key);
+    had = null;
+  }
+  if (had) {
+    if (had.sig === undefined) had.sig = sig;
+    return had.key;
+  }
+  // Now and then, the keys of elements gone from memory are dropped.
+  if (reg.next % 5000 === 4999) for (const [key, w] of reg.byKey) if (!w.deref()) reg.byKey.delete(key);
+  const key = 'k' + (++reg.next);
+  reg.keys.set(el, { key, sig });
+  reg.byKey.set(key, new WeakRef(el));
+  return key;
+})"#
+    };
+}
+
 /// The function `TAG` is, `(el, index, reading) => ...` (a macro, so `MISSED_CONTROLS` can call
 /// it for the elements `MARK_ENGINE` found).
 macro_rules! tag_of {
@@ -146,6 +178,250 @@ pub const MARK_ENGINE: &str = r#"({
   query(root, body) { this.queryAll(root, body); return null; },
 })"#;
 
+/// The page's elements read the way the aria tree reads them, in its JSON shape (`role`, `name`,
+/// `ref`, `cursor`, `checked`, `disabled`, `expanded`, `selected`, `url`, `placeholder`, `text`,
+/// `box` with `boxes`, `children`), but only the nodes a snapshot uses: the elements an agent can
+/// act on (a role it acts on, or the outermost element of a click region showing a pointer) and
+/// the headings, with a select's options inside it. One pass in the page's own world, with no
+/// CSS pseudo-element lookups and no box for elements it does not list: several times quicker
+/// than Playwright's tree on a big page, whose every node it builds, names and sends.
+/// Each listed element gets a key for the document's life (`k12`, the same element the same key;
+/// `REF_ENGINE` finds it again) and is marked listed for this reading (`__agentRuntimeListed`, as
+/// `TAG` marks) in order: the index is the line's. Returns `{ tree, listed }`, or null for a page
+/// with frames or shadow roots, which Playwright's tree reads (its refs reach into frames).
+pub const LEAN_TREE: &str = concat!(
+    r#"([reading, boxes]) => {
+  const body = document.body;
+  if (!body || document.querySelector('iframe, frame, object[data], embed')) return null;
+  const keyOf = "#,
+    page_key!(),
+    r#";
+  const valid = new Set(['alert', 'alertdialog', 'application', 'article', 'banner', 'blockquote', 'button', 'caption', 'cell', 'checkbox', 'code', 'columnheader', 'combobox', 'complementary', 'contentinfo', 'definition', 'deletion', 'dialog', 'directory', 'document', 'emphasis', 'feed', 'figure', 'form', 'generic', 'grid', 'gridcell', 'group', 'heading', 'img', 'insertion', 'link', 'list', 'listbox', 'listitem', 'log', 'main', 'mark', 'marquee', 'math', 'meter', 'menu', 'menubar', 'menuitem', 'menuitemcheckbox', 'menuitemradio', 'navigation', 'none', 'note', 'option', 'paragraph', 'presentation', 'progressbar', 'radio', 'radiogroup', 'region', 'row', 'rowgroup', 'rowheader', 'scrollbar', 'search', 'searchbox', 'separator', 'slider', 'spinbutton', 'status', 'strong', 'subscript', 'superscript', 'switch', 'tab', 'table', 'tablist', 'tabpanel', 'term', 'textbox', 'time', 'timer', 'toolbar', 'tooltip', 'tree', 'treegrid', 'treeitem']);
+  const interactive = new Set(['button', 'link', 'textbox', 'searchbox', 'checkbox', 'radio', 'combobox', 'spinbutton', 'slider', 'listbox', 'option', 'menuitem', 'menuitemcheckbox', 'menuitemradio', 'tab', 'switch', 'treeitem', 'gridcell']);
+  const fromContent = new Set(['button', 'cell', 'checkbox', 'columnheader', 'gridcell', 'heading', 'link', 'menuitem', 'menuitemcheckbox', 'menuitemradio', 'option', 'radio', 'row', 'rowheader', 'switch', 'tab', 'tooltip', 'treeitem']);
+  const inputRoles = { button: 'button', checkbox: 'checkbox', image: 'button', number: 'spinbutton', radio: 'radio', range: 'slider', reset: 'button', submit: 'button', file: 'button' };
+  const ignored = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD', 'TITLE', 'META', 'LINK']);
+  const squash = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  const implicit = (el) => {
+    switch (el.tagName) {
+      case 'A': case 'AREA': return el.hasAttribute('href') ? 'link' : '';
+      case 'BUTTON': return 'button';
+      case 'H1': case 'H2': case 'H3': case 'H4': case 'H5': case 'H6': return 'heading';
+      case 'INPUT': {
+        const type = (el.type || '').toLowerCase();
+        if (type === 'hidden') return '';
+        if (['email', 'search', 'tel', 'text', 'url', ''].includes(type)) {
+          const list = el.getAttribute('list');
+          const dl = list && document.getElementById(list);
+          if (dl && dl.tagName === 'DATALIST') return 'combobox';
+          return type === 'search' ? 'searchbox' : 'textbox';
+        }
+        return inputRoles[type] || 'textbox';
+      }
+      case 'TEXTAREA': return 'textbox';
+      case 'SELECT': return el.multiple || el.size > 1 ? 'listbox' : 'combobox';
+      case 'OPTION': return 'option';
+      case 'OPTGROUP': return 'group';
+      case 'IMG': return el.getAttribute('alt') === '' && !el.getAttribute('title') ? 'presentation' : 'img';
+      case 'LI': return 'listitem';
+      case 'TD': { const t = el.closest('table'); const r = t && t.getAttribute('role'); return r === 'grid' || r === 'treegrid' ? 'gridcell' : 'cell'; }
+      case 'TH': return 'columnheader';
+      case 'TR': return 'row';
+      case 'SVG': case 'svg': return 'img';
+      case 'DIALOG': return 'dialog';
+      case 'P': return 'paragraph';
+      default: return 'generic';
+    }
+  };
+  const roleOf = (el) => {
+    const attr = el.getAttribute('role');
+    if (attr) {
+      for (const r of attr.split(/\s+/)) {
+        if (!valid.has(r)) continue;
+        if (r === 'none' || r === 'presentation') {
+          // A focusable element keeps its own role (jQuery UI's tab links are `presentation`).
+          const focusable = el.hasAttribute('tabindex') || /^(BUTTON|INPUT|SELECT|TEXTAREA)$/.test(el.tagName)
+            || ((el.tagName === 'A' || el.tagName === 'AREA') && el.hasAttribute('href'));
+          return focusable ? implicit(el) : '';
+        }
+        return r;
+      }
+    }
+    const r = implicit(el);
+    return r === 'presentation' ? '' : r;
+  };
+  const textOfIds = (ids) => squash(ids.split(/\s+/).map((id) => {
+    const e = id && document.getElementById(id);
+    return e ? (e.getAttribute('aria-label') || e.innerText || e.textContent) : '';
+  }).join(' '));
+  // What an element's content says, as the tree would name it: its rendered text, else what
+  // its pictures and labelled parts are called.
+  const contentName = (el) => {
+    let t = squash(el.innerText);
+    if (t) return t;
+    const parts = [];
+    for (const e of el.querySelectorAll('img[alt], [aria-label], svg title, input[type=submit], input[type=button]')) {
+      if (e.tagName === 'title') parts.push(e.textContent);
+      else if (e.tagName === 'INPUT') parts.push(e.value);
+      else parts.push(e.getAttribute('aria-label') || e.getAttribute('alt'));
+      if (parts.length > 5) break;
+    }
+    return squash(parts.join(' '));
+  };
+  const nameOf = (el, role) => {
+    const by = el.getAttribute('aria-labelledby');
+    if (by) { const n = textOfIds(by); if (n) return n; }
+    const label = squash(el.getAttribute('aria-label'));
+    if (label && role !== 'generic') return label;
+    const tag = el.tagName;
+    if (tag === 'INPUT') {
+      const type = (el.type || '').toLowerCase();
+      if (type === 'submit' || type === 'reset' || type === 'button') {
+        const v = el.getAttribute('value');
+        if (v !== null) return squash(v);
+        if (type !== 'button') return type === 'submit' ? 'Submit' : 'Reset';
+      }
+      if (type === 'image') return squash(el.getAttribute('alt') || el.getAttribute('value') || 'Submit');
+    }
+    if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || tag === 'METER' || tag === 'PROGRESS') {
+      const names = [];
+      for (const l of el.labels || []) names.push(l.innerText || l.textContent);
+      const n = squash(names.join(' '));
+      if (n) return n;
+      return squash(el.getAttribute('title') || el.getAttribute('placeholder'));
+    }
+    if (tag === 'IMG') return squash(el.getAttribute('alt') || el.getAttribute('title'));
+    if (tag === 'OPTION') return squash(el.label || el.textContent);
+    if (fromContent.has(role)) {
+      const n = contentName(el);
+      if (n) return n;
+    }
+    return squash(el.getAttribute('title'));
+  };
+  const checkedOf = (el, role) => {
+    if (el.tagName === 'INPUT' && (el.type === 'checkbox' || el.type === 'radio')) return el.indeterminate ? 'mixed' : el.checked;
+    if (!/^(checkbox|menuitemcheckbox|option|radio|switch|menuitemradio|treeitem)$/.test(role)) return undefined;
+    const a = el.getAttribute('aria-checked');
+    return a === 'true' ? true : a === 'mixed' ? 'mixed' : undefined;
+  };
+  const disabledOf = (el) => {
+    if (/^(BUTTON|INPUT|SELECT|TEXTAREA|OPTION|OPTGROUP)$/.test(el.tagName) && el.matches(':disabled')) return true;
+    return !!el.closest('[aria-disabled=true]');
+  };
+  const optionNodes = (select) => {
+    const out = [];
+    for (const c of select.children) {
+      if (c.tagName === 'OPTION') {
+        const o = { role: 'option', name: squash(c.label || c.textContent) };
+        if (c.selected) o.selected = true;
+        out.push(o);
+      } else if (c.tagName === 'OPTGROUP') {
+        out.push({ role: 'group', name: squash(c.label), children: optionNodes(c) });
+      }
+      if (out.length >= 200) break;
+    }
+    return out;
+  };
+  const els = [];
+  const root = { role: 'fragment', children: [] };
+  let shadow = false;
+  let count = 0;
+  // `parent`: the node the element's own node goes in; `pointer`: inside a listed element that
+  // shows a pointer (what it holds is part of that click, unless a control of its own).
+  const visit = (el, parent, pointer) => {
+    if (++count > 60000) return;
+    if (ignored.has(el.tagName)) return;
+    if (el.shadowRoot) shadow = true;
+    const style = getComputedStyle(el);
+    if (style.display === 'none') return;
+    let node = null;
+    const role = roleOf(el);
+    if (role) {
+      const cursor = style.cursor === 'pointer';
+      const active = interactive.has(role) || (cursor && !pointer) || role === 'heading';
+      if (active) {
+        let shown = style.visibility === 'visible' && style.display !== 'contents';
+        let r = null;
+        if (shown) { r = el.getBoundingClientRect(); shown = r.width > 0 && r.height > 0; }
+        const takes = shown && style.pointerEvents !== 'none';
+        const inSelect = role === 'option' && parent.role === 'combobox';
+        // A wrapper whose one element child is all it holds is that child (the tree unwraps it).
+        const wrapper = role === 'generic' && !el.getAttribute('title') && el.childElementCount === 1
+          && ![...el.childNodes].some((c) => c.nodeType === 3 && c.nodeValue.trim());
+        const listed = takes && !inSelect && !wrapper && (interactive.has(role) || (cursor && !pointer));
+        if (listed || (role === 'heading' && shown)) {
+          node = { role, name: nameOf(el, role) };
+          if (boxes && r) node.box = { x: Math.round(r.x), y: Math.round(r.y), width: Math.round(r.width), height: Math.round(r.height) };
+          if (listed) {
+            node.ref = keyOf(el, role + '\n' + (node.name || ''));
+            if (cursor && !pointer) node.cursor = 'pointer';
+            el.__agentRuntimeListed = { index: els.length, reading };
+            els.push(el);
+          }
+          const checked = checkedOf(el, role);
+          if (checked === true || checked === 'mixed') node.checked = checked;
+          if (interactive.has(role) && disabledOf(el)) node.disabled = true;
+          if (el.getAttribute('aria-expanded') === 'true' || (el.tagName === 'DETAILS' && el.open)) node.expanded = true;
+          if (el.getAttribute('aria-selected') === 'true' || (el.tagName === 'OPTION' && el.selected)) node.selected = true;
+          if (role === 'link' && el.hasAttribute('href')) {
+            const href = el.getAttribute('href');
+            node.url = href.startsWith('data:') && href.length > 100 ? href.slice(0, 100) + '...' : href;
+          }
+          if (role === 'textbox' || role === 'searchbox') {
+            const p = el.getAttribute('placeholder');
+            if (p !== null && p !== node.name) node.placeholder = p;
+          }
+          if ((el.tagName === 'INPUT' && !/^(checkbox|radio|file)$/.test(el.type)) || el.tagName === 'TEXTAREA') {
+            if (el.value && el.value !== node.name) node.text = el.value;
+          } else if (listed && !interactive.has(role)) {
+            // A clickable with no name of its own: its own words (not those of its parts).
+            const own = [];
+            for (const c of el.childNodes) if (c.nodeType === 3) own.push(c.nodeValue);
+            const t = squash(own.join(' '));
+            if (t) node.text = t;
+          }
+          if (el.tagName === 'SELECT') node.children = optionNodes(el);
+          if (!node.name) delete node.name;
+          (parent.children || (parent.children = [])).push(node);
+        }
+      }
+      if (el.tagName === 'SELECT') return;
+      if (node && node.cursor) pointer = true;
+    }
+    const into = node || parent;
+    for (let c = el.firstElementChild; c; c = c.nextElementSibling) visit(c, into, pointer);
+  };
+  visit(body, root, false);
+  if (shadow) {
+    for (const el of els) delete el.__agentRuntimeListed;
+    return null;
+  }
+  // For MISSED_CONTROLS, which reads what the listed elements are (see `TAG`) by index.
+  Object.defineProperty(window, '__agentRuntimeLean', { value: { reading, els }, configurable: true, writable: true });
+  return { tree: root.children, listed: els.length };
+}"#
+);
+
+/// The selector engine (registered as [`REF_ENGINE_NAME`], run in the page's world) that finds
+/// the element `LEAN_TREE` gave a key: its selector is the key (`k12`). It matches nothing once
+/// the element has left the document.
+pub const REF_ENGINE: &str = r#"({
+  queryAll(root, body) {
+    const reg = window.__agentRuntimeEls;
+    const ref = reg && reg.byKey instanceof Map ? reg.byKey.get(body.trim()) : null;
+    const el = ref && ref.deref();
+    if (!el || !el.isConnected) return [];
+    // Under `root`, crossing shadow roots (an element of a shadow tree is not `contains`ed by
+    // the document).
+    for (let e = el; e; e = e.getRootNode().host) if (root === e || root.contains(e)) return [el];
+    return [];
+  },
+  query(root, body) { return this.queryAll(root, body)[0] || null; },
+})"#;
+
+/// The name `REF_ENGINE` is registered under.
+pub const REF_ENGINE_NAME: &str = "agent-runtime-el";
+
 /// The name `MARK_ENGINE` is registered under.
 pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 
@@ -166,20 +442,40 @@ pub const MARK_ENGINE_NAME: &str = "agent-runtime-mark";
 /// Every control comes with its box (`rect`: x, y, width, height in viewport pixels).
 /// `owners` says, for each listed line (see `TAG`) that contains other controls, its own text
 /// without theirs: empty when it only wraps them (a duplicate). A control that is all a listed
-/// one holds (an item's inner wrapper) is not listed again. `links`: `[index, href]` of listed
-/// links the page was not asked about, in order; each is found again as the next `a[href]` with
-/// that href, to place the controls after them.
+/// one holds (an item's inner wrapper) is not listed again. The controls go after the listed
+/// line before them in the page (`after`), told by the marks on the listed elements: LEAN_TREE
+/// set them; after the aria tree, MARK_ENGINE handed the main frame's listed elements over and
+/// this marks them, returning each one's key (see `page_key!`) in `keys` (`[index, key]`).
+/// `asks`: the lines whose element is read for what it is (`tags`, see `TAG`); `sigs`: after the
+/// aria tree, each line's aria name, which changes with the element's role or name (see
+/// `page_key!`).
 pub const MISSED_CONTROLS: &str = concat!(
-    r#"([limit, reading, links, shapeLimit]) => {
+    r#"([limit, reading, shapeLimit, asks, sigs]) => {
   const tagOf = "#,
     tag_of!(),
     r#";
-  // The elements MARK_ENGINE handed over for this reading are read and marked first.
+  const pageKey = "#,
+    page_key!(),
+    r#";
+  // The listed elements are marked first, and those at the lines `asks` names are read (see
+  // `TAG`): after LEAN_TREE, which marked them, from its list; after the aria tree, as
+  // MARK_ENGINE handed them over, each then getting its key.
   const tags = [];
+  const keys = [];
+  const ask = new Set(asks);
   const marks = window.__agentRuntimeMarks;
   if (marks && marks.has(reading)) {
-    for (const [index, el] of marks.get(reading)) tags.push([index, tagOf(el, index, reading)]);
+    for (const [index, el] of marks.get(reading)) {
+      el.__agentRuntimeListed = { index, reading };
+      keys.push([index, pageKey(el, sigs[index])]);
+      if (ask.has(index)) tags.push([index, tagOf(el, index, reading)]);
+    }
     marks.delete(reading);
+  }
+  const lean = window.__agentRuntimeLean;
+  if (lean && lean.reading === reading) {
+    for (const index of asks) if (lean.els[index]) tags.push([index, tagOf(lean.els[index], index, reading)]);
+    window.__agentRuntimeLean = null;
   }
   const iconName = "#,
     icon_name!(),
@@ -214,18 +510,6 @@ pub const MISSED_CONTROLS: &str = concat!(
     if (!pointer.has(e)) pointer.set(e, getComputedStyle(e).cursor === 'pointer');
     return pointer.get(e);
   };
-  const linkAt = new Map();
-  if (links.length) {
-    const anchors = document.querySelectorAll('a[href]');
-    let k = 0;
-    for (const [index, href] of links) {
-      // A link the tree saw but this document does not hold in order (in a frame or a shadow
-      // root) is passed over after a short look ahead.
-      for (let j = k; j < anchors.length && j < k + 200; j++) {
-        if (anchors[j].getAttribute('href') === href) { linkAt.set(anchors[j], index); k = j + 1; break; }
-      }
-    }
-  }
   const found = [];
   // Found controls and shapes in document order.
   const order = [];
@@ -347,6 +631,7 @@ pub const MISSED_CONTROLS: &str = concat!(
   let scanned = 0;
   // What is inside a link, button, label or select acts through it: not visited at all.
   const container = 'a[href],button,label,select,[role=button],[role=link]';
+  const actsAlone = 'a[href],button,select,[role=button],[role=link]';
   const walker = document.body && document.createTreeWalker(document.body, NodeFilter.SHOW_ELEMENT, {
     acceptNode: (n) => (n.parentElement !== document.body && n.parentElement.matches(container)
       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
@@ -354,7 +639,6 @@ pub const MISSED_CONTROLS: &str = concat!(
   for (let el = walker && walker.nextNode(); el; el = walker.nextNode()) {
     if (found.length - empties >= limit || ++scanned > 20000) break;
     if (listed(el)) last = listed(el) - 1;
-    else if (linkAt.has(el)) last = linkAt.get(el);
     if (!listed(el) && (el.tagName === 'CANVAS' || shapeTags.has(el.tagName))) {
       if (looks.size >= shapeLimit) {
         // Counted, not looked at: an icon's or a picture's shapes are not.
@@ -447,7 +731,9 @@ pub const MISSED_CONTROLS: &str = concat!(
     return { inner, text: squash(parts.join(' ')) };
   };
   const listedEls = [];
-  for (const el of document.body ? document.body.querySelectorAll('*') : []) if (listed(el)) listedEls.push(el);
+  // Not the links, buttons and selects: nothing found is inside them (the scan does not go in),
+  // and a line of theirs is never renamed.
+  for (const el of document.body ? document.body.querySelectorAll('*') : []) if (listed(el) && !el.matches(actsAlone)) listedEls.push(el);
   const info = new Map();
   for (const el of listedEls.concat(found)) info.set(el, ownText(el));
   // A control that is all a listed one holds (an item's inner wrapper) is that control: the
@@ -485,7 +771,7 @@ pub const MISSED_CONTROLS: &str = concat!(
     out.push({ tag: el.tagName.toLowerCase(), text: text.slice(0, 2000), path: path(el), key: keyOf(el), after: after.get(el),
       look: !text || painted ? seen : null, rect: [r.x, r.y, r.width, r.height], clickable: !unsure.has(el) });
   }
-  return { controls: out, owners, tags };
+  return { controls: out, owners, tags, keys };
 }"#
 );
 
@@ -511,15 +797,12 @@ macro_rules! mutations {
     };
 }
 
-/// The document's token (see `DOCUMENT_TOKEN`), the body's innerText and the DOM mutations so
-/// far (see `mutations!`), in one call: a reading stays the page's while the last two hold. It
-/// also sets up, once per document, the listener that takes the elements `MARK_ENGINE` hands
-/// over (its event type is `agent-runtime-mark-<document token>`).
-pub const PAGE_FACTS: &str = concat!(
-    r#"() => {
-  if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
+/// Sets up the document token and the listener that takes the elements `MARK_ENGINE` hands over,
+/// by reading: `[index, element]` (statements, for a function's start).
+macro_rules! mark_listener {
+    () => {
+        r#"if (!window.__agentRuntimeDoc) window.__agentRuntimeDoc = Math.random().toString(36).slice(2);
   if (!window.__agentRuntimeMarks) {
-    // Elements MARK_ENGINE hands over, by reading: [index, element] (see MARK_ENGINE).
     const marks = window.__agentRuntimeMarks = new Map();
     document.addEventListener('agent-runtime-mark-' + window.__agentRuntimeDoc, (e) => {
       e.stopImmediatePropagation();
@@ -527,11 +810,44 @@ pub const PAGE_FACTS: &str = concat!(
       if (!marks.has(reading)) marks.set(reading, []);
       marks.get(reading).push([index, e.composedPath()[0]]);
     }, true);
-  }
+  }"#
+    };
+}
+
+/// The document's token (see `DOCUMENT_TOKEN`), the body's innerText and the DOM mutations so
+/// far (see `mutations!`), in one call: a reading stays the page's while the last two hold. It
+/// also sets up, once per document, the listener that takes the elements `MARK_ENGINE` hands
+/// over (its event type is `agent-runtime-mark-<document token>`).
+pub const PAGE_FACTS: &str = concat!(
+    r#"() => {
+  "#,
+    mark_listener!(),
+    r#"
   const seen = "#,
     mutations!(),
     r#";
   return { document: window.__agentRuntimeDoc, text: document.body ? document.body.innerText : '', count: seen.count };
+}"#
+);
+
+/// The document token, with the listener for `MARK_ENGINE` set up (see `mark_listener!`).
+pub const MARK_READY: &str = concat!(
+    "() => {\n  ",
+    mark_listener!(),
+    "\n  return window.__agentRuntimeDoc;\n}"
+);
+
+/// The keys (see `page_key!`) of the elements `MARK_ENGINE` handed over in `reading`:
+/// `[[index, key], ...]`.
+pub const MARKED_KEYS: &str = concat!(
+    r#"(reading) => {
+  const pageKey = "#,
+    page_key!(),
+    r#";
+  const marks = window.__agentRuntimeMarks;
+  const got = (marks && marks.get(reading)) || [];
+  if (marks) marks.delete(reading);
+  return got.map(([index, el]) => [index, pageKey(el, undefined)]);
 }"#
 );
 

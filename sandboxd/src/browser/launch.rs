@@ -111,11 +111,19 @@ pub async fn launch(shared: &Arc<Shared>) -> Result<Launched> {
         .await
         .map_err(|e| BrowserError::Launch(format!("the playwright driver: {e}")))?;
     // Before the context: engines reach the contexts created after them.
-    if let Err(e) = playwright
-        .selectors()
+    let selectors = playwright.selectors();
+    let registered = match selectors
         .register(js::MARK_ENGINE_NAME, js::MARK_ENGINE, Some(true))
         .await
     {
+        Ok(()) => {
+            selectors
+                .register(js::REF_ENGINE_NAME, js::REF_ENGINE, Some(false))
+                .await
+        }
+        e => e,
+    };
+    if let Err(e) = registered {
         let _ = playwright.shutdown().await;
         return Err(BrowserError::Launch(format!(
             "the playwright driver refused a selector engine: {e}"

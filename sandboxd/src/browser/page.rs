@@ -22,6 +22,9 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 const EVALUATE_LIMIT: usize = 200_000;
 /// How long an evaluated script may run.
 const EVALUATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `goto` waits, after the page loaded, for its reading (see [`Browser::read_ahead`]);
+/// the reading goes on after that, for the snapshot.
+const READ_WAIT: Duration = Duration::from_secs(2);
 /// Chromium's error page, shown after a page that did not load.
 const ERROR_PAGE: &str = "chrome-error://**";
 /// How long a failed goto waits for the error page to commit.
@@ -66,7 +69,12 @@ impl Browser {
         }
         let at = self.location(&page).await;
         drop(turn);
-        self.read_ahead();
+        // The reply waits for the page's reading (as long as READ_WAIT): the snapshot that
+        // nearly always comes next is then served at once, and a page that is still being read
+        // is never handed over as ready.
+        let reading = self.read_ahead();
+        let wait = READ_WAIT.min(timeout.saturating_sub(started.elapsed()));
+        let _ = tokio::time::timeout(wait, reading).await;
         Ok(pb::BrowserPage {
             url: at.url,
             title: at.title,

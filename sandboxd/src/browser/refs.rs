@@ -94,6 +94,12 @@ pub(super) fn normalize(id: &str) -> String {
     }
 }
 
+/// Whether a place is a key `js::LEAN_TREE` gave an element (`k12`), not an aria name (`e12`).
+pub(super) fn is_page_key(aria: &str) -> bool {
+    aria.strip_prefix('k')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Marks a place found by CSS path (and checked by the key stored on the element) rather than
 /// by aria ref: `css:<key>:<path>`.
 const CSS_PLACE: &str = "css:";
@@ -251,9 +257,14 @@ impl Target {
                         Err(stale())
                     };
                 }
-                let locator = page.get_by_ref(&place.aria);
-                // The name resolves against the latest snapshot only, and only while the
-                // element is in the page.
+                // A key the page scan gave (`k12`) names the element for the document's life;
+                // an aria name resolves against the latest aria snapshot only. Either only
+                // while the element is in the page.
+                let locator = if is_page_key(&place.aria) {
+                    page.locator(format!("{}={}", js::REF_ENGINE_NAME, place.aria))
+                } else {
+                    page.get_by_ref(&place.aria)
+                };
                 match locator.count().await {
                     Ok(1) => Ok(locator),
                     _ => Err(stale()),
@@ -298,6 +309,15 @@ mod tests {
             Err(BrowserError::UnknownRef(_))
         ));
         assert!(refs.place(&format!("ref_{}", DOCUMENTS_KEPT + 1)).is_ok());
+    }
+
+    #[test]
+    fn page_keys_are_told_from_aria_names() {
+        assert!(is_page_key("k12"));
+        assert!(!is_page_key("e12"));
+        assert!(!is_page_key("f1e3"));
+        assert!(!is_page_key("k"));
+        assert!(!is_page_key("k1x"));
     }
 
     #[test]

@@ -299,20 +299,26 @@ impl Browser {
     /// the agent asks for next is served from it (when nothing changed meanwhile; see
     /// `capture::unchanged_reading`) instead of waiting for the reading. Owned by this browser:
     /// the next action, another reading ahead or the shutdown stops it.
-    pub(super) fn read_ahead(self: &Arc<Self>) {
-        self.read_ahead_in(Duration::ZERO, None);
+    /// Returns the reading, to wait for (dropping it leaves the reading running).
+    pub(super) fn read_ahead(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.read_ahead_in(Duration::ZERO, None)
     }
 
     /// After an action that succeeded: reads the page ahead for the snapshot that usually comes
     /// next, once [`AFTER_ACTION_DELAY`] has passed with no other call, on a page whose last
     /// reading was quick ([`AFTER_ACTION_READ_MAX`]).
     pub fn after_action(self: &Arc<Self>) {
-        self.read_ahead_in(AFTER_ACTION_DELAY, Some(AFTER_ACTION_READ_MAX));
+        // Not waited for: it starts only once the agent has gone quiet.
+        drop(self.read_ahead_in(AFTER_ACTION_DELAY, Some(AFTER_ACTION_READ_MAX)));
     }
 
     /// [`Browser::read_ahead`] after `delay` (any call that takes a turn meanwhile stops it),
     /// and with `cheaper_than`, only when the last reading took no longer.
-    fn read_ahead_in(self: &Arc<Self>, delay: Duration, cheaper_than: Option<Duration>) {
+    fn read_ahead_in(
+        self: &Arc<Self>,
+        delay: Duration,
+        cheaper_than: Option<Duration>,
+    ) -> tokio::task::JoinHandle<()> {
         let browser = Arc::clone(self);
         let task = tokio::spawn(async move {
             if !delay.is_zero() {
@@ -361,6 +367,7 @@ impl Browser {
         if let Some(previous) = previous {
             previous.abort();
         }
+        task
     }
 
     fn stop_reading_ahead(&self) {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::{BrowserError, Result};
 use super::js;
-use super::refs::{document_token, Refs};
+use super::refs::Refs;
 
 /// Default characters of text + elements in one snapshot reply.
 pub const DEFAULT_BUDGET: usize = 12_000;
@@ -168,9 +168,13 @@ impl Missed {
 struct MissedControls {
     controls: Vec<Missed>,
     owners: Vec<(usize, String)>,
-    /// What the elements `js::MARK_ENGINE` handed over are (see `js::TAG`), by line index.
+    /// What the elements of the lines asked about are (see `js::TAG`), by line index.
     #[serde(default)]
     tags: Vec<(usize, Tag)>,
+    /// The keys of the elements `js::MARK_ENGINE` handed over (see `js::MISSED_CONTROLS`), by
+    /// line index: their places, instead of the aria tree's names.
+    #[serde(default)]
+    keys: Vec<(usize, String)>,
 }
 
 /// Tells one reading's marks on elements from an earlier one's.
@@ -237,11 +241,13 @@ pub async fn read(page: &Page, refs: &mut Refs) -> Result<Full> {
     Ok(read_beside(page, refs, false, async {}).await?.0)
 }
 
-/// Reads `page` whole, running `beside` (a screenshot) once the aria tree is read: it overlaps
-/// the rest of the reading instead of adding to it, and never runs beside the aria call, whose
-/// memory on a big page leaves no room in a small sandbox for a screenshot's too. `boxes`: also
-/// the lines with boxes (`Full::boxed`); the tree's boxes make its call half again as slow on a
-/// big page, so only a snapshot that asks for them reads them.
+/// Reads `page` whole, running `beside` (a screenshot) once its elements are read: it overlaps
+/// the rest of the reading instead of adding to it, and never runs beside the reading of the
+/// elements, whose memory on a big page leaves no room in a small sandbox for a screenshot's too.
+/// The elements are read by `js::LEAN_TREE`; a page it leaves to Playwright (frames, shadow
+/// roots) is read through Playwright's aria tree. `boxes`: also the lines with boxes
+/// (`Full::boxed`); the aria tree's boxes make its call half again as slow on a big page, so
+/// only a snapshot that asks for them reads them.
 pub async fn read_beside<T>(
     page: &Page,
     refs: &mut Refs,
@@ -249,23 +255,39 @@ pub async fn read_beside<T>(
     beside: impl std::future::Future<Output = T>,
 ) -> Result<(Full, T)> {
     let started = std::time::Instant::now();
+    let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Both are page-side work; asked together, their round trips overlap.
-    let (facts, tree) = tokio::join!(
+    let args = (reading, boxes);
+    let (facts, lean) = tokio::join!(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
-        page.aria_snapshot_json(
-            AriaSnapshotOptions::default()
-                .mode(AriaSnapshotMode::Ai)
-                .boxes(boxes),
-        ),
+        page.evaluate::<_, Option<Lean>>(js::LEAN_TREE, Some(&args)),
     );
     let Facts {
         document,
         text,
         count,
     } = facts?;
-    let tree = tree?;
-    let aria_ms = started.elapsed().as_millis();
-    let (full, beside) = tokio::join!(finish(page, refs, document, text, &tree, boxes), beside);
+    let (tree, lean) = match lean {
+        Ok(Some(lean)) => (lean.tree, Some(lean.listed)),
+        other => {
+            if let Err(e) = other {
+                tracing::debug!(error = %e, "the page scan failed; reading the aria tree");
+            }
+            let tree = page
+                .aria_snapshot_json(
+                    AriaSnapshotOptions::default()
+                        .mode(AriaSnapshotMode::Ai)
+                        .boxes(boxes),
+                )
+                .await?;
+            (tree, None)
+        }
+    };
+    let tree_ms = started.elapsed().as_millis();
+    let (full, beside) = tokio::join!(
+        finish(page, refs, reading, document, text, &tree, lean, boxes),
+        beside
+    );
     let took = started.elapsed();
     let full = full.map(|f| Full {
         mutations: count,
@@ -273,20 +295,32 @@ pub async fn read_beside<T>(
         ..f
     });
     tracing::debug!(
-        aria_ms = aria_ms as u64,
+        lean = lean.is_some(),
+        tree_ms = tree_ms as u64,
         total_ms = took.as_millis() as u64,
         "page read"
     );
     Ok((full?, beside))
 }
 
-/// The rest of a reading, from the aria tree: tags, the controls the tree missed, the lines.
+/// What `js::LEAN_TREE` read: the nodes, and how many it listed (marked, in order).
+#[derive(serde::Deserialize)]
+struct Lean {
+    tree: Value,
+    listed: usize,
+}
+
+/// The rest of a reading, from the tree (`lean`: `js::LEAN_TREE`'s, with how many elements it
+/// listed; else Playwright's aria tree): tags, the controls the tree missed, the lines.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     page: &Page,
     refs: &mut Refs,
+    reading: u32,
     document: String,
     text: String,
     tree: &Value,
+    lean: Option<usize>,
     boxes: bool,
 ) -> Result<Full> {
     let started = std::time::Instant::now();
@@ -313,28 +347,44 @@ async fn finish(
         }
     });
     let walk_ms = started.elapsed().as_millis();
-    let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut asked = 0;
-    // Links the page is not asked about are found again by their href, in order, so the
-    // controls the tree missed can still be placed after the right line.
-    let mut links: Vec<(usize, &str)> = Vec::new();
-    // Elements of the main frame are handed to the page's world all at once (`js::MARK_ENGINE`)
-    // and read by the page scan below; those inside frames are asked about one by one.
+    // The page scan marked the elements it listed in this order; had it listed others than
+    // these lines, its marks would tell other elements.
+    let lean = lean.filter(|&listed| {
+        let agrees = listed.min(ELEMENT_LIMIT) == found.len();
+        if !agrees {
+            tracing::warn!(
+                listed,
+                lines = found.len(),
+                "the page scan and its lines disagree"
+            );
+        }
+        agrees
+    });
+    // What is inside frames: the main frame's names have a prefix too (`f1e3`) once it has
+    // navigated, so only the tree tells them apart.
+    let mut framed = std::collections::HashSet::new();
+    if lean.is_none() {
+        in_frame_refs(tree, false, &mut framed);
+    }
+    // The lines whose element is read for what it is (see `js::TAG`).
+    let mut asks: Vec<usize> = Vec::new();
+    // After the aria tree, the main frame's listed elements are handed to the page's world all
+    // at once (`js::MARK_ENGINE`), to be marked, keyed and read by the page scan below; those
+    // inside frames are asked about one by one and keep their aria names.
     let mut marks = String::new();
     let mut in_frames = Vec::new();
     for (i, (node, _)) in found.iter().enumerate() {
-        let ask = needs_tag(node) && asked < TAG_LIMIT;
-        asked += usize::from(ask);
-        if !ask && str_of(node, "role") == "link" && !str_of(node, "url").is_empty() {
-            links.push((i, str_of(node, "url")));
-        }
-        if ask {
-            let aria = str_of(node, "ref");
-            if is_main_frame_ref(aria) {
+        let ask = needs_tag(node) && asks.len() + in_frames.len() < TAG_LIMIT;
+        let aria = str_of(node, "ref");
+        if lean.is_some() || !framed.contains(aria) {
+            if lean.is_none() {
                 marks.push_str(&format!(" {i}:{aria}"));
-            } else {
-                in_frames.push((i, aria));
             }
+            if ask {
+                asks.push(i);
+            }
+        } else if ask {
+            in_frames.push((i, aria));
         }
     }
     let mark = async {
@@ -361,12 +411,19 @@ async fn finish(
     }));
     let ((), framed) = tokio::join!(mark, framed);
     let tags_ms = started.elapsed().as_millis();
+    // After the aria tree, each line's aria name: it changes with the element's role or name,
+    // and so does the key the page gives the element (see `js::MISSED_CONTROLS`).
+    let sigs: Vec<&str> = if lean.is_none() {
+        found.iter().map(|(node, _)| str_of(node, "ref")).collect()
+    } else {
+        Vec::new()
+    };
     // Controls the tree folded into a parent's text or left out; after the tree's elements.
     // The marked elements' tags come with them.
     let missed = page
         .evaluate::<_, MissedControls>(
             js::MISSED_CONTROLS,
-            Some(&(TAG_LIMIT, reading, &links, SHAPE_LIMIT)),
+            Some(&(TAG_LIMIT, reading, SHAPE_LIMIT, &asks, &sigs)),
         )
         .await
         .unwrap_or_default();
@@ -383,13 +440,14 @@ async fn finish(
     }
     tracing::debug!(
         listed = found.len(),
-        asked,
+        asked = asks.len() + in_frames.len(),
         walk_ms = walk_ms as u64,
         tags_ms = tags_ms as u64,
         missed_ms = started.elapsed().as_millis() as u64,
         "page read: tags and missed controls"
     );
     let owners: std::collections::HashMap<usize, String> = missed.owners.into_iter().collect();
+    let keys: std::collections::HashMap<usize, String> = missed.keys.into_iter().collect();
     // The controls the tree missed go where they are in the page: after the listed line they
     // follow (one the page was asked about, or a link found by its href).
     let mut missed_after: std::collections::BTreeMap<i64, Vec<Missed>> = Default::default();
@@ -435,7 +493,8 @@ async fn finish(
         let short = describe(node, parent_role, base.as_ref(), tag.as_ref(), true);
         let long = describe(node, parent_role, base.as_ref(), tag.as_ref(), false);
         if let (Some(short), Some(long)) = (short, long) {
-            let id = refs.ref_for(&document, str_of(node, "ref"));
+            let place = keys.get(&i).map_or(str_of(node, "ref"), String::as_str);
+            let id = refs.ref_for(&document, place);
             if boxes {
                 // A line that tells its place already (a thing with no text) keeps it.
                 let bx = if tag.as_ref().is_some_and(|t| t.look.is_some()) {
@@ -889,10 +948,23 @@ fn sole_text(node: &Map<String, Value>) -> Option<String> {
     }
 }
 
-/// Whether an aria ref names an element of the main frame (`e12`; `f1e3` is inside a frame).
-fn is_main_frame_ref(aria: &str) -> bool {
-    aria.strip_prefix('e')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// The aria names of the nodes inside an `iframe` node of the tree (a frame's elements).
+fn in_frame_refs<'a>(node: &'a Value, inside: bool, out: &mut std::collections::HashSet<&'a str>) {
+    match node {
+        Value::Array(items) => items.iter().for_each(|n| in_frame_refs(n, inside, out)),
+        Value::Object(map) => {
+            if inside {
+                if let Some(r) = map.get("ref").and_then(Value::as_str) {
+                    out.insert(r);
+                }
+            }
+            let frame = inside || map.get("role").and_then(Value::as_str) == Some("iframe");
+            if let Some(children) = map.get("children") {
+                in_frame_refs(children, frame, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Whether a node's line needs the element itself: the aria tree does not say an input's type
@@ -1065,16 +1137,17 @@ pub async fn outline(
     refs: &mut Refs,
     max_chars: usize,
 ) -> Result<(String, bool, usize)> {
-    let document = document_token(page).await?;
+    let document = page.evaluate::<(), String>(js::MARK_READY, None).await?;
     let raw = page
         .aria_snapshot(AriaSnapshotOptions::default().mode(AriaSnapshotMode::Ai))
         .await?;
+    let keys = keys_of(page, &document, &raw).await;
     let total = raw.chars().count();
     let mut out = String::new();
     let mut used = 0;
     let mut truncated = false;
     for line in raw.lines() {
-        let line = rewrite_refs(line, &document, refs);
+        let line = rewrite_refs(line, &document, &keys, refs);
         let len = line.chars().count() + 1;
         if used + len > max_chars {
             truncated = true;
@@ -1092,8 +1165,56 @@ pub async fn outline(
     Ok((out, truncated, total))
 }
 
-/// `[ref=e5]` → `[ref=ref_12]`.
-fn rewrite_refs(line: &str, document: &str, refs: &mut Refs) -> String {
+/// The keys (see `js::MARKED_KEYS`) of the main frame's elements an outline names, by aria
+/// name: an element has the same ref in outlines and snapshots. Empty when the page cannot be
+/// asked (its elements then keep their aria names).
+async fn keys_of(
+    page: &Page,
+    document: &str,
+    outline: &str,
+) -> std::collections::HashMap<String, String> {
+    // All of them: the main frame's elements are found, a frame's are not (its document is
+    // another).
+    let names: Vec<&str> = outline
+        .split("[ref=")
+        .skip(1)
+        .filter_map(|r| r.split(']').next())
+        .collect();
+    // The token is the page's to set (`window.__agentRuntimeDoc`): one that is not ours in form
+    // would end up inside a Playwright selector.
+    if names.is_empty() || !document.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Default::default();
+    }
+    let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let asks: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!(" {i}:{r}"))
+        .collect();
+    let selector = format!(
+        "{}=agent-runtime-mark-{document} {reading}{asks}",
+        js::MARK_ENGINE_NAME
+    );
+    if let Err(e) = page.locator(selector).count().await {
+        tracing::debug!(error = %e, "handing the outline's elements over failed");
+        return Default::default();
+    }
+    let keys = page
+        .evaluate::<_, Vec<(usize, String)>>(js::MARKED_KEYS, Some(&reading))
+        .await
+        .unwrap_or_default();
+    keys.into_iter()
+        .filter_map(|(i, key)| Some((names.get(i)?.to_string(), key)))
+        .collect()
+}
+
+/// `[ref=e5]` → `[ref=ref_12]`; an aria name with a key in `keys` is placed by its key.
+fn rewrite_refs(
+    line: &str,
+    document: &str,
+    keys: &std::collections::HashMap<String, String>,
+    refs: &mut Refs,
+) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find("[ref=") {
@@ -1101,7 +1222,8 @@ fn rewrite_refs(line: &str, document: &str, refs: &mut Refs) -> String {
         rest = &rest[i + 5..];
         match rest.find(']') {
             Some(end) => {
-                out.push_str(&refs.ref_for(document, &rest[..end]));
+                let aria = &rest[..end];
+                out.push_str(&refs.ref_for(document, keys.get(aria).map_or(aria, String::as_str)));
                 rest = &rest[end..];
             }
             None => break,
@@ -1205,6 +1327,23 @@ mod tests {
     }
 
     #[test]
+    fn a_frames_elements_are_told_by_the_tree_not_the_name() {
+        // After a navigation the main frame's names carry a prefix too (`f1e2`).
+        let tree = json!([
+            {"role": "button", "name": "Top", "ref": "f1e2"},
+            {"role": "iframe", "ref": "f1e3", "children": [
+                {"role": "button", "name": "Inside", "ref": "f2e1"},
+                {"role": "generic", "children": [{"role": "link", "name": "Deep", "ref": "f2e4"}]}
+            ]}
+        ]);
+        let mut framed = std::collections::HashSet::new();
+        in_frame_refs(&tree, false, &mut framed);
+        let mut got: Vec<&str> = framed.into_iter().collect();
+        got.sort();
+        assert_eq!(got, ["f2e1", "f2e4"]);
+    }
+
+    #[test]
     fn elements_read_like_the_design_says() {
         let tree = json!([{"role": "generic", "children": [
             {"role": "heading", "name": "Title", "ref": "e1"},
@@ -1267,10 +1406,16 @@ mod tests {
     #[test]
     fn outline_refs_become_ours() {
         let mut refs = Refs::default();
-        let line = rewrite_refs(r#"- button "Go" [ref=e5] [cursor=pointer]"#, "d", &mut refs);
+        let keys = Default::default();
+        let line = rewrite_refs(
+            r#"- button "Go" [ref=e5] [cursor=pointer]"#,
+            "d",
+            &keys,
+            &mut refs,
+        );
         assert_eq!(line, r#"- button "Go" [ref=ref_1] [cursor=pointer]"#);
         assert_eq!(
-            rewrite_refs("- text: plain", "d", &mut refs),
+            rewrite_refs("- text: plain", "d", &keys, &mut refs),
             "- text: plain"
         );
     }
