@@ -185,14 +185,21 @@ pub const MARK_ENGINE: &str = r#"({
 /// the headings, with a select's options inside it. One pass in the page's own world, with no
 /// CSS pseudo-element lookups and no box for elements it does not list: several times quicker
 /// than Playwright's tree on a big page, whose every node it builds, names and sends.
-/// Each listed element gets a key for the document's life (`k12`, the same element the same key;
-/// `REF_ENGINE` finds it again) and is marked listed for this reading (`__agentRuntimeListed`, as
-/// `TAG` marks) in order: the index is the line's. Returns `{ tree, listed }`, or null for a page
-/// with frames or shadow roots, which Playwright's tree reads (its refs reach into frames).
+/// Each listed element gets a key (`page_key!`: the same element keeps it while its role and
+/// name stay; `REF_ENGINE` finds it again) and is marked listed for this reading
+/// (`__agentRuntimeListed`, as `TAG` marks) in order: the index is the line's. At most `limit`
+/// are listed; `more` counts those past it. The scan stops after 60,000 elements. Returns
+/// `{ tree, listed, more }`, or null for a page showing a frame or holding a shadow root, which
+/// Playwright's tree reads (its refs reach into frames). A frame with no size (a tracker's) is
+/// not shown and does not count.
 pub const LEAN_TREE: &str = concat!(
-    r#"([reading, boxes]) => {
+    r#"([reading, boxes, limit]) => {
   const body = document.body;
-  if (!body || document.querySelector('iframe, frame, object[data], embed')) return null;
+  if (!body) return null;
+  for (const f of document.querySelectorAll('iframe, frame, object[data], embed')) {
+    const r = f.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0 && f.checkVisibility({ visibilityProperty: true })) return null;
+  }
   const keyOf = "#,
     page_key!(),
     r#";
@@ -326,6 +333,7 @@ pub const LEAN_TREE: &str = concat!(
   const root = { role: 'fragment', children: [] };
   let shadow = false;
   let count = 0;
+  let more = 0;
   // `parent`: the node the element's own node goes in; `pointer`: inside a listed element that
   // shows a pointer (what it holds is part of that click, unless a control of its own).
   const visit = (el, parent, pointer) => {
@@ -348,7 +356,13 @@ pub const LEAN_TREE: &str = concat!(
         // A wrapper whose one element child is all it holds is that child (the tree unwraps it).
         const wrapper = role === 'generic' && !el.getAttribute('title') && el.childElementCount === 1
           && ![...el.childNodes].some((c) => c.nodeType === 3 && c.nodeValue.trim());
-        const listed = takes && !inSelect && !wrapper && (interactive.has(role) || (cursor && !pointer));
+        let listed = takes && !inSelect && !wrapper && (interactive.has(role) || (cursor && !pointer));
+        if (listed && els.length >= limit) {
+          more++;
+          listed = false;
+          // What it holds is part of its click, as if it were listed.
+          if (cursor && !pointer && !interactive.has(role)) pointer = true;
+        }
         if (listed || (role === 'heading' && shown)) {
           node = { role, name: nameOf(el, role) };
           if (boxes && r) node.box = { x: Math.round(r.x), y: Math.round(r.y), width: Math.round(r.width), height: Math.round(r.height) };
@@ -398,7 +412,7 @@ pub const LEAN_TREE: &str = concat!(
   }
   // For MISSED_CONTROLS, which reads what the listed elements are (see `TAG`) by index.
   Object.defineProperty(window, '__agentRuntimeLean', { value: { reading, els }, configurable: true, writable: true });
-  return { tree: root.children, listed: els.length };
+  return { tree: root.children, listed: els.length, more };
 }"#
 );
 

@@ -257,7 +257,7 @@ pub async fn read_beside<T>(
     let started = std::time::Instant::now();
     let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Both are page-side work; asked together, their round trips overlap.
-    let args = (reading, boxes);
+    let args = (reading, boxes, ELEMENT_LIMIT);
     let (facts, lean) = tokio::join!(
         page.evaluate::<(), Facts>(js::PAGE_FACTS, None),
         page.evaluate::<_, Option<Lean>>(js::LEAN_TREE, Some(&args)),
@@ -268,7 +268,7 @@ pub async fn read_beside<T>(
         count,
     } = facts?;
     let (tree, lean) = match lean {
-        Ok(Some(lean)) => (lean.tree, Some(lean.listed)),
+        Ok(Some(lean)) => (lean.tree, Some((lean.listed, lean.more))),
         other => {
             if let Err(e) = other {
                 tracing::debug!(error = %e, "the page scan failed; reading the aria tree");
@@ -308,10 +308,14 @@ pub async fn read_beside<T>(
 struct Lean {
     tree: Value,
     listed: usize,
+    /// Listed past the limit: counted, not in the tree.
+    #[serde(default)]
+    more: usize,
 }
 
 /// The rest of a reading, from the tree (`lean`: `js::LEAN_TREE`'s, with how many elements it
-/// listed; else Playwright's aria tree): tags, the controls the tree missed, the lines.
+/// listed and how many past its limit; else Playwright's aria tree): tags, the controls the
+/// tree missed, the lines.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     page: &Page,
@@ -320,7 +324,7 @@ async fn finish(
     document: String,
     text: String,
     tree: &Value,
-    lean: Option<usize>,
+    lean: Option<(usize, usize)>,
     boxes: bool,
 ) -> Result<Full> {
     let started = std::time::Instant::now();
@@ -349,7 +353,10 @@ async fn finish(
     let walk_ms = started.elapsed().as_millis();
     // The page scan marked the elements it listed in this order; had it listed others than
     // these lines, its marks would tell other elements.
-    let lean = lean.filter(|&listed| {
+    if let Some((_, more)) = lean {
+        total += more;
+    }
+    let lean = lean.map(|(listed, _)| listed).filter(|&listed| {
         let agrees = listed.min(ELEMENT_LIMIT) == found.len();
         if !agrees {
             tracing::warn!(
