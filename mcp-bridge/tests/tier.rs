@@ -979,6 +979,12 @@ impl BrowserRun {
 
     /// browser_snapshot: `{url, title, screenshot, text, elements}` in `structuredContent`, the
     /// screenshot also as the one image block.
+    /// The element lines of a snapshot taken now (checked as [`BrowserRun::snapshot`] does).
+    async fn elements(&mut self) -> String {
+        let snap = self.snapshot().await;
+        snap["elements"].as_str().expect("elements").to_owned()
+    }
+
     async fn snapshot(&mut self) -> Value {
         let tool = "browser_snapshot";
         let r = self.c.call(tool, json!({})).await;
@@ -1601,8 +1607,7 @@ async fn each_control_is_one_line_with_its_own_ref() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "widgets.html", WIDGETS).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     // (needle in its line, a word no other control's line may share, what clicking it logs)
     let controls = [
         ("\"Reply\"", "Reply", "reply"),
@@ -1672,8 +1677,7 @@ async fn refs_hold_across_snapshots_and_outlines_until_renamed() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "renaming.html", RENAMING).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     let keep = ref_of(&elements, "button \"Keep\"");
     let rename = ref_of(&elements, "button \"Rename me\"");
     let genre = ref_of(&elements, "input[type=text]");
@@ -1700,8 +1704,7 @@ async fn refs_hold_across_snapshots_and_outlines_until_renamed() {
         );
     }
     b.action("browser_click", json!({ "ref_id": rename })).await;
-    let again = b.snapshot().await;
-    let again = again["elements"].as_str().expect("elements").to_owned();
+    let again = b.elements().await;
     assert_eq!(ref_of(&again, "button \"Keep\""), keep, "{again}");
     let renamed = ref_of(&again, "button \"Renamed\"");
     assert_ne!(
@@ -1736,8 +1739,7 @@ async fn actions_that_cannot_work_say_why_at_once() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "blocked.html", BLOCKED).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     let save = ref_of(&elements, "button \"Save\"");
     let fixed = ref_of(&elements, "\"Fixed\"");
     let gone = ref_of(&elements, "button \"Vanish\"");
@@ -1858,8 +1860,7 @@ async fn icon_only_controls_are_named_by_their_icon() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "icons.html", ICONS).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     for (needle, logged) in [
         ("button \"close\"", "close"),
         ("button \"search\"", "search"),
@@ -1916,8 +1917,7 @@ async fn controls_bound_through_a_library_are_listed_and_act() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "bound.html", BOUND).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     // The row's icons, named by their image files, one line each, and each acts on its own.
     for (needle, logged) in [
         ("span \"archive box\" (clickable)", "archived"),
@@ -2019,8 +2019,7 @@ async fn a_click_reaches_an_icon_that_swaps_its_image_on_hover() {
     }
     for round in 0..3 {
         open_page(&mut b, "hover.html", HOVER_SWAP).await;
-        let snap = b.snapshot().await;
-        let elements = snap["elements"].as_str().expect("elements").to_owned();
+        let elements = b.elements().await;
         assert_eq!(
             b.click_log(&ref_of(&elements, "\"More actions\"")).await,
             "menu",
@@ -2096,8 +2095,7 @@ async fn things_with_no_text_are_listed_by_kind_place_and_colour() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "shapes.html", SHAPES).await;
-    let snap = b.snapshot().await;
-    let elements = snap["elements"].as_str().expect("elements").to_owned();
+    let elements = b.elements().await;
     // (a) Three dots, the backdrop left out; the red one by its colour. The drawing's label is
     // listed with its words and place.
     let dots = lines_with(&elements, "svg circle");
@@ -2232,8 +2230,7 @@ async fn boxes_on_request_place_every_element() {
     let tier = Tier::start_with_browser().await;
     let mut b = BrowserRun::start(&tier).await;
     open_page(&mut b, "labelled.html", LABELLED).await;
-    let plain = b.snapshot().await;
-    let plain = plain["elements"].as_str().expect("elements").to_owned();
+    let plain = b.elements().await;
     assert_eq!(plain.lines().count(), 4, "{plain}");
     // Only the one with no text tells its place.
     assert_eq!(lines_with(&plain, " at (").len(), 1, "{plain}");

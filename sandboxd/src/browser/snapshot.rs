@@ -394,20 +394,7 @@ async fn finish(
             in_frames.push((i, aria));
         }
     }
-    let mark = async {
-        // The token is the page's to set (`window.__agentRuntimeDoc`): one that is not ours in
-        // form would end up inside a Playwright selector, so its elements are not marked.
-        if marks.is_empty() || !document.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return;
-        }
-        let selector = format!(
-            "{}=agent-runtime-mark-{document} {reading}{marks}",
-            js::MARK_ENGINE_NAME
-        );
-        if let Err(e) = page.locator(selector).count().await {
-            tracing::debug!(error = %e, "marking the listed elements failed");
-        }
-    };
+    let mark = hand_over(page, &document, reading, &marks);
     let framed = join_all(in_frames.iter().map(|&(i, aria)| async move {
         let tag = page
             .get_by_ref(aria)
@@ -416,7 +403,7 @@ async fn finish(
             .ok();
         (i, tag)
     }));
-    let ((), framed) = tokio::join!(mark, framed);
+    let (_, framed) = tokio::join!(mark, framed);
     let tags_ms = started.elapsed().as_millis();
     // After the aria tree, each line's aria name: it changes with the element's role or name,
     // and so does the key the page gives the element (see `js::MISSED_CONTROLS`).
@@ -1187,23 +1174,13 @@ async fn keys_of(
         .skip(1)
         .filter_map(|r| r.split(']').next())
         .collect();
-    // The token is the page's to set (`window.__agentRuntimeDoc`): one that is not ours in form
-    // would end up inside a Playwright selector.
-    if names.is_empty() || !document.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Default::default();
-    }
     let reading = READINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let asks: String = names
         .iter()
         .enumerate()
         .map(|(i, r)| format!(" {i}:{r}"))
         .collect();
-    let selector = format!(
-        "{}=agent-runtime-mark-{document} {reading}{asks}",
-        js::MARK_ENGINE_NAME
-    );
-    if let Err(e) = page.locator(selector).count().await {
-        tracing::debug!(error = %e, "handing the outline's elements over failed");
+    if !hand_over(page, document, reading, &asks).await {
         return Default::default();
     }
     let keys = page
@@ -1213,6 +1190,27 @@ async fn keys_of(
     keys.into_iter()
         .filter_map(|(i, key)| Some((names.get(i)?.to_string(), key)))
         .collect()
+}
+
+/// Hands the elements named in `asks` (` <index>:<aria name>` each) to the page's world, for
+/// `reading` (see `js::MARK_ENGINE`). False when none could be: nothing asked, or the document
+/// token is not ours in form — the page sets it (`window.__agentRuntimeDoc`), and it would end
+/// up inside a Playwright selector.
+async fn hand_over(page: &Page, document: &str, reading: u32, asks: &str) -> bool {
+    if asks.is_empty() || !document.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let selector = format!(
+        "{}=agent-runtime-mark-{document} {reading}{asks}",
+        js::MARK_ENGINE_NAME
+    );
+    match page.locator(selector).count().await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "handing elements to the page's world failed");
+            false
+        }
+    }
 }
 
 /// `[ref=e5]` → `[ref=ref_12]`; an aria name with a key in `keys` is placed by its key.
