@@ -354,7 +354,8 @@ async fn finish(
     // The page scan marked the elements it listed in this order; had it listed others than
     // these lines, its marks would tell other elements.
     if let Some((_, more)) = lean {
-        total += more;
+        // A count read in the page's world: added without wrapping.
+        total = total.saturating_add(more);
     }
     let lean = lean.map(|(listed, _)| listed).filter(|&listed| {
         let agrees = listed.min(ELEMENT_LIMIT) == found.len();
